@@ -1,0 +1,405 @@
+//! The arithmetic: projections through the `gemm` crate, and hand-written kernels over
+//! `&[f32]` for the rest (RMSNorm, RoPE, SiLU-GLU, attention dot products). AVX2+FMA paths
+//! are chosen at run time; the portable paths give the same results to rounding.
+
+use gemm::Parallelism;
+
+/// A row-major `[rows, cols]` matrix used as the right-hand side of `x @ w`
+/// (Hugging Face stores `[out, in]`; loupe keeps the transpose so `cols` = out features).
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    /// Build `[in, out]` from row blocks of Hugging Face `[out, in]` weights: each block is
+    /// `(weight, out_rows_range)` and blocks are placed side by side (fused projections).
+    pub fn from_hf_row_blocks(in_features: usize, blocks: &[(&[f32], std::ops::Range<usize>)]) -> Self {
+        let cols: usize = blocks.iter().map(|(_, r)| r.len()).sum();
+        let mut data = vec![0.0; in_features * cols];
+        let mut col0 = 0;
+        for (w, rows) in blocks {
+            for (j, out_row) in rows.clone().enumerate() {
+                let src = &w[out_row * in_features..(out_row + 1) * in_features];
+                for (i, v) in src.iter().enumerate() {
+                    data[i * cols + col0 + j] = *v;
+                }
+            }
+            col0 += rows.len();
+        }
+        Matrix {
+            rows: in_features,
+            cols,
+            data,
+        }
+    }
+
+    /// Build `[in_range.len(), out]` from the input-feature columns `in_range` of a
+    /// Hugging Face `[out, in]` weight (row-parallel projections: o_proj, down_proj).
+    pub fn from_hf_col_slice(w: &[f32], out_features: usize, in_features: usize, in_range: std::ops::Range<usize>) -> Self {
+        let rows = in_range.len();
+        let mut data = vec![0.0; rows * out_features];
+        for o in 0..out_features {
+            let src = &w[o * in_features..(o + 1) * in_features];
+            for (i, col) in in_range.clone().enumerate() {
+                data[i * out_features + o] = src[col];
+            }
+        }
+        Matrix {
+            rows,
+            cols: out_features,
+            data,
+        }
+    }
+}
+
+/// `out[m, w.cols] = x[m, w.rows] @ w`.
+pub fn matmul(out: &mut [f32], x: &[f32], m: usize, w: &Matrix, threads: usize) {
+    let (k, n) = (w.rows, w.cols);
+    assert_eq!(x.len(), m * k, "matmul lhs");
+    assert_eq!(out.len(), m * n, "matmul dst");
+    if m == 0 {
+        return;
+    }
+    let par = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the asserts above bound every access gemm makes through these strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.data.as_ptr(),
+            1,
+            n as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Add `bias` to every row of `x`.
+pub fn add_bias(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+}
+
+/// `out = x / sqrt(mean(x^2) + eps) * weight`, row by row, as transformers' LlamaRMSNorm.
+pub fn rms_norm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+    let h = weight.len();
+    for (o, row) in out.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
+        let ss = dot(row, row);
+        let inv = 1.0 / (ss / h as f32 + eps).sqrt();
+        for ((o, v), w) in o.iter_mut().zip(row).zip(weight) {
+            *o = w * (v * inv);
+        }
+    }
+}
+
+/// `out[t, i] = silu(gate[t, i]) * up[t, i]` where each row of `gu` is `[gate | up]`.
+pub fn silu_mul(out: &mut [f32], gu: &[f32], inter: usize) {
+    for (o, row) in out.chunks_exact_mut(inter).zip(gu.chunks_exact(2 * inter)) {
+        let (g, u) = row.split_at(inter);
+        for ((o, g), u) in o.iter_mut().zip(g).zip(u) {
+            *o = g / (1.0 + (-g).exp()) * u;
+        }
+    }
+}
+
+/// RoPE inverse frequencies, computed in f32 the way transformers does.
+pub fn rope_inv_freq(head_dim: usize, theta: f64, scaling: Option<&crate::config::RopeScaling>) -> Vec<f32> {
+    use crate::config::RopeScaling;
+    let base = theta as f32;
+    let mut inv: Vec<f32> = (0..head_dim / 2)
+        .map(|i| 1.0 / base.powf((2 * i) as f32 / head_dim as f32))
+        .collect();
+    match scaling {
+        None => {}
+        Some(RopeScaling::Linear { factor }) => {
+            for f in &mut inv {
+                *f /= *factor as f32;
+            }
+        }
+        Some(RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        }) => {
+            let (factor, low, high, old) = (
+                *factor as f32,
+                *low_freq_factor as f32,
+                *high_freq_factor as f32,
+                *original_max_position_embeddings as f32,
+            );
+            let low_wavelen = old / low;
+            let high_wavelen = old / high;
+            for f in &mut inv {
+                let wavelen = 2.0 * std::f32::consts::PI / *f;
+                let scaled = if wavelen > low_wavelen { *f / factor } else { *f };
+                let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                *f = if medium {
+                    let smooth = (old / wavelen - low) / (high - low);
+                    (1.0 - smooth) * scaled / factor + smooth * scaled
+                } else {
+                    scaled
+                };
+            }
+        }
+    }
+    inv
+}
+
+/// cos/sin tables `[positions.len(), head_dim/2]` for the given positions.
+pub fn rope_tables(inv_freq: &[f32], positions: impl Iterator<Item = usize>) -> (Vec<f32>, Vec<f32>) {
+    let mut cos = Vec::new();
+    let mut sin = Vec::new();
+    for p in positions {
+        for f in inv_freq {
+            let angle = (p as f32 * f) as f64;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+    (cos, sin)
+}
+
+/// Rotate one head vector in place (rotate-half layout, as Llama checkpoints expect).
+#[inline]
+pub fn rope_apply(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = x.len() / 2;
+    let (a, b) = x.split_at_mut(half);
+    for i in 0..half {
+        let (x1, x2) = (a[i], b[i]);
+        a[i] = x1 * cos[i] - x2 * sin[i];
+        b[i] = x2 * cos[i] + x1 * sin[i];
+    }
+}
+
+/// Numerically stable softmax in place.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Dot product.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        return unsafe { x86::dot(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        s += x * y;
+    }
+    s
+}
+
+/// `y += alpha * x`.
+#[inline]
+pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    debug_assert_eq!(x.len(), y.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports the features the function is compiled for.
+        return unsafe { x86::axpy(y, alpha, x) };
+    }
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += alpha * x;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY (all loads): i + 16 <= n or i + 8 <= n bounds them within both slices.
+        unsafe {
+            while i + 16 <= n {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                    acc1,
+                );
+                i += 16;
+            }
+            if i + 8 <= n {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                i += 8;
+            }
+        }
+        let acc = _mm256_add_ps(acc0, acc1);
+        let hi = _mm256_extractf128_ps(acc, 1);
+        let lo = _mm256_castps256_ps128(acc);
+        let s4 = _mm_add_ps(hi, lo);
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+        let mut s = _mm_cvtss_f32(s1);
+        while i < n {
+            s += a[i] * b[i];
+            i += 1;
+        }
+        s
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+        let n = y.len().min(x.len());
+        let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+        let va = _mm256_set1_ps(alpha);
+        let mut i = 0;
+        // SAFETY: i + 8 <= n bounds every load and store within both slices.
+        unsafe {
+            while i + 8 <= n {
+                let r = _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
+                _mm256_storeu_ps(py.add(i), r);
+                i += 8;
+            }
+        }
+        while i < n {
+            y[i] += alpha * x[i];
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simd_and_portable_dot_agree() {
+        for n in [0, 1, 7, 8, 15, 16, 33, 128, 131] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - exact).abs() < 1e-4, "n={n}");
+            assert!((dot_portable(&a, &b) as f64 - exact).abs() < 1e-4, "n={n}");
+            let mut y = b.clone();
+            axpy(&mut y, 0.5, &a);
+            for i in 0..n {
+                assert!((y[i] - (b[i] + 0.5 * a[i])).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_matches_naive_for_decode_and_prefill_shapes() {
+        for m in [1, 3, 17] {
+            let (k, n) = (19, 23);
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let w = Matrix {
+                rows: k,
+                cols: n,
+                data: (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.5 - 2.0).collect(),
+            };
+            let mut out = vec![0.0; m * n];
+            matmul(&mut out, &x, m, &w, 2);
+            for r in 0..m {
+                for c in 0..n {
+                    let want: f32 = (0..k).map(|i| x[r * k + i] * w.data[i * n + c]).sum();
+                    assert!((out[r * n + c] - want).abs() < 1e-3);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hf_layouts_transpose_correctly() {
+        // HF weight [out=3, in=2]: rows are output features.
+        let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let m = Matrix::from_hf_row_blocks(2, &[(&w, 1..3)]);
+        assert_eq!((m.rows, m.cols), (2, 2));
+        assert_eq!(m.data, [3.0, 5.0, 4.0, 6.0]);
+        let m = Matrix::from_hf_col_slice(&w, 3, 2, 1..2);
+        assert_eq!((m.rows, m.cols), (1, 3));
+        assert_eq!(m.data, [2.0, 4.0, 6.0]);
+    }
+
+    #[test]
+    fn rms_norm_and_softmax() {
+        let x = [3.0, 4.0];
+        let mut out = [0.0; 2];
+        rms_norm(&mut out, &x, &[1.0, 2.0], 0.0);
+        let rms = (12.5f32).sqrt();
+        assert!((out[0] - 3.0 / rms).abs() < 1e-6 && (out[1] - 8.0 / rms).abs() < 1e-6);
+        let mut s = [1.0, 2.0, 3.0];
+        softmax(&mut s);
+        assert!((s.iter().sum::<f32>() - 1.0).abs() < 1e-6 && s[2] > s[1]);
+    }
+
+    #[test]
+    fn llama3_scaling_keeps_high_frequencies_and_divides_low_ones() {
+        let plain = rope_inv_freq(64, 500000.0, None);
+        let s = crate::config::RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192.0,
+        };
+        let scaled = rope_inv_freq(64, 500000.0, Some(&s));
+        assert_eq!(scaled[0], plain[0]);
+        assert!((scaled[31] - plain[31] / 8.0).abs() < 1e-12);
+    }
+}
