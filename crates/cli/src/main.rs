@@ -1,1 +1,92 @@
-fn main() {}
+//! The `loupe` binary: argument parsing and wiring only. Every capability lives in a library
+//! crate (engine, server, bench) with its own tests.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "loupe",
+    version,
+    about = "Find out where the time goes in LLM inference serving"
+)]
+struct Cli {
+    /// Log filter (e.g. info, debug, loupe_engine=debug). Default: info, except the embedded
+    /// server's scheduler lines during `bench` (warn).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reference inference server with SGLang's HTTP API.
+    Serve(loupe_server::ServeArgs),
+    /// Benchmark a server (by default, the embedded reference server).
+    Bench(loupe_bench::BenchArgs),
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(args: loupe_server::ServeArgs) -> anyhow::Result<()> {
+    let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--host {} --port {}: {e}", args.host, args.port))?;
+    let listener =
+        loupe_server::bind(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let launch: Vec<String> = std::env::args().collect();
+    let state = loupe_server::start_state(args, launch.join(" "))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        "The server is fired up and ready to roll! Listening on http://{}",
+        listener.local_addr()?
+    );
+    loupe_server::serve(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Bench(_) => "info,loupe_engine=warn",
+        _ => "info",
+    };
+    init_logging(cli.log_level.as_deref().unwrap_or(default_filter));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await.map(|_| ExitCode::SUCCESS),
+            Command::Bench(args) => loupe_bench::run_cli(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -320,7 +320,10 @@ impl ModelConfig {
         if let Some(act) = f.get("hidden_act").and_then(|v| v.as_str())
             && act != "silu"
         {
-            return Err(f.err("hidden_act", &format!("is '{act}'; only 'silu' is implemented")));
+            return Err(f.err(
+                "hidden_act",
+                &format!("is '{act}'; only 'silu' is implemented"),
+            ));
         }
         let hidden_size = f.usize("hidden_size")?;
         let num_attention_heads = f.usize("num_attention_heads")?;
@@ -343,7 +346,10 @@ impl ModelConfig {
             }
         };
         if head_dim % 2 != 0 {
-            return Err(f.err("head_dim", &format!("must be even for RoPE, got {head_dim}")));
+            return Err(f.err(
+                "head_dim",
+                &format!("must be even for RoPE, got {head_dim}"),
+            ));
         }
         if num_attention_heads % num_key_value_heads != 0 {
             return Err(f.err(
@@ -377,10 +383,7 @@ impl ModelConfig {
                 Architecture::Qwen2 => "qwen2",
             })
             .to_string();
-        let bos_token_id = match f.token_ids("bos_token_id")?.first() {
-            Some(id) => Some(*id),
-            None => None,
-        };
+        let bos_token_id = f.token_ids("bos_token_id")?.first().copied();
         let cfg = ModelConfig {
             architecture,
             model_type,
@@ -457,19 +460,24 @@ mod tests {
 
     #[test]
     fn overrides_replace_scalars_and_merge_dicts() {
-        let mut cfg = json!({"num_hidden_layers": 8, "rope_scaling": {"type": "linear", "factor": 2.0}});
+        let mut cfg =
+            json!({"num_hidden_layers": 8, "rope_scaling": {"type": "linear", "factor": 2.0}});
         apply_overrides(
             &mut cfg,
             &json!({"num_hidden_layers": 2, "rope_scaling": {"factor": 4.0}}),
         )
         .unwrap();
         assert_eq!(cfg["num_hidden_layers"], 2);
-        assert_eq!(cfg["rope_scaling"], json!({"type": "linear", "factor": 4.0}));
+        assert_eq!(
+            cfg["rope_scaling"],
+            json!({"type": "linear", "factor": 4.0})
+        );
     }
 
     #[test]
     fn preset_override_is_visible_in_the_resolved_config() {
-        let cfg = ModelConfig::from_preset(Preset::Small, &json!({"num_hidden_layers": 2})).unwrap();
+        let cfg =
+            ModelConfig::from_preset(Preset::Small, &json!({"num_hidden_layers": 2})).unwrap();
         assert_eq!(cfg.num_hidden_layers, 2);
         assert_eq!(cfg.raw["num_hidden_layers"], 2);
         assert_eq!(cfg.hidden_size, 1024);
@@ -487,8 +495,13 @@ mod tests {
     fn errors_name_the_field() {
         let mut raw = Preset::Tiny.config_json();
         raw["num_key_value_heads"] = json!(3);
-        let err = ModelConfig::from_json(raw, "x/config.json").unwrap_err().to_string();
-        assert!(err.contains("x/config.json") && err.contains("num_key_value_heads"), "{err}");
+        let err = ModelConfig::from_json(raw, "x/config.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x/config.json") && err.contains("num_key_value_heads"),
+            "{err}"
+        );
 
         let mut raw = Preset::Tiny.config_json();
         raw["architectures"] = json!(["GPT2LMHeadModel"]);
@@ -504,7 +517,8 @@ mod tests {
     #[test]
     fn llama3_rope_scaling_parses_with_defaults() {
         let mut raw = Preset::Tiny.config_json();
-        raw["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8192});
+        raw["rope_scaling"] =
+            json!({"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8192});
         let cfg = ModelConfig::from_json(raw, "c").unwrap();
         assert_eq!(
             cfg.rope_scaling,
@@ -519,7 +533,12 @@ mod tests {
 
     #[test]
     fn unknown_model_path_is_a_clear_error() {
-        let err = ModelSource::resolve("no-such-model-xyz").unwrap_err().to_string();
-        assert!(err.contains("no-such-model-xyz") && err.contains("tiny"), "{err}");
+        let err = ModelSource::resolve("no-such-model-xyz")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no-such-model-xyz") && err.contains("tiny"),
+            "{err}"
+        );
     }
 }

@@ -13,7 +13,9 @@ use crate::model::{RankModel, Shard};
 use crate::observer::StepObserver;
 use crate::parallel::TpGroup;
 use crate::request::GenerateRequest;
-use crate::scheduler::{Command, SchedulePolicy, Scheduler, SchedulerConfig, SchedulerParts, SchedulerStats};
+use crate::scheduler::{
+    Command, SchedulePolicy, Scheduler, SchedulerConfig, SchedulerParts, SchedulerStats,
+};
 use crate::tokenizer::Tokenizer;
 use crate::weights::{LoadFormat, SafetensorsCheckpoint, WeightSource};
 
@@ -96,7 +98,10 @@ impl Default for EngineArgs {
 pub enum SubmitError {
     /// A request field is out of range; names the field.
     #[error("{message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("The request queue is full.")]
     QueueFull,
     #[error(transparent)]
@@ -127,7 +132,9 @@ pub struct Engine {
 impl Engine {
     pub fn start(args: EngineArgs) -> Result<Engine, EngineError> {
         if args.tp_size == 0 || args.dp_size == 0 {
-            return Err(EngineError::Config("--tp-size and --dp-size must be at least 1".into()));
+            return Err(EngineError::Config(
+                "--tp-size and --dp-size must be at least 1".into(),
+            ));
         }
         if args.page_size == 0 {
             return Err(EngineError::Config("--page-size must be at least 1".into()));
@@ -136,7 +143,9 @@ impl Engine {
         let config = Arc::new(ModelConfig::load(&source, &args.model_overrides)?);
         Shard::check(&config, args.tp_size)?;
         let weights = match (&source, args.load_format) {
-            (_, LoadFormat::Dummy) | (ModelSource::Preset(_), LoadFormat::Auto) => WeightSource::Dummy,
+            (_, LoadFormat::Dummy) | (ModelSource::Preset(_), LoadFormat::Auto) => {
+                WeightSource::Dummy
+            }
             (ModelSource::Preset(p), LoadFormat::Safetensors) => {
                 return Err(EngineError::Config(format!(
                     "preset '{}' has no checkpoint; use --load-format dummy",
@@ -182,7 +191,9 @@ impl Engine {
                 }
             }
         }
-        let context_length = args.context_length.unwrap_or(config.max_position_embeddings);
+        let context_length = args
+            .context_length
+            .unwrap_or(config.max_position_embeddings);
         let kv_heads_per_rank = if config.num_key_value_heads >= args.tp_size {
             config.num_key_value_heads / args.tp_size
         } else {
@@ -338,11 +349,6 @@ impl Engine {
 
     /// Validate and hand a request to a data-parallel group. Returns the group's rank.
     pub fn submit(&self, req: GenerateRequest) -> Result<usize, SubmitError> {
-        self.validate(req.input_ids.len(), req.params.max_new_tokens)?;
-        req.params.validate().map_err(|e| SubmitError::Invalid {
-            field: e.field,
-            message: e.to_string(),
-        })?;
         let vocab = self.config.vocab_size as u32;
         if let Some(bad) = req.input_ids.iter().find(|&&t| t >= vocab) {
             return Err(SubmitError::Invalid {
@@ -350,8 +356,15 @@ impl Engine {
                 message: format!("token id {bad} is out of the vocabulary (size {vocab})"),
             });
         }
+        self.validate(req.input_ids.len(), req.params.max_new_tokens)?;
+        req.params.validate().map_err(|e| SubmitError::Invalid {
+            field: e.field,
+            message: e.to_string(),
+        })?;
         let g = match self.load_balance {
-            LoadBalance::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % self.groups.len(),
+            LoadBalance::RoundRobin => {
+                self.next.fetch_add(1, Ordering::Relaxed) % self.groups.len()
+            }
             LoadBalance::ShortestQueue => (0..self.groups.len())
                 .min_by_key(|&i| self.groups[i].stats.inflight.load(Ordering::Relaxed))
                 .expect("at least one group"),
@@ -388,7 +401,8 @@ impl Engine {
             let (tx, rx) = tokio::sync::oneshot::channel();
             g.tx.send(Command::FlushCache(tx))
                 .map_err(|_| "the engine is not running".to_string())?;
-            rx.await.map_err(|_| "the engine is not running".to_string())??;
+            rx.await
+                .map_err(|_| "the engine is not running".to_string())??;
         }
         Ok(())
     }

@@ -16,7 +16,10 @@ pub struct Matrix {
 impl Matrix {
     /// Build `[in, out]` from row blocks of Hugging Face `[out, in]` weights: each block is
     /// `(weight, out_rows_range)` and blocks are placed side by side (fused projections).
-    pub fn from_hf_row_blocks(in_features: usize, blocks: &[(&[f32], std::ops::Range<usize>)]) -> Self {
+    pub fn from_hf_row_blocks(
+        in_features: usize,
+        blocks: &[(&[f32], std::ops::Range<usize>)],
+    ) -> Self {
         let cols: usize = blocks.iter().map(|(_, r)| r.len()).sum();
         let mut data = vec![0.0; in_features * cols];
         let mut col0 = 0;
@@ -38,7 +41,12 @@ impl Matrix {
 
     /// Build `[in_range.len(), out]` from the input-feature columns `in_range` of a
     /// Hugging Face `[out, in]` weight (row-parallel projections: o_proj, down_proj).
-    pub fn from_hf_col_slice(w: &[f32], out_features: usize, in_features: usize, in_range: std::ops::Range<usize>) -> Self {
+    pub fn from_hf_col_slice(
+        w: &[f32],
+        out_features: usize,
+        in_features: usize,
+        in_range: std::ops::Range<usize>,
+    ) -> Self {
         let rows = in_range.len();
         let mut data = vec![0.0; rows * out_features];
         for o in 0..out_features {
@@ -126,7 +134,11 @@ pub fn silu_mul(out: &mut [f32], gu: &[f32], inter: usize) {
 }
 
 /// RoPE inverse frequencies, computed in f32 the way transformers does.
-pub fn rope_inv_freq(head_dim: usize, theta: f64, scaling: Option<&crate::config::RopeScaling>) -> Vec<f32> {
+pub fn rope_inv_freq(
+    head_dim: usize,
+    theta: f64,
+    scaling: Option<&crate::config::RopeScaling>,
+) -> Vec<f32> {
     use crate::config::RopeScaling;
     let base = theta as f32;
     let mut inv: Vec<f32> = (0..head_dim / 2)
@@ -155,8 +167,12 @@ pub fn rope_inv_freq(head_dim: usize, theta: f64, scaling: Option<&crate::config
             let high_wavelen = old / high;
             for f in &mut inv {
                 let wavelen = 2.0 * std::f32::consts::PI / *f;
-                let scaled = if wavelen > low_wavelen { *f / factor } else { *f };
-                let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                let scaled = if wavelen > low_wavelen {
+                    *f / factor
+                } else {
+                    *f
+                };
+                let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                 *f = if medium {
                     let smooth = (old / wavelen - low) / (high - low);
                     (1.0 - smooth) * scaled / factor + smooth * scaled
@@ -170,7 +186,10 @@ pub fn rope_inv_freq(head_dim: usize, theta: f64, scaling: Option<&crate::config
 }
 
 /// cos/sin tables `[positions.len(), head_dim/2]` for the given positions.
-pub fn rope_tables(inv_freq: &[f32], positions: impl Iterator<Item = usize>) -> (Vec<f32>, Vec<f32>) {
+pub fn rope_tables(
+    inv_freq: &[f32],
+    positions: impl Iterator<Item = usize>,
+) -> (Vec<f32>, Vec<f32>) {
     let mut cos = Vec::new();
     let mut sin = Vec::new();
     for p in positions {
@@ -276,7 +295,8 @@ mod x86 {
         // SAFETY (all loads): i + 16 <= n or i + 8 <= n bounds them within both slices.
         unsafe {
             while i + 16 <= n {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                acc0 =
+                    _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
                 acc1 = _mm256_fmadd_ps(
                     _mm256_loadu_ps(pa.add(i + 8)),
                     _mm256_loadu_ps(pb.add(i + 8)),
@@ -285,7 +305,8 @@ mod x86 {
                 i += 16;
             }
             if i + 8 <= n {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+                acc0 =
+                    _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
                 i += 8;
             }
         }
@@ -352,7 +373,9 @@ mod tests {
             let w = Matrix {
                 rows: k,
                 cols: n,
-                data: (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.5 - 2.0).collect(),
+                data: (0..k * n)
+                    .map(|i| ((i * 5) % 11) as f32 * 0.5 - 2.0)
+                    .collect(),
             };
             let mut out = vec![0.0; m * n];
             matmul(&mut out, &x, m, &w, 2);

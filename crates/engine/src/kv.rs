@@ -316,7 +316,9 @@ impl RadixCache {
             freed += node.key.len();
             self.evictable -= node.key.len();
             let parent = node.parent;
-            self.nodes[parent].children.remove(&node.key[..self.page_size]);
+            self.nodes[parent]
+                .children
+                .remove(&node.key[..self.page_size]);
             self.free_ids.push(id);
             let pn = &self.nodes[parent];
             if parent != ROOT && pn.children.is_empty() && pn.lock_ref == 0 {

@@ -55,19 +55,19 @@ pub struct Shard {
 impl Shard {
     pub fn check(cfg: &ModelConfig, tp_size: usize) -> Result<(), EngineError> {
         let bad = |what: String| Err(EngineError::Config(format!("--tp-size {tp_size}: {what}")));
-        if cfg.num_attention_heads % tp_size != 0 {
+        if !cfg.num_attention_heads.is_multiple_of(tp_size) {
             return bad(format!(
                 "num_attention_heads ({}) is not divisible by the tensor-parallel size",
                 cfg.num_attention_heads
             ));
         }
         let kv = cfg.num_key_value_heads;
-        if kv % tp_size != 0 && tp_size % kv != 0 {
+        if !kv.is_multiple_of(tp_size) && !tp_size.is_multiple_of(kv) {
             return bad(format!(
                 "num_key_value_heads ({kv}) neither divides nor is divisible by the tensor-parallel size"
             ));
         }
-        if cfg.intermediate_size % tp_size != 0 {
+        if !cfg.intermediate_size.is_multiple_of(tp_size) {
             return bad(format!(
                 "intermediate_size ({}) is not divisible by the tensor-parallel size",
                 cfg.intermediate_size
@@ -178,8 +178,14 @@ impl RankModel {
     ) -> Result<Vec<RankModel>, EngineError> {
         Shard::check(&cfg, tp_size)?;
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
-        let (nq, nkv, inter) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size);
-        let shards: Vec<Shard> = (0..tp_size).map(|tp_rank| Shard { tp_size, tp_rank }).collect();
+        let (nq, nkv, inter) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.intermediate_size,
+        );
+        let shards: Vec<Shard> = (0..tp_size)
+            .map(|tp_rank| Shard { tp_size, tp_rank })
+            .collect();
         let embed = source.load("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
         let lm_full = if cfg.tie_word_embeddings {
             None
@@ -232,9 +238,9 @@ impl RankModel {
                     h,
                     &[(&q, rows(&qh)), (&k, rows(&kh)), (&v, rows(&kh))],
                 );
-                let qkv_bias = qkv_bias.as_ref().map(|(qb, kb, vb)| {
-                    [&qb[rows(&qh)], &kb[rows(&kh)], &vb[rows(&kh)]].concat()
-                });
+                let qkv_bias = qkv_bias
+                    .as_ref()
+                    .map(|(qb, kb, vb)| [&qb[rows(&qh)], &kb[rows(&kh)], &vb[rows(&kh)]].concat());
                 let gate_up =
                     Matrix::from_hf_row_blocks(h, &[(&gate, ir.clone()), (&up, ir.clone())]);
                 let gate_up_bias = mlp_bias
@@ -265,8 +271,12 @@ impl RankModel {
             let layer_floats = kv_slots * n_kv * hd;
             let kv = KvCache {
                 // Zeroed allocations are mapped lazily, so an unused pool costs no memory.
-                k: (0..cfg.num_hidden_layers).map(|_| vec![0.0; layer_floats]).collect(),
-                v: (0..cfg.num_hidden_layers).map(|_| vec![0.0; layer_floats]).collect(),
+                k: (0..cfg.num_hidden_layers)
+                    .map(|_| vec![0.0; layer_floats])
+                    .collect(),
+                v: (0..cfg.num_hidden_layers)
+                    .map(|_| vec![0.0; layer_floats])
+                    .collect(),
             };
             let pool = if threads_per_rank > 1 {
                 Some(
@@ -383,7 +393,10 @@ impl RankModel {
             let (kc, vc) = (&mut self.kv.k[li], &mut self.kv.v[li]);
             timed(ops, rec, OpKind::Rope, l, [t, qkv_width, 0], || {
                 for (ti, row) in qkv.chunks_exact_mut(qkv_width).enumerate() {
-                    let (c, s) = (&cos[ti * half..(ti + 1) * half], &sin[ti * half..(ti + 1) * half]);
+                    let (c, s) = (
+                        &cos[ti * half..(ti + 1) * half],
+                        &sin[ti * half..(ti + 1) * half],
+                    );
                     let (q, kv) = row.split_at_mut(q_width);
                     for head in q.chunks_exact_mut(hd) {
                         kernels::rope_apply(head, c, s);
@@ -436,7 +449,9 @@ impl RankModel {
                 kernels::matmul(&mut proj, &attn, t, &layer.o, threads)
             });
             if comm.size() > 1 {
-                timed(ops, rec, OpKind::AllReduce, l, [t, h, 0], || comm.all_reduce(rank, &mut proj));
+                timed(ops, rec, OpKind::AllReduce, l, [t, h, 0], || {
+                    comm.all_reduce(rank, &mut proj)
+                });
             }
             if let Some(b) = &layer.o_bias {
                 kernels::add_bias(&mut proj, b);
@@ -447,12 +462,19 @@ impl RankModel {
             timed(ops, rec, OpKind::PostAttentionNorm, l, [t, h, 0], || {
                 kernels::rms_norm(&mut normed, &x, &layer.post_norm, cfg.rms_norm_eps)
             });
-            timed(ops, rec, OpKind::GateUpProj, l, [t, h, 2 * self.inter], || {
-                kernels::matmul(&mut gu, &normed, t, &layer.gate_up, threads);
-                if let Some(b) = &layer.gate_up_bias {
-                    kernels::add_bias(&mut gu, b);
-                }
-            });
+            timed(
+                ops,
+                rec,
+                OpKind::GateUpProj,
+                l,
+                [t, h, 2 * self.inter],
+                || {
+                    kernels::matmul(&mut gu, &normed, t, &layer.gate_up, threads);
+                    if let Some(b) = &layer.gate_up_bias {
+                        kernels::add_bias(&mut gu, b);
+                    }
+                },
+            );
             timed(ops, rec, OpKind::SiluAndMul, l, [t, self.inter, 0], || {
                 kernels::silu_mul(&mut act, &gu, self.inter)
             });
@@ -460,7 +482,9 @@ impl RankModel {
                 kernels::matmul(&mut proj, &act, t, &layer.down, threads)
             });
             if comm.size() > 1 {
-                timed(ops, rec, OpKind::AllReduce, l, [t, h, 0], || comm.all_reduce(rank, &mut proj));
+                timed(ops, rec, OpKind::AllReduce, l, [t, h, 0], || {
+                    comm.all_reduce(rank, &mut proj)
+                });
             }
             if let Some(b) = &layer.down_bias {
                 kernels::add_bias(&mut proj, b);
@@ -505,8 +529,13 @@ impl RankModel {
         if comm.size() == 1 {
             return Some(local);
         }
-        timed(ops, rec, OpKind::AllGather, None, [n, cfg.vocab_size, 0], || {
-            comm.gather_columns(rank, &local, n, cfg.vocab_size)
-        })
+        timed(
+            ops,
+            rec,
+            OpKind::AllGather,
+            None,
+            [n, cfg.vocab_size, 0],
+            || comm.gather_columns(rank, &local, n, cfg.vocab_size),
+        )
     }
 }

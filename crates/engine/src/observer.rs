@@ -105,7 +105,11 @@ impl OpKind {
     pub fn is_projection(self) -> bool {
         matches!(
             self,
-            OpKind::QkvProj | OpKind::OProj | OpKind::GateUpProj | OpKind::DownProj | OpKind::LmHead
+            OpKind::QkvProj
+                | OpKind::OProj
+                | OpKind::GateUpProj
+                | OpKind::DownProj
+                | OpKind::LmHead
         )
     }
 }

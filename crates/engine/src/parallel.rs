@@ -188,7 +188,8 @@ impl TpGroup {
     pub fn forward(&mut self, batch: ForwardBatch) -> ForwardOutput {
         let batch = Arc::new(batch);
         for w in &self.workers {
-            w.tx.send(batch.clone()).expect("tensor-parallel rank thread died");
+            w.tx.send(batch.clone())
+                .expect("tensor-parallel rank thread died");
         }
         let mut ops = Vec::new();
         let logits = self.leader.forward(&batch, &self.comm, &mut ops);
@@ -241,7 +242,12 @@ mod tests {
             let _ = gathered;
         }
         let g = results[0].1.clone().unwrap();
-        assert_eq!(g, [0.0, 10.0, 11.0, 20.0, 21.0, 22.0, 1.0, 12.0, 13.0, 23.0, 24.0, 25.0]);
+        assert_eq!(
+            g,
+            [
+                0.0, 10.0, 11.0, 20.0, 21.0, 22.0, 1.0, 12.0, 13.0, 23.0, 24.0, 25.0
+            ]
+        );
         assert!(results[1].1.is_none());
     }
 }

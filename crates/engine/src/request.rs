@@ -13,6 +13,8 @@ pub struct GenerateRequest {
     pub params: SamplingParams,
     /// Send an output every `stream_interval` tokens; otherwise only once, when finished.
     pub stream: bool,
+    /// Tokens per streamed output (`sampling_params.stream_interval`); default: the server's.
+    pub stream_interval: Option<usize>,
     /// Outputs go here. Dropping the receiver aborts the request and frees its KV.
     pub output: UnboundedSender<RequestOutput>,
 }

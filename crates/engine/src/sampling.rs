@@ -57,7 +57,11 @@ pub struct ParamError {
     pub message: String,
 }
 
-fn check(ok: bool, field: &'static str, message: impl FnOnce() -> String) -> Result<(), ParamError> {
+fn check(
+    ok: bool,
+    field: &'static str,
+    message: impl FnOnce() -> String,
+) -> Result<(), ParamError> {
     if ok {
         Ok(())
     } else {
@@ -76,9 +80,13 @@ impl SamplingParams {
             format!("must be a finite number >= 0, got {t}")
         })?;
         let p = self.top_p;
-        check(p > 0.0 && p <= 1.0, "top_p", || format!("must be in (0, 1], got {p}"))?;
+        check(p > 0.0 && p <= 1.0, "top_p", || {
+            format!("must be in (0, 1], got {p}")
+        })?;
         let m = self.min_p;
-        check((0.0..=1.0).contains(&m), "min_p", || format!("must be in [0, 1], got {m}"))?;
+        check((0.0..=1.0).contains(&m), "min_p", || {
+            format!("must be in [0, 1], got {m}")
+        })?;
         let k = self.top_k;
         check(k == -1 || k >= 1, "top_k", || {
             format!("must be -1 (disable) or at least 1, got {k}")
@@ -95,12 +103,16 @@ impl SamplingParams {
         check(r > 0.0 && r <= 2.0, "repetition_penalty", || {
             format!("must be in (0, 2], got {r}")
         })?;
-        check(self.min_new_tokens <= self.max_new_tokens, "min_new_tokens", || {
-            format!(
-                "must not exceed max_new_tokens ({}), got {}",
-                self.max_new_tokens, self.min_new_tokens
-            )
-        })?;
+        check(
+            self.min_new_tokens <= self.max_new_tokens,
+            "min_new_tokens",
+            || {
+                format!(
+                    "must not exceed max_new_tokens ({}), got {}",
+                    self.max_new_tokens, self.min_new_tokens
+                )
+            },
+        )?;
         check(self.stop.iter().all(|s| !s.is_empty()), "stop", || {
             "stop strings must not be empty".into()
         })?;
@@ -112,7 +124,9 @@ impl SamplingParams {
     }
 
     fn has_penalties(&self) -> bool {
-        self.frequency_penalty != 0.0 || self.presence_penalty != 0.0 || self.repetition_penalty != 1.0
+        self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0
+            || self.repetition_penalty != 1.0
     }
 }
 
@@ -152,9 +166,17 @@ impl SamplerState {
             *p /= total;
         }
         let vocab = probs.len();
-        let top_k = if params.top_k < 0 { vocab } else { (params.top_k as usize).min(vocab) };
+        let top_k = if params.top_k < 0 {
+            vocab
+        } else {
+            (params.top_k as usize).min(vocab)
+        };
         if top_k == vocab && params.top_p >= 1.0 && params.min_p <= 0.0 {
-            return draw(&probs, (0..vocab).map(|i| i as u32), self.rng.random::<f32>());
+            return draw(
+                &probs,
+                (0..vocab).map(|i| i as u32),
+                self.rng.random::<f32>(),
+            );
         }
         let candidates = nucleus(&probs, top_k, params.top_p, params.min_p);
         draw(&probs, candidates.into_iter(), self.rng.random::<f32>())
@@ -163,7 +185,10 @@ impl SamplerState {
     fn apply_penalties(&self, logits: &mut [f32], params: &SamplingParams, prompt: &[u32]) {
         if params.repetition_penalty != 1.0 {
             let r = params.repetition_penalty;
-            let seen = prompt.iter().copied().chain(self.output_counts.keys().copied());
+            let seen = prompt
+                .iter()
+                .copied()
+                .chain(self.output_counts.keys().copied());
             let mut done = std::collections::HashSet::new();
             for t in seen {
                 if let Some(l) = logits.get_mut(t as usize)
@@ -196,7 +221,7 @@ pub fn argmax(x: &[f32]) -> u32 {
 fn nucleus(probs: &[f32], top_k: usize, top_p: f32, min_p: f32) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..probs.len() as u32).collect();
     let by_prob = |a: &u32, b: &u32| probs[*b as usize].total_cmp(&probs[*a as usize]);
-    let mut m = top_k.min(64).max(1);
+    let mut m = top_k.clamp(1, 64);
     loop {
         let m_now = m.min(top_k);
         if m_now < idx.len() {
@@ -255,11 +280,41 @@ mod tests {
     #[test]
     fn bad_values_name_their_field() {
         let cases: [(&str, SamplingParams); 5] = [
-            ("temperature", SamplingParams { temperature: -1.0, ..Default::default() }),
-            ("top_p", SamplingParams { top_p: 0.0, ..Default::default() }),
-            ("top_k", SamplingParams { top_k: 0, ..Default::default() }),
-            ("repetition_penalty", SamplingParams { repetition_penalty: 0.0, ..Default::default() }),
-            ("temperature", SamplingParams { temperature: f32::NAN, ..Default::default() }),
+            (
+                "temperature",
+                SamplingParams {
+                    temperature: -1.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "top_p",
+                SamplingParams {
+                    top_p: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "top_k",
+                SamplingParams {
+                    top_k: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "repetition_penalty",
+                SamplingParams {
+                    repetition_penalty: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "temperature",
+                SamplingParams {
+                    temperature: f32::NAN,
+                    ..Default::default()
+                },
+            ),
         ];
         for (field, p) in cases {
             assert_eq!(p.validate().unwrap_err().field, field);
@@ -269,23 +324,34 @@ mod tests {
     #[test]
     fn greedy_takes_the_argmax() {
         let mut s = SamplerState::new(1);
-        let p = SamplingParams { temperature: 0.0, ..Default::default() };
+        let p = SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        };
         assert_eq!(s.sample(&mut [0.1, 3.0, -1.0, 2.9], &p, &[]), 1);
     }
 
     #[test]
     fn same_seed_same_tokens_and_top_k_restricts() {
-        let p = SamplingParams { top_k: 2, ..Default::default() };
+        let p = SamplingParams {
+            top_k: 2,
+            ..Default::default()
+        };
         let logits: Vec<f32> = (0..100).map(|i| (i % 7) as f32 * 0.1).collect();
         let run = |seed| {
             let mut s = SamplerState::new(seed);
-            (0..50).map(|_| s.sample(&mut logits.clone(), &p, &[])).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| s.sample(&mut logits.clone(), &p, &[]))
+                .collect::<Vec<_>>()
         };
         let a = run(7);
         assert_eq!(a, run(7));
         // The two largest logits (value 0.6) sit at indices 6, 13, 20, ...; top_k=2 keeps two.
         let distinct: std::collections::HashSet<_> = a.iter().collect();
-        assert!(distinct.len() <= 2 && a.iter().all(|t| t % 7 == 6), "{distinct:?}");
+        assert!(
+            distinct.len() <= 2 && a.iter().all(|t| t % 7 == 6),
+            "{distinct:?}"
+        );
     }
 
     #[test]
@@ -302,9 +368,17 @@ mod tests {
     fn penalties_push_repeated_tokens_down() {
         let mut s = SamplerState::new(0);
         s.observe(0);
-        let p = SamplingParams { temperature: 0.0, presence_penalty: 1.0, ..Default::default() };
+        let p = SamplingParams {
+            temperature: 0.0,
+            presence_penalty: 1.0,
+            ..Default::default()
+        };
         assert_eq!(s.sample(&mut [1.0, 0.5], &p, &[]), 1);
-        let p = SamplingParams { temperature: 0.0, repetition_penalty: 2.0, ..Default::default() };
+        let p = SamplingParams {
+            temperature: 0.0,
+            repetition_penalty: 2.0,
+            ..Default::default()
+        };
         let s = SamplerState::new(0);
         let mut l = [1.0, 0.6];
         s.apply_penalties(&mut l, &p, &[0]);

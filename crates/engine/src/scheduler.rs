@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::kv::{KvPool, PrefixHandle, RadixCache};
 use crate::model::{ForwardBatch, SeqInput};
-use crate::observer::{ForwardMode, OpEvent, OpKind, SchedulerPhase, StepInfo, StepObserver, StepReport};
+use crate::observer::{
+    ForwardMode, OpEvent, OpKind, SchedulerPhase, StepInfo, StepObserver, StepReport,
+};
 use crate::parallel::TpGroup;
 use crate::request::{FinishReason, GenerateRequest, RequestOutput};
 use crate::sampling::{SamplerState, SamplingParams};
@@ -101,6 +103,7 @@ struct Req {
     output: Vec<u32>,
     params: SamplingParams,
     stream: bool,
+    stream_interval: Option<usize>,
     tx: tokio::sync::mpsc::UnboundedSender<RequestOutput>,
     sampler: SamplerState,
     slots: Vec<u32>,
@@ -246,7 +249,12 @@ impl Scheduler {
             self.run_step(mode, plan, t_recv, t_sched);
         }
         // Shutting down: tell whoever still listens.
-        for r in self.running.drain(..).chain(self.waiting.drain(..)).chain(self.chunked.take()) {
+        for r in self
+            .running
+            .drain(..)
+            .chain(self.waiting.drain(..))
+            .chain(self.chunked.take())
+        {
             let _ = r.tx.send(RequestOutput {
                 text: String::new(),
                 token_ids: Vec::new(),
@@ -285,13 +293,16 @@ impl Scheduler {
                     self.seed_counter
                 });
                 let detok = IncrementalDetokenizer::new(&g.input_ids);
-                self.stats.prompt_tokens_total.fetch_add(g.input_ids.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .prompt_tokens_total
+                    .fetch_add(g.input_ids.len() as u64, Ordering::Relaxed);
                 self.waiting.push_back(Req {
                     rid: g.rid,
                     prompt: g.input_ids,
                     output: Vec::new(),
                     params: g.params,
                     stream: g.stream,
+                    stream_interval: g.stream_interval,
                     tx: g.output,
                     sampler: SamplerState::new(seed),
                     slots: Vec::new(),
@@ -389,7 +400,8 @@ impl Scheduler {
         };
         let key = r.fill(0..kv);
         let dup = self.cache.insert(&key, &r.slots[..kv]);
-        self.pool.release(&r.slots[..dup.max(r.cached_len)], r.cached_len);
+        self.pool
+            .release(&r.slots[..dup.max(r.cached_len)], r.cached_len);
         self.pool.release(&r.slots, aligned.max(r.cached_len));
         self.cache.unlock(r.handle);
         r.handle = PrefixHandle::ROOT;
@@ -406,7 +418,8 @@ impl Scheduler {
         let kv = r.kv_len;
         let key = r.fill(0..kv);
         let dup = self.cache.insert(&key, &r.slots[..kv]);
-        self.pool.release(&r.slots[..dup.max(r.cached_len)], r.cached_len);
+        self.pool
+            .release(&r.slots[..dup.max(r.cached_len)], r.cached_len);
         let (tree_slots, h) = self.cache.match_prefix(&key);
         r.slots[..tree_slots.len()].copy_from_slice(&tree_slots);
         self.cache.lock(h);
@@ -477,7 +490,9 @@ impl Scheduler {
                 r.cached_len = slots.len();
                 r.kv_len = slots.len();
                 r.cached_tokens += slots.len();
-                self.stats.cached_tokens_total.fetch_add(slots.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .cached_tokens_total
+                    .fetch_add(slots.len() as u64, Ordering::Relaxed);
                 r.slots = slots;
                 r.handle = h;
             }
@@ -495,13 +510,18 @@ impl Scheduler {
             let fits_input = plan.is_empty() || extend as i64 <= rem_input;
             // With nothing running, admit as long as the tokens themselves fit: retraction
             // handles the rest, and a reservation larger than the pool must not stall forever.
-            let alone = plan.is_empty() && self.running.len() == first_running && first_running == 0;
+            let alone =
+                plan.is_empty() && self.running.len() == first_running && first_running == 0;
             let fits_memory = if last_chunk && !alone {
                 (extend as f64 + reserve) < rem_total
             } else {
                 (extend as f64) < rem_total
             };
-            if extend == 0 || !fits_input || !fits_memory || !self.ensure_pages(self.pool.pages_needed(r.kv_len, r.kv_len + extend)) {
+            if extend == 0
+                || !fits_input
+                || !fits_memory
+                || !self.ensure_pages(self.pool.pages_needed(r.kv_len, r.kv_len + extend))
+            {
                 // Put it back where it came from; nothing more fits this step.
                 if from_chunked {
                     self.chunked = Some(r);
@@ -517,7 +537,10 @@ impl Scheduler {
                 break;
             }
             let target = r.kv_len + extend;
-            assert!(self.pool.extend(&mut r.slots, target), "pages ensured above");
+            assert!(
+                self.pool.extend(&mut r.slots, target),
+                "pages ensured above"
+            );
             rem_total -= extend as f64 + if last_chunk { reserve } else { 0.0 };
             rem_input -= extend as i64;
             if let Some(c) = rem_chunk.as_mut() {
@@ -565,9 +588,13 @@ impl Scheduler {
         }
         for r in &mut self.running {
             let target = r.kv_len + 1;
-            assert!(self.pool.extend(&mut r.slots, target), "pages ensured above");
+            assert!(
+                self.pool.extend(&mut r.slots, target),
+                "pages ensured above"
+            );
         }
-        self.new_token_ratio = (self.new_token_ratio - self.new_token_ratio_decay).max(self.min_new_token_ratio);
+        self.new_token_ratio =
+            (self.new_token_ratio - self.new_token_ratio_decay).max(self.min_new_token_ratio);
         Some(
             (0..self.running.len())
                 .map(|idx| Planned {
@@ -619,7 +646,13 @@ impl Scheduler {
         true
     }
 
-    fn run_step(&mut self, mode: ForwardMode, plan: Vec<Planned>, t_recv: Instant, t_sched: Instant) {
+    fn run_step(
+        &mut self,
+        mode: ForwardMode,
+        plan: Vec<Planned>,
+        t_recv: Instant,
+        t_sched: Instant,
+    ) {
         self.step += 1;
         let num_tokens: usize = plan.iter().map(|p| p.extend).sum();
         let cached: usize = plan
@@ -693,7 +726,7 @@ impl Scheduler {
         mode: ForwardMode,
         plan: &[Planned],
         logits: Option<Vec<f32>>,
-        mut ops: Option<&mut Vec<OpEvent>>,
+        ops: Option<&mut Vec<OpEvent>>,
     ) {
         let t0 = Instant::now();
         let vocab = self.vocab_size;
@@ -718,14 +751,22 @@ impl Scheduler {
             let tok = r.sampler.sample(l, &r.params, &r.prompt);
             r.sampler.observe(tok);
             r.output.push(tok);
-            self.stats.generation_tokens_total.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .generation_tokens_total
+                .fetch_add(1, Ordering::Relaxed);
             self.log_tokens += 1;
-            Self::check_finish(r, tok, &self.eos_ids, &self.tokenizer, self.cfg.context_length);
+            Self::check_finish(
+                r,
+                tok,
+                &self.eos_ids,
+                &self.tokenizer,
+                self.cfg.context_length,
+            );
             if r.finish.is_some() {
                 finished_idx.push(p.idx);
             }
         }
-        if let Some(ops) = ops.as_deref_mut() {
+        if let Some(ops) = ops {
             ops.push(OpEvent {
                 kind: OpKind::Sampling,
                 layer: None,
@@ -744,9 +785,9 @@ impl Scheduler {
             self.chunked = Some(r);
         }
         // Emit outputs, then retire finished requests (highest index first keeps indices valid).
-        let interval = self.cfg.stream_interval.max(1);
         for p in plan.iter().filter(|p| p.last_chunk) {
             let r = &mut self.running[p.idx];
+            let interval = r.stream_interval.unwrap_or(self.cfg.stream_interval).max(1);
             let due = r.stream && (r.output.len() - r.sent_ids >= interval || r.output.len() == 1);
             if due && r.finish.is_none() {
                 Self::emit_req(r);
@@ -757,7 +798,9 @@ impl Scheduler {
             let mut r = self.running.remove(idx);
             self.release_kv(&mut r);
             Self::emit_req(&mut r);
-            self.stats.requests_finished_total.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .requests_finished_total
+                .fetch_add(1, Ordering::Relaxed);
             self.stats.inflight.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -794,7 +837,11 @@ impl Scheduler {
                 .min_by_key(|(pos, _)| *pos);
             if let Some((pos, s)) = hit {
                 let s = s.clone();
-                let end = if r.params.no_stop_trim { pos + s.len() } else { pos };
+                let end = if r.params.no_stop_trim {
+                    pos + s.len()
+                } else {
+                    pos
+                };
                 r.text.truncate(end);
                 r.finish = Some(FinishReason::StopString(s));
                 return;
@@ -819,7 +866,11 @@ impl Scheduler {
         } else {
             r.text.len() - stop_prefix_suffix_len(&r.text, &r.params.stop)
         };
-        let text = r.text.get(r.sent_text..safe_end).unwrap_or_default().to_string();
+        let text = r
+            .text
+            .get(r.sent_text..safe_end)
+            .unwrap_or_default()
+            .to_string();
         r.sent_text = safe_end.max(r.sent_text);
         let token_ids = r.output[r.sent_ids..].to_vec();
         r.sent_ids = r.output.len();
@@ -840,8 +891,10 @@ impl Scheduler {
 
     fn publish_stats(&self) {
         let s = &self.stats;
-        s.running
-            .store(self.running.len() + self.chunked.is_some() as usize, Ordering::Relaxed);
+        s.running.store(
+            self.running.len() + self.chunked.is_some() as usize,
+            Ordering::Relaxed,
+        );
         s.queued.store(self.waiting.len(), Ordering::Relaxed);
         s.kv_used_tokens.store(self.kv_used(), Ordering::Relaxed);
         s.cache_evictable_tokens
@@ -862,7 +915,7 @@ impl Scheduler {
                 info.queued_requests
             ),
             ForwardMode::Decode => {
-                if self.step % DECODE_LOG_INTERVAL == 0 {
+                if self.step.is_multiple_of(DECODE_LOG_INTERVAL) {
                     let secs = self.log_since.elapsed().as_secs_f64();
                     let tput = self.log_tokens as f64 / secs.max(1e-9);
                     self.stats

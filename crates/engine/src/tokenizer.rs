@@ -31,7 +31,9 @@ pub struct ChatMessage {
 enum Kind {
     /// ids 0..3 specials, 3..259 bytes, and above that synthetic word pieces so that models
     /// whose vocabulary is larger than 259 still produce readable, non-empty text per token.
-    Byte { vocab_size: usize },
+    Byte {
+        vocab_size: usize,
+    },
     Hf(Box<tokenizers::Tokenizer>),
 }
 
@@ -47,7 +49,10 @@ pub struct Tokenizer {
 fn special_token_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        Value::Object(o) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string),
         _ => None,
     }
 }
@@ -169,9 +174,15 @@ impl Tokenizer {
         };
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
         env.add_template("chat", template)
             .map_err(|e| EngineError::ChatTemplate(e.to_string()))?;
         let tmpl = env.get_template("chat").expect("just added");
@@ -213,6 +224,107 @@ fn synthetic_word(mut n: u32, out: &mut Vec<u8>) {
     }
 }
 
+/// GPT-2's byte-to-unicode table: the printable character that stands for each byte in a
+/// byte-level BPE vocabulary.
+fn bytes_to_unicode() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut extra = 0u32;
+    for b in 0..=255u32 {
+        let printable =
+            (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+        let c = if printable {
+            b
+        } else {
+            extra += 1;
+            255 + extra
+        };
+        table[b as usize] = char::from_u32(c).expect("valid code point");
+    }
+    table
+}
+
+/// The byte-level preset tokenizer as Hugging Face files (`tokenizer.json`,
+/// `tokenizer_config.json`) that decode and encode exactly as [`Tokenizer::byte_level`], so
+/// that Python clients (bench_serving's `AutoTokenizer`) can load a preset's tokenizer.
+pub fn byte_level_hf_files(vocab_size: usize) -> (serde_json::Value, serde_json::Value) {
+    use serde_json::json;
+    let table = bytes_to_unicode();
+    let mut vocab = serde_json::Map::new();
+    for (i, name) in BYTE_SPECIALS.iter().enumerate() {
+        vocab.insert(name.to_string(), json!(i));
+    }
+    for b in 0..256u32 {
+        vocab.insert(table[b as usize].to_string(), json!(b + BYTE_OFFSET));
+    }
+    for id in BYTE_OFFSET + 256..vocab_size as u32 {
+        let mut bytes = Vec::new();
+        synthetic_word(id - BYTE_OFFSET - 256, &mut bytes);
+        let piece: String = bytes.iter().map(|b| table[*b as usize]).collect();
+        vocab.insert(piece, json!(id));
+    }
+    let added: Vec<serde_json::Value> = BYTE_SPECIALS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({"id": i, "content": c, "single_word": false, "lstrip": false, "rstrip": false,
+                   "normalized": false, "special": true})
+        })
+        .collect();
+    let tokenizer = json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": BYTE_SPECIALS[0], "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": BYTE_SPECIALS[0], "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {BYTE_SPECIALS[0]: {"id": BYTE_SPECIALS[0], "ids": [BYTE_BOS], "tokens": [BYTE_SPECIALS[0]]}}
+        },
+        "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                  "ignore_merges": false, "vocab": vocab, "merges": []}
+    });
+    let config = json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": BYTE_SPECIALS[0],
+        "eos_token": BYTE_SPECIALS[1],
+        "pad_token": BYTE_SPECIALS[2],
+        "model_max_length": 1_000_000_000,
+        "chat_template": PRESET_CHAT_TEMPLATE,
+    });
+    (tokenizer, config)
+}
+
+/// Write [`byte_level_hf_files`] and `config` into `dir` (each file written whole, then renamed).
+pub fn write_byte_level_hf_dir(
+    dir: &Path,
+    vocab_size: usize,
+    config: &Value,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let (tok, cfg) = byte_level_hf_files(vocab_size);
+    for (name, v) in [
+        ("tokenizer.json", &tok),
+        ("tokenizer_config.json", &cfg),
+        ("config.json", config),
+    ] {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(v).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(&tmp, dir.join(name))?;
+    }
+    Ok(())
+}
+
 /// Turns a growing list of generated ids into text deltas. Decodes a small window so that
 /// tokenizers which drop a leading space at the start of a decode (SentencePiece) and
 /// characters split over several byte tokens both come out right: a delta is released only
@@ -243,7 +355,10 @@ impl IncrementalDetokenizer {
         skip_special: bool,
     ) -> Result<String, EngineError> {
         self.ids.push(id);
-        let prefix = tok.decode(&self.ids[self.prefix_offset..self.read_offset], skip_special)?;
+        let prefix = tok.decode(
+            &self.ids[self.prefix_offset..self.read_offset],
+            skip_special,
+        )?;
         let full = tok.decode(&self.ids[self.prefix_offset..], skip_special)?;
         if full.len() > prefix.len() && !full.ends_with('\u{FFFD}') && full.starts_with(&prefix) {
             let delta = full[prefix.len()..].to_string();
@@ -267,7 +382,10 @@ impl IncrementalDetokenizer {
         if self.read_offset == self.ids.len() {
             return Ok(String::new());
         }
-        let prefix = tok.decode(&self.ids[self.prefix_offset..self.read_offset], skip_special)?;
+        let prefix = tok.decode(
+            &self.ids[self.prefix_offset..self.read_offset],
+            skip_special,
+        )?;
         let full = tok.decode(&self.ids[self.prefix_offset..], skip_special)?;
         self.prefix_offset = self.read_offset;
         self.read_offset = self.ids.len();
@@ -313,6 +431,40 @@ mod tests {
     }
 
     #[test]
+    fn exported_hf_files_match_the_native_byte_tokenizer() {
+        let vocab = 700;
+        let (tok_json, cfg) = byte_level_hf_files(vocab);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), tok_json.to_string()).unwrap();
+        std::fs::write(dir.path().join("tokenizer_config.json"), cfg.to_string()).unwrap();
+        let hf = Tokenizer::from_dir(dir.path()).unwrap();
+        let native = Tokenizer::byte_level(vocab);
+        assert_eq!(hf.vocab_size(), vocab);
+        for text in ["hello world", " leading space\n\ttabs", "naïve ✓ 日本", ""] {
+            assert_eq!(
+                hf.encode(text, true).unwrap(),
+                native.encode(text, true).unwrap(),
+                "{text:?}"
+            );
+            assert_eq!(
+                hf.encode(text, false).unwrap(),
+                native.encode(text, false).unwrap(),
+                "{text:?}"
+            );
+        }
+        let ids: Vec<u32> = (0..vocab as u32).collect();
+        assert_eq!(
+            hf.decode(&ids, true).unwrap(),
+            native.decode(&ids, true).unwrap()
+        );
+        assert_eq!(
+            hf.decode(&ids, false).unwrap(),
+            native.decode(&ids, false).unwrap()
+        );
+        assert_eq!(hf.eos_token_ids, [BYTE_EOS]);
+    }
+
+    #[test]
     fn preset_chat_template_renders() {
         let t = Tokenizer::byte_level(512);
         let out = t
@@ -324,7 +476,10 @@ mod tests {
                 true,
             )
             .unwrap();
-        assert_eq!(out, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            out,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     /// A small word-level tokenizer.json written by hand, loaded through the `tokenizers` crate,

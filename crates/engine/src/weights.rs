@@ -99,7 +99,8 @@ pub struct SafetensorsCheckpoint {
 impl SafetensorsCheckpoint {
     /// Does `dir` hold safetensors weights?
     pub fn present(dir: &Path) -> bool {
-        dir.join("model.safetensors").is_file() || dir.join("model.safetensors.index.json").is_file()
+        dir.join("model.safetensors").is_file()
+            || dir.join("model.safetensors.index.json").is_file()
     }
 
     pub fn open(dir: &Path) -> Result<Self, EngineError> {
@@ -125,10 +126,12 @@ impl SafetensorsCheckpoint {
             let mut names: Vec<String> = map
                 .values()
                 .map(|f| {
-                    f.as_str().map(str::to_string).ok_or_else(|| EngineError::Weights {
-                        path: index_path.clone(),
-                        message: format!("weight_map value {f} is not a file name"),
-                    })
+                    f.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| EngineError::Weights {
+                            path: index_path.clone(),
+                            message: format!("weight_map value {f} is not a file name"),
+                        })
                 })
                 .collect::<Result<_, _>>()?;
             names.sort();
@@ -192,7 +195,10 @@ impl SafetensorsCheckpoint {
             });
         };
         let file = &self.files[fi];
-        let info = file.metadata.info(name).expect("indexed tensor has metadata");
+        let info = file
+            .metadata
+            .info(name)
+            .expect("indexed tensor has metadata");
         if info.shape != shape {
             return Err(EngineError::Weights {
                 path: file.path.clone(),
@@ -299,8 +305,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = 1.0f32.to_le_bytes().to_vec();
         let two = 2.0f32.to_le_bytes().to_vec();
-        write_safetensors(&dir.path().join("part-1.safetensors"), &[("x", "F32", vec![1], one)]);
-        write_safetensors(&dir.path().join("part-2.safetensors"), &[("y", "F32", vec![1], two)]);
+        write_safetensors(
+            &dir.path().join("part-1.safetensors"),
+            &[("x", "F32", vec![1], one)],
+        );
+        write_safetensors(
+            &dir.path().join("part-2.safetensors"),
+            &[("y", "F32", vec![1], two)],
+        );
         std::fs::write(
             dir.path().join("model.safetensors.index.json"),
             r#"{"metadata": {}, "weight_map": {"x": "part-1.safetensors", "y": "part-2.safetensors"}}"#,
@@ -314,8 +326,18 @@ mod tests {
     #[test]
     fn garbage_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("model.safetensors"), b"not a safetensors file").unwrap();
-        let err = SafetensorsCheckpoint::open(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("model.safetensors") && err.contains("not a valid"), "{err}");
+        std::fs::write(
+            dir.path().join("model.safetensors"),
+            b"not a safetensors file",
+        )
+        .unwrap();
+        let err = SafetensorsCheckpoint::open(dir.path())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("not a valid"),
+            "{err}"
+        );
     }
 }

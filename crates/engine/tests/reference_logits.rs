@@ -13,15 +13,22 @@ use loupe_engine::{Engine, EngineArgs, GenerateRequest, ModelConfig, SamplingPar
 use serde_json::Value;
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn reference(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(data(name).join("reference.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(data(name).join("reference.json")).unwrap())
+        .unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
@@ -31,7 +38,10 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
         .zip(want)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
-    assert!(worst < 1e-4, "{what}: max |loupe - transformers| = {worst:e}");
+    assert!(
+        worst < 1e-4,
+        "{what}: max |loupe - transformers| = {worst:e}"
+    );
 }
 
 fn check_model(name: &str, tp: usize) {
@@ -41,28 +51,51 @@ fn check_model(name: &str, tp: usize) {
     let ranks = RankModel::load_all(cfg.clone(), &weights, tp, 64, 1).unwrap();
     let mut group = TpGroup::new(ranks, 0);
     let r = reference(name);
-    let prompt: Vec<u32> = r["prompt"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let prompt: Vec<u32> = r["prompt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
     let n = prompt.len();
     let vocab = cfg.vocab_size;
     // Scatter the slots to exercise the indirection of the paged cache.
     let slots: Vec<u32> = (0..64u32).map(|i| (i * 37) % 64).collect();
     let out = group.forward(ForwardBatch {
-        seqs: vec![SeqInput { tokens: prompt.clone(), start_pos: 0, slots: slots[..n].to_vec(), want_logits: true }],
+        seqs: vec![SeqInput {
+            tokens: prompt.clone(),
+            start_pos: 0,
+            slots: slots[..n].to_vec(),
+            want_logits: true,
+        }],
         record_ops: false,
         all_logits: true,
     });
     let logits = out.logits.unwrap();
     for (pos, want) in r["prefill_logits"].as_array().unwrap().iter().enumerate() {
-        assert_close(&format!("{name} tp={tp} prefill position {pos}"), &logits[pos * vocab..(pos + 1) * vocab], &floats(want));
+        assert_close(
+            &format!("{name} tp={tp} prefill position {pos}"),
+            &logits[pos * vocab..(pos + 1) * vocab],
+            &floats(want),
+        );
     }
     for (i, step) in r["decode"].as_array().unwrap().iter().enumerate() {
         let tok = step["input_token"].as_u64().unwrap() as u32;
         let out = group.forward(ForwardBatch {
-            seqs: vec![SeqInput { tokens: vec![tok], start_pos: n + i, slots: slots[..n + i + 1].to_vec(), want_logits: true }],
+            seqs: vec![SeqInput {
+                tokens: vec![tok],
+                start_pos: n + i,
+                slots: slots[..n + i + 1].to_vec(),
+                want_logits: true,
+            }],
             record_ops: false,
             all_logits: false,
         });
-        assert_close(&format!("{name} tp={tp} decode step {i}"), &out.logits.unwrap(), &floats(&step["logits"]));
+        assert_close(
+            &format!("{name} tp={tp} decode step {i}"),
+            &out.logits.unwrap(),
+            &floats(&step["logits"]),
+        );
     }
 }
 
@@ -92,14 +125,25 @@ fn greedy_tokens(name: &str, tp: usize) -> Vec<u32> {
     })
     .unwrap();
     let r = reference(name);
-    let prompt: Vec<u32> = r["prompt"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let prompt: Vec<u32> = r["prompt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     engine
         .submit(GenerateRequest {
             rid: "ref".into(),
             input_ids: prompt,
-            params: SamplingParams { temperature: 0.0, max_new_tokens: 5, ignore_eos: true, ..Default::default() },
+            params: SamplingParams {
+                temperature: 0.0,
+                max_new_tokens: 5,
+                ignore_eos: true,
+                ..Default::default()
+            },
             stream: true,
+            stream_interval: None,
             output: tx,
         })
         .unwrap();
@@ -118,7 +162,10 @@ fn engine_greedy_generation_follows_the_reference() {
     for name in ["llama", "qwen2"] {
         let r = reference(name);
         let steps = r["decode"].as_array().unwrap();
-        let mut want: Vec<u32> = steps.iter().map(|s| s["input_token"].as_u64().unwrap() as u32).collect();
+        let mut want: Vec<u32> = steps
+            .iter()
+            .map(|s| s["input_token"].as_u64().unwrap() as u32)
+            .collect();
         let last = floats(&steps.last().unwrap()["logits"]);
         want.push(loupe_engine::sampling::argmax(&last));
         assert_eq!(greedy_tokens(name, 1), want, "{name} tp=1");

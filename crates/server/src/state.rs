@@ -1,0 +1,209 @@
+//! Shared server state and the path every generation route takes into the engine.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use loupe_engine::{Engine, FinishReason, GenerateRequest, RequestOutput, SamplingParams};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::args::ServeArgs;
+use crate::error::{ApiError, Surface};
+use crate::metrics::HttpMetrics;
+
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub args: ServeArgs,
+    pub served_model_name: String,
+    pub metrics: HttpMetrics,
+    /// Unix seconds at start-up (`created` of /v1/models, `startup_time` of /server_info).
+    pub started_unix: u64,
+    pub launch_command: String,
+    /// Where the tokenizer lives for clients that load it (`/model_info.tokenizer_path`).
+    pub tokenizer_path: Option<String>,
+    rid_counter: AtomicU64,
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, args: ServeArgs, launch_command: String) -> Self {
+        let tokenizer_path = tokenizer_path_for_clients(&engine, &args);
+        AppState {
+            tokenizer_path,
+            served_model_name: args.served_model_name(),
+            engine,
+            args,
+            metrics: HttpMetrics::default(),
+            started_unix: unix_now(),
+            launch_command,
+            rid_counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh request id (32 hex digits, like SGLang's uuid4().hex).
+    pub fn new_rid(&self) -> String {
+        let n = self.rid_counter.fetch_add(1, Ordering::Relaxed);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        format!(
+            "{:016x}{:016x}",
+            t,
+            n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n
+        )
+    }
+
+    /// Hand one tokenized request to the engine; `index` is its place in a batch.
+    pub fn submit(
+        self: &Arc<Self>,
+        surface: Surface,
+        index: usize,
+        req: NewRequest,
+    ) -> Result<Pending, ApiError> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let prompt_tokens = req.input_ids.len();
+        let rid = req.rid.clone();
+        self.engine
+            .submit(GenerateRequest {
+                rid: req.rid,
+                input_ids: req.input_ids,
+                params: req.params,
+                stream: req.stream,
+                stream_interval: req.stream_interval,
+                output: tx,
+            })
+            .map_err(|e| ApiError::from_submit(surface, e))?;
+        self.metrics.requests_total.fetch_add(1, Ordering::Relaxed);
+        Ok(Pending {
+            state: self.clone(),
+            index,
+            rid,
+            rx,
+            prompt_tokens,
+            started: Instant::now(),
+            last_token_at: None,
+            done: false,
+        })
+    }
+}
+
+/// A tokenized request as a route prepared it.
+pub struct NewRequest {
+    pub rid: String,
+    pub input_ids: Vec<u32>,
+    pub params: SamplingParams,
+    pub stream: bool,
+    pub stream_interval: Option<usize>,
+}
+
+/// A submitted request whose outputs are being awaited.
+pub struct Pending {
+    state: Arc<AppState>,
+    pub index: usize,
+    pub rid: String,
+    rx: UnboundedReceiver<RequestOutput>,
+    prompt_tokens: usize,
+    pub started: Instant,
+    last_token_at: Option<Instant>,
+    done: bool,
+}
+
+impl Pending {
+    /// The next output, recording TTFT / ITL / E2E on the way. After the final output (or if
+    /// the engine went away, reported as an abort) returns `None`.
+    pub async fn next(&mut self) -> Option<RequestOutput> {
+        let metrics = &self.state.metrics;
+        if self.done {
+            return None;
+        }
+        let out = match self.rx.recv().await {
+            Some(o) => o,
+            None => RequestOutput {
+                text: String::new(),
+                token_ids: Vec::new(),
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: 0,
+                cached_tokens: 0,
+                num_retractions: 0,
+                finish: Some(FinishReason::Abort("the engine stopped".into())),
+            },
+        };
+        let now = Instant::now();
+        if !out.token_ids.is_empty() {
+            match self.last_token_at {
+                None => metrics.ttft.observe((now - self.started).as_secs_f64()),
+                Some(prev) => {
+                    let per_token = (now - prev).as_secs_f64() / out.token_ids.len() as f64;
+                    for _ in 0..out.token_ids.len() {
+                        metrics.itl.observe(per_token);
+                    }
+                }
+            }
+            self.last_token_at = Some(now);
+        }
+        if let Some(f) = &out.finish {
+            self.done = true;
+            metrics.e2e.observe((now - self.started).as_secs_f64());
+            if matches!(f, FinishReason::Abort(_)) {
+                metrics.aborted_total.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Some(out)
+    }
+}
+
+impl Drop for Pending {
+    /// A request dropped before its end (the client went away): the engine aborts it when it
+    /// sees the closed channel; count it here.
+    fn drop(&mut self) {
+        if !self.done {
+            self.state
+                .metrics
+                .aborted_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The directory clients should load the tokenizer from. For a preset there is none on disk,
+/// so its byte-level tokenizer is written as Hugging Face files into loupe's cache
+/// (`$LOUPE_CACHE_DIR`, else `$XDG_CACHE_HOME/loupe`, else `~/.cache/loupe`): bench_serving
+/// and transformers then load it unchanged.
+fn tokenizer_path_for_clients(engine: &Engine, args: &ServeArgs) -> Option<String> {
+    if let Some(p) = &args.tokenizer_path {
+        return Some(p.display().to_string());
+    }
+    let preset = match &engine.model_source {
+        loupe_engine::ModelSource::Dir(d) => return Some(d.display().to_string()),
+        loupe_engine::ModelSource::Preset(p) => *p,
+    };
+    engine.tokenizer().filter(|t| t.is_byte_level())?;
+    let root = std::env::var_os("LOUPE_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| std::path::PathBuf::from(d).join("loupe"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|d| std::path::PathBuf::from(d).join(".cache/loupe"))
+        })
+        .unwrap_or_else(|| std::env::temp_dir().join("loupe"));
+    let cfg = engine.config();
+    let dir = root
+        .join("presets")
+        .join(format!("{}-vocab{}", preset.name(), cfg.vocab_size));
+    match loupe_engine::tokenizer::write_byte_level_hf_dir(&dir, cfg.vocab_size, &cfg.raw) {
+        Ok(()) => Some(dir.display().to_string()),
+        Err(e) => {
+            tracing::warn!(
+                "cannot write the preset tokenizer for clients to {}: {e}; /model_info reports no tokenizer_path",
+                dir.display()
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Python peers for loupe's side-by-side benchmarks and reference checks, in a virtual
+# environment (default .venv-peers; set VENV to change). Not needed to build or test loupe.
+# Gives: python -m sglang.benchmark.serving and python -m sglang.benchmark.rust_client
+# (SGLang's load generators), torch + transformers + safetensors (the reference forward pass
+# and scripts/make_reference_checkpoints.py). Downloads a few GB (torch wheels).
+set -eu
+venv=${VENV:-.venv-peers}
+[ -d "$venv" ] || python3 -m venv "$venv"
+. "$venv/bin/activate"
+pip install -q --upgrade pip
+pip install -q torch transformers safetensors numpy aiohttp tqdm requests pybase64
+# The sglang wheel carries both load generators; install it without its GPU stack, plus the
+# modules its benchmark entry points import at start-up.
+tmp=$(mktemp -d)
+pip download -q --no-deps -d "$tmp" sglang==0.5.23
+pip install -q --no-deps "$tmp"/sglang-*.whl
+pip install -q orjson psutil pillow starlette msgspec pyzmq ipython datasets apache-tvm-ffi \
+  sentencepiece compressed-tensors gguf
+python -m sglang.benchmark.serving --help >/dev/null
+echo "peers ready in $venv"
