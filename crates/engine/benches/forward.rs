@@ -1,0 +1,309 @@
+//! Engine throughput: decode tokens/s at several batch sizes and prefill tokens/s for a preset,
+//! achieved GFLOP/s of the projections against the gemm crate's own peak, and the scheduler's
+//! overhead at a given decode batch. Prints one JSON object; scripts/bench_engine.sh runs it
+//! beside transformers and prints the ratios.
+//!
+//!     cargo bench -p loupe-engine --bench forward -- --model small --batches 1,8,32,64
+//!         [--prompt-len 128] [--decode-steps 32] [--prefill-len 512] [--overhead-batch 64]
+//!         [--threads N] [--write-config config.json]
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use loupe_engine::kernels::{self, Matrix};
+use loupe_engine::model::{ForwardBatch, RankModel, SeqInput};
+use loupe_engine::observer::{ForwardMode, StepObserver, StepReport};
+use loupe_engine::parallel::TpGroup;
+use loupe_engine::sampling::argmax;
+use loupe_engine::weights::WeightSource;
+use loupe_engine::{Engine, EngineArgs, GenerateRequest, ModelConfig, Preset, SamplingParams};
+use serde_json::json;
+
+struct Opts {
+    model: Preset,
+    batches: Vec<usize>,
+    prompt_len: usize,
+    decode_steps: usize,
+    prefill_len: usize,
+    overhead_batch: usize,
+    threads: usize,
+    write_config: Option<String>,
+}
+
+fn parse_args() -> Opts {
+    let mut o = Opts {
+        model: Preset::Tiny,
+        batches: vec![1, 8, 32, 64],
+        prompt_len: 128,
+        decode_steps: 32,
+        prefill_len: 512,
+        overhead_batch: 64,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        write_config: None,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let val = |i: usize| args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--model" => o.model = Preset::from_name(&val(i)).expect("--model tiny|small"),
+            "--batches" => {
+                o.batches = val(i)
+                    .split(',')
+                    .map(|b| b.parse().expect("batch size"))
+                    .collect()
+            }
+            "--prompt-len" => o.prompt_len = val(i).parse().expect("--prompt-len"),
+            "--decode-steps" => o.decode_steps = val(i).parse().expect("--decode-steps"),
+            "--prefill-len" => o.prefill_len = val(i).parse().expect("--prefill-len"),
+            "--overhead-batch" => o.overhead_batch = val(i).parse().expect("--overhead-batch"),
+            "--threads" => o.threads = val(i).parse().expect("--threads"),
+            "--write-config" => o.write_config = Some(val(i)),
+            // cargo bench passes --bench; ignore flags that are not ours.
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+/// Decode `steps` tokens for `batch` sequences after a `prompt_len` prefill; returns
+/// (decode tokens/s, projection GFLOP/s during decode).
+fn decode_throughput(
+    group: &mut TpGroup,
+    vocab: usize,
+    batch: usize,
+    prompt_len: usize,
+    steps: usize,
+) -> (f64, f64) {
+    let ctx = prompt_len + steps + 1;
+    let slots: Vec<Vec<u32>> = (0..batch)
+        .map(|b| ((b * ctx) as u32..((b + 1) * ctx) as u32).collect())
+        .collect();
+    let prefill = ForwardBatch {
+        seqs: (0..batch)
+            .map(|b| SeqInput {
+                tokens: (0..prompt_len)
+                    .map(|i| ((i * 7 + b) % vocab) as u32)
+                    .collect(),
+                start_pos: 0,
+                slots: slots[b][..prompt_len].to_vec(),
+                want_logits: true,
+            })
+            .collect(),
+        record_ops: false,
+        all_logits: false,
+    };
+    let logits = group.forward(prefill).logits.expect("rank 0 logits");
+    let mut next: Vec<u32> = logits.chunks(vocab).map(argmax).collect();
+    let (mut flops, mut proj_secs) = (0.0, 0.0);
+    let t0 = Instant::now();
+    for step in 0..steps {
+        let pos = prompt_len + step;
+        let out = group.forward(ForwardBatch {
+            seqs: (0..batch)
+                .map(|b| SeqInput {
+                    tokens: vec![next[b]],
+                    start_pos: pos,
+                    slots: slots[b][..pos + 1].to_vec(),
+                    want_logits: true,
+                })
+                .collect(),
+            record_ops: step % 4 == 0,
+            all_logits: false,
+        });
+        next = out
+            .logits
+            .expect("rank 0 logits")
+            .chunks(vocab)
+            .map(argmax)
+            .collect();
+        for op in out
+            .rank_ops
+            .iter()
+            .flatten()
+            .filter(|o| o.kind.is_projection())
+        {
+            flops += op.flops();
+            proj_secs += (op.end - op.start).as_secs_f64();
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    (
+        (batch * steps) as f64 / secs,
+        flops / proj_secs.max(1e-12) / 1e9,
+    )
+}
+
+fn prefill_throughput(group: &mut TpGroup, vocab: usize, len: usize) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let batch = ForwardBatch {
+            seqs: vec![SeqInput {
+                tokens: (0..len).map(|i| ((i * 13) % vocab) as u32).collect(),
+                start_pos: 0,
+                slots: (0..len as u32).collect(),
+                want_logits: true,
+            }],
+            record_ops: false,
+            all_logits: false,
+        };
+        let t0 = Instant::now();
+        group.forward(batch);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    len as f64 / best
+}
+
+/// The gemm crate's own best on this machine: large square f32 products.
+fn gemm_peak(threads: usize) -> f64 {
+    let n = 1024;
+    let w = Matrix {
+        in_features: n,
+        out_features: n,
+        data: (0..n * n).map(|i| (i % 17) as f32 * 0.01).collect(),
+    };
+    let x: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 * 0.01).collect();
+    let mut out = vec![0.0; n * n];
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        kernels::matmul(&mut out, &x, n, &w, threads);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+/// Records, for decode steps at the target batch size, the step's wall time and its forward.
+#[derive(Default)]
+struct OverheadProbe {
+    batch: usize,
+    samples: Mutex<Vec<(f64, f64)>>,
+}
+
+impl StepObserver for OverheadProbe {
+    fn step_end(&self, r: &StepReport<'_>) {
+        if r.info.mode == ForwardMode::Decode && r.info.batch_size == self.batch {
+            let (first, last) = (
+                r.phases.first().expect("phases"),
+                r.phases.last().expect("phases"),
+            );
+            let forward = r
+                .phases
+                .iter()
+                .find(|p| p.0 == loupe_engine::observer::SchedulerPhase::RunBatch)
+                .expect("run phase");
+            // The receive phase is time spent waiting for work, not overhead of a busy step.
+            let step = (last.2 - first.2).as_secs_f64();
+            self.samples
+                .lock()
+                .expect("probe")
+                .push((step, (forward.2 - forward.1).as_secs_f64()));
+        }
+    }
+}
+
+/// Scheduler overhead: (step time - forward time) / step time over decode steps at `batch`.
+fn scheduler_overhead(model: Preset, batch: usize, threads: usize) -> (f64, usize) {
+    let probe = Arc::new(OverheadProbe {
+        batch,
+        ..Default::default()
+    });
+    let engine = Engine::start(EngineArgs {
+        model_path: model.name().into(),
+        threads: Some(threads),
+        observer: Some(probe.clone()),
+        max_running_requests: Some(batch),
+        ..Default::default()
+    })
+    .expect("engine starts");
+    let mut rxs = Vec::new();
+    for i in 0..batch {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        engine
+            .submit(GenerateRequest {
+                rid: format!("r{i}"),
+                input_ids: (0..64).map(|j| ((i * 31 + j) % 250) as u32 + 3).collect(),
+                params: SamplingParams {
+                    max_new_tokens: 64,
+                    temperature: 0.0,
+                    ignore_eos: true,
+                    ..Default::default()
+                },
+                stream: true,
+                stream_interval: None,
+                output: tx,
+            })
+            .expect("submit");
+        rxs.push(rx);
+    }
+    for mut rx in rxs {
+        while let Some(o) = rx.blocking_recv() {
+            if o.finish.is_some() {
+                break;
+            }
+        }
+    }
+    let samples = probe.samples.lock().expect("probe").clone();
+    let (step, fwd): (f64, f64) = samples
+        .iter()
+        .fold((0.0, 0.0), |a, s| (a.0 + s.0, a.1 + s.1));
+    ((step - fwd) / step.max(1e-12), samples.len())
+}
+
+fn main() {
+    let o = parse_args();
+    let cfg = Arc::new(ModelConfig::from_preset(o.model, &json!({})).expect("preset config"));
+    if let Some(path) = &o.write_config {
+        // The same config.json for the transformers side of the comparison.
+        std::fs::write(path, serde_json::to_vec_pretty(&cfg.raw).expect("config"))
+            .expect("write --write-config");
+    }
+    let vocab = cfg.vocab_size;
+    let max_batch = o.batches.iter().copied().max().unwrap_or(1);
+    let slots = (max_batch * (o.prompt_len + o.decode_steps + 1)).max(o.prefill_len);
+    let ranks =
+        RankModel::load_all(cfg.clone(), &WeightSource::Dummy, 1, slots, o.threads).expect("model");
+    let mut group = TpGroup::new(ranks, 0);
+    // Warm caches and thread pools once.
+    decode_throughput(&mut group, vocab, 1, 16, 2);
+    let peak = gemm_peak(o.threads);
+    let decode: Vec<serde_json::Value> = o
+        .batches
+        .iter()
+        .map(|&b| {
+            let (tps, gflops) = decode_throughput(&mut group, vocab, b, o.prompt_len, o.decode_steps);
+            eprintln!("decode batch {b:>3}: {tps:>10.1} tok/s, projections {gflops:.1} GFLOP/s");
+            json!({"batch": b, "tokens_per_s": tps, "projection_gflops": gflops, "gemm_peak_fraction": gflops / peak})
+        })
+        .collect();
+    let prefill = prefill_throughput(&mut group, vocab, o.prefill_len);
+    eprintln!(
+        "prefill {} tokens: {prefill:.1} tok/s; gemm peak {peak:.1} GFLOP/s",
+        o.prefill_len
+    );
+    drop(group);
+    let (overhead, steps) = scheduler_overhead(o.model, o.overhead_batch, o.threads);
+    eprintln!(
+        "scheduler overhead at decode batch {}: {:.2}% over {steps} steps",
+        o.overhead_batch,
+        overhead * 100.0
+    );
+    println!(
+        "{}",
+        json!({
+            "engine": "loupe",
+            "model": o.model.name(),
+            "threads": o.threads,
+            "prompt_len": o.prompt_len,
+            "decode_steps": o.decode_steps,
+            "decode": decode,
+            "prefill": {"tokens": o.prefill_len, "tokens_per_s": prefill},
+            "gemm_peak_gflops": peak,
+            "scheduler_overhead": {"batch": o.overhead_batch, "fraction": overhead, "steps": steps},
+        })
+    );
+}

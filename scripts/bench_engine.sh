@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# loupe's engine beside Hugging Face transformers (PyTorch on the CPU, float32), same config,
+# same shapes, same thread count, in one run. Prints a side-by-side table with ratios.
+#
+#   scripts/bench_engine.sh [tiny|small ...]       (default: tiny small)
+#
+# Needs the Python peers (scripts/install-python-peers.sh; PYTHON defaults to .venv-peers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv-peers/bin/python}
+THREADS=${THREADS:-$(nproc)}
+BATCHES=${BATCHES:-1,8,32,64}
+models=("${@:-tiny}")
+[ $# -eq 0 ] && models=(tiny small)
+out=$(mktemp -d)
+cargo build --release --benches -p loupe-engine >/dev/null 2>&1 || cargo bench -p loupe-engine --bench forward --no-run
+for m in "${models[@]}"; do
+  cargo bench -q -p loupe-engine --bench forward -- --model "$m" --batches "$BATCHES" --threads "$THREADS" \
+      --write-config "$out/$m-config.json" > "$out/$m-loupe.json"
+  "$PYTHON" scripts/bench_transformers.py --config "$out/$m-config.json" --batches "$BATCHES" \
+      --threads "$THREADS" > "$out/$m-hf.json"
+  "$PYTHON" - "$m" "$out/$m-loupe.json" "$out/$m-hf.json" <<'PY'
+import json, sys
+m, lo, hf = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+print(f"\n## {m} ({lo['threads']} threads; transformers {hf['version']}, torch {hf['torch']})")
+print("| workload | loupe tok/s | transformers tok/s | loupe / transformers | loupe projections GFLOP/s (of gemm peak) |")
+print("|---|---|---|---|---|")
+for l, h in zip(lo["decode"], hf["decode"]):
+    print(f"| decode batch {l['batch']} | {l['tokens_per_s']:.1f} | {h['tokens_per_s']:.1f} | {l['tokens_per_s']/h['tokens_per_s']:.2f}x "
+          f"| {l['projection_gflops']:.1f} ({100*l['gemm_peak_fraction']:.0f}%) |")
+lp, hp = lo["prefill"], hf["prefill"]
+print(f"| prefill {lp['tokens']} tokens | {lp['tokens_per_s']:.1f} | {hp['tokens_per_s']:.1f} | {lp['tokens_per_s']/hp['tokens_per_s']:.2f}x | |")
+so = lo["scheduler_overhead"]
+print(f"\ngemm peak (1024^3, {lo['threads']} threads): {lo['gemm_peak_gflops']:.1f} GFLOP/s; "
+      f"scheduler overhead at decode batch {so['batch']}: {100*so['fraction']:.2f}% of step time ({so['steps']} steps)")
+PY
+done
