@@ -234,9 +234,12 @@ fn seeded_sampling_is_reproducible() {
     assert_ne!(a[0].0, c[0].0, "another seed, another sample");
 }
 
+/// Per step: counter, mode, batch size, ranks reporting ops, ops in all.
+type StepRow = (u64, ForwardMode, usize, usize, usize);
+
 #[derive(Default)]
 struct Recorder {
-    steps: Mutex<Vec<(u64, ForwardMode, usize, usize, usize)>>,
+    steps: Mutex<Vec<StepRow>>,
 }
 
 impl StepObserver for Recorder {
