@@ -5,12 +5,12 @@
 //!
 //!     cargo bench -p loupe-engine --bench forward -- --model small --batches 1,8,32,64
 //!         [--prompt-len 128] [--decode-steps 32] [--prefill-len 512] [--overhead-batch 64]
-//!         [--threads N] [--write-config config.json]
+//!         [--threads N] [--write-config config.json] [--dtype float32|bfloat16|float16]
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use loupe_engine::kernels::{self, Matrix};
+use loupe_engine::matmul::{self, Matrix, WeightDtype};
 use loupe_engine::model::{ForwardBatch, RankModel, SeqInput};
 use loupe_engine::observer::{ForwardMode, StepObserver, StepReport};
 use loupe_engine::parallel::TpGroup;
@@ -28,6 +28,7 @@ struct Opts {
     overhead_batch: usize,
     threads: usize,
     write_config: Option<String>,
+    dtype: Option<WeightDtype>,
 }
 
 fn parse_args() -> Opts {
@@ -40,6 +41,7 @@ fn parse_args() -> Opts {
         overhead_batch: 64,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         write_config: None,
+        dtype: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -59,6 +61,10 @@ fn parse_args() -> Opts {
             "--overhead-batch" => o.overhead_batch = val(i).parse().expect("--overhead-batch"),
             "--threads" => o.threads = val(i).parse().expect("--threads"),
             "--write-config" => o.write_config = Some(val(i)),
+            "--dtype" => {
+                o.dtype =
+                    Some(WeightDtype::parse(&val(i)).expect("--dtype float32|bfloat16|float16"))
+            }
             // cargo bench passes --bench; ignore flags that are not ours.
             _ => {
                 i += 1;
@@ -161,17 +167,18 @@ fn prefill_throughput(group: &mut TpGroup, vocab: usize, len: usize) -> f64 {
 /// The gemm crate's own best on this machine: large square f32 products.
 fn gemm_peak(threads: usize) -> f64 {
     let n = 1024;
-    let w = Matrix {
-        in_features: n,
-        out_features: n,
-        data: (0..n * n).map(|i| (i % 17) as f32 * 0.01).collect(),
-    };
+    let w = Matrix::new(
+        n,
+        n,
+        (0..n * n).map(|i| (i % 17) as f32 * 0.01).collect(),
+        WeightDtype::F32,
+    );
     let x: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 * 0.01).collect();
     let mut out = vec![0.0; n * n];
     let mut best = f64::MAX;
     for _ in 0..5 {
         let t0 = Instant::now();
-        kernels::matmul(&mut out, &x, n, &w, threads);
+        matmul::matmul(&mut out, &x, n, &w, threads);
         best = best.min(t0.elapsed().as_secs_f64());
     }
     2.0 * (n * n * n) as f64 / best / 1e9
@@ -207,7 +214,12 @@ impl StepObserver for OverheadProbe {
 }
 
 /// Scheduler overhead: (step time - forward time) / step time over decode steps at `batch`.
-fn scheduler_overhead(model: Preset, batch: usize, threads: usize) -> (f64, usize) {
+fn scheduler_overhead(
+    model: Preset,
+    batch: usize,
+    threads: usize,
+    dtype: Option<WeightDtype>,
+) -> (f64, usize) {
     let probe = Arc::new(OverheadProbe {
         batch,
         ..Default::default()
@@ -215,6 +227,7 @@ fn scheduler_overhead(model: Preset, batch: usize, threads: usize) -> (f64, usiz
     let engine = Engine::start(EngineArgs {
         model_path: model.name().into(),
         threads: Some(threads),
+        dtype,
         observer: Some(probe.clone()),
         max_running_requests: Some(batch),
         ..Default::default()
@@ -265,8 +278,15 @@ fn main() {
     let vocab = cfg.vocab_size;
     let max_batch = o.batches.iter().copied().max().unwrap_or(1);
     let slots = (max_batch * (o.prompt_len + o.decode_steps + 1)).max(o.prefill_len);
-    let ranks =
-        RankModel::load_all(cfg.clone(), &WeightSource::Dummy, 1, slots, o.threads).expect("model");
+    let ranks = RankModel::load_all(
+        cfg.clone(),
+        &WeightSource::Dummy,
+        1,
+        slots,
+        o.threads,
+        cfg.weight_dtype(o.dtype),
+    )
+    .expect("model");
     let mut group = TpGroup::new(ranks, 0);
     // Warm caches and thread pools once.
     decode_throughput(&mut group, vocab, 1, 16, 2);
@@ -286,7 +306,7 @@ fn main() {
         o.prefill_len
     );
     drop(group);
-    let (overhead, steps) = scheduler_overhead(o.model, o.overhead_batch, o.threads);
+    let (overhead, steps) = scheduler_overhead(o.model, o.overhead_batch, o.threads, o.dtype);
     eprintln!(
         "scheduler overhead at decode batch {}: {:.2}% over {steps} steps",
         o.overhead_batch,
@@ -297,6 +317,7 @@ fn main() {
         json!({
             "engine": "loupe",
             "model": o.model.name(),
+            "weight_dtype": cfg.weight_dtype(o.dtype).name(),
             "threads": o.threads,
             "prompt_len": o.prompt_len,
             "decode_steps": o.decode_steps,

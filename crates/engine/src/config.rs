@@ -75,6 +75,8 @@ pub struct ModelConfig {
     pub mlp_bias: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// `torch_dtype` (or transformers 5's `dtype`): how the checkpoint's weights are stored.
+    pub torch_dtype: Option<String>,
     pub raw: Value,
 }
 
@@ -133,7 +135,7 @@ impl Preset {
             "hidden_act": "silu",
             "bos_token_id": crate::tokenizer::BYTE_BOS,
             "eos_token_id": crate::tokenizer::BYTE_EOS,
-            "torch_dtype": "float32",
+            "torch_dtype": "bfloat16",
         })
     }
 }
@@ -404,9 +406,28 @@ impl ModelConfig {
             mlp_bias: f.bool_or("mlp_bias", false)?,
             bos_token_id,
             eos_token_ids: f.token_ids("eos_token_id")?,
+            torch_dtype: f
+                .get("torch_dtype")
+                .or_else(|| f.get("dtype"))
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
             raw: raw.clone(),
         };
         Ok(cfg)
+    }
+
+    /// Weight storage for `--dtype` (`auto` follows `torch_dtype`; f32 when it is absent or
+    /// names a type loupe does not store).
+    pub fn weight_dtype(
+        &self,
+        requested: Option<crate::matmul::WeightDtype>,
+    ) -> crate::matmul::WeightDtype {
+        requested.unwrap_or_else(|| {
+            self.torch_dtype
+                .as_deref()
+                .and_then(crate::matmul::WeightDtype::parse)
+                .unwrap_or(crate::matmul::WeightDtype::F32)
+        })
     }
 
     /// Floats of KV cache per token on one rank holding `kv_heads` heads, all layers.

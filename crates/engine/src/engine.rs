@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use crate::config::{ModelConfig, ModelSource};
 use crate::error::EngineError;
+use crate::matmul::WeightDtype;
 use crate::model::{RankModel, Shard};
 use crate::observer::StepObserver;
 use crate::parallel::TpGroup;
@@ -42,6 +43,8 @@ pub struct EngineArgs {
     pub model_path: String,
     pub tokenizer_path: Option<PathBuf>,
     pub load_format: LoadFormat,
+    /// Weight storage (`--dtype`); `None` follows the config's `torch_dtype`.
+    pub dtype: Option<WeightDtype>,
     pub model_overrides: serde_json::Value,
     pub skip_tokenizer_init: bool,
     pub tp_size: usize,
@@ -70,6 +73,7 @@ impl Default for EngineArgs {
             model_path: "tiny".into(),
             tokenizer_path: None,
             load_format: LoadFormat::Auto,
+            dtype: None,
             model_overrides: serde_json::json!({}),
             skip_tokenizer_init: false,
             tp_size: 1,
@@ -231,6 +235,13 @@ impl Engine {
         let detok = tokenizer
             .clone()
             .unwrap_or_else(|| Arc::new(Tokenizer::byte_level(config.vocab_size)));
+        let dtype = config.weight_dtype(args.dtype);
+        tracing::info!(
+            "model {} ({}), weights kept as {}, compute in float32",
+            args.model_path,
+            config.architecture.hf_name(),
+            dtype.name()
+        );
         let mut groups = Vec::with_capacity(args.dp_size);
         for dp_rank in 0..args.dp_size {
             let ranks = RankModel::load_all(
@@ -239,6 +250,7 @@ impl Engine {
                 args.tp_size,
                 max_total_tokens,
                 threads_per_rank,
+                dtype,
             )?;
             let (tx, rx) = std::sync::mpsc::channel();
             let stats = Arc::new(SchedulerStats::default());

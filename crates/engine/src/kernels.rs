@@ -1,99 +1,6 @@
-//! The arithmetic: projections through the `gemm` crate, and hand-written kernels over
-//! `&[f32]` for the rest (RMSNorm, RoPE, SiLU-GLU, attention dot products). AVX2+FMA paths
-//! are chosen at run time; the portable paths give the same results to rounding.
-
-use gemm::Parallelism;
-
-/// A projection weight in Hugging Face's layout: `[out_features, in_features]`, row-major.
-/// `x @ w.T` reads it as a column-major right-hand side, which gemm handles fastest for the
-/// small row counts of decode batches (several times faster than the transposed layout).
-#[derive(Debug, Clone)]
-pub struct Matrix {
-    pub in_features: usize,
-    pub out_features: usize,
-    pub data: Vec<f32>,
-}
-
-impl Matrix {
-    /// Stack row blocks of Hugging Face `[out, in]` weights (fused projections): each block is
-    /// `(weight, out_rows_range)`.
-    pub fn from_hf_row_blocks(
-        in_features: usize,
-        blocks: &[(&[f32], std::ops::Range<usize>)],
-    ) -> Self {
-        let mut data =
-            Vec::with_capacity(blocks.iter().map(|(_, r)| r.len()).sum::<usize>() * in_features);
-        for (w, rows) in blocks {
-            data.extend_from_slice(&w[rows.start * in_features..rows.end * in_features]);
-        }
-        Matrix {
-            in_features,
-            out_features: data.len() / in_features.max(1),
-            data,
-        }
-    }
-
-    /// The input-feature columns `in_range` of a Hugging Face `[out, in]` weight
-    /// (row-parallel projections: o_proj, down_proj).
-    pub fn from_hf_col_slice(
-        w: &[f32],
-        out_features: usize,
-        in_features: usize,
-        in_range: std::ops::Range<usize>,
-    ) -> Self {
-        let mut data = Vec::with_capacity(out_features * in_range.len());
-        for o in 0..out_features {
-            data.extend_from_slice(
-                &w[o * in_features + in_range.start..o * in_features + in_range.end],
-            );
-        }
-        Matrix {
-            in_features: in_range.len(),
-            out_features,
-            data,
-        }
-    }
-}
-
-/// `out[m, w.out_features] = x[m, w.in_features] @ w.T`.
-pub fn matmul(out: &mut [f32], x: &[f32], m: usize, w: &Matrix, threads: usize) {
-    let (k, n) = (w.in_features, w.out_features);
-    assert_eq!(x.len(), m * k, "matmul lhs");
-    assert_eq!(out.len(), m * n, "matmul dst");
-    assert_eq!(w.data.len(), k * n, "matmul rhs");
-    if m == 0 {
-        return;
-    }
-    let par = if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: the asserts above bound every access gemm makes through these strides.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.data.as_ptr(),
-            k as isize,
-            1,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-}
+//! Elementwise and attention kernels over `&[f32]`: RMSNorm, RoPE, SiLU-GLU, softmax, and
+//! the dot/axpy of attention. AVX2+FMA paths are chosen at run time; the portable paths give
+//! the same results to rounding. Projections live in `matmul.rs`.
 
 /// Add `bias` to every row of `x`.
 pub fn add_bias(x: &mut [f32], bias: &[f32]) {
@@ -120,6 +27,12 @@ pub fn rms_norm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
 pub fn silu_mul(out: &mut [f32], gu: &[f32], inter: usize) {
     for (o, row) in out.chunks_exact_mut(inter).zip(gu.chunks_exact(2 * inter)) {
         let (g, u) = row.split_at(inter);
+        #[cfg(target_arch = "x86_64")]
+        if crate::attention::avx512::available() {
+            // SAFETY: AVX-512F is available; the three slices have `inter` elements.
+            unsafe { x86::silu_mul_avx512(o, g, u) };
+            continue;
+        }
         for ((o, g), u) in o.iter_mut().zip(g).zip(u) {
             *o = g / (1.0 + (-g).exp()) * u;
         }
@@ -278,6 +191,31 @@ pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// # Safety
+    /// AVX-512F available; `o`, `g` and `u` have the same length.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn silu_mul_avx512(o: &mut [f32], g: &[f32], u: &[f32]) {
+        let n = o.len();
+        let mut i = 0;
+        // SAFETY: i + 16 <= n bounds the full loads; the tail uses masked loads and stores.
+        unsafe {
+            let one = _mm512_set1_ps(1.0);
+            while i < n {
+                let mask: __mmask16 = if i + 16 <= n {
+                    0xFFFF
+                } else {
+                    ((1u32 << (n - i)) - 1) as u16
+                };
+                let gv = _mm512_maskz_loadu_ps(mask, g.as_ptr().add(i));
+                let uv = _mm512_maskz_loadu_ps(mask, u.as_ptr().add(i));
+                let e = crate::attention::avx512::exp(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+                let r = _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), uv);
+                _mm512_mask_storeu_ps(o.as_mut_ptr().add(i), mask, r);
+                i += 16;
+            }
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
@@ -356,41 +294,6 @@ mod tests {
                 assert!((y[i] - (b[i] + 0.5 * a[i])).abs() < 1e-6);
             }
         }
-    }
-
-    #[test]
-    fn matmul_matches_naive_for_decode_and_prefill_shapes() {
-        for m in [1, 3, 17] {
-            let (k, n) = (19, 23);
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
-            let w = Matrix {
-                in_features: k,
-                out_features: n,
-                data: (0..k * n)
-                    .map(|i| ((i * 5) % 11) as f32 * 0.5 - 2.0)
-                    .collect(),
-            };
-            let mut out = vec![0.0; m * n];
-            matmul(&mut out, &x, m, &w, 2);
-            for r in 0..m {
-                for c in 0..n {
-                    let want: f32 = (0..k).map(|i| x[r * k + i] * w.data[c * k + i]).sum();
-                    assert!((out[r * n + c] - want).abs() < 1e-3);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn hf_layouts_slice_correctly() {
-        // HF weight [out=3, in=2]: rows are output features.
-        let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let m = Matrix::from_hf_row_blocks(2, &[(&w, 1..3)]);
-        assert_eq!((m.in_features, m.out_features), (2, 2));
-        assert_eq!(m.data, [3.0, 4.0, 5.0, 6.0]);
-        let m = Matrix::from_hf_col_slice(&w, 3, 2, 1..2);
-        assert_eq!((m.in_features, m.out_features), (1, 3));
-        assert_eq!(m.data, [2.0, 4.0, 6.0]);
     }
 
     #[test]

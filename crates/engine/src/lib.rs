@@ -6,11 +6,13 @@
 //! Not here: HTTP (crates/server), trace files (crates/profiler). The engine exposes its
 //! steps through [`observer::StepObserver`] and nothing else.
 
+pub mod attention;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod kernels;
 pub mod kv;
+pub mod matmul;
 pub mod model;
 pub mod observer;
 pub mod parallel;

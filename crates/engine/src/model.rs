@@ -9,9 +9,11 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::attention;
 use crate::config::ModelConfig;
 use crate::error::EngineError;
-use crate::kernels::{self, Matrix};
+use crate::kernels;
+use crate::matmul::{self, Matrix, WeightDtype};
 use crate::observer::{OpEvent, OpKind};
 use crate::parallel::Collective;
 use crate::weights::WeightSource;
@@ -175,6 +177,7 @@ impl RankModel {
         tp_size: usize,
         kv_slots: usize,
         threads_per_rank: usize,
+        dtype: WeightDtype,
     ) -> Result<Vec<RankModel>, EngineError> {
         Shard::check(&cfg, tp_size)?;
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
@@ -237,12 +240,13 @@ impl RankModel {
                 let qkv = Matrix::from_hf_row_blocks(
                     h,
                     &[(&q, rows(&qh)), (&k, rows(&kh)), (&v, rows(&kh))],
+                    dtype,
                 );
                 let qkv_bias = qkv_bias
                     .as_ref()
                     .map(|(qb, kb, vb)| [&qb[rows(&qh)], &kb[rows(&kh)], &vb[rows(&kh)]].concat());
                 let gate_up =
-                    Matrix::from_hf_row_blocks(h, &[(&gate, ir.clone()), (&up, ir.clone())]);
+                    Matrix::from_hf_row_blocks(h, &[(&gate, ir.clone()), (&up, ir.clone())], dtype);
                 let gate_up_bias = mlp_bias
                     .as_ref()
                     .map(|(gb, ub, _)| [&gb[ir.clone()], &ub[ir.clone()]].concat());
@@ -251,11 +255,11 @@ impl RankModel {
                     post_norm: post_norm.clone(),
                     qkv,
                     qkv_bias,
-                    o: Matrix::from_hf_col_slice(&o, h, nq * hd, rows(&qh)),
+                    o: Matrix::from_hf_col_slice(&o, h, nq * hd, rows(&qh), dtype),
                     o_bias: o_bias.clone(),
                     gate_up,
                     gate_up_bias,
-                    down: Matrix::from_hf_col_slice(&down, h, inter, ir.clone()),
+                    down: Matrix::from_hf_col_slice(&down, h, inter, ir.clone(), dtype),
                     down_bias: mlp_bias.as_ref().map(|(_, _, db)| db.clone()),
                 });
             }
@@ -266,7 +270,7 @@ impl RankModel {
             let kh = shard.kv_heads(&cfg);
             let qh = shard.q_heads(&cfg);
             let vocab = shard.vocab(&cfg);
-            let lm_head = Matrix::from_hf_row_blocks(h, &[(lm_src, vocab.clone())]);
+            let lm_head = Matrix::from_hf_row_blocks(h, &[(lm_src, vocab.clone())], dtype);
             let n_kv = kh.len();
             let layer_floats = kv_slots * n_kv * hd;
             let kv = KvCache {
@@ -385,7 +389,7 @@ impl RankModel {
                 kernels::rms_norm(&mut normed, &x, &layer.input_norm, cfg.rms_norm_eps)
             });
             timed(ops, rec, OpKind::QkvProj, l, [t, h, qkv_width], || {
-                kernels::matmul(&mut qkv, &normed, t, &layer.qkv, threads);
+                matmul::matmul(&mut qkv, &normed, t, &layer.qkv, threads);
                 if let Some(b) = &layer.qkv_bias {
                     kernels::add_bias(&mut qkv, b);
                 }
@@ -411,28 +415,29 @@ impl RankModel {
                 }
             });
             let (kc, vc) = (&self.kv.k[li], &self.kv.v[li]);
-            let (n_q, q_head0, kv_head0) = (self.n_q, self.q_head0, self.kv_head0);
+            let heads = attention::Heads {
+                head_dim: hd,
+                n_q: self.n_q,
+                kv_width,
+                q_head0: self.q_head0,
+                kv_head0: self.kv_head0,
+                q_per_kv,
+                scale,
+            };
             timed(ops, rec, OpKind::Attention, l, [t, q_width, 0], || {
                 let row_job = |(ti, out): (usize, &mut [f32]), scores: &mut Vec<f32>| {
                     let seq = &batch.seqs[tok_seq[ti]];
-                    let ctx = positions[ti] + 1;
                     let q_row = &qkv[ti * qkv_width..ti * qkv_width + q_width];
-                    out.fill(0.0);
-                    scores.resize(ctx, 0.0);
-                    for lh in 0..n_q {
-                        let g = (q_head0 + lh) / q_per_kv - kv_head0;
-                        let q = &q_row[lh * hd..(lh + 1) * hd];
-                        for (j, sc) in scores.iter_mut().enumerate() {
-                            let off = seq.slots[j] as usize * kv_width + g * hd;
-                            *sc = kernels::dot(q, &kc[off..off + hd]) * scale;
-                        }
-                        kernels::softmax(scores);
-                        let o = &mut out[lh * hd..(lh + 1) * hd];
-                        for (j, p) in scores.iter().enumerate() {
-                            let off = seq.slots[j] as usize * kv_width + g * hd;
-                            kernels::axpy(o, *p, &vc[off..off + hd]);
-                        }
-                    }
+                    attention::attend_row(
+                        &heads,
+                        q_row,
+                        &seq.slots,
+                        positions[ti] + 1,
+                        kc,
+                        vc,
+                        out,
+                        scores,
+                    );
                 };
                 if threads > 1 {
                     attn.par_chunks_mut(q_width)
@@ -446,7 +451,7 @@ impl RankModel {
                 }
             });
             timed(ops, rec, OpKind::OProj, l, [t, q_width, h], || {
-                kernels::matmul(&mut proj, &attn, t, &layer.o, threads)
+                matmul::matmul(&mut proj, &attn, t, &layer.o, threads)
             });
             if comm.size() > 1 {
                 timed(ops, rec, OpKind::AllReduce, l, [t, h, 0], || {
@@ -469,7 +474,7 @@ impl RankModel {
                 l,
                 [t, h, 2 * self.inter],
                 || {
-                    kernels::matmul(&mut gu, &normed, t, &layer.gate_up, threads);
+                    matmul::matmul(&mut gu, &normed, t, &layer.gate_up, threads);
                     if let Some(b) = &layer.gate_up_bias {
                         kernels::add_bias(&mut gu, b);
                     }
@@ -479,7 +484,7 @@ impl RankModel {
                 kernels::silu_mul(&mut act, &gu, self.inter)
             });
             timed(ops, rec, OpKind::DownProj, l, [t, self.inter, h], || {
-                kernels::matmul(&mut proj, &act, t, &layer.down, threads)
+                matmul::matmul(&mut proj, &act, t, &layer.down, threads)
             });
             if comm.size() > 1 {
                 timed(ops, rec, OpKind::AllReduce, l, [t, h, 0], || {
@@ -524,7 +529,7 @@ impl RankModel {
         let v_local = self.vocab.len();
         let mut local = vec![0.0f32; n * v_local];
         timed(ops, rec, OpKind::LmHead, None, [n, h, v_local], || {
-            kernels::matmul(&mut local, &last_normed, n, &self.lm_head, threads)
+            matmul::matmul(&mut local, &last_normed, n, &self.lm_head, threads)
         });
         if comm.size() == 1 {
             return Some(local);

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use loupe_engine::matmul::WeightDtype;
 use loupe_engine::model::{ForwardBatch, RankModel, SeqInput};
 use loupe_engine::parallel::TpGroup;
 use loupe_engine::weights::{SafetensorsCheckpoint, WeightSource};
@@ -44,11 +45,17 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     );
 }
 
-fn check_model(name: &str, tp: usize) {
+fn check_model(name: &str, tp: usize) -> Vec<f32> {
+    check_model_as(name, tp, None)
+}
+
+/// Returns the last decode step's logits.
+fn check_model_as(name: &str, tp: usize, dtype: Option<WeightDtype>) -> Vec<f32> {
     let dir = data(name);
     let cfg = Arc::new(ModelConfig::from_dir(&dir, &serde_json::json!({})).unwrap());
     let weights = WeightSource::Safetensors(SafetensorsCheckpoint::open(&dir).unwrap());
-    let ranks = RankModel::load_all(cfg.clone(), &weights, tp, 64, 1).unwrap();
+    let ranks =
+        RankModel::load_all(cfg.clone(), &weights, tp, 64, 1, cfg.weight_dtype(dtype)).unwrap();
     let mut group = TpGroup::new(ranks, 0);
     let r = reference(name);
     let prompt: Vec<u32> = r["prompt"]
@@ -79,6 +86,7 @@ fn check_model(name: &str, tp: usize) {
             &floats(want),
         );
     }
+    let mut last = Vec::new();
     for (i, step) in r["decode"].as_array().unwrap().iter().enumerate() {
         let tok = step["input_token"].as_u64().unwrap() as u32;
         let out = group.forward(ForwardBatch {
@@ -91,12 +99,14 @@ fn check_model(name: &str, tp: usize) {
             record_ops: false,
             all_logits: false,
         });
+        last = out.logits.unwrap();
         assert_close(
             &format!("{name} tp={tp} decode step {i}"),
-            &out.logits.unwrap(),
+            &last,
             &floats(&step["logits"]),
         );
     }
+    last
 }
 
 #[test]
@@ -107,6 +117,14 @@ fn llama_f32_sharded_llama3_rope_matches_transformers() {
 #[test]
 fn qwen2_bf16_tied_bias_linear_rope_matches_transformers() {
     check_model("qwen2", 1);
+}
+
+#[test]
+fn bf16_weights_kept_as_bf16_give_the_same_logits_as_widened_f32() {
+    // The qwen2 checkpoint is stored in bf16: keeping it so is exact.
+    let kept = check_model_as("qwen2", 1, None);
+    let widened = check_model_as("qwen2", 1, Some(WeightDtype::F32));
+    assert_eq!(kept, widened);
 }
 
 #[test]

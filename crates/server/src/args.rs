@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// auto, dummy or safetensors.
     #[arg(long, default_value = "auto")]
     pub load_format: String,
+    /// Weight storage: auto (the config's torch_dtype), float32, bfloat16, float16. Compute is
+    /// always float32; 16-bit weights are widened in registers.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
     /// JSON merged into config.json, e.g. '{"num_hidden_layers": 2}'.
     #[arg(long, default_value = "{}")]
     pub json_model_override_args: String,
@@ -156,6 +160,14 @@ impl ServeArgs {
                 ));
             }
         };
+        let dtype = match self.dtype.as_str() {
+            "auto" => None,
+            other => Some(
+                loupe_engine::matmul::WeightDtype::parse(other).ok_or_else(|| {
+                    format!("--dtype '{other}' is not supported (auto, float32, bfloat16, float16)")
+                })?,
+            ),
+        };
         if self.stream_interval == 0 {
             return Err("--stream-interval must be at least 1".into());
         }
@@ -163,6 +175,7 @@ impl ServeArgs {
             model_path: self.model_path.clone(),
             tokenizer_path: self.tokenizer_path.clone(),
             load_format: LoadFormat::parse(&self.load_format).map_err(|e| e.to_string())?,
+            dtype,
             model_overrides,
             skip_tokenizer_init: self.skip_tokenizer_init,
             tp_size: self.tp_size,
