@@ -20,7 +20,7 @@ a = p.parse_args()
 
 torch.set_num_threads(a.threads)
 config = AutoConfig.from_pretrained(a.config)
-model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32).eval()
+model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
 vocab = config.vocab_size
 
 

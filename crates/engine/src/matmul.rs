@@ -424,8 +424,31 @@ mod avx512 {
         }
     }
 
+    /// Widen `rows` weight rows of length `k` at `w` into `dst` (f32).
+    #[inline(always)]
+    unsafe fn widen<L: Lanes>(w: *const L::Elem, rows: usize, k: usize, dst: &mut Vec<f32>) {
+        dst.clear();
+        dst.reserve(rows * k);
+        // SAFETY: `rows * k` elements readable at `w` (caller), `dst` has room for as many.
+        unsafe {
+            let d = dst.as_mut_ptr();
+            let mut i = 0;
+            let n = rows * k;
+            while i + 16 <= n {
+                _mm512_storeu_ps(d.add(i), L::load(w.add(i)));
+                i += 16;
+            }
+            if i < n {
+                let mask: __mmask16 = ((1u32 << (n - i)) - 1) as u16;
+                _mm512_mask_storeu_ps(d.add(i), mask, L::load_masked(mask, w.add(i)));
+            }
+            dst.set_len(n);
+        }
+    }
+
     /// Output columns `[n0, n1)` for all `m` rows: weight rows outermost, so each is read from
-    /// memory once and reused for every activation row (which stay in cache).
+    /// memory once and reused for every activation row (which stay in cache). With several
+    /// row tiles, 16-bit weights are widened once per column block instead of once per tile.
     ///
     /// # Safety
     /// AVX-512 F/BW/VL available; `x` holds `m * k` values, `w` points at `n1 * k` weights and
@@ -443,11 +466,18 @@ mod avx512 {
         n: usize,
     ) {
         let xp = x.as_ptr();
+        let widen_first = m > MR && std::mem::size_of::<L::Elem>() != 4;
+        let mut wide = Vec::new();
         // SAFETY: per this function's contract, every block stays within its operands.
         unsafe {
             let mut j = n0;
             while j + NR <= n1 {
-                column_block::<L, NR>(xp, m, k, w.add(j * k), out.add(j), n);
+                if widen_first {
+                    widen::<L>(w.add(j * k), NR, k, &mut wide);
+                    column_block::<F32, NR>(xp, m, k, wide.as_ptr(), out.add(j), n);
+                } else {
+                    column_block::<L, NR>(xp, m, k, w.add(j * k), out.add(j), n);
+                }
                 j += NR;
             }
             while j < n1 {

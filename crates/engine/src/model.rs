@@ -315,6 +315,14 @@ impl RankModel {
         Ok(models)
     }
 
+    /// Run `f` on this rank's compute threads.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+
     /// Run the batch. Rank 0 returns the logits `[rows wanting logits, vocab]`.
     pub fn forward(
         &mut self,

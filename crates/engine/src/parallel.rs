@@ -185,6 +185,11 @@ impl TpGroup {
         self.comm.size()
     }
 
+    /// Run `f` on rank 0's compute threads (so that rayon work inside it uses them).
+    pub fn install<R: Send>(&mut self, f: impl FnOnce() -> R + Send) -> R {
+        self.leader.install(f)
+    }
+
     pub fn forward(&mut self, batch: ForwardBatch) -> ForwardOutput {
         let batch = Arc::new(batch);
         for w in &self.workers {

@@ -145,9 +145,11 @@ impl SamplerState {
         }
     }
 
-    /// Remember a generated token (for frequency/presence penalties).
-    pub fn observe(&mut self, token: u32) {
-        *self.output_counts.entry(token).or_insert(0) += 1;
+    /// Remember a generated token (for frequency/presence/repetition penalties).
+    pub fn observe(&mut self, token: u32, params: &SamplingParams) {
+        if params.has_penalties() {
+            *self.output_counts.entry(token).or_insert(0) += 1;
+        }
     }
 
     /// Pick the next token from one row of logits (modified in place).
@@ -206,14 +208,23 @@ impl SamplerState {
     }
 }
 
+/// Index of the largest value (the first one on ties), as torch's argmax.
 pub fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in x.iter().enumerate() {
-        if *v > x[best] {
-            best = i;
+    // Sixteen independent running maxima (vectorised), then the first position holding the
+    // maximum: a single compare-and-select chain would be latency-bound.
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            *m = m.max(*v);
         }
     }
-    best as u32
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    x.iter().position(|v| *v == max).unwrap_or(0) as u32
 }
 
 /// The tokens top-k, top-p and min-p keep, most likely first. Sorts only a growing head of
@@ -322,6 +333,17 @@ mod tests {
     }
 
     #[test]
+    fn argmax_takes_the_first_maximum() {
+        let mut x: Vec<f32> = (0..100).map(|i| (i % 37) as f32).collect();
+        assert_eq!(argmax(&x), 36);
+        x[90] = 50.0;
+        x[95] = 50.0;
+        assert_eq!(argmax(&x), 90);
+        assert_eq!(argmax(&[1.0]), 0);
+        assert_eq!(argmax(&[-3.0, -1.0, -2.0]), 1);
+    }
+
+    #[test]
     fn greedy_takes_the_argmax() {
         let mut s = SamplerState::new(1);
         let p = SamplingParams {
@@ -367,12 +389,12 @@ mod tests {
     #[test]
     fn penalties_push_repeated_tokens_down() {
         let mut s = SamplerState::new(0);
-        s.observe(0);
         let p = SamplingParams {
             temperature: 0.0,
             presence_penalty: 1.0,
             ..Default::default()
         };
+        s.observe(0, &p);
         assert_eq!(s.sample(&mut [1.0, 0.5], &p, &[]), 1);
         let p = SamplingParams {
             temperature: 0.0,

@@ -692,9 +692,21 @@ impl Scheduler {
         };
         let t_run = Instant::now();
         let out = self.tp.forward(batch);
-        let t_out = Instant::now();
         let mut rank_ops = out.rank_ops;
-        self.process_result(mode, &plan, out.logits, record.then(|| &mut rank_ops[0]));
+        // Sampling belongs to the batch's run, as SGLang samples inside run_batch.
+        let t_sample = Instant::now();
+        let tokens = self.sample(&plan, out.logits.unwrap_or_default());
+        let t_out = Instant::now();
+        if record {
+            rank_ops[0].push(OpEvent {
+                kind: OpKind::Sampling,
+                layer: None,
+                start: t_sample,
+                end: t_out,
+                dims: [tokens.len(), self.vocab_size, 0],
+            });
+        }
+        self.process_result(mode, &plan, &tokens);
         let t_end = Instant::now();
 
         self.stats.steps_total.fetch_add(1, Ordering::Relaxed);
@@ -721,17 +733,46 @@ impl Scheduler {
         }
     }
 
-    fn process_result(
-        &mut self,
-        mode: ForwardMode,
-        plan: &[Planned],
-        logits: Option<Vec<f32>>,
-        ops: Option<&mut Vec<OpEvent>>,
-    ) {
-        let t0 = Instant::now();
+    /// One token for every request that finished its prefill or decoded, in plan order;
+    /// spread over rank 0's compute threads.
+    fn sample(&mut self, plan: &[Planned], mut logits: Vec<f32>) -> Vec<u32> {
+        use rayon::prelude::*;
         let vocab = self.vocab_size;
-        let mut logits = logits.unwrap_or_default();
-        let mut row = 0;
+        let eos = &self.eos_ids;
+        let mut wanted = plan
+            .iter()
+            .filter(|p| p.last_chunk)
+            .map(|p| p.idx)
+            .peekable();
+        let mut jobs: Vec<(&mut Req, &mut [f32])> = Vec::new();
+        let mut rows = logits.chunks_mut(vocab.max(1));
+        for (i, r) in self.running.iter_mut().enumerate() {
+            if wanted.peek() == Some(&i) {
+                wanted.next();
+                jobs.push((r, rows.next().expect("one logits row per sampled request")));
+            }
+        }
+        let pick = |(r, l): &mut (&mut Req, &mut [f32])| {
+            if r.output.len() < r.params.min_new_tokens {
+                for &t in eos.iter().chain(&r.params.stop_token_ids) {
+                    if let Some(v) = l.get_mut(t as usize) {
+                        *v = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            let tok = r.sampler.sample(l, &r.params, &r.prompt);
+            r.sampler.observe(tok, &r.params);
+            tok
+        };
+        if jobs.len() >= 16 {
+            self.tp.install(|| jobs.par_iter_mut().map(pick).collect())
+        } else {
+            jobs.iter_mut().map(pick).collect()
+        }
+    }
+
+    fn process_result(&mut self, mode: ForwardMode, plan: &[Planned], tokens: &[u32]) {
+        let mut sampled = tokens.iter();
         let mut finished_idx = Vec::new();
         for p in plan {
             let r = &mut self.running[p.idx];
@@ -739,17 +780,7 @@ impl Scheduler {
             if !p.last_chunk {
                 continue;
             }
-            let l = &mut logits[row * vocab..(row + 1) * vocab];
-            row += 1;
-            if r.output.len() < r.params.min_new_tokens {
-                for &t in self.eos_ids.iter().chain(&r.params.stop_token_ids) {
-                    if let Some(v) = l.get_mut(t as usize) {
-                        *v = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            let tok = r.sampler.sample(l, &r.params, &r.prompt);
-            r.sampler.observe(tok);
+            let tok = *sampled.next().expect("a token per sampled request");
             r.output.push(tok);
             self.stats
                 .generation_tokens_total
@@ -765,15 +796,6 @@ impl Scheduler {
             if r.finish.is_some() {
                 finished_idx.push(p.idx);
             }
-        }
-        if let Some(ops) = ops {
-            ops.push(OpEvent {
-                kind: OpKind::Sampling,
-                layer: None,
-                start: t0,
-                end: Instant::now(),
-                dims: [row, vocab, 0],
-            });
         }
         // The chunked request (always last in an EXTEND batch) goes back to `chunked`.
         if mode == ForwardMode::Extend
