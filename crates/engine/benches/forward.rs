@@ -6,6 +6,7 @@
 //!     cargo bench -p loupe-engine --bench forward -- --model small --batches 1,8,32,64
 //!         [--prompt-len 128] [--decode-steps 32] [--prefill-len 512] [--overhead-batch 64]
 //!         [--threads N] [--write-config config.json] [--dtype float32|bfloat16|float16]
+//!     cargo bench -p loupe-engine --bench forward -- --kernels [--dtype bfloat16]
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -29,6 +30,7 @@ struct Opts {
     threads: usize,
     write_config: Option<String>,
     dtype: Option<WeightDtype>,
+    kernels: bool,
 }
 
 fn parse_args() -> Opts {
@@ -42,6 +44,7 @@ fn parse_args() -> Opts {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         write_config: None,
         dtype: None,
+        kernels: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -61,6 +64,11 @@ fn parse_args() -> Opts {
             "--overhead-batch" => o.overhead_batch = val(i).parse().expect("--overhead-batch"),
             "--threads" => o.threads = val(i).parse().expect("--threads"),
             "--write-config" => o.write_config = Some(val(i)),
+            "--kernels" => {
+                o.kernels = true;
+                i += 1;
+                continue;
+            }
             "--dtype" => {
                 o.dtype =
                     Some(WeightDtype::parse(&val(i)).expect("--dtype float32|bfloat16|float16"))
@@ -281,8 +289,59 @@ fn scheduler_overhead(
     }
 }
 
+/// loupe's projection kernel against gemm on decode shapes, weights cold (cycled through
+/// more memory than the caches hold), in the given weight dtype.
+fn kernels(threads: usize, dtype: WeightDtype) {
+    println!("| shape (m x k x n) | weights | loupe GFLOP/s | gemm GFLOP/s |");
+    println!("|---|---|---|---|");
+    for (m, k, n) in [
+        (1, 1024, 5632),
+        (8, 1024, 5632),
+        (32, 1024, 5632),
+        (64, 1024, 5632),
+        (64, 2816, 1024),
+        (128, 1024, 5632),
+    ] {
+        let copies = (480_000_000 / (k * n * 4)).max(2);
+        let ws: Vec<Matrix> = (0..copies)
+            .map(|c| {
+                Matrix::new(
+                    k,
+                    n,
+                    (0..k * n).map(|i| ((i + c) % 17) as f32 * 0.01).collect(),
+                    dtype,
+                )
+            })
+            .collect();
+        let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
+        let mut out = vec![0.0; m * n];
+        let flops = 2.0 * (m * k * n * copies) as f64 / 1e9;
+        let mut time = |f: &dyn Fn(&mut [f32], &Matrix)| {
+            let mut best = f64::MAX;
+            for _ in 0..3 {
+                let t0 = Instant::now();
+                for w in &ws {
+                    f(&mut out, w);
+                }
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            flops / best
+        };
+        let ours = time(&|out, w| matmul::matmul(out, &x, m, w, threads));
+        let theirs = time(&|out, w| matmul::matmul_via_gemm(out, &x, m, w, threads));
+        println!(
+            "| {m} x {k} x {n} | {} | {ours:.1} | {theirs:.1} |",
+            dtype.name()
+        );
+    }
+}
+
 fn main() {
     let o = parse_args();
+    if o.kernels {
+        kernels(o.threads, o.dtype.unwrap_or(WeightDtype::F32));
+        return;
+    }
     let cfg = Arc::new(ModelConfig::from_preset(o.model, &json!({})).expect("preset config"));
     if let Some(path) = &o.write_config {
         // The same config.json for the transformers side of the comparison.

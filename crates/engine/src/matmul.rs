@@ -179,6 +179,17 @@ pub fn matmul(out: &mut [f32], x: &[f32], m: usize, w: &Matrix, threads: usize) 
             return;
         }
     }
+    matmul_via_gemm(out, x, m, w, threads);
+}
+
+/// `matmul` always through the gemm crate (for benchmarks comparing the two paths).
+pub fn matmul_via_gemm(out: &mut [f32], x: &[f32], m: usize, w: &Matrix, threads: usize) {
+    let (k, n) = (w.in_features, w.out_features);
+    assert_eq!(
+        (x.len(), out.len(), w.data.len()),
+        (m * k, m * n, k * n),
+        "matmul shapes"
+    );
     match &w.data {
         WeightData::F32(v) => matmul_gemm(out, x, m, k, n, v, threads),
         other => WIDE.with(|wide| {

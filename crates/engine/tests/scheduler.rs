@@ -130,6 +130,31 @@ fn chunked_prefill_pages_and_cache_do_not_change_outputs() {
 }
 
 #[test]
+fn both_routers_spread_requests_over_data_parallel_groups() {
+    use std::sync::atomic::Ordering::Relaxed;
+    for lb in [
+        loupe_engine::LoadBalance::RoundRobin,
+        loupe_engine::LoadBalance::ShortestQueue,
+    ] {
+        let e = engine(|a| {
+            a.dp_size = 2;
+            a.load_balance = lb;
+        });
+        run(&e, &workload());
+        let per_group: Vec<u64> = e
+            .stats()
+            .iter()
+            .map(|s| s.generation_tokens_total.load(Relaxed))
+            .collect();
+        assert_eq!(per_group.iter().sum::<u64>(), 6 * 40, "{lb:?}");
+        assert!(
+            per_group.iter().all(|&n| n >= 40),
+            "{lb:?} left a group idle: {per_group:?}"
+        );
+    }
+}
+
+#[test]
 fn shared_prefixes_are_served_from_the_cache() {
     let e = engine(|_| {});
     let base = prompt(1, 64);
