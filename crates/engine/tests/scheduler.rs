@@ -287,6 +287,11 @@ fn observer_sees_every_step_and_every_rank() {
         a.chunked_prefill_size = Some(32);
     });
     run(&e, &[(prompt(1, 70), greedy(3))]);
+    // The last step reports to the observer just after its outputs went out.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while rec.steps.lock().unwrap().len() < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let steps = rec.steps.lock().unwrap().clone();
     // 70 tokens in chunks of 32: three EXTEND steps, then two DECODE steps.
     let modes: Vec<ForwardMode> = steps.iter().map(|s| s.1).collect();

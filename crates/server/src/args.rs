@@ -99,6 +99,9 @@ pub struct ServeArgs {
     /// Reported in /model_info; loupe does not parse tool calls.
     #[arg(long)]
     pub tool_call_parser: Option<String>,
+    /// Confine every profile's output_dir to this directory (403 otherwise).
+    #[arg(long)]
+    pub profile_output_root: Option<PathBuf>,
     /// Compute threads in all (default: every core), split over TP x DP ranks.
     #[arg(long)]
     pub threads: Option<usize>,

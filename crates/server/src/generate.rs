@@ -218,16 +218,7 @@ fn read_inputs(st: &AppState, f: &Fields<'_>) -> Result<Inputs, ApiError> {
         (Some(_), Some(_)) => Err(f.err("text", "give either text or input_ids, not both")),
         (None, None) => Err(f.err("text", "either text or input_ids is required")),
         (Some(text), None) => {
-            let tok = st.engine.tokenizer().ok_or_else(|| {
-                f.err(
-                    "text",
-                    "the server runs with --skip-tokenizer-init: send input_ids",
-                )
-            })?;
-            let encode = |s: &str| {
-                tok.encode(s, true)
-                    .map_err(|e| f.err("text", e.to_string()))
-            };
+            let encode = |s: &str| st.encode(s, true).map_err(|e| f.err("text", e));
             match text {
                 Value::String(s) => Ok(Inputs {
                     prompts: vec![encode(s)?],

@@ -13,6 +13,7 @@ mod info;
 pub mod metrics;
 mod openai;
 pub mod parse;
+mod profile;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use loupe_engine::Engine;
+use loupe_profiler::{Profiler, ProfilerConfig};
 use tokio::net::TcpListener;
 
 pub use args::ServeArgs;
@@ -93,6 +95,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/flush_cache",
             get(info::flush_cache).post(info::flush_cache),
         )
+        .route("/start_profile", get(profile::start).post(profile::start))
+        .route("/stop_profile", get(profile::stop).post(profile::stop))
+        .route("/end_profile", get(profile::stop).post(profile::stop))
+        .route("/profile_status", get(profile::status))
         .route("/metrics", get(info::metrics))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
@@ -112,9 +118,28 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(8192)
 }
 
-/// Start the engine (loading weights on a blocking thread) and build the state.
+/// Start the engine (loading weights on a blocking thread) with the profiler as its step
+/// observer, and build the state.
 pub async fn start_state(args: ServeArgs, launch_command: String) -> Result<Arc<AppState>, String> {
-    let engine_args = args.engine_args()?;
+    let mut engine_args = args.engine_args()?;
+    if let Some(root) = &args.profile_output_root
+        && !root.is_dir()
+    {
+        return Err(format!(
+            "--profile-output-root {}: not a directory",
+            root.display()
+        ));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ranks = (args.tp_size * args.dp_size).max(1);
+    let profiler = Profiler::new(ProfilerConfig {
+        tp_size: args.tp_size,
+        dp_size: args.dp_size,
+        threads_per_rank: (args.threads.unwrap_or(cores) / ranks).max(1),
+        model_name: args.served_model_name(),
+        output_root: args.profile_output_root.clone(),
+    });
+    engine_args.observer = Some(Arc::new(profiler.clone()));
     let engine = tokio::task::spawn_blocking(move || Engine::start(engine_args))
         .await
         .map_err(|e| format!("engine start-up panicked: {e}"))?
@@ -123,6 +148,7 @@ pub async fn start_state(args: ServeArgs, launch_command: String) -> Result<Arc<
         Arc::new(engine),
         args,
         launch_command,
+        profiler,
     )))
 }
 

@@ -141,16 +141,7 @@ fn prompts_from(st: &AppState, f: &Fields<'_>) -> Result<Vec<Vec<u32>>, ApiError
     let Some(prompt) = f.get("prompt") else {
         return Err(f.err("prompt", "is required"));
     };
-    let encode = |s: &str| -> Result<Vec<u32>, ApiError> {
-        let tok = st.engine.tokenizer().ok_or_else(|| {
-            f.err(
-                "prompt",
-                "the server runs with --skip-tokenizer-init: send token ids",
-            )
-        })?;
-        tok.encode(s, true)
-            .map_err(|e| f.err("prompt", e.to_string()))
-    };
+    let encode = |s: &str| st.encode(s, true).map_err(|e| f.err("prompt", e));
     match prompt {
         Value::String(s) => Ok(vec![encode(s)?]),
         Value::Array(items) if items.is_empty() => Err(f.err("prompt", "must not be empty")),
@@ -239,8 +230,7 @@ fn chat_prompt(st: &AppState, f: &Fields<'_>) -> Result<Vec<u32>, ApiError> {
         .apply_chat_template(&messages, true)
         .map_err(|e| f.err("messages", e.to_string()))?;
     // The template already carries the special tokens it wants.
-    tok.encode(&text, false)
-        .map_err(|e| f.err("messages", e.to_string()))
+    st.encode(&text, false).map_err(|e| f.err("messages", e))
 }
 
 pub async fn completions(

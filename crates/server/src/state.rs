@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use loupe_engine::{Engine, FinishReason, GenerateRequest, RequestOutput, SamplingParams};
+use loupe_profiler::Profiler;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::args::ServeArgs;
@@ -21,6 +22,7 @@ pub struct AppState {
     pub launch_command: String,
     /// Where the tokenizer lives for clients that load it (`/model_info.tokenizer_path`).
     pub tokenizer_path: Option<String>,
+    pub profiler: Profiler,
     rid_counter: AtomicU64,
 }
 
@@ -31,9 +33,15 @@ pub fn unix_now() -> u64 {
 }
 
 impl AppState {
-    pub fn new(engine: Arc<Engine>, args: ServeArgs, launch_command: String) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        args: ServeArgs,
+        launch_command: String,
+        profiler: Profiler,
+    ) -> Self {
         let tokenizer_path = tokenizer_path_for_clients(&engine, &args);
         AppState {
+            profiler,
             tokenizer_path,
             served_model_name: args.served_model_name(),
             engine,
@@ -56,6 +64,21 @@ impl AppState {
             t,
             n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n
         )
+    }
+
+    /// Tokenize `text` (timed for the profiler when one is recording).
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, String> {
+        let tok = self
+            .engine
+            .tokenizer()
+            .ok_or("the server runs with --skip-tokenizer-init: send token ids")?;
+        let start = Instant::now();
+        let ids = tok
+            .encode(text, add_special_tokens)
+            .map_err(|e| e.to_string())?;
+        self.profiler
+            .host_span("tokenizer.encode", start, Instant::now(), ids.len());
+        Ok(ids)
     }
 
     /// Hand one tokenized request to the engine; `index` is its place in a batch.
