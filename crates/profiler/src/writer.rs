@@ -15,7 +15,25 @@ pub(crate) enum Job {
     Export(Arc<ExportSpec>, Capture),
 }
 
+/// Run the calling thread under SCHED_IDLE (the kernel's lowest class: it gets the CPU when
+/// serving threads leave it, instead of taking a core from the ranks mid-step), falling back
+/// to nice 19.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id with a valid sched_param.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) != 0
+            && libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0
+        {
+            tracing::debug!("could not lower the profile writer's priority");
+        }
+    }
+}
+
 pub(crate) fn run(rx: Receiver<Job>, shared: Weak<Shared>) {
+    lower_priority();
     while let Ok(job) = rx.recv() {
         let (id, result) = match job {
             Job::Export(spec, capture) => (spec.profile_id.clone(), export(&spec, &capture)),
