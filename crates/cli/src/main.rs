@@ -26,6 +26,8 @@ enum Command {
     Serve(loupe_server::ServeArgs),
     /// Benchmark a server (by default, the embedded reference server).
     Bench(loupe_bench::BenchArgs),
+    /// Run an srtctl-style profiling job: launch servers, profile each phase, collect.
+    Run(loupe_run::RunArgs),
 }
 
 fn init_logging(filter: &str) {
@@ -80,6 +82,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await.map(|_| ExitCode::SUCCESS),
             Command::Bench(args) => loupe_bench::run_cli(args).await,
+            Command::Run(args) => match loupe_run::run(args).await {
+                Ok(true) => Ok(ExitCode::SUCCESS),
+                Ok(false) => Ok(ExitCode::from(1)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::from(2))
+                }
+            },
         }
     });
     match result {

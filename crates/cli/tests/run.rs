@@ -1,0 +1,170 @@
+//! `loupe run` end to end through the binary: real `loupe serve` children, real profiles,
+//! real `loupe bench` children; and a server that never becomes healthy.
+
+use std::path::Path;
+use std::process::Command;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(job: &str, dir: &Path) -> std::process::Output {
+    let path = dir.join("job.yaml");
+    std::fs::write(&path, job).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_loupe"))
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--log-root",
+            dir.join("logs").to_str().unwrap(),
+        ])
+        .args(["--base-port", &free_port().to_string()])
+        .output()
+        .unwrap()
+}
+
+fn only_dir(p: &Path) -> std::path::PathBuf {
+    let mut entries: Vec<_> = std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries.pop().unwrap()
+}
+
+#[test]
+fn prefill_and_decode_phases_produce_traces_and_bench_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        "name: pd\nmodel:\n  path: tiny\nresources:\n  prefill_workers: 1\n  decode_workers: 1\n\
+         profiling:\n  type: torch\n  isl: 32\n  osl: 24\n  concurrency: 4\n\
+         \x20 prefill:\n    start_step: 3\n    stop_step: 6\n  decode:\n    start_step: 8\n    stop_step: 14\n\
+         health_check:\n  max_attempts: 100\n  interval_seconds: 0.1\n",
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let run_dir = only_dir(&dir.path().join("logs"));
+    for phase in ["prefill", "decode"] {
+        let traces: Vec<_> = std::fs::read_dir(run_dir.join("profiles").join(phase))
+            .unwrap()
+            .collect();
+        assert_eq!(traces.len(), 1, "{phase}: one trace per rank");
+        let bench = run_dir.join(format!("profile_{phase}_isl_32_osl_24/concurrency_4.json"));
+        let record: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(&bench)
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["completed"], 128, "{phase}");
+        assert!(
+            run_dir
+                .join(format!("{}_{phase}_w0.out", hostname_of(&run_dir, phase)))
+                .is_file()
+        );
+    }
+    let summary = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("phase prefill") && summary.contains("phase decode"),
+        "{summary}"
+    );
+    let log = std::fs::read_to_string(run_dir.join("run.log")).unwrap();
+    assert!(
+        log.contains("serve --model-path tiny") && log.contains("start_profile"),
+        "{log}"
+    );
+    assert!(log.contains("stopping the workers"));
+}
+
+/// The host part of the worker log names (`<host>_<mode>_w<i>.out`).
+fn hostname_of(run_dir: &Path, mode: &str) -> String {
+    let suffix = format!("_{mode}_w0.out");
+    std::fs::read_dir(run_dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(&suffix).map(str::to_string))
+        })
+        .next()
+        .expect("worker log")
+}
+
+#[test]
+fn a_server_that_never_becomes_healthy_fails_the_job_and_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("alive");
+    // A "server" that never listens, and proves it is alive by touching a file.
+    let job = format!(
+        "name: dead\nmodel:\n  path: tiny\nresources:\n  agg_workers: 1\nbackend:\n  type: command\n  \
+         command: \"while true; do touch {m}; sleep 0.05; done\"\nhealth_check:\n  max_attempts: 5\n  interval_seconds: 0.1\n",
+        m = marker.display()
+    );
+    let out = run(&job, dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("did not become healthy") && stderr.contains("max_attempts"),
+        "{stderr}"
+    );
+    // No orphan: once loupe run has returned, nothing touches the file any more.
+    std::fs::remove_file(&marker).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!marker.exists(), "the worker outlived the job");
+}
+
+#[test]
+fn a_worker_that_exits_is_reported_with_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        "name: bad\nmodel:\n  path: no-such-model\nresources:\n  agg_workers: 1\nhealth_check:\n  max_attempts: 100\n  interval_seconds: 0.1\n",
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("exited") && stderr.contains("no-such-model"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dry_run_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.yaml");
+    std::fs::write(&path, "name: d\nmodel:\n  path: tiny\nresources:\n  agg_workers: 1\nbenchmark:\n  type: sa-bench\n  isl: 8\n  osl: 8\n  concurrencies: \"2x4\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loupe"))
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--dry-run",
+            "--log-root",
+            dir.path().join("logs").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("benchmark concurrency 2:") && text.contains("benchmark concurrency 4:"),
+        "{text}"
+    );
+    assert!(
+        !dir.path().join("logs").exists(),
+        "a dry run writes nothing"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_loupe"))
+        .args(["run", dir.path().join("missing.yaml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.yaml"));
+}

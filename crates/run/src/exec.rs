@@ -1,0 +1,414 @@
+//! Running a plan on this machine: launch the workers as child processes (each in its own
+//! process group, logs captured), wait for health, drive each profiling phase and benchmark
+//! with `loupe bench` children, wait for the trace files, summarise, and always take the
+//! workers down — on success, on failure, and when the run is cancelled (Ctrl-C drops the
+//! future, and the process guard's `Drop` stops every child).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::plan::{Plan, Traffic, bench_command, shell_line};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The orchestrator's own log (`run.log`): every command line and environment, every step.
+pub struct RunLog {
+    file: File,
+    started: Instant,
+}
+
+impl RunLog {
+    fn open(path: &Path) -> Result<Self, RunError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io(path))?;
+        Ok(RunLog {
+            file,
+            started: Instant::now(),
+        })
+    }
+
+    pub fn line(&mut self, msg: impl AsRef<str>) {
+        let line = format!(
+            "[{:9.3}s] {}\n",
+            self.started.elapsed().as_secs_f64(),
+            msg.as_ref()
+        );
+        let _ = self.file.write_all(line.as_bytes());
+        eprint!("{line}");
+    }
+}
+
+/// Children that are stopped when this guard goes away, whatever the reason.
+#[derive(Default)]
+pub struct Processes {
+    children: Vec<(String, Child)>,
+}
+
+impl Processes {
+    fn spawn(
+        &mut self,
+        name: &str,
+        argv: &[String],
+        env: &std::collections::BTreeMap<String, String>,
+        out: &Path,
+        err: &Path,
+    ) -> Result<(), RunError> {
+        use std::os::unix::process::CommandExt;
+        let stdout = File::create(out).map_err(io(out))?;
+        let stderr = File::create(err).map_err(io(err))?;
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            // Its own process group: stopping it stops whatever it started (nsys, python...).
+            .process_group(0)
+            .spawn()
+            .map_err(|e| RunError::Failed(format!("cannot start {name} ({}): {e}", argv[0])))?;
+        self.children.push((name.to_string(), child));
+        Ok(())
+    }
+
+    /// The exit status of a child that has already exited.
+    fn exited(&mut self, name: &str) -> Option<std::process::ExitStatus> {
+        self.children
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, c)| c.try_wait().ok().flatten())
+    }
+
+    /// SIGTERM every process group, SIGKILL what is left after `grace`.
+    pub fn stop_all(&mut self, grace: Duration) {
+        for (_, c) in &self.children {
+            // SAFETY: signalling a process group we created.
+            unsafe {
+                libc::kill(-(c.id() as libc::pid_t), libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + grace;
+        for (_, c) in &mut self.children {
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if c.try_wait().ok().flatten().is_none() {
+                // SAFETY: as above.
+                unsafe {
+                    libc::kill(-(c.id() as libc::pid_t), libc::SIGKILL);
+                }
+                let _ = c.wait();
+            }
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        self.stop_all(Duration::from_secs(10));
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// What a run produced.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub log_dir: PathBuf,
+    pub trace_files: Vec<(String, Vec<String>)>,
+    pub bench_results: Vec<(String, serde_json::Value)>,
+    pub failures: Vec<String>,
+}
+
+async fn wait_healthy(
+    plan: &Plan,
+    procs: &mut Processes,
+    client: &reqwest::Client,
+    log: &mut RunLog,
+) -> Result<(), RunError> {
+    for w in &plan.workers {
+        let name = w.label(&plan.hostname);
+        let url = format!("{}/health", w.url(&plan.host));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if let Some(status) = procs.exited(&name) {
+                return Err(RunError::Failed(format!(
+                    "worker {name} exited ({status}) before becoming healthy; last lines of {}:\n{}",
+                    w.stderr.display(),
+                    tail(&w.stderr, 15)
+                )));
+            }
+            if matches!(client.get(&url).send().await, Ok(r) if r.status().is_success()) {
+                log.line(format!(
+                    "worker {name} is healthy after {attempt} attempt(s)"
+                ));
+                break;
+            }
+            if attempt >= plan.health.max_attempts {
+                return Err(RunError::Failed(format!(
+                    "worker {name} did not become healthy at {url} within {} attempts {} s apart \
+                     (health_check.max_attempts / interval_seconds); see {}",
+                    plan.health.max_attempts,
+                    plan.health.interval_seconds,
+                    w.stderr.display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_secs_f64(plan.health.interval_seconds)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Run `loupe bench` for one traffic spec; its output goes to `benchmark.out`.
+async fn bench(
+    plan: &Plan,
+    url: &str,
+    t: &Traffic,
+    log: &mut RunLog,
+) -> Result<serde_json::Value, String> {
+    let argv = bench_command(&plan.loupe_bin, url, t);
+    if let Some(parent) = t.output_file.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    log.line(format!("$ {}", shell_line(&argv)));
+    let out_path = plan.log_dir.join("benchmark.out");
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out_path)
+        .map_err(|e| format!("{}: {e}", out_path.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let status = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .status()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    let record = std::fs::read_to_string(&t.output_file).ok().and_then(|s| {
+        s.lines()
+            .last()
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    });
+    match (status.success(), record) {
+        (true, Some(r)) if r["total_output_tokens"].as_u64().unwrap_or(0) > 0 => Ok(r),
+        (true, Some(_)) => Err(format!(
+            "the benchmark at concurrency {} generated 0 tokens",
+            t.concurrency
+        )),
+        (ok, _) => Err(format!(
+            "the benchmark at concurrency {} failed ({}); see {}",
+            t.concurrency,
+            if ok {
+                "no result written".to_string()
+            } else {
+                status.to_string()
+            },
+            out_path.display()
+        )),
+    }
+}
+
+/// After a phase: stop the capture if it did not stop by itself, then wait for its files.
+async fn finish_profile(
+    client: &reqwest::Client,
+    url: &str,
+    dir: &Path,
+    log: &mut RunLog,
+) -> Vec<String> {
+    if let Ok(r) = client
+        .post(format!("{url}/stop_profile"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+    {
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        log.line(format!(
+            "POST {url}/stop_profile -> {status} {}",
+            text.trim()
+        ));
+    }
+    // Servers with /profile_status say when the export is done; others: wait for the
+    // directory's files to stop growing.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last: Option<Vec<(String, u64)>> = None;
+    while Instant::now() < deadline {
+        match client.get(format!("{url}/profile_status")).send().await {
+            Ok(r) if r.status().is_success() => {
+                let st: serde_json::Value = r.json().await.unwrap_or_default();
+                if st["state"] == "idle" {
+                    return st["files"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|f| f.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                }
+            }
+            _ => {
+                let now: Vec<(String, u64)> = std::fs::read_dir(dir)
+                    .map(|rd| {
+                        rd.flatten()
+                            .map(|e| {
+                                (
+                                    e.path().display().to_string(),
+                                    e.metadata().map_or(0, |m| m.len()),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !now.is_empty() && last.as_ref() == Some(&now) {
+                    return now.into_iter().map(|(p, _)| p).collect();
+                }
+                last = Some(now);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    log.line(format!(
+        "gave up waiting for the trace files of {url} after 600 s"
+    ));
+    Vec::new()
+}
+
+/// Execute `plan`. Workers are always stopped before this returns (or when it is dropped).
+pub async fn execute(plan: &Plan, source: &str) -> Result<Report, RunError> {
+    let dir = &plan.log_dir;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, source).map_err(io(&config))?;
+    let plan_path = dir.join("plan.json");
+    std::fs::write(
+        &plan_path,
+        serde_json::to_vec_pretty(plan).expect("plan serialises"),
+    )
+    .map_err(io(&plan_path))?;
+    let mut log = RunLog::open(&dir.join("run.log"))?;
+    let mut procs = Processes::default();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(900))
+        .build()
+        .map_err(|e| RunError::Failed(format!("HTTP client: {e}")))?;
+    for w in &plan.workers {
+        let name = w.label(&plan.hostname);
+        for (k, v) in &w.env {
+            log.line(format!("{name} env {k}={v}"));
+        }
+        log.line(format!("{name} $ {}", shell_line(&w.command)));
+        for d in [
+            w.stdout.parent(),
+            w.env.get("SGLANG_TORCH_PROFILER_DIR").map(Path::new),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            std::fs::create_dir_all(d).map_err(io(d))?;
+        }
+        procs.spawn(&name, &w.command, &w.env, &w.stdout, &w.stderr)?;
+    }
+    let mut report = Report {
+        log_dir: dir.clone(),
+        ..Default::default()
+    };
+    let result = async {
+        wait_healthy(plan, &mut procs, &client, &mut log).await?;
+        for p in &plan.phases {
+            let url = plan.workers[p.worker].url(&plan.host);
+            std::fs::create_dir_all(&p.output_dir).map_err(io(&p.output_dir))?;
+            let body = serde_json::json!({
+                "output_dir": p.output_dir, "start_step": p.start_step, "num_steps": p.num_steps,
+                "activities": p.activities,
+            });
+            log.line(format!("phase {}: POST {url}/start_profile {body}", p.name));
+            let r = client
+                .post(format!("{url}/start_profile"))
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| {
+                    RunError::Failed(format!("phase {}: {url}/start_profile: {e}", p.name))
+                })?;
+            if !r.status().is_success() {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                return Err(RunError::Failed(format!(
+                    "phase {}: {url}/start_profile answered {status}: {}",
+                    p.name,
+                    text.trim()
+                )));
+            }
+            let outcome = bench(plan, &url, &p.traffic, &mut log).await;
+            let files = finish_profile(&client, &url, &p.output_dir, &mut log).await;
+            log.line(format!(
+                "phase {}: {} trace file(s) in {}",
+                p.name,
+                files.len(),
+                p.output_dir.display()
+            ));
+            if files.is_empty() {
+                report
+                    .failures
+                    .push(format!("phase {}: no trace files were written", p.name));
+            }
+            report.trace_files.push((p.name.to_string(), files));
+            match outcome {
+                Ok(r) => report.bench_results.push((format!("phase {}", p.name), r)),
+                Err(e) => report.failures.push(format!("phase {}: {e}", p.name)),
+            }
+        }
+        if let Some(w) = plan.workers.first() {
+            let url = w.url(&plan.host);
+            for t in &plan.benches {
+                match bench(plan, &url, t, &mut log).await {
+                    Ok(r) => report
+                        .bench_results
+                        .push((format!("concurrency {}", t.concurrency), r)),
+                    Err(e) => report.failures.push(e),
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    log.line("stopping the workers");
+    procs.stop_all(Duration::from_secs(10));
+    result?;
+    crate::summary::write(plan, &report).map_err(io(&dir.join("summary.md")))?;
+    log.line(format!("summary: {}", dir.join("summary.md").display()));
+    Ok(report)
+}

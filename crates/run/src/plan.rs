@@ -1,0 +1,477 @@
+//! From a validated job to a plan: every process to launch (command line, environment, log
+//! files, port), every profiling phase (which worker, which step window, which traffic, where
+//! the traces go) and every benchmark run. `--dry-run` prints it; the executor and the SLURM
+//! renderer both follow it, so what is shown is what runs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::job::{BackendType, HealthCheck, LoadedJob, ProfilingType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Prefill,
+    Decode,
+    #[serde(rename = "agg")]
+    Aggregated,
+}
+
+impl Role {
+    /// srtctl's mode name (log and profile directories).
+    pub fn mode(self) -> &'static str {
+        match self {
+            Role::Prefill => "prefill",
+            Role::Decode => "decode",
+            Role::Aggregated => "agg",
+        }
+    }
+    /// The key of `sglang_config` / `profiling` for this role.
+    fn config_key(self) -> &'static str {
+        match self {
+            Role::Prefill => "prefill",
+            Role::Decode => "decode",
+            Role::Aggregated => "aggregated",
+        }
+    }
+}
+
+/// Where and how to run things; the executor fills it from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The `loupe` binary used for `serve` and `bench` children.
+    pub loupe_bin: PathBuf,
+    /// Default parent of the run directory (`logs`).
+    pub log_root: PathBuf,
+    pub timestamp: String,
+    pub host: String,
+    pub hostname: String,
+    /// First worker port; worker i listens on base + 32 i (srtctl's stride).
+    pub base_port: u16,
+    /// nsys binary (`SRTCTL_NSYS_BIN` or `nsys`).
+    pub nsys_bin: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Worker {
+    pub role: Role,
+    pub index: usize,
+    pub port: u16,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Worker {
+    pub fn url(&self, host: &str) -> String {
+        format!("http://{host}:{}", self.port)
+    }
+    pub fn label(&self, hostname: &str) -> String {
+        format!("{hostname}_{}_w{}", self.role.mode(), self.index)
+    }
+}
+
+/// Traffic sent by one `loupe bench` child.
+#[derive(Debug, Clone, Serialize)]
+pub struct Traffic {
+    pub isl: u64,
+    pub osl: u64,
+    pub concurrency: u64,
+    pub num_prompts: u64,
+    pub warmup: u64,
+    pub range_ratio: f64,
+    /// The JSONL record goes here.
+    pub output_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfilePhase {
+    pub name: &'static str,
+    pub worker: usize,
+    pub start_step: u64,
+    pub num_steps: u64,
+    pub activities: Vec<&'static str>,
+    pub output_dir: PathBuf,
+    pub traffic: Traffic,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub job: String,
+    pub log_dir: PathBuf,
+    pub host: String,
+    pub workers: Vec<Worker>,
+    pub phases: Vec<ProfilePhase>,
+    /// Benchmark runs (`benchmark.type: loupe`), against the first worker.
+    pub benches: Vec<Traffic>,
+    #[serde(skip)]
+    pub health: HealthCheck,
+    pub profiling: &'static str,
+    pub loupe_bin: PathBuf,
+    pub hostname: String,
+}
+
+fn flag_args(flags: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in flags {
+        let flag = format!("--{}", k.replace('_', "-"));
+        match v {
+            serde_json::Value::Bool(true) => out.push(flag),
+            serde_json::Value::Bool(false) | serde_json::Value::Null => {}
+            serde_json::Value::String(s) => out.extend([flag, s.clone()]),
+            serde_json::Value::Array(items) => {
+                out.push(flag);
+                out.extend(
+                    items
+                        .iter()
+                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string)),
+                );
+            }
+            other => out.extend([flag, other.to_string()]),
+        }
+    }
+    out
+}
+
+/// The run directory: `output.log_dir` with `{job}`/`{timestamp}`, or `<root>/<job>_<timestamp>`.
+/// Absolute, because the servers receive it as their profile `output_dir`.
+pub fn log_dir(job: &LoadedJob, opts: &RunOptions) -> PathBuf {
+    let name = &job.job.name;
+    let dir = match job.job.output.as_ref().and_then(|o| o.log_dir.as_ref()) {
+        Some(t) => PathBuf::from(
+            t.replace("{job}", name)
+                .replace("{timestamp}", &opts.timestamp),
+        ),
+        None => opts.log_root.join(format!("{name}_{}", opts.timestamp)),
+    };
+    if dir.is_absolute() {
+        dir
+    } else {
+        std::env::current_dir().map_or(dir.clone(), |cwd| cwd.join(&dir))
+    }
+}
+
+pub fn build(job: &LoadedJob, opts: &RunOptions) -> Plan {
+    let j = &job.job;
+    let dir = log_dir(job, opts);
+    let backend = j.backend.as_ref().map(|b| &b.value);
+    let kind = backend.map_or(BackendType::Embedded, |b| b.kind);
+    let profiling = j
+        .profiling
+        .as_ref()
+        .map(|p| &p.value)
+        .filter(|p| p.kind != ProfilingType::None);
+    let res = &j.resources.value;
+    let roles: Vec<Role> = if res.disaggregated() {
+        let mut r = vec![Role::Prefill; res.prefill_workers.unwrap_or(0) as usize];
+        r.extend(vec![Role::Decode; res.decode_workers.unwrap_or(0) as usize]);
+        r
+    } else {
+        vec![Role::Aggregated; res.agg_workers.unwrap_or(1) as usize]
+    };
+    let mut per_role = BTreeMap::new();
+    let mut workers = Vec::new();
+    for (i, role) in roles.into_iter().enumerate() {
+        let index = *per_role
+            .entry(role.mode())
+            .and_modify(|n| *n += 1)
+            .or_insert(0usize);
+        let port = opts.base_port + 32 * i as u16;
+        let flags = backend
+            .and_then(|b| b.sglang_config.get(role.config_key()))
+            .map(flag_args)
+            .unwrap_or_default();
+        let model = &j.model.value.path;
+        let mut command: Vec<String> = match kind {
+            BackendType::Embedded => [opts.loupe_bin.display().to_string(), "serve".into()].into(),
+            BackendType::Sglang => ["python3", "-m", "sglang.launch_server"]
+                .map(String::from)
+                .into(),
+            BackendType::Command => {
+                let template = backend.and_then(|b| b.command.clone()).unwrap_or_default();
+                let line = template
+                    .replace("{port}", &port.to_string())
+                    .replace("{host}", &opts.host)
+                    .replace("{model_path}", model);
+                ["bash".into(), "-c".into(), line].into()
+            }
+        };
+        if kind != BackendType::Command {
+            command.extend([
+                "--model-path".into(),
+                model.clone(),
+                "--host".into(),
+                opts.host.clone(),
+                "--port".into(),
+                port.to_string(),
+            ]);
+            if kind == BackendType::Sglang && role != Role::Aggregated {
+                command.extend(["--disaggregation-mode".into(), role.mode().into()]);
+            }
+            command.extend(flags);
+        }
+        let label = format!("{}_{}_w{index}", opts.hostname, role.mode());
+        if let Some(p) = profiling.filter(|p| p.kind == ProfilingType::Nsys) {
+            let out = dir
+                .join("profiles")
+                .join(role.mode())
+                .join(format!("{label}_profile"));
+            let mut wrapped: Vec<String> = [
+                opts.nsys_bin.as_str(),
+                "profile",
+                "-t",
+                "cuda,nvtx",
+                "--cuda-graph-trace=node",
+                "-c",
+                "cudaProfilerApi",
+                "--capture-range-end",
+                "stop",
+                "--force-overwrite",
+                "true",
+            ]
+            .map(String::from)
+            .into();
+            wrapped.extend(p.extra_nsys_args.iter().cloned());
+            wrapped.extend(["-o".into(), out.display().to_string()]);
+            wrapped.extend(command);
+            command = wrapped;
+        }
+        let mut env = j.environment.clone();
+        if let Some(b) = backend {
+            let role_env = match role {
+                Role::Prefill => &b.prefill_environment,
+                Role::Decode => &b.decode_environment,
+                Role::Aggregated => &b.aggregated_environment,
+            };
+            env.extend(role_env.clone());
+        }
+        if let Some(p) = profiling {
+            env.insert("PROFILING_MODE".into(), role.mode().into());
+            env.insert(
+                "PROFILE_TYPE".into(),
+                if p.kind == ProfilingType::Nsys {
+                    "nsys"
+                } else {
+                    "torch"
+                }
+                .into(),
+            );
+            env.insert(
+                "SGLANG_TORCH_PROFILER_DIR".into(),
+                dir.join("profiles").join(role.mode()).display().to_string(),
+            );
+        }
+        workers.push(Worker {
+            role,
+            index,
+            port,
+            command,
+            env,
+            stdout: dir.join(format!("{label}.out")),
+            stderr: dir.join(format!("{label}.err")),
+        });
+    }
+    let mut phases = Vec::new();
+    if let Some(p) = profiling {
+        for (name, role, phase) in [
+            ("prefill", Role::Prefill, &p.prefill),
+            ("decode", Role::Decode, &p.decode),
+            ("aggregated", Role::Aggregated, &p.aggregated),
+        ] {
+            let Some(ph) = phase else { continue };
+            let v = &ph.value;
+            let worker = workers
+                .iter()
+                .position(|w| w.role == role)
+                .expect("validated: one worker per phase");
+            let (start, stop) = (v.start_step.unwrap_or(0), v.stop_step.unwrap_or(50));
+            let concurrency = v.concurrency.or(p.concurrency).expect("validated");
+            let (isl, osl) = (
+                v.isl.or(p.isl).expect("validated"),
+                v.osl.or(p.osl).expect("validated"),
+            );
+            phases.push(ProfilePhase {
+                name,
+                worker,
+                start_step: start,
+                num_steps: stop - start,
+                activities: if p.kind == ProfilingType::Nsys {
+                    vec!["CUDA_PROFILER"]
+                } else {
+                    vec!["CPU", "GPU"]
+                },
+                output_dir: dir.join("profiles").join(role.mode()),
+                traffic: Traffic {
+                    isl,
+                    osl,
+                    concurrency,
+                    // Enough requests for the window: srtctl sends 128; more when concurrent.
+                    num_prompts: (4 * concurrency).max(128),
+                    warmup: 0,
+                    range_ratio: 1.0,
+                    output_file: dir
+                        .join(format!("profile_{name}_isl_{isl}_osl_{osl}"))
+                        .join(format!("concurrency_{concurrency}.json")),
+                },
+            });
+        }
+    }
+    let mut benches = Vec::new();
+    if let Some(b) = j
+        .benchmark
+        .as_ref()
+        .map(|b| &b.value)
+        .filter(|b| b.kind == crate::job::BenchmarkType::Loupe)
+    {
+        let (isl, osl) = (b.isl.expect("validated"), b.osl.expect("validated"));
+        for c in b
+            .concurrencies
+            .as_ref()
+            .expect("validated")
+            .values()
+            .expect("validated")
+        {
+            benches.push(Traffic {
+                isl,
+                osl,
+                concurrency: c,
+                num_prompts: c * b.num_prompts_mult.unwrap_or(10),
+                warmup: c * b.num_warmup_mult.unwrap_or(2),
+                range_ratio: b.random_range_ratio.unwrap_or(0.8),
+                output_file: dir
+                    .join(format!("loupe-bench_isl_{isl}_osl_{osl}"))
+                    .join(format!("concurrency_{c}.json")),
+            });
+        }
+    }
+    Plan {
+        job: j.name.clone(),
+        log_dir: dir,
+        host: opts.host.clone(),
+        workers,
+        phases,
+        benches,
+        health: j.health_check.unwrap_or_default(),
+        profiling: profiling.map_or("none", |p| {
+            if p.kind == ProfilingType::Nsys {
+                "nsys"
+            } else {
+                "torch"
+            }
+        }),
+        loupe_bin: opts.loupe_bin.clone(),
+        hostname: opts.hostname.clone(),
+    }
+}
+
+/// The `loupe bench` command line of one traffic run against `url`.
+pub fn bench_command(loupe_bin: &Path, url: &str, t: &Traffic) -> Vec<String> {
+    vec![
+        loupe_bin.display().to_string(),
+        "bench".into(),
+        "--backend".into(),
+        "sglang".into(),
+        "--base-url".into(),
+        url.into(),
+        "--dataset-name".into(),
+        "random-ids".into(),
+        "--random-input-len".into(),
+        t.isl.to_string(),
+        "--random-output-len".into(),
+        t.osl.to_string(),
+        "--random-range-ratio".into(),
+        t.range_ratio.to_string(),
+        "--max-concurrency".into(),
+        t.concurrency.to_string(),
+        "--num-prompts".into(),
+        t.num_prompts.to_string(),
+        "--warmup-requests".into(),
+        t.warmup.to_string(),
+        "--output-file".into(),
+        t.output_file.display().to_string(),
+    ]
+}
+
+/// Quote an argument for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+pub fn shell_line(args: &[String]) -> String {
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `--dry-run`: the plan as a person reads it.
+pub fn render(plan: &Plan) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "job {} -> {}", plan.job, plan.log_dir.display());
+    let _ = writeln!(o, "profiling: {}", plan.profiling);
+    for w in &plan.workers {
+        let _ = writeln!(
+            o,
+            "\nworker {} ({}) at {}",
+            w.label(&plan.hostname),
+            w.role.mode(),
+            w.url(&plan.host)
+        );
+        for (k, v) in &w.env {
+            let _ = writeln!(o, "  env {k}={v}");
+        }
+        let _ = writeln!(o, "  $ {}", shell_line(&w.command));
+        let _ = writeln!(o, "  logs: {} {}", w.stdout.display(), w.stderr.display());
+    }
+    let _ = writeln!(
+        o,
+        "\nwait for GET /health on every worker: up to {} attempts, {} s apart",
+        plan.health.max_attempts, plan.health.interval_seconds
+    );
+    for p in &plan.phases {
+        let url = plan.workers[p.worker].url(&plan.host);
+        let _ = writeln!(o, "\nphase {}: worker {url}", p.name);
+        let _ = writeln!(
+            o,
+            "  POST {url}/start_profile {}",
+            serde_json::json!({"output_dir": p.output_dir, "start_step": p.start_step, "num_steps": p.num_steps, "activities": p.activities})
+        );
+        let _ = writeln!(
+            o,
+            "  $ {}",
+            shell_line(&bench_command(&plan.loupe_bin, &url, &p.traffic))
+        );
+        let _ = writeln!(
+            o,
+            "  POST {url}/stop_profile (unless stopped by itself), wait for the files"
+        );
+        let _ = writeln!(o, "  traces: {}", p.output_dir.display());
+    }
+    if let Some(w) = plan.workers.first() {
+        for t in &plan.benches {
+            let _ = writeln!(o, "\nbenchmark concurrency {}:", t.concurrency);
+            let _ = writeln!(
+                o,
+                "  $ {}",
+                shell_line(&bench_command(&plan.loupe_bin, &w.url(&plan.host), t))
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nthen: stop every worker (SIGTERM, then SIGKILL after 10 s), summarise into {}",
+        plan.log_dir.join("summary.md").display()
+    );
+    o
+}
