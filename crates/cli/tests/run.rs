@@ -168,3 +168,39 @@ fn dry_run_starts_nothing() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.yaml"));
 }
+
+#[test]
+fn nsys_jobs_need_nsys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.yaml");
+    std::fs::write(
+        &path,
+        "name: n\nmodel:\n  path: /models/x\nresources:\n  agg_workers: 1\nbackend:\n  type: sglang\n\
+         profiling:\n  type: nsys\n  aggregated:\n    isl: 8\n    osl: 8\n    concurrency: 1\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_loupe"))
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--log-root",
+            dir.path().join("logs").to_str().unwrap(),
+        ])
+        .env("SRTCTL_NSYS_BIN", dir.path().join("no-nsys-here"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("needs Nsight Systems") && stderr.contains("SRTCTL_NSYS_BIN"),
+        "{stderr}"
+    );
+    // The plan wraps the worker as srtctl does.
+    let dry = Command::new(env!("CARGO_BIN_EXE_loupe"))
+        .args(["run", path.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(text.contains("nsys profile -t cuda,nvtx --cuda-graph-trace=node -c cudaProfilerApi --capture-range-end stop"), "{text}");
+    assert!(text.contains(r#""activities":["CUDA_PROFILER"]"#), "{text}");
+}
