@@ -7,42 +7,20 @@ use futures::StreamExt;
 use loupe_server::{RunningServer, ServeArgs};
 use serde_json::{Value, json};
 
-async fn start(f: impl FnOnce(&mut ServeArgs)) -> RunningServer {
-    let mut args = ServeArgs {
-        port: 0,
-        threads: Some(1),
-        ..Default::default()
-    };
-    f(&mut args);
-    loupe_server::spawn(args).await.expect("server starts")
-}
+mod common;
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+use common::{client, get};
+
+async fn start(f: impl FnOnce(&mut ServeArgs)) -> RunningServer {
+    common::start(1, f).await
 }
 
 async fn post(s: &RunningServer, path: &str, body: Value) -> (u16, Value) {
-    let r = client()
-        .post(format!("{}{path}", s.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
+    let (status, text) = common::post_text(s, path, body).await;
     (
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-async fn get(s: &RunningServer, path: &str) -> (u16, String) {
-    let r = client()
-        .get(format!("{}{path}", s.url()))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 /// POST and collect the SSE `data:` payloads (the `[DONE]` marker included as a string).

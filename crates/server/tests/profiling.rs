@@ -8,28 +8,12 @@ use std::time::Duration;
 use loupe_server::{RunningServer, ServeArgs};
 use serde_json::{Value, json};
 
+mod common;
+
+use common::{client, post_text as post};
+
 async fn start(f: impl FnOnce(&mut ServeArgs)) -> RunningServer {
-    let mut args = ServeArgs {
-        port: 0,
-        threads: Some(2),
-        ..Default::default()
-    };
-    f(&mut args);
-    loupe_server::spawn(args).await.expect("server starts")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
-async fn post(s: &RunningServer, path: &str, body: Value) -> (u16, String) {
-    let r = client()
-        .post(format!("{}{path}", s.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    common::start(2, f).await
 }
 
 async fn status(s: &RunningServer) -> Value {
