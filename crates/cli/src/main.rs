@@ -1,5 +1,5 @@
 //! The `loupe` binary: argument parsing and wiring only. Every capability lives in a library
-//! crate (engine, server, bench) with its own tests.
+//! crate (engine, server, bench, trace) with its own tests.
 
 use std::process::ExitCode;
 
@@ -26,6 +26,8 @@ enum Command {
     Serve(loupe_server::ServeArgs),
     /// Benchmark a server (by default, the embedded reference server).
     Bench(loupe_bench::BenchArgs),
+    /// Summarise, compare ranks, merge, slice, diff and convert profiler traces.
+    Trace(loupe_trace::cli::TraceArgs),
 }
 
 fn init_logging(filter: &str) {
@@ -66,6 +68,21 @@ fn main() -> ExitCode {
         _ => "info",
     };
     init_logging(cli.log_level.as_deref().unwrap_or(default_filter));
+    match cli.command {
+        Command::Serve(args) => run_async(async { serve(args).await.map(|_| ExitCode::SUCCESS) }),
+        Command::Bench(args) => run_async(loupe_bench::run_cli(args)),
+        // Synchronous, no runtime. Exit 2 for bad input, 1 when an output cannot be written.
+        Command::Trace(args) => match loupe_trace::cli::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
+    }
+}
+
+fn run_async(job: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,13 +93,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = rt.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve(args).await.map(|_| ExitCode::SUCCESS),
-            Command::Bench(args) => loupe_bench::run_cli(args).await,
-        }
-    });
-    match result {
+    match rt.block_on(job) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,0 +1,229 @@
+//! `loupe trace ...`: the flags of each subcommand and the code that runs it. The binary only
+//! parses and calls [`run`]; reports go to stdout, progress and warnings to stderr.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use regex::Regex;
+
+use crate::analyze::summary::TraceSummary;
+use crate::analyze::{diff, ranks, summarize};
+use crate::error::{Result, TraceError};
+use crate::export::merge::{CategoryFilter, merge};
+use crate::import::{Input, ReadOptions};
+use crate::rank::compile_rank_regex;
+use crate::render;
+use crate::report::ReportFormat;
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    #[command(subcommand)]
+    pub command: TraceCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TraceCommand {
+    /// Where the time goes: top GPU kernels and CPU ops, categories, stages, and the GPU
+    /// timeline breakdown (computation, exposed communication/memcpy, idle).
+    Summary(SummaryArgs),
+    /// Compare ranks: per-step x per-rank compute time, imbalance, stragglers, key kernels.
+    Ranks(RanksArgs),
+    /// Merge per-rank traces into one, every rank labelled, time-aligned, flows kept apart.
+    Merge(MergeArgs),
+    /// What changed between two traces: operations added, removed, slower, faster.
+    Diff(DiffArgs),
+}
+
+/// How inputs are read and which rank each is.
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// Accept broken writers' output: raw control characters in strings, trailing commas, an
+    /// event array cut off by a crash (the events before the cut are kept).
+    #[arg(long)]
+    pub lenient: bool,
+    /// Regex applied to each file name to find its rank: a named group `rank`, else the first
+    /// group (default: SGLang's TP-/DP-/PP-/EP- names, `rank3`, `rank[3]`, then
+    /// `distributedInfo.rank` inside the trace).
+    #[arg(long, value_name = "REGEX")]
+    pub rank_regex: Option<String>,
+}
+
+impl InputArgs {
+    fn options(&self) -> ReadOptions {
+        ReadOptions {
+            lenient: self.lenient,
+        }
+    }
+
+    fn open(&self, files: &[PathBuf]) -> Result<Vec<Input>> {
+        let re: Option<Regex> = self
+            .rank_regex
+            .as_deref()
+            .map(compile_rank_regex)
+            .transpose()?;
+        files.iter().map(|f| Input::open(f, re.as_ref())).collect()
+    }
+
+    fn summaries(&self, files: &[PathBuf]) -> Result<Vec<TraceSummary>> {
+        let opts = self.options();
+        let inputs = self.open(files)?;
+        let mut out = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            let s = summarize(input, &opts, i)?;
+            if s.truncated {
+                eprintln!(
+                    "warning: {}: the event array is cut off; summarising the {} events before the cut",
+                    s.file, s.events
+                );
+            }
+            out.push(s);
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Rows per operation table (0: all).
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Only this table (ids: timeline, kernels, ops, categories, stages, steps, ranks, key_ops,
+    /// stragglers, diff). With `--format csv`, TraceLens's exact CSV columns for `timeline`.
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SummaryArgs {
+    /// Trace files (Kineto/Chrome JSON or .json.gz). Several files are summed; the GPU
+    /// timeline is given per file.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RanksArgs {
+    /// One trace per rank.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Per-rank traces, in any order (output order follows the ranks).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output file (`.json` or `.json.gz`); written under a temporary name, renamed at the end.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Drop events of these categories (comma-separated or repeated), e.g. python_function.
+    #[arg(long, value_delimiter = ',')]
+    pub drop_cat: Vec<String>,
+    /// Keep only events of these categories (metadata events are always kept).
+    #[arg(long, value_delimiter = ',')]
+    pub keep_cat: Option<Vec<String>>,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The baseline trace.
+    pub a: PathBuf,
+    /// The trace compared with it.
+    pub b: PathBuf,
+    /// Relative change of an operation's total time below which it counts as unchanged.
+    #[arg(long, default_value_t = 0.05)]
+    pub threshold: f64,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// Runs one `loupe trace` subcommand.
+pub fn run(args: TraceArgs) -> Result<()> {
+    match args.command {
+        TraceCommand::Summary(a) => {
+            let summaries = a.input.summaries(&a.files)?;
+            emit(
+                &a.report,
+                || render::summary(&summaries, &a.report),
+                &summaries,
+            )
+        }
+        TraceCommand::Ranks(a) => {
+            let summaries = a.input.summaries(&a.files)?;
+            let report = ranks::compare(&summaries, a.report.top.clamp(1, 50));
+            emit(&a.report, || render::ranks(&report), &report)
+        }
+        TraceCommand::Diff(a) => {
+            let mut s = a.input.summaries(&[a.a.clone(), a.b.clone()])?;
+            let b = s.pop().expect("two inputs");
+            let base = s.pop().expect("two inputs");
+            let report = diff::diff(&base, &b, a.threshold);
+            emit(&a.report, || render::diff(&report, &a.report), &report)
+        }
+        TraceCommand::Merge(a) => {
+            let inputs = a.input.open(&a.files)?;
+            let filter = CategoryFilter {
+                drop: a.drop_cat.clone(),
+                keep: a.keep_cat.clone(),
+            };
+            check_output_is_not_input(&a.output, &a.files)?;
+            let r = merge(&inputs, &a.output, &a.input.options(), &filter)?;
+            for (label, file) in &r.ranks {
+                eprintln!("{label} {file}");
+            }
+            eprintln!(
+                "merged {} files, {} events -> {}",
+                r.files,
+                r.events_written,
+                a.output.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn check_output_is_not_input(out: &Path, inputs: &[PathBuf]) -> Result<()> {
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    let o = canon(out);
+    if o.is_some() && inputs.iter().any(|i| canon(i) == o) {
+        return Err(TraceError::Usage(format!(
+            "{}: the output would replace one of the inputs",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+fn emit<T: serde::Serialize>(
+    args: &ReportArgs,
+    tables: impl FnOnce() -> Vec<crate::report::Table>,
+    value: &T,
+) -> Result<()> {
+    let text = match args.format {
+        ReportFormat::Json => {
+            let mut s = serde_json::to_string_pretty(value).expect("reports serialise");
+            s.push('\n');
+            s
+        }
+        f => crate::report::render(&tables(), f, args.table.as_deref()),
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
