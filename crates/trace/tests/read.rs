@@ -144,3 +144,31 @@ fn lenient_mode_repairs_what_broken_writers_produce() {
     let (_, evs) = read_all_with(&trailing, ReadOptions { lenient: true }).unwrap();
     assert_eq!(evs.len(), 1);
 }
+
+#[test]
+fn events_split_across_chunks_anywhere() {
+    // Numbers cut right after the decimal point are "invalid" to serde_json until the next
+    // chunk arrives; pad so that every byte offset of an event meets a 1 MiB chunk boundary.
+    let dir = tempfile::tempdir().unwrap();
+    let event = r#"{"ph": "X", "cat": "kernel", "name": "k\"q", "pid": 0, "tid": 7, "ts": 3132978.706, "dur": 17.985, "args": {"a": [1.5, "x"]}}"#;
+    let mut text = String::from("{\"traceEvents\": [");
+    let mut n = 0;
+    while text.len() < (1 << 20) + 4 * event.len() {
+        if n > 0 {
+            text.push_str(if n % 7 == 0 { ",\n " } else { "," });
+        }
+        text.push_str(event);
+        n += 1;
+    }
+    text.push_str("]}");
+    for shift in 0..event.len() {
+        let padded = format!("{}{text}", " ".repeat(shift));
+        let p = write(dir.path(), "t.json", padded.as_bytes());
+        let (_, evs) = read_all(&p);
+        assert_eq!(evs.len(), n, "shift {shift}");
+        assert!(
+            evs.iter()
+                .all(|e| e.ts == Some(3_132_978_706) && e.name == "k\"q")
+        );
+    }
+}

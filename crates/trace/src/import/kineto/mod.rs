@@ -298,6 +298,12 @@ impl Reader {
                         return Ok(false);
                     }
                 }
+                Outcome::Syntax(..) if !self.win.value_is_complete() => {
+                    if !self.win.fill()? {
+                        self.truncated::<()>("the last event is cut off")?;
+                        return Ok(false);
+                    }
+                }
                 Outcome::Syntax(_, _, true) if self.lenient => return self.sanitized(sink),
                 Outcome::Syntax(at, message, control) => {
                     let hint = if control {

@@ -134,6 +134,16 @@ impl Window {
         }
     }
 
+    /// Whether `buf[pos..]` already holds one complete JSON value (a parse error inside an
+    /// incomplete one may only mean the chunk ended there: `"ts": 12.` is an invalid number
+    /// until the next chunk brings the digits).
+    pub fn value_is_complete(&self) -> bool {
+        matches!(
+            ValueScanner::default().feed(&self.buf[self.pos..]),
+            Ok(Some(_)) | Err(_)
+        )
+    }
+
     /// Makes `buf[pos..]` hold one complete JSON value and returns its length, without
     /// consuming it (for the lenient re-parse path).
     pub fn complete_value_len(&mut self) -> Result<Option<usize>> {
