@@ -11,8 +11,9 @@ use crate::analyze::summary::TraceSummary;
 use crate::analyze::{diff, ranks, summarize};
 use crate::error::{Result, TraceError};
 use crate::export::merge::{CategoryFilter, merge};
+use crate::export::slice::{SliceSpec, Window, slice};
 use crate::import::{Input, ReadOptions};
-use crate::rank::compile_rank_regex;
+use crate::rank::{RankFilter, compile_rank_regex};
 use crate::render;
 use crate::report::ReportFormat;
 
@@ -31,6 +32,8 @@ pub enum TraceCommand {
     Ranks(RanksArgs),
     /// Merge per-rank traces into one, every rank labelled, time-aligned, flows kept apart.
     Merge(MergeArgs),
+    /// Cut a window (time, steps, ranks, categories) small enough for the Perfetto UI.
+    Slice(SliceArgs),
     /// What changed between two traces: operations added, removed, slower, faster.
     Diff(DiffArgs),
 }
@@ -138,6 +141,34 @@ pub struct MergeArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SliceArgs {
+    /// The trace to cut (a single rank's or a merged one).
+    pub file: PathBuf,
+    /// Output file (`.json` or `.json.gz`).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Time window after the first event: `1.5s..2s`, `200ms..`, `..500us`, `10%..20%`.
+    #[arg(long, conflicts_with = "steps")]
+    pub time: Option<String>,
+    /// Steps `N..M` (inclusive): ProfilerStep numbers, or positions (from 0) of SGLang's
+    /// `step[...]` spans.
+    #[arg(long)]
+    pub steps: Option<String>,
+    /// Ranks to keep: numbers and ranges (`0,2-3`) or label parts (`TP1`, `TP0-DP1`); matched
+    /// against a merged trace's pid labels, or the file's own rank.
+    #[arg(long)]
+    pub ranks: Option<String>,
+    /// Keep only these categories (comma-separated); metadata events are always kept.
+    #[arg(long, value_delimiter = ',')]
+    pub cats: Option<Vec<String>>,
+    /// Drop these categories, e.g. python_function.
+    #[arg(long, value_delimiter = ',')]
+    pub drop_cat: Vec<String>,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct DiffArgs {
     /// The baseline trace.
     pub a: PathBuf,
@@ -174,6 +205,40 @@ pub fn run(args: TraceArgs) -> Result<()> {
             let base = s.pop().expect("two inputs");
             let report = diff::diff(&base, &b, a.threshold);
             emit(&a.report, || render::diff(&report, &a.report), &report)
+        }
+        TraceCommand::Slice(a) => {
+            let window = match (&a.time, &a.steps) {
+                (Some(t), _) => Some(Window::parse_time(t)?),
+                (None, Some(s)) => Some(Window::parse_steps(s)?),
+                (None, None) => None,
+            };
+            let spec = SliceSpec {
+                window,
+                ranks: a.ranks.as_deref().map(RankFilter::parse).transpose()?,
+                categories: CategoryFilter {
+                    drop: a.drop_cat.clone(),
+                    keep: a.cats.clone(),
+                },
+            };
+            check_output_is_not_input(&a.output, std::slice::from_ref(&a.file))?;
+            let input = a.input.open(std::slice::from_ref(&a.file))?.remove(0);
+            let r = slice(&input, &a.output, &spec, &a.input.options())?;
+            if let Some((start, end)) = r.range {
+                eprintln!(
+                    "window: {} us .. {} us on the trace's clock ({} ms)",
+                    crate::time::ns_to_us_string(start),
+                    crate::time::ns_to_us_string(end),
+                    crate::report::ms(end - start)
+                );
+            }
+            if r.flows_dropped > 0 {
+                eprintln!(
+                    "{} flow events dropped (one end outside the window)",
+                    r.flows_dropped
+                );
+            }
+            eprintln!("{} events -> {}", r.events_written, a.output.display());
+            Ok(())
         }
         TraceCommand::Merge(a) => {
             let inputs = a.input.open(&a.files)?;
