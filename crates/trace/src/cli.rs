@@ -36,6 +36,10 @@ pub enum TraceCommand {
     Slice(SliceArgs),
     /// What changed between two traces: operations added, removed, slower, faster.
     Diff(DiffArgs),
+    /// Convert a trace: RPD or Nsight SQLite -> Chrome JSON, any trace -> Perfetto protobuf.
+    Convert(ConvertArgs),
+    /// GPU operations by total time, like RPD's `top` view (exactly it for .rpd files).
+    Top(TopArgs),
 }
 
 /// How inputs are read and which rank each is.
@@ -183,6 +187,37 @@ pub struct DiffArgs {
     pub report: ReportArgs,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Chrome / Kineto JSON (`.json`, `.json.gz`).
+    Json,
+    /// Perfetto's native protobuf (`.pftrace`).
+    Perfetto,
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Input: Kineto/Chrome JSON (.gz), RPD (.rpd) or an Nsight Systems SQLite export.
+    pub file: PathBuf,
+    /// Output file; its name picks the format unless --to says (`.pftrace`,
+    /// `.perfetto-trace`, `.pb`: Perfetto; anything else: JSON, gzipped for `.gz`).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[arg(long, value_enum)]
+    pub to: Option<OutputFormat>,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
 /// Runs one `loupe trace` subcommand.
 pub fn run(args: TraceArgs) -> Result<()> {
     match args.command {
@@ -239,6 +274,49 @@ pub fn run(args: TraceArgs) -> Result<()> {
             }
             eprintln!("{} events -> {}", r.events_written, a.output.display());
             Ok(())
+        }
+        TraceCommand::Convert(a) => {
+            check_output_is_not_input(&a.output, std::slice::from_ref(&a.file))?;
+            let input = a.input.open(std::slice::from_ref(&a.file))?.remove(0);
+            let opts = a.input.options();
+            let name = a.output.to_string_lossy();
+            let perfetto = [".pftrace", ".perfetto-trace", ".pb"]
+                .iter()
+                .any(|s| name.ends_with(s));
+            let to = a.to.unwrap_or(if perfetto {
+                OutputFormat::Perfetto
+            } else {
+                OutputFormat::Json
+            });
+            match to {
+                OutputFormat::Json => {
+                    let n = crate::export::json::convert(&input, &a.output, &opts)?;
+                    eprintln!("{n} events -> {}", a.output.display());
+                }
+                OutputFormat::Perfetto => {
+                    let r = crate::export::perfetto::convert(&input, &a.output, &opts)?;
+                    eprintln!(
+                        "{} events -> {} packets{} -> {}",
+                        r.events_in,
+                        r.packets,
+                        if r.overflow_lanes > 0 {
+                            format!(
+                                " ({} extra tracks for overlapping slices)",
+                                r.overflow_lanes
+                            )
+                        } else {
+                            String::new()
+                        },
+                        a.output.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        TraceCommand::Top(a) => {
+            let input = a.input.open(std::slice::from_ref(&a.file))?.remove(0);
+            let rows = crate::analyze::top::top(&input, &a.input.options())?;
+            emit(&a.report, || render::top(&rows, &a.report), &rows)
         }
         TraceCommand::Merge(a) => {
             let inputs = a.input.open(&a.files)?;

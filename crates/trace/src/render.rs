@@ -5,6 +5,7 @@ use crate::analyze::ranks::RanksReport;
 use crate::analyze::summary::{OpStats, TraceSummary, combine_categories, combine_ops, stages};
 use crate::analyze::timeline::Breakdown;
 use crate::cli::ReportArgs;
+use crate::import::rpd::TopRow;
 use crate::report::{Table, ms, percent, ratio, us};
 
 /// Rank columns shown in a terminal before the per-step table switches to min/mean/max.
@@ -337,6 +338,35 @@ pub fn diff(d: &DiffReport, args: &ReportArgs) -> Vec<Table> {
         ]);
     }
     vec![t, ops]
+}
+
+pub fn top(rows: &[TopRow], args: &ReportArgs) -> Vec<Table> {
+    let shown = if args.top == 0 {
+        rows.len()
+    } else {
+        args.top.min(rows.len())
+    };
+    let mut t = Table::new(
+        "top",
+        format!("GPU operations (top {shown} of {})", rows.len()),
+        &[
+            "Name",
+            "TotalCalls",
+            "TotalDuration_us",
+            "Ave_us",
+            "Percentage",
+        ],
+    );
+    for r in &rows[..shown] {
+        t.row(vec![
+            r.name.clone(),
+            r.calls.to_string(),
+            r.total_us.to_string(),
+            format!("{:.3}", r.avg_us),
+            format!("{:.4}", r.percent),
+        ]);
+    }
+    vec![t]
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Analyses: streaming folds over one trace ([`summary`], with [`timeline`] and [`steps`]),
-//! and comparisons built from their results ([`ranks`], [`diff`]).
+//! comparisons built from their results ([`ranks`], [`diff`]), and RPD-style [`top`].
 
 pub mod diff;
 pub mod ranks;
 pub mod steps;
 pub mod summary;
 pub mod timeline;
+pub mod top;
 
 use crate::error::Result;
 use crate::import::{Input, ReadOptions};

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::export::output::AtomicOutput;
-use crate::model::{Event, Id};
+use crate::import::source::Container;
+use crate::import::{Input, ReadOptions};
+use crate::model::{Event, Id, TraceInfo};
 use crate::time::write_ns_as_us;
 
 /// How an event is changed on its way out (merge and slice use this; conversion does not).
@@ -75,6 +77,50 @@ impl JsonTraceWriter {
         self.out.commit()?;
         Ok(self.events)
     }
+}
+
+/// Any input as Chrome JSON. The trace's metadata (time base, devices, `distributedInfo`)
+/// goes before the events when it is known up front (SQLite inputs), after them otherwise.
+pub fn convert(input: &Input, out: &Path, opts: &ReadOptions) -> Result<u64> {
+    let upfront = input.container == Container::Sqlite;
+    let header_info = if upfront {
+        Some(input.probe(opts)?)
+    } else {
+        None
+    };
+    let mut header = vec![("schemaVersion", "1".to_string())];
+    if let Some(info) = &header_info {
+        header.extend(metadata_members(info));
+    }
+    let mut w = JsonTraceWriter::create(out, &header)?;
+    let info = input.read(opts, &mut |ev: &Event<'_>| w.write(ev, &Rewrite::default()))?;
+    let trailer = if upfront {
+        Vec::new()
+    } else {
+        metadata_members(&info)
+    };
+    w.finish(&trailer)
+}
+
+/// A trace's top-level members other than its events, as `(name, raw JSON)`.
+pub fn metadata_members(info: &TraceInfo) -> Vec<(&str, String)> {
+    let mut m = Vec::new();
+    if let Some(b) = info.base_ns {
+        m.push(("baseTimeNanoseconds", b.to_string()));
+    }
+    m.push(("displayTimeUnit", "\"ms\"".to_string()));
+    if let Some(d) = &info.device_properties {
+        m.push(("deviceProperties", d.clone()));
+    }
+    if let Some(d) = &info.distributed {
+        m.push(("distributedInfo", d.raw.clone()));
+    }
+    for (k, v) in &info.other {
+        if !matches!(k.as_str(), "schemaVersion" | "displayTimeUnit") {
+            m.push((k.as_str(), v.clone()));
+        }
+    }
+    m
 }
 
 pub fn write_event(buf: &mut Vec<u8>, ev: &Event<'_>, rw: &Rewrite<'_>) {

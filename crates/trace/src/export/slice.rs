@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::analyze::steps::step_marker;
 use crate::error::{Result, TraceError};
-use crate::export::json::{JsonTraceWriter, Rewrite};
+use crate::export::json::{JsonTraceWriter, Rewrite, metadata_members};
 use crate::export::merge::CategoryFilter;
 use crate::import::{Input, ReadOptions};
 use crate::model::{Event, Id, Phase, TraceInfo};
@@ -199,18 +199,9 @@ pub fn slice(
     })
 }
 
-fn header(info: &TraceInfo) -> Vec<(&'static str, String)> {
+fn header(info: &TraceInfo) -> Vec<(&str, String)> {
     let mut h = vec![("schemaVersion", "1".to_string())];
-    if let Some(b) = info.base_ns {
-        h.push(("baseTimeNanoseconds", b.to_string()));
-    }
-    h.push(("displayTimeUnit", "\"ms\"".to_string()));
-    if let Some(d) = &info.device_properties {
-        h.push(("deviceProperties", d.clone()));
-    }
-    if let Some(d) = &info.distributed {
-        h.push(("distributedInfo", d.raw.clone()));
-    }
+    h.extend(metadata_members(info));
     h
 }
 

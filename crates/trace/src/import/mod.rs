@@ -1,14 +1,18 @@
 //! Importers: every input format becomes a stream of [`Event`](crate::Event)s plus a
-//! [`TraceInfo`]. The format is found from the file's first bytes, never from its name.
+//! [`TraceInfo`]. The format is found from the file's first bytes (and a SQLite file's
+//! tables), never from its name.
 
 pub mod kineto;
+pub mod nsys;
+pub mod rpd;
 pub mod source;
+pub mod sqlite;
 
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
 
-use crate::error::{Result, TraceError};
+use crate::error::Result;
 use crate::model::{EventSink, TraceInfo};
 use crate::rank::RankId;
 use source::Container;
@@ -44,7 +48,10 @@ impl Input {
             Container::Json | Container::GzipJson => {
                 kineto::read(&self.path, self.container, opts, sink)
             }
-            Container::Sqlite => Err(unsupported_sqlite(&self.path)),
+            Container::Sqlite => match sqlite::open(&self.path)? {
+                sqlite::Database::Rpd(db) => db.read(sink),
+                sqlite::Database::Nsys(db) => db.read(sink),
+            },
         }
     }
 
@@ -55,7 +62,10 @@ impl Input {
             Container::Json | Container::GzipJson => {
                 kineto::probe(&self.path, self.container, opts)
             }
-            Container::Sqlite => Err(unsupported_sqlite(&self.path)),
+            Container::Sqlite => match sqlite::open(&self.path)? {
+                sqlite::Database::Rpd(db) => Ok(db.info()),
+                sqlite::Database::Nsys(db) => db.info(),
+            },
         }
     }
 
@@ -67,8 +77,4 @@ impl Input {
         }
         id
     }
-}
-
-fn unsupported_sqlite(path: &Path) -> TraceError {
-    TraceError::format(path, "SQLite traces are not supported yet")
 }
