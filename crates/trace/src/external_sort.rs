@@ -42,6 +42,15 @@ impl<T: Record> ExternalSorter<T> {
         Ok(())
     }
 
+    /// Takes over everything `other` holds (its spilled runs and its unsorted records).
+    pub fn absorb(&mut self, other: ExternalSorter<T>) -> io::Result<()> {
+        self.runs.extend(other.runs);
+        for rec in other.buf {
+            self.push(rec)?;
+        }
+        Ok(())
+    }
+
     pub fn spilled_runs(&self) -> usize {
         self.runs.len()
     }

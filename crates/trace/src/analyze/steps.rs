@@ -59,6 +59,11 @@ impl StepCollector {
         }
     }
 
+    pub fn absorb(&mut self, other: StepCollector) {
+        self.cpu.extend(other.cpu);
+        self.gpu.extend(other.gpu);
+    }
+
     /// The steps in time order, each with the window its GPU time is attributed to.
     pub fn finish(mut self) -> Vec<(StepSpan, Window)> {
         // SGLang's per-forward spans are finer than the profiler's steps when both exist.

@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::analyze::steps::StepCollector;
 use crate::analyze::timeline::{Breakdown, TimelineBuilder, WindowStats};
 use crate::error::{Result, TraceError};
-use crate::model::{Event, EventSink, Phase, TraceInfo, gpu_class};
+use crate::import::parallel::BlockWorker;
+use crate::model::{Event, EventSink, GpuClass, Phase, TraceInfo, gpu_class};
 use crate::rank::{RankId, Stage};
 
 /// Statistics of one operation name.
@@ -90,32 +91,46 @@ pub struct TraceSummary {
 
 type NameMap<V> = HashMap<Box<str>, V, FixedState>;
 
+/// Statistics per name, with a value computed once per distinct name (a kernel's GPU class:
+/// classifying means scanning the name, which kernels repeat millions of times).
 #[derive(Default)]
-struct NameTable(NameMap<OpStats>);
+struct NameTable<C>(NameMap<(OpStats, C)>);
 
-impl NameTable {
-    fn add(&mut self, name: &str, dur: i64) {
-        if let Some(s) = self.0.get_mut(name) {
+impl<C: Copy> NameTable<C> {
+    /// Counts one call and returns the name's cached value.
+    fn add(&mut self, name: &str, dur: i64, compute: impl FnOnce() -> C) -> C {
+        if let Some((s, c)) = self.0.get_mut(name) {
             s.calls += 1;
             s.total_ns += dur;
             s.min_ns = s.min_ns.min(dur);
             s.max_ns = s.max_ns.max(dur);
-        } else {
-            self.0.insert(
-                name.into(),
-                OpStats {
-                    name: name.to_string(),
-                    calls: 1,
-                    total_ns: dur,
-                    min_ns: dur,
-                    max_ns: dur,
-                },
-            );
+            return *c;
+        }
+        let c = compute();
+        let stats = OpStats {
+            name: name.to_string(),
+            calls: 1,
+            total_ns: dur,
+            min_ns: dur,
+            max_ns: dur,
+        };
+        self.0.insert(name.into(), (stats, c));
+        c
+    }
+
+    fn absorb(&mut self, other: NameTable<C>) {
+        for (k, (o, c)) in other.0 {
+            match self.0.get_mut(&k) {
+                Some((s, _)) => s.merge(&o),
+                None => {
+                    self.0.insert(k, (o, c));
+                }
+            }
         }
     }
 
     fn into_sorted(self) -> Vec<OpStats> {
-        let mut v: Vec<OpStats> = self.0.into_values().collect();
+        let mut v: Vec<OpStats> = self.0.into_values().map(|(s, _)| s).collect();
         sort_ops(&mut v);
         v
     }
@@ -130,11 +145,13 @@ pub fn sort_ops(v: &mut [OpStats]) {
     });
 }
 
-/// The streaming fold. Feed it every event of one trace, then call [`SummaryBuilder::finish`].
+/// The streaming fold. Feed it every event of one trace (one builder per parsing thread,
+/// combined with [`SummaryBuilder::absorb`]), then call [`SummaryBuilder::finish`].
 #[derive(Default)]
 pub struct SummaryBuilder {
-    kernels: NameTable,
-    ops: NameTable,
+    /// GPU operations; `None`: a GPU category whose name is no GPU work.
+    kernels: NameTable<Option<GpuClass>>,
+    ops: NameTable<()>,
     categories: NameMap<(u64, i64)>,
     steps: StepCollector,
     timeline: TimelineBuilder,
@@ -164,15 +181,19 @@ impl EventSink for SummaryBuilder {
         if ev.ph != Phase::COMPLETE {
             return Ok(());
         }
-        if let Some(class) = gpu_class(&ev.cat, &ev.name) {
-            self.kernels.add(&ev.name, ev.dur);
-            let start = ev.ts_or_zero();
-            self.timeline
-                .add(start, start + ev.dur, class)
-                .map_err(TraceError::Temp)?;
+        if matches!(ev.cat.as_ref(), "kernel" | "gpu_memcpy" | "gpu_memset") {
+            let class = self
+                .kernels
+                .add(&ev.name, ev.dur, || gpu_class(&ev.cat, &ev.name));
+            if let Some(class) = class {
+                let start = ev.ts_or_zero();
+                self.timeline
+                    .add(start, start + ev.dur, class)
+                    .map_err(TraceError::Temp)?;
+            }
         } else {
             if ev.cat == "cpu_op" {
-                self.ops.add(&ev.name, ev.dur);
+                self.ops.add(&ev.name, ev.dur, || ());
             }
             self.steps.event(ev);
         }
@@ -180,7 +201,44 @@ impl EventSink for SummaryBuilder {
     }
 }
 
+impl BlockWorker for SummaryBuilder {
+    type Output = ();
+
+    fn finish_block(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
 impl SummaryBuilder {
+    /// A builder whose GPU intervals spill to disk past `sort_budget` bytes.
+    pub fn with_sort_budget(sort_budget: usize) -> Self {
+        SummaryBuilder {
+            timeline: TimelineBuilder::with_budget(sort_budget),
+            ..SummaryBuilder::default()
+        }
+    }
+
+    /// Adds what another builder (another parsing thread of the same trace) collected.
+    pub fn absorb(&mut self, other: SummaryBuilder) -> Result<()> {
+        self.kernels.absorb(other.kernels);
+        self.ops.absorb(other.ops);
+        for (k, (n, t)) in other.categories {
+            let c = self.categories.entry(k).or_default();
+            c.0 += n;
+            c.1 += t;
+        }
+        self.steps.absorb(other.steps);
+        self.timeline
+            .absorb(other.timeline)
+            .map_err(TraceError::Temp)?;
+        self.first_ts = match (self.first_ts, other.first_ts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ts = self.last_ts.max(other.last_ts);
+        Ok(())
+    }
+
     pub fn finish(
         self,
         info: &TraceInfo,

@@ -20,8 +20,9 @@ use serde::Serialize;
 use crate::external_sort::{ExternalSorter, Record, read_exact_or_end};
 use crate::model::GpuClass;
 
-/// In-memory budget for unsorted intervals before they spill to disk (24 bytes each).
-const SORT_BUDGET: usize = 48 << 20;
+/// In-memory budget for unsorted intervals before they spill to disk (24 bytes each), shared
+/// by the parsing threads.
+pub const SORT_BUDGET: usize = 48 << 20;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Breakdown {
@@ -115,7 +116,6 @@ impl Record for Interval {
 
 pub struct TimelineBuilder {
     sorter: ExternalSorter<Interval>,
-    count: u64,
 }
 
 impl Default for TimelineBuilder {
@@ -128,12 +128,10 @@ impl TimelineBuilder {
     pub fn with_budget(bytes: usize) -> Self {
         TimelineBuilder {
             sorter: ExternalSorter::new(bytes),
-            count: 0,
         }
     }
 
     pub fn add(&mut self, start: i64, end: i64, class: GpuClass) -> io::Result<()> {
-        self.count += 1;
         self.sorter.push(Interval {
             start,
             // Negative durations exist in the wild (TraceLens#669); treat them as empty.
@@ -142,8 +140,9 @@ impl TimelineBuilder {
         })
     }
 
-    pub fn intervals(&self) -> u64 {
-        self.count
+    /// Takes over the intervals another builder (another parsing thread) collected.
+    pub fn absorb(&mut self, other: TimelineBuilder) -> io::Result<()> {
+        self.sorter.absorb(other.sorter)
     }
 
     /// Sweeps all intervals. `windows` must be sorted by start and not overlap.

@@ -63,6 +63,19 @@ impl JsonTraceWriter {
         self.out.maybe_flush()
     }
 
+    /// Appends events already serialised by [`write_event`], each preceded by `,\n`.
+    pub fn write_serialized(&mut self, mut bytes: Vec<u8>, events: u64) -> Result<()> {
+        if events == 0 {
+            return Ok(());
+        }
+        if self.first {
+            bytes.remove(0);
+            self.first = false;
+        }
+        self.events += events;
+        self.out.push_block(bytes)
+    }
+
     /// Closes the event array, writes the trailing members and renames the file into place.
     pub fn finish(mut self, trailer: &[(&str, String)]) -> Result<u64> {
         let buf = &mut self.out.buf;

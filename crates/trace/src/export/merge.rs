@@ -17,9 +17,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::export::json::{JsonTraceWriter, Rewrite, write_str};
+use crate::export::json::{JsonTraceWriter, Rewrite, write_event, write_str};
+use crate::import::parallel::{BlockWorker, read_parallel, workers};
 use crate::import::{Input, ReadOptions};
-use crate::model::{Event, Id, Phase, TraceInfo, gpu_class};
+use crate::model::{Event, EventSink, Id, Phase, TraceInfo, gpu_class};
 use crate::rank::RankId;
 
 /// Which categories pass (merge and slice share it).
@@ -107,17 +108,22 @@ pub fn merge(
             shift_ns: shift,
             flow_offset: ((*file_index as i64) + 1) << FLOW_ID_STRIDE_BITS,
         };
-        let mut procs = Processes::default();
-        part.input.read(opts, &mut |ev: &Event<'_>| {
-            if ev.ph == Phase::METADATA && procs.absorb(ev) {
-                return Ok(());
-            }
-            if ev.ph != Phase::METADATA && !filter.passes(&ev.cat) {
-                return Ok(());
-            }
-            procs.saw(ev);
-            w.write(ev, &rw)
+        let mut rewriters: Vec<RankRewriter<'_>> = (0..workers())
+            .map(|_| RankRewriter {
+                rewrite: rw,
+                filter,
+                procs: Processes::default(),
+                buf: Vec::new(),
+                events: 0,
+            })
+            .collect();
+        read_parallel(part.input, opts, &mut rewriters, &mut |(bytes, n)| {
+            w.write_serialized(bytes, n)
         })?;
+        let mut procs = Processes::default();
+        for r in rewriters {
+            procs.merge(r.procs);
+        }
         for ev in procs.metadata(order, &part.label) {
             w.write(&ev, &Rewrite::default())?;
         }
@@ -161,6 +167,42 @@ fn rank_meta(part: &Part<'_>) -> String {
     }
     s.push(b'}');
     String::from_utf8(s).expect("JSON text is UTF-8")
+}
+
+/// One parsing thread of a merge: rewrites the events of its blocks into JSON text (so
+/// serialisation runs in parallel too) and notes the processes it sees.
+struct RankRewriter<'a> {
+    rewrite: Rewrite<'a>,
+    filter: &'a CategoryFilter,
+    procs: Processes,
+    buf: Vec<u8>,
+    events: u64,
+}
+
+impl EventSink for RankRewriter<'_> {
+    fn event(&mut self, ev: &Event<'_>) -> Result<()> {
+        if ev.ph == Phase::METADATA && self.procs.absorb(ev) {
+            return Ok(());
+        }
+        if ev.ph != Phase::METADATA && !self.filter.passes(&ev.cat) {
+            return Ok(());
+        }
+        self.procs.saw(ev);
+        self.buf.extend_from_slice(b",\n");
+        write_event(&mut self.buf, ev, &self.rewrite);
+        self.events += 1;
+        Ok(())
+    }
+}
+
+impl BlockWorker for RankRewriter<'_> {
+    /// The block's events as `,\n`-prefixed JSON, and how many.
+    type Output = (Vec<u8>, u64);
+
+    fn finish_block(&mut self) -> Result<(Vec<u8>, u64)> {
+        let n = std::mem::take(&mut self.events);
+        Ok((std::mem::take(&mut self.buf), n))
+    }
 }
 
 /// The processes of one file: their original names (from `process_name` metadata, which is
@@ -211,6 +253,20 @@ impl Processes {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Adds what another parsing thread saw of the same file.
+    fn merge(&mut self, other: Processes) {
+        for (i, pid) in other.seen.iter().enumerate() {
+            let j = self.slot(pid);
+            if other.names[i].is_some() {
+                self.names[j] = other.names[i].clone();
+            }
+            if other.labels[i].is_some() {
+                self.labels[j] = other.labels[i].clone();
+            }
+            self.gpu[j] |= other.gpu[i];
         }
     }
 

@@ -75,6 +75,12 @@ impl AtomicOutput {
         Ok(())
     }
 
+    /// Queues `block` for writing after what is buffered, without copying it.
+    pub fn push_block(&mut self, block: Vec<u8>) -> Result<()> {
+        self.flush_buf()?;
+        self.send(block)
+    }
+
     fn flush_buf(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -84,7 +90,11 @@ impl AtomicOutput {
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(FLUSH_AT + (FLUSH_AT >> 2)));
         let full = std::mem::replace(&mut self.buf, next);
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(full).is_ok());
+        self.send(full)
+    }
+
+    fn send(&mut self, bytes: Vec<u8>) -> Result<()> {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(bytes).is_ok());
         if !sent {
             // The writer thread stopped: its error says why.
             return Err(self.join().err().unwrap_or_else(|| {

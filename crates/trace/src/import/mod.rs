@@ -4,6 +4,7 @@
 
 pub mod kineto;
 pub mod nsys;
+pub mod parallel;
 pub mod rpd;
 pub mod source;
 pub mod sqlite;

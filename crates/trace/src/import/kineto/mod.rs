@@ -1,8 +1,11 @@
 //! Kineto / Chrome-trace JSON as a stream: the top-level object is walked key by key (any
-//! order: `baseTimeNanoseconds` and metadata may follow `traceEvents`), the event array is
-//! parsed one element at a time straight out of the decompression window, and each event is
-//! handed to the sink before the next is read. Memory stays at a few chunks whatever the size.
+//! order: `baseTimeNanoseconds` and metadata may follow `traceEvents`); the event array is cut
+//! into blocks of whole elements (a structural scan: depth, strings, separators), and each
+//! block is parsed with serde_json, borrowing from the block. Blocks are parsed in order on
+//! this thread ([`read`]) or handed to worker threads ([`read_blocks`]). Memory stays at a
+//! few chunks and blocks whatever the size.
 
+pub mod block;
 mod event;
 mod window;
 
@@ -16,7 +19,7 @@ use crate::import::ReadOptions;
 use crate::import::source::{ChunkStream, Container};
 use crate::model::{DistributedInfo, EventSink, Format, TraceInfo};
 
-use event::RawEvent;
+use block::{BLOCK_TARGET, Block, BlockContext, parse_block};
 pub use window::ValueScanner;
 use window::Window;
 
@@ -26,13 +29,14 @@ const KEEP_LIMIT: usize = 1 << 20;
 /// How far to read.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// Every event to the sink.
+    /// Every event, in blocks.
     Events,
     /// Only the top-level members; the event array is skipped structurally, and reading stops
     /// at the array when the time base is already known.
     Header,
 }
 
+/// Every event to `sink`, in file order.
 pub fn read(
     path: &Path,
     container: Container,
@@ -40,14 +44,37 @@ pub fn read(
     sink: &mut dyn EventSink,
 ) -> Result<TraceInfo> {
     let mut reader = Reader::open(path, container, opts)?;
-    reader.run(Mode::Events, sink)?;
+    let cx = BlockContext {
+        path,
+        compressed: container == Container::GzipJson,
+        lenient: opts.lenient,
+    };
+    let mut events = 0;
+    reader.run(Mode::Events, &mut |b: Block| {
+        events += parse_block(&b, &cx, sink)?;
+        Ok(())
+    })?;
+    reader.info.events = events;
+    Ok(reader.info)
+}
+
+/// The event array as blocks, in file order, for parsing elsewhere ([`parse_block`]). The
+/// returned info does not count events.
+pub fn read_blocks(
+    path: &Path,
+    container: Container,
+    opts: &ReadOptions,
+    out: &mut dyn FnMut(Block) -> Result<()>,
+) -> Result<TraceInfo> {
+    let mut reader = Reader::open(path, container, opts)?;
+    reader.run(Mode::Events, out)?;
     Ok(reader.info)
 }
 
 /// The top-level members only (time base, `distributedInfo`, `deviceProperties`, ...).
 pub fn probe(path: &Path, container: Container, opts: &ReadOptions) -> Result<TraceInfo> {
     let mut reader = Reader::open(path, container, opts)?;
-    reader.run(Mode::Header, &mut |_: &crate::Event<'_>| Ok(()))?;
+    reader.run(Mode::Header, &mut |_: Block| Ok(()))?;
     Ok(reader.info)
 }
 
@@ -73,11 +100,11 @@ impl Reader {
         self.win.stream().path()
     }
 
-    fn run(&mut self, mode: Mode, sink: &mut dyn EventSink) -> Result<()> {
+    fn run(&mut self, mode: Mode, out: &mut dyn FnMut(Block) -> Result<()>) -> Result<()> {
         match self.win.peek()? {
             Some(b'{') => {
                 self.win.bump();
-                if self.object(mode, sink)? {
+                if self.object(mode, out)? {
                     return Ok(());
                 }
             }
@@ -86,7 +113,7 @@ impl Reader {
                 if mode == Mode::Header {
                     return Ok(());
                 }
-                self.events(sink)?;
+                self.events(out)?;
             }
             Some(_) => {
                 return Err(self.win.error(
@@ -107,7 +134,7 @@ impl Reader {
 
     /// Walks the members of the top-level object. Returns `true` when a header probe stopped
     /// early.
-    fn object(&mut self, mode: Mode, sink: &mut dyn EventSink) -> Result<bool> {
+    fn object(&mut self, mode: Mode, out: &mut dyn FnMut(Block) -> Result<()>) -> Result<bool> {
         let mut first = true;
         loop {
             let Some(b) = self.win.peek()? else {
@@ -141,7 +168,7 @@ impl Reader {
                                 .win
                                 .error(self.win.pos, "`traceEvents` is not an array"));
                         }
-                        self.events(sink)?;
+                        self.events(out)?;
                         if self.info.truncated {
                             return Ok(false);
                         }
@@ -222,177 +249,79 @@ impl Reader {
         ))
     }
 
-    /// Streams the event array at the current position (`[`).
-    fn events(&mut self, sink: &mut dyn EventSink) -> Result<()> {
+    /// Cuts the event array at the current position (`[`) into blocks of whole elements.
+    /// Structure and separators are checked here; the elements' contents by the parser.
+    fn events(&mut self, out: &mut dyn FnMut(Block) -> Result<()>) -> Result<()> {
         self.win.bump();
-        let mut first = true;
+        // The block being cut spans `rel` bytes from the window's position; `done` of them
+        // end with a complete element (what a truncation keeps).
+        let mut rel = 0;
+        let mut done = 0;
+        let mut need_separator = false;
         loop {
-            let Some(b) = self.win.peek()? else {
-                return self.truncated("the event array is not closed");
-            };
-            if b == b']' {
-                self.win.bump();
-                return Ok(());
+            while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.win.byte_at(rel)? {
+                rel += 1;
             }
-            if !first {
-                if b != b',' {
-                    return Err(self
-                        .win
-                        .error(self.win.pos, "expected `,` or `]` after an event"));
+            match self.win.byte_at(rel)? {
+                None => {
+                    self.cut(done, out)?;
+                    return self.truncated("the event array is not closed");
                 }
-                self.win.bump();
-                match self.win.peek()? {
-                    Some(b']') if self.lenient => continue,
-                    Some(b']') => {
+                Some(b']') => {
+                    self.cut(rel, out)?;
+                    self.win.bump();
+                    return Ok(());
+                }
+                Some(b',') if need_separator => {
+                    rel += 1;
+                    need_separator = false;
+                    while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.win.byte_at(rel)? {
+                        rel += 1;
+                    }
+                    if self.win.byte_at(rel)? == Some(b']') && !self.lenient {
                         return Err(self.win.error(
-                            self.win.pos,
+                            self.win.pos + rel,
                             "trailing comma before `]` (--lenient accepts it)",
                         ));
                     }
-                    None => return self.truncated("the event array is not closed"),
-                    _ => {}
                 }
-            }
-            first = false;
-            if !self.event(sink)? {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Parses one event in place. Returns `false` when lenient mode stopped at a truncation.
-    fn event(&mut self, sink: &mut dyn EventSink) -> Result<bool> {
-        loop {
-            let start = self.win.pos;
-            let outcome = {
-                let slice = &self.win.buf[start..];
-                let mut it = serde_json::Deserializer::from_slice(slice).into_iter::<RawEvent>();
-                match it.next() {
-                    Some(Ok(raw)) => {
-                        let used = it.byte_offset();
-                        match raw.into_event() {
-                            Ok(ev) => {
-                                sink.event(&ev)?;
-                                Outcome::Parsed(used)
-                            }
-                            Err(m) => Outcome::Bad(start, m),
+                Some(_) if need_separator => {
+                    return Err(self
+                        .win
+                        .error(self.win.pos + rel, "expected `,` or `]` after an event"));
+                }
+                Some(_) => match self.win.value_len_at(rel)? {
+                    Some(len) => {
+                        rel += len;
+                        done = rel;
+                        need_separator = true;
+                        if rel >= BLOCK_TARGET {
+                            self.cut(rel, out)?;
+                            rel = 0;
+                            done = 0;
                         }
                     }
-                    Some(Err(e)) if e.is_eof() => Outcome::NeedMore,
-                    Some(Err(e)) => {
-                        let control = e.to_string().contains("control character");
-                        Outcome::Syntax(start + byte_of(slice, &e), e.to_string(), control)
+                    None => {
+                        self.cut(done, out)?;
+                        return self.truncated("the last event is cut off");
                     }
-                    None => Outcome::NeedMore,
-                }
-            };
-            match outcome {
-                Outcome::Parsed(used) => {
-                    self.win.pos += used;
-                    self.info.events += 1;
-                    return Ok(true);
-                }
-                Outcome::NeedMore => {
-                    if !self.win.fill()? {
-                        self.truncated::<()>("the last event is cut off")?;
-                        return Ok(false);
-                    }
-                }
-                Outcome::Syntax(..) if !self.win.value_is_complete() => {
-                    if !self.win.fill()? {
-                        self.truncated::<()>("the last event is cut off")?;
-                        return Ok(false);
-                    }
-                }
-                Outcome::Syntax(_, _, true) if self.lenient => return self.sanitized(sink),
-                Outcome::Syntax(at, message, control) => {
-                    let hint = if control {
-                        " (raw control characters inside strings: --lenient escapes them)"
-                    } else {
-                        ""
-                    };
-                    return Err(self.win.error(at, format!("{message}{hint}")));
-                }
-                Outcome::Bad(at, message) => {
-                    if self.lenient {
-                        let len = self.win.complete_value_len()?.unwrap_or(0);
-                        self.win.pos += len;
-                        return Ok(true);
-                    }
-                    return Err(self.win.error(at, message));
-                }
+                },
             }
         }
     }
 
-    /// Lenient path for pytorch/pytorch#130622: escapes raw control characters inside strings
-    /// of one event, then parses the copy.
-    fn sanitized(&mut self, sink: &mut dyn EventSink) -> Result<bool> {
-        let Some(len) = self.win.complete_value_len()? else {
-            self.info.truncated = true;
-            return Ok(false);
+    /// Hands over the first `len` bytes at the window's position as a block.
+    fn cut(&mut self, len: usize, out: &mut dyn FnMut(Block) -> Result<()>) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let block = Block {
+            offset: self.win.offset(),
+            bytes: self.win.buf[self.win.pos..self.win.pos + len].to_vec(),
         };
-        let start = self.win.pos;
-        let fixed = escape_control_chars(&self.win.buf[start..start + len]);
-        let raw: RawEvent = serde_json::from_slice(&fixed).map_err(|e| {
-            self.win
-                .error(start + byte_of(&fixed, &e).min(len), e.to_string())
-        })?;
-        let ev = raw.into_event().map_err(|m| self.win.error(start, m))?;
-        sink.event(&ev)?;
         self.win.pos += len;
-        self.info.events += 1;
-        Ok(true)
+        out(block)
     }
-}
-
-enum Outcome {
-    Parsed(usize),
-    NeedMore,
-    Syntax(usize, String, bool),
-    Bad(usize, String),
-}
-
-/// Byte index inside `slice` of the line/column serde_json reports.
-fn byte_of(slice: &[u8], e: &serde_json::Error) -> usize {
-    let mut line = 1;
-    let mut line_start = 0;
-    if e.line() > 1 {
-        for (i, &b) in slice.iter().enumerate() {
-            if b == b'\n' {
-                line += 1;
-                line_start = i + 1;
-                if line == e.line() {
-                    break;
-                }
-            }
-        }
-    }
-    (line_start + e.column().saturating_sub(1)).min(slice.len())
-}
-
-fn escape_control_chars(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + 16);
-    let mut in_str = false;
-    let mut esc = false;
-    for &b in bytes {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if b == b'\\' {
-                esc = true;
-            } else if b == b'"' {
-                in_str = false;
-            } else if b < 0x20 {
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                continue;
-            }
-        } else if b == b'"' {
-            in_str = true;
-        }
-        out.push(b);
-    }
-    out
 }
 
 /// A string that borrows from the input when it has no escapes (serde only borrows a bare
@@ -428,16 +357,5 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
             }
         }
         d.deserialize_any(V)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_only_inside_strings() {
-        let got = escape_control_chars(b"{\"name\": \"a\tb\\\"\nc\"}\n");
-        assert_eq!(got, b"{\"name\": \"a\\u0009b\\\"\\u000ac\"}\n".to_vec());
     }
 }

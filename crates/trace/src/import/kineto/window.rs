@@ -134,29 +134,31 @@ impl Window {
         }
     }
 
-    /// Whether `buf[pos..]` already holds one complete JSON value (a parse error inside an
-    /// incomplete one may only mean the chunk ended there: `"ts": 12.` is an invalid number
-    /// until the next chunk brings the digits).
-    pub fn value_is_complete(&self) -> bool {
-        matches!(
-            ValueScanner::default().feed(&self.buf[self.pos..]),
-            Ok(Some(_)) | Err(_)
-        )
+    /// The byte `rel` bytes after `pos` (not consumed), reading more as needed; `None` at
+    /// the end of the stream.
+    pub fn byte_at(&mut self, rel: usize) -> Result<Option<u8>> {
+        while self.pos + rel >= self.buf.len() {
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.buf[self.pos + rel]))
     }
 
-    /// Makes `buf[pos..]` hold one complete JSON value and returns its length, without
-    /// consuming it (for the lenient re-parse path).
-    pub fn complete_value_len(&mut self) -> Result<Option<usize>> {
+    /// The length of the JSON value starting `rel` bytes after `pos`, reading more as needed
+    /// and consuming nothing; `None` when the stream ends inside it.
+    pub fn value_len_at(&mut self, rel: usize) -> Result<Option<usize>> {
         let mut scan = ValueScanner::default();
         let mut scanned = 0;
         loop {
+            let from = self.pos + rel + scanned;
             let found = scan
-                .feed(&self.buf[self.pos + scanned..])
-                .map_err(|m| self.error(self.pos, m))?;
+                .feed(&self.buf[from..])
+                .map_err(|m| self.error(from, m))?;
             if let Some(n) = found {
                 return Ok(Some(scanned + n));
             }
-            scanned = self.buf.len() - self.pos;
+            scanned = self.buf.len() - self.pos - rel;
             if !self.fill()? {
                 return Ok(None);
             }
