@@ -1,5 +1,5 @@
 //! The `loupe` binary: argument parsing and wiring only. Every capability lives in a library
-//! crate (engine, server, bench) with its own tests.
+//! crate (engine, profiler, server, bench, trace, run) with its own tests.
 
 use std::process::ExitCode;
 
@@ -26,6 +26,8 @@ enum Command {
     Serve(loupe_server::ServeArgs),
     /// Benchmark a server (by default, the embedded reference server).
     Bench(loupe_bench::BenchArgs),
+    /// Summarise, compare ranks, merge, slice, diff and convert profiler traces.
+    Trace(loupe_trace::cli::TraceArgs),
     /// Run an srtctl-style profiling job: launch servers, profile each phase, collect.
     Run(loupe_run::RunArgs),
 }
@@ -68,6 +70,32 @@ fn main() -> ExitCode {
         _ => "info",
     };
     init_logging(cli.log_level.as_deref().unwrap_or(default_filter));
+    match cli.command {
+        Command::Serve(args) => run_async(async { serve(args).await.map(|_| ExitCode::SUCCESS) }),
+        Command::Bench(args) => run_async(loupe_bench::run_cli(args)),
+        // Exit 1 when a phase failed, 2 when the job itself is invalid or cannot start.
+        Command::Run(args) => run_async(async {
+            Ok(match loupe_run::run(args).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            })
+        }),
+        // Synchronous, no runtime. Exit 2 for bad input, 1 when an output cannot be written.
+        Command::Trace(args) => match loupe_trace::cli::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        },
+    }
+}
+
+fn run_async(job: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,21 +106,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = rt.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve(args).await.map(|_| ExitCode::SUCCESS),
-            Command::Bench(args) => loupe_bench::run_cli(args).await,
-            Command::Run(args) => match loupe_run::run(args).await {
-                Ok(true) => Ok(ExitCode::SUCCESS),
-                Ok(false) => Ok(ExitCode::from(1)),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Ok(ExitCode::from(2))
-                }
-            },
-        }
-    });
-    match result {
+    match rt.block_on(job) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,0 +1,391 @@
+//! One streaming fold per trace: per-name statistics for GPU operations and CPU ops, event
+//! counts per category, steps with their GPU time, and the GPU-timeline breakdown. Memory
+//! grows with distinct names and steps, never with events (GPU intervals go through the
+//! timeline's external sort).
+
+use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
+use serde::Serialize;
+
+use crate::analyze::steps::StepCollector;
+use crate::analyze::timeline::{Breakdown, TimelineBuilder, WindowStats};
+use crate::error::{Result, TraceError};
+use crate::import::parallel::BlockWorker;
+use crate::model::{Event, EventSink, GpuClass, Phase, TraceInfo, gpu_class};
+use crate::rank::{RankId, Stage};
+
+/// Statistics of one operation name.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct OpStats {
+    pub name: String,
+    pub calls: u64,
+    pub total_ns: i64,
+    pub min_ns: i64,
+    pub max_ns: i64,
+}
+
+impl OpStats {
+    pub fn avg_ns(&self) -> i64 {
+        if self.calls == 0 {
+            0
+        } else {
+            self.total_ns / self.calls as i64
+        }
+    }
+
+    pub fn merge(&mut self, o: &OpStats) {
+        self.calls += o.calls;
+        self.total_ns += o.total_ns;
+        self.min_ns = self.min_ns.min(o.min_ns);
+        self.max_ns = self.max_ns.max(o.max_ns);
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct CategoryStats {
+    pub category: String,
+    pub events: u64,
+    /// Summed durations of its complete events.
+    pub total_ns: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepStats {
+    /// Position among the trace's steps.
+    pub index: usize,
+    /// `N` of `ProfilerStep#N`.
+    pub number: Option<u64>,
+    pub stage: Option<Stage>,
+    /// Start of the step's span on the trace's clock (add `base_ns` for Unix time).
+    pub start_ns: i64,
+    /// Duration of the step's span (CPU side for SGLang and PyTorch markers).
+    pub span_ns: i64,
+    /// GPU activity attributed to the step.
+    pub gpu: WindowStats,
+}
+
+/// Everything `summary`, `ranks` and `diff` need from one trace.
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceSummary {
+    pub file: String,
+    pub label: String,
+    #[serde(skip)]
+    pub rank: RankId,
+    pub format: &'static str,
+    pub events: u64,
+    pub base_ns: Option<i64>,
+    /// First to last event timestamp.
+    pub span_ns: i64,
+    /// The stage the whole file covers, from its name (SGLang's by-stage files).
+    pub stage: Option<Stage>,
+    pub timeline: Breakdown,
+    /// GPU operations (kernels, memcpy, memset), by total time.
+    pub kernels: Vec<OpStats>,
+    /// CPU operators (`cpu_op`), by total (inclusive) time.
+    pub ops: Vec<OpStats>,
+    pub categories: Vec<CategoryStats>,
+    pub steps: Vec<StepStats>,
+    pub truncated: bool,
+}
+
+type NameMap<V> = HashMap<Box<str>, V, FixedState>;
+
+/// Statistics per name, with a value computed once per distinct name (a kernel's GPU class:
+/// classifying means scanning the name, which kernels repeat millions of times).
+#[derive(Default)]
+struct NameTable<C>(NameMap<(OpStats, C)>);
+
+impl<C: Copy> NameTable<C> {
+    /// Counts one call and returns the name's cached value.
+    fn add(&mut self, name: &str, dur: i64, compute: impl FnOnce() -> C) -> C {
+        if let Some((s, c)) = self.0.get_mut(name) {
+            s.calls += 1;
+            s.total_ns += dur;
+            s.min_ns = s.min_ns.min(dur);
+            s.max_ns = s.max_ns.max(dur);
+            return *c;
+        }
+        let c = compute();
+        let stats = OpStats {
+            name: name.to_string(),
+            calls: 1,
+            total_ns: dur,
+            min_ns: dur,
+            max_ns: dur,
+        };
+        self.0.insert(name.into(), (stats, c));
+        c
+    }
+
+    fn absorb(&mut self, other: NameTable<C>) {
+        for (k, (o, c)) in other.0 {
+            match self.0.get_mut(&k) {
+                Some((s, _)) => s.merge(&o),
+                None => {
+                    self.0.insert(k, (o, c));
+                }
+            }
+        }
+    }
+
+    fn into_sorted(self) -> Vec<OpStats> {
+        let mut v: Vec<OpStats> = self.0.into_values().map(|(s, _)| s).collect();
+        sort_ops(&mut v);
+        v
+    }
+}
+
+/// Largest total first; names break ties so output is stable.
+pub fn sort_ops(v: &mut [OpStats]) {
+    v.sort_by(|a, b| {
+        b.total_ns
+            .cmp(&a.total_ns)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+}
+
+/// The streaming fold. Feed it every event of one trace (one builder per parsing thread,
+/// combined with [`SummaryBuilder::absorb`]), then call [`SummaryBuilder::finish`].
+#[derive(Default)]
+pub struct SummaryBuilder {
+    /// GPU operations; `None`: a GPU category whose name is no GPU work.
+    kernels: NameTable<Option<GpuClass>>,
+    ops: NameTable<()>,
+    categories: NameMap<(u64, i64)>,
+    steps: StepCollector,
+    timeline: TimelineBuilder,
+    first_ts: Option<i64>,
+    last_ts: i64,
+}
+
+impl EventSink for SummaryBuilder {
+    fn event(&mut self, ev: &Event<'_>) -> Result<()> {
+        if ev.ph == Phase::METADATA {
+            return Ok(());
+        }
+        if let Some(ts) = ev.ts {
+            self.first_ts = Some(self.first_ts.map_or(ts, |f| f.min(ts)));
+            self.last_ts = self.last_ts.max(ev.end());
+        }
+        let dur = if ev.ph == Phase::COMPLETE { ev.dur } else { 0 };
+        match self.categories.get_mut(ev.cat.as_ref()) {
+            Some(c) => {
+                c.0 += 1;
+                c.1 += dur;
+            }
+            None => {
+                self.categories.insert(ev.cat.as_ref().into(), (1, dur));
+            }
+        }
+        if ev.ph != Phase::COMPLETE {
+            return Ok(());
+        }
+        if matches!(ev.cat.as_ref(), "kernel" | "gpu_memcpy" | "gpu_memset") {
+            let class = self
+                .kernels
+                .add(&ev.name, ev.dur, || gpu_class(&ev.cat, &ev.name));
+            if let Some(class) = class {
+                let start = ev.ts_or_zero();
+                self.timeline
+                    .add(start, start + ev.dur, class)
+                    .map_err(TraceError::Temp)?;
+            }
+        } else {
+            if ev.cat == "cpu_op" {
+                self.ops.add(&ev.name, ev.dur, || ());
+            }
+            self.steps.event(ev);
+        }
+        Ok(())
+    }
+}
+
+impl BlockWorker for SummaryBuilder {
+    type Output = ();
+
+    fn finish_block(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl SummaryBuilder {
+    /// A builder whose GPU intervals spill to disk past `sort_budget` bytes.
+    pub fn with_sort_budget(sort_budget: usize) -> Self {
+        SummaryBuilder {
+            timeline: TimelineBuilder::with_budget(sort_budget),
+            ..SummaryBuilder::default()
+        }
+    }
+
+    /// Adds what another builder (another parsing thread of the same trace) collected.
+    pub fn absorb(&mut self, other: SummaryBuilder) -> Result<()> {
+        self.kernels.absorb(other.kernels);
+        self.ops.absorb(other.ops);
+        for (k, (n, t)) in other.categories {
+            let c = self.categories.entry(k).or_default();
+            c.0 += n;
+            c.1 += t;
+        }
+        self.steps.absorb(other.steps);
+        self.timeline
+            .absorb(other.timeline)
+            .map_err(TraceError::Temp)?;
+        self.first_ts = match (self.first_ts, other.first_ts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ts = self.last_ts.max(other.last_ts);
+        Ok(())
+    }
+
+    pub fn finish(
+        self,
+        info: &TraceInfo,
+        file: String,
+        rank: RankId,
+        label: String,
+    ) -> Result<TraceSummary> {
+        let steps = self.steps.finish();
+        let windows: Vec<_> = steps.iter().map(|(_, w)| *w).collect();
+        let (timeline, per_step) = self.timeline.finish(&windows).map_err(TraceError::Temp)?;
+        let steps = steps
+            .into_iter()
+            .zip(per_step)
+            .enumerate()
+            .map(|(index, ((span, _), gpu))| StepStats {
+                index,
+                number: span.number,
+                stage: span.stage.or(rank.stage),
+                start_ns: span.start,
+                span_ns: span.end - span.start,
+                gpu,
+            })
+            .collect();
+        let mut categories: Vec<CategoryStats> = self
+            .categories
+            .into_iter()
+            .map(|(k, (events, total_ns))| CategoryStats {
+                category: k.into(),
+                events,
+                total_ns,
+            })
+            .collect();
+        categories.sort_by(|a, b| {
+            b.events
+                .cmp(&a.events)
+                .then_with(|| a.category.cmp(&b.category))
+        });
+        Ok(TraceSummary {
+            file,
+            label,
+            stage: rank.stage,
+            rank,
+            format: info.format.name(),
+            events: info.events,
+            base_ns: info.base_ns,
+            span_ns: self.first_ts.map_or(0, |f| self.last_ts - f),
+            timeline,
+            kernels: self.kernels.into_sorted(),
+            ops: self.ops.into_sorted(),
+            categories,
+            steps,
+            truncated: info.truncated,
+        })
+    }
+}
+
+/// Per-stage totals over steps (stage from the step marker, else from the file name).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct StageStats {
+    pub stage: Option<Stage>,
+    pub steps: u64,
+    pub span_ns: i64,
+    pub gpu_busy_ns: i64,
+    pub computation_ns: i64,
+    pub exposed_comm_ns: i64,
+    pub gpu_ops: u64,
+}
+
+pub fn stages(summaries: &[TraceSummary]) -> Vec<StageStats> {
+    let mut out: Vec<StageStats> = Vec::new();
+    for s in summaries {
+        if s.steps.is_empty() && s.stage.is_some() {
+            // A by-stage file without step markers: the whole trace is that stage.
+            let row = stage_row(&mut out, s.stage);
+            row.span_ns += s.span_ns;
+            row.gpu_busy_ns += s.timeline.busy_ns;
+            row.computation_ns += s.timeline.computation_ns;
+            row.exposed_comm_ns += s.timeline.exposed_comm_ns;
+            row.gpu_ops += s.kernels.iter().map(|k| k.calls).sum::<u64>();
+            continue;
+        }
+        for st in &s.steps {
+            let row = stage_row(&mut out, st.stage);
+            row.steps += 1;
+            row.span_ns += st.span_ns;
+            row.gpu_busy_ns += st.gpu.busy_ns;
+            row.computation_ns += st.gpu.computation_ns;
+            row.exposed_comm_ns += st.gpu.exposed_comm_ns;
+            row.gpu_ops += st.gpu.ops;
+        }
+    }
+    out.sort_by_key(|r| r.stage);
+    out
+}
+
+fn stage_row(rows: &mut Vec<StageStats>, stage: Option<Stage>) -> &mut StageStats {
+    let i = match rows.iter().position(|r| r.stage == stage) {
+        Some(i) => i,
+        None => {
+            rows.push(StageStats {
+                stage,
+                ..StageStats::default()
+            });
+            rows.len() - 1
+        }
+    };
+    &mut rows[i]
+}
+
+/// Sums per-name statistics over traces (for multi-file summaries).
+pub fn combine_ops<'a>(tables: impl Iterator<Item = &'a [OpStats]>) -> Vec<OpStats> {
+    let mut map: NameMap<OpStats> = NameMap::default();
+    for t in tables {
+        for o in t {
+            match map.get_mut(o.name.as_str()) {
+                Some(s) => s.merge(o),
+                None => {
+                    map.insert(o.name.as_str().into(), o.clone());
+                }
+            }
+        }
+    }
+    let mut v: Vec<OpStats> = map.into_values().collect();
+    sort_ops(&mut v);
+    v
+}
+
+pub fn combine_categories(summaries: &[TraceSummary]) -> Vec<CategoryStats> {
+    let mut map: NameMap<CategoryStats> = NameMap::default();
+    for s in summaries {
+        for c in &s.categories {
+            match map.get_mut(c.category.as_str()) {
+                Some(m) => {
+                    m.events += c.events;
+                    m.total_ns += c.total_ns;
+                }
+                None => {
+                    map.insert(c.category.as_str().into(), c.clone());
+                }
+            }
+        }
+    }
+    let mut v: Vec<CategoryStats> = map.into_values().collect();
+    v.sort_by(|a, b| {
+        b.events
+            .cmp(&a.events)
+            .then_with(|| a.category.cmp(&b.category))
+    });
+    v
+}

@@ -1,0 +1,224 @@
+//! Output files that appear complete or not at all: bytes go to a temporary file next to the
+//! destination (so the final rename stays on one filesystem) and are renamed into place only by
+//! [`AtomicOutput::commit`]; dropping the writer before that deletes the temporary file.
+//!
+//! Writing (and gzip compression for `.gz` names) happens on a background thread, so an
+//! export overlaps with the parsing that feeds it.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use tempfile::TempPath;
+
+use crate::error::{Result, TraceError};
+
+const FLUSH_AT: usize = 1 << 20;
+
+pub struct AtomicOutput {
+    path: PathBuf,
+    temp: Option<TempPath>,
+    tx: Option<SyncSender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    /// Bytes not yet handed to the writer thread; callers append to it directly.
+    pub buf: Vec<u8>,
+}
+
+impl AtomicOutput {
+    /// Starts writing `path`; gzip-compressed when the name ends in `.gz`.
+    pub fn create(path: &Path) -> Result<AtomicOutput> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| TraceError::Usage(format!("{}: not a file name", path.display())))?;
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| TraceError::write(path, e))?;
+        let (file, temp) = temp.into_parts();
+        let gzip = name.ends_with(".gz");
+        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let (give_back, spare) = sync_channel::<Vec<u8>>(6);
+        let thread = std::thread::Builder::new()
+            .name("trace-write".into())
+            .spawn(move || write_chunks(file, gzip, rx, give_back))
+            .map_err(|e| TraceError::write(path, e))?;
+        Ok(AtomicOutput {
+            path: path.to_path_buf(),
+            temp: Some(temp),
+            tx: Some(tx),
+            spare,
+            thread: Some(thread),
+            buf: Vec::with_capacity(FLUSH_AT + (FLUSH_AT >> 2)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hands the buffer to the writer thread once it is large enough.
+    pub fn maybe_flush(&mut self) -> Result<()> {
+        if self.buf.len() >= FLUSH_AT {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+
+    /// Queues `block` for writing after what is buffered, without copying it.
+    pub fn push_block(&mut self, block: Vec<u8>) -> Result<()> {
+        self.flush_buf()?;
+        self.send(block)
+    }
+
+    fn flush_buf(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(FLUSH_AT + (FLUSH_AT >> 2)));
+        let full = std::mem::replace(&mut self.buf, next);
+        self.send(full)
+    }
+
+    fn send(&mut self, bytes: Vec<u8>) -> Result<()> {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(bytes).is_ok());
+        if !sent {
+            // The writer thread stopped: its error says why.
+            return Err(self.join().err().unwrap_or_else(|| {
+                TraceError::write(&self.path, io::Error::other("the writer thread stopped"))
+            }));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> Result<()> {
+        self.tx.take();
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(Ok(()))) | None => Ok(()),
+            Some(Ok(Err(e))) => Err(TraceError::write(&self.path, e)),
+            Some(Err(_)) => Err(TraceError::write(
+                &self.path,
+                io::Error::other("the writer thread panicked"),
+            )),
+        }
+    }
+
+    /// Writes what is left, closes the file and renames it into place.
+    pub fn commit(mut self) -> Result<()> {
+        self.flush_buf()?;
+        self.join()?;
+        let temp = self.temp.take().expect("committed once");
+        temp.persist(&self.path)
+            .map_err(|e| TraceError::write(&self.path, e.error))?;
+        Ok(())
+    }
+}
+
+impl Write for AtomicOutput {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        self.maybe_flush().map_err(io::Error::other)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for AtomicOutput {
+    fn drop(&mut self) {
+        // Not committed: stop the writer, then `temp` deletes the partial file.
+        let _ = self.join();
+    }
+}
+
+enum Sink {
+    Plain(BufWriter<File>),
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
+}
+
+fn write_chunks(
+    file: File,
+    gzip: bool,
+    rx: Receiver<Vec<u8>>,
+    give_back: SyncSender<Vec<u8>>,
+) -> io::Result<()> {
+    let inner = BufWriter::with_capacity(1 << 18, file);
+    // Level 1: a merged multi-GB trace must not wait on the compressor; the ratio is close.
+    let mut sink = if gzip {
+        Sink::Gzip(Box::new(GzEncoder::new(inner, Compression::fast())))
+    } else {
+        Sink::Plain(inner)
+    };
+    for mut chunk in rx {
+        match &mut sink {
+            Sink::Plain(w) => w.write_all(&chunk)?,
+            Sink::Gzip(w) => w.write_all(&chunk)?,
+        }
+        chunk.clear();
+        let _ = give_back.try_send(chunk);
+    }
+    let mut inner = match sink {
+        Sink::Plain(w) => w,
+        Sink::Gzip(w) => w.finish()?,
+    };
+    inner.flush()?;
+    inner.get_ref().sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_appears_until_commit_and_nothing_stays_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.json");
+        let mut out = AtomicOutput::create(&path).unwrap();
+        out.buf.extend_from_slice(b"{}");
+        assert!(!path.exists());
+        drop(out);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let mut out = AtomicOutput::create(&path).unwrap();
+        out.buf.extend_from_slice(b"{\"a\": 1}");
+        out.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\": 1}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn gz_names_are_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.json.gz");
+        let mut out = AtomicOutput::create(&path).unwrap();
+        for _ in 0..100_000 {
+            out.buf.extend_from_slice(b"0123456789");
+            out.maybe_flush().unwrap();
+        }
+        out.commit().unwrap();
+        let mut text = String::new();
+        io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(File::open(&path).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text.len(), 1_000_000);
+        assert!(std::fs::metadata(&path).unwrap().len() < 100_000);
+    }
+}

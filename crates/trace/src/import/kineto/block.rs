@@ -1,0 +1,166 @@
+//! A block: whole elements of `traceEvents` cut from the stream (the splitter has checked their
+//! structure and separators), parsed on whichever thread gets it.
+
+use std::path::Path;
+
+use super::event::RawEvent;
+use super::window::ValueScanner;
+use crate::error::{Result, TraceError};
+use crate::model::EventSink;
+
+/// About this much JSON per block: large enough that hand-offs between threads are rare,
+/// small enough that a few in flight stay cheap.
+pub const BLOCK_TARGET: usize = 1 << 20;
+
+pub struct Block {
+    /// Stream offset of `bytes[0]` (in the decompressed JSON).
+    pub offset: u64,
+    /// Elements separated by commas and whitespace.
+    pub bytes: Vec<u8>,
+}
+
+/// Where a block came from, for error messages, and how to parse it.
+#[derive(Clone, Copy)]
+pub struct BlockContext<'a> {
+    pub path: &'a Path,
+    pub compressed: bool,
+    pub lenient: bool,
+}
+
+impl BlockContext<'_> {
+    fn error(&self, offset: u64, message: String) -> TraceError {
+        TraceError::Json {
+            path: self.path.to_path_buf(),
+            offset,
+            compressed: self.compressed,
+            message,
+        }
+    }
+}
+
+/// Parses every event of `block` into `sink`, in order; returns how many.
+pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSink) -> Result<u64> {
+    let bytes = block.bytes.as_slice();
+    let mut pos = 0;
+    let mut n = 0;
+    loop {
+        while pos < bytes.len() && matches!(bytes[pos], b' ' | b'\n' | b'\r' | b'\t' | b',') {
+            pos += 1;
+        }
+        if pos >= bytes.len() {
+            return Ok(n);
+        }
+        let slice = &bytes[pos..];
+        let mut it = serde_json::Deserializer::from_slice(slice).into_iter::<RawEvent>();
+        let failure = match it.next() {
+            Some(Ok(raw)) => {
+                let used = it.byte_offset();
+                match raw.into_event() {
+                    Ok(ev) => {
+                        sink.event(&ev)?;
+                        pos += used;
+                        n += 1;
+                        continue;
+                    }
+                    // An event loupe cannot use (no phase, a non-numeric time): skipped.
+                    Err(_) if cx.lenient => {
+                        pos += used;
+                        continue;
+                    }
+                    Err(message) => (0, message, false),
+                }
+            }
+            Some(Err(e)) => {
+                let control = e.to_string().contains("control character");
+                (byte_of(slice, &e), e.to_string(), control)
+            }
+            None => return Ok(n),
+        };
+        let (at, message, control) = failure;
+        if control && cx.lenient {
+            pos += sanitized(slice, cx, block.offset + pos as u64, sink)?;
+            n += 1;
+            continue;
+        }
+        let hint = if control {
+            " (raw control characters inside strings: --lenient escapes them)"
+        } else {
+            ""
+        };
+        return Err(cx.error(block.offset + (pos + at) as u64, format!("{message}{hint}")));
+    }
+}
+
+/// Lenient path for pytorch/pytorch#130622: escapes raw control characters inside the strings
+/// of the event at the start of `slice`, then parses the copy. Returns the event's length.
+fn sanitized(
+    slice: &[u8],
+    cx: &BlockContext<'_>,
+    offset: u64,
+    sink: &mut dyn EventSink,
+) -> Result<usize> {
+    let len = match ValueScanner::default().feed(slice) {
+        Ok(Some(len)) => len,
+        _ => return Err(cx.error(offset, "an event that never ends".into())),
+    };
+    let fixed = escape_control_chars(&slice[..len]);
+    let raw: RawEvent = serde_json::from_slice(&fixed)
+        .map_err(|e| cx.error(offset + byte_of(&fixed, &e).min(len) as u64, e.to_string()))?;
+    if let Ok(ev) = raw.into_event() {
+        sink.event(&ev)?;
+    }
+    Ok(len)
+}
+
+/// Byte index inside `slice` of the line/column serde_json reports.
+pub fn byte_of(slice: &[u8], e: &serde_json::Error) -> usize {
+    let mut line = 1;
+    let mut line_start = 0;
+    if e.line() > 1 {
+        for (i, &b) in slice.iter().enumerate() {
+            if b == b'\n' {
+                line += 1;
+                line_start = i + 1;
+                if line == e.line() {
+                    break;
+                }
+            }
+        }
+    }
+    (line_start + e.column().saturating_sub(1)).min(slice.len())
+}
+
+fn escape_control_chars(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    let mut in_str = false;
+    let mut esc = false;
+    for &b in bytes {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            } else if b < 0x20 {
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                continue;
+            }
+        } else if b == b'"' {
+            in_str = true;
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_only_inside_strings() {
+        let got = escape_control_chars(b"{\"name\": \"a\tb\\\"\nc\"}\n");
+        assert_eq!(got, b"{\"name\": \"a\\u0009b\\\"\\u000ac\"}\n".to_vec());
+    }
+}

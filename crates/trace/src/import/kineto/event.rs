@@ -1,0 +1,141 @@
+//! One element of `traceEvents` as it sits in the file, and its conversion to [`Event`].
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::Text;
+use crate::model::{Event, Id, Phase};
+use crate::time::parse_us_to_ns;
+
+/// Borrowed view of one event: strings borrow from the window when unescaped, numbers stay
+/// raw text so timestamps are parsed as decimals. Members outside the Trace Event Format's
+/// core set are skipped.
+#[derive(Deserialize)]
+pub struct RawEvent<'a> {
+    #[serde(borrow)]
+    ph: Option<Text<'a>>,
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    #[serde(borrow)]
+    cat: Option<Text<'a>>,
+    #[serde(borrow)]
+    pid: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tid: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ts: Option<&'a RawValue>,
+    #[serde(borrow)]
+    dur: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    bp: Option<Text<'a>>,
+    #[serde(borrow)]
+    s: Option<Text<'a>>,
+    #[serde(borrow)]
+    args: Option<&'a RawValue>,
+}
+
+impl<'a> RawEvent<'a> {
+    pub fn into_event(self) -> Result<Event<'a>, String> {
+        let ph = match self.ph.as_ref().map(|t| t.0.as_bytes()) {
+            Some([c]) => Phase(*c),
+            Some(other) => {
+                return Err(format!(
+                    "event phase `{}` is not one letter",
+                    String::from_utf8_lossy(other)
+                ));
+            }
+            None => return Err("event without `ph`".into()),
+        };
+        let ts = match self.ts {
+            Some(raw) => Some(
+                parse_us_to_ns(raw.get())
+                    .ok_or_else(|| format!("`ts` is not a number: {}", raw.get()))?,
+            ),
+            None => None,
+        };
+        let dur = match self.dur {
+            Some(raw) => parse_us_to_ns(raw.get())
+                .ok_or_else(|| format!("`dur` is not a number: {}", raw.get()))?,
+            None => 0,
+        };
+        Ok(Event {
+            ph,
+            name: self.name.map_or(Cow::Borrowed(""), |t| t.0),
+            cat: self.cat.map_or(Cow::Borrowed(""), |t| t.0),
+            pid: self.pid.map_or(Id::Int(0), id_of),
+            tid: self.tid.map_or(Id::Int(0), id_of),
+            ts,
+            dur,
+            id: self.id.map(id_of),
+            bp: self.bp.map(|t| t.0),
+            scope: self.s.map(|t| t.0),
+            args: self.args.map(|r| Cow::Borrowed(r.get())),
+        })
+    }
+}
+
+/// A pid/tid/flow id: integers stay integers; strings (and anything else) are kept as text.
+fn id_of(raw: &RawValue) -> Id<'_> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        return match serde_json::from_str::<Text>(text) {
+            Ok(t) => Id::Str(t.0),
+            Err(_) => Id::Str(Cow::Borrowed(text.trim_matches('"'))),
+        };
+    }
+    match text.parse::<i64>() {
+        Ok(v) => Id::Int(v),
+        Err(_) => Id::Str(Cow::Borrowed(text)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Event<'_> {
+        serde_json::from_str::<RawEvent>(json)
+            .unwrap()
+            .into_event()
+            .unwrap()
+    }
+
+    #[test]
+    fn keeps_kineto_fields_exactly() {
+        let ev = parse(
+            r#"{"ph": "X", "cat": "kernel", "name": "k", "pid": 9, "tid": 3,
+                "ts": 4909914679584.875, "dur": 6.649, "args": {"correlation": 92158}}"#,
+        );
+        assert_eq!(ev.ph, Phase::COMPLETE);
+        assert_eq!(ev.ts, Some(4_909_914_679_584_875));
+        assert_eq!(ev.dur, 6_649);
+        assert_eq!(ev.pid, Id::Int(9));
+        assert!(matches!(ev.name, Cow::Borrowed("k")));
+        assert_eq!(ev.args.as_deref(), Some(r#"{"correlation": 92158}"#));
+    }
+
+    #[test]
+    fn string_ids_and_escapes() {
+        let ev = parse(
+            r#"{"ph": "X", "name": "a\"b", "pid": "Spans", "tid": "PyTorch Profiler", "ts": "12", "id": 7}"#,
+        );
+        assert_eq!(ev.name, "a\"b");
+        assert_eq!(ev.pid, Id::Str(Cow::Borrowed("Spans")));
+        assert_eq!(ev.ts, Some(12_000));
+        assert_eq!(ev.id, Some(Id::Int(7)));
+    }
+
+    #[test]
+    fn rejects_unusable_times() {
+        let raw: RawEvent = serde_json::from_str(r#"{"ph": "X", "ts": "soon"}"#).unwrap();
+        assert!(
+            raw.into_event()
+                .unwrap_err()
+                .contains("`ts` is not a number")
+        );
+    }
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# `loupe trace` beside the decompression limit (`gzip -dc > /dev/null`) and Python on the same
+# files, in one run: throughput and peak RSS (/usr/bin/time -v's "Maximum resident set size").
+#
+#   scripts/bench_trace.sh                 # a 1 GB set (2 ranks) with every tool, then a 4 GB
+#                                          # set (4 ranks) with loupe and gzip only
+#   SIZES_GB="1" scripts/bench_trace.sh    # only the 1 GB set
+#
+# Inputs are synthetic SGLang-style traces (scripts/gen_trace.py: python_function frames,
+# cpu_op, cudaLaunchKernel with ac2g flows, kernels, NCCL all-reduce, step spans), gzipped at
+# level 6, written to $BENCH_DIR (default target/bench-trace; about 6 GB for both sets).
+# Python runs use $PYTHON (default .venv-peers/bin/python): json.load of every file, and
+# SGLang's ProfileMerger approach (scripts/bench_sglang_merge.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv-peers/bin/python}
+SIZES_GB=${SIZES_GB:-"1 4"}
+BENCH_DIR=${BENCH_DIR:-target/bench-trace}
+RUNS=${RUNS:-3}
+mkdir -p "$BENCH_DIR"
+cargo build --release -q -p loupe
+LOUPE=target/release/loupe
+
+# measure LABEL CMD... : best wall time of $RUNS runs (1 for Python) and the largest peak RSS.
+declare -A WALL RSS
+measure() {
+  local label=$1; shift
+  local runs=$RUNS best="" peak=0 out
+  [[ $label == python* ]] && runs=1
+  for _ in $(seq "$runs"); do
+    out=$(mktemp)
+    /usr/bin/time -v -o "$out" "$@" >/dev/null 2>>"$BENCH_DIR/stderr.log"
+    local w r
+    w=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s}' "$out")
+    r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$out")
+    rm -f "$out"
+    if [[ -z $best ]] || awk "BEGIN {exit !($w < $best)}"; then best=$w; fi
+    (( r > peak )) && peak=$r
+  done
+  WALL[$label]=$best
+  RSS[$label]=$peak
+}
+
+row() { # LABEL TOOL
+  local mbps
+  mbps=$(awk "BEGIN {printf \"%.0f\", $BYTES / 1e6 / ${WALL[$1]}}")
+  local vs_gzip vs_py=""
+  vs_gzip=$(awk "BEGIN {printf \"%.2f\", ${WALL[gzip]} / ${WALL[$1]}}")
+  if [[ -n ${WALL[python_load]:-} ]]; then
+    vs_py=$(awk "BEGIN {printf \"%.1fx\", ${WALL[python_load]} / ${WALL[$1]}}")
+  fi
+  printf '| %s | %.2f | %s | %s | %s | %.0f |\n' "$2" "${WALL[$1]}" "$mbps" "$vs_gzip" "${vs_py:--}" \
+    "$(awk "BEGIN {print ${RSS[$1]} / 1024}")"
+}
+
+for gb in $SIZES_GB; do
+  ranks=$(( gb == 1 ? 2 : 4 ))
+  mb=$(( gb * 1000 / ranks + 20 ))
+  files=()
+  for ((r = 0; r < ranks; r++)); do
+    f="$BENCH_DIR/bench${gb}g-TP-$r.trace.json.gz"
+    if [[ ! -s $f ]]; then
+      "$PYTHON" scripts/gen_trace.py - --mb "$mb" --rank "$r" 2>>"$BENCH_DIR/stderr.log" | gzip -6 > "$f"
+    fi
+    files+=("$f")
+  done
+  BYTES=0
+  for f in "${files[@]}"; do BYTES=$(( BYTES + $(gzip -dc "$f" | wc -c) )); done
+  GZBYTES=$(cat "${files[@]}" | wc -c)
+  unset WALL RSS; declare -A WALL RSS
+  measure gzip sh -c "gzip -dc ${files[*]} > /dev/null"
+  measure summary "$LOUPE" trace summary "${files[@]}"
+  measure merge_json "$LOUPE" trace merge "${files[@]}" -o "$BENCH_DIR/merged.json"
+  measure merge_gz "$LOUPE" trace merge "${files[@]}" -o "$BENCH_DIR/merged.json.gz"
+  rm -f "$BENCH_DIR/merged.json" "$BENCH_DIR/merged.json.gz"
+  if [[ $gb == 1 ]]; then
+    measure python_load "$PYTHON" -c "
+import gzip, json, sys
+for p in sys.argv[1:]:
+    with gzip.open(p, 'rb') as f:
+        json.load(f)" "${files[@]}"
+    measure python_merge "$PYTHON" scripts/bench_sglang_merge.py "$BENCH_DIR/sglang-merged.json.gz" "${files[@]}"
+    rm -f "$BENCH_DIR/sglang-merged.json.gz"
+  fi
+  echo
+  printf '### %s GB: %d ranks, %.0f MB of JSON (%.0f MB gzipped), %s events\n\n' "$gb" "$ranks" \
+    "$(awk "BEGIN {print $BYTES / 1e6}")" "$(awk "BEGIN {print $GZBYTES / 1e6}")" \
+    "$(for f in "${files[@]}"; do gzip -dc "$f" | grep -c '"ph"'; done | awk '{s += $1} END {print s}')"
+  echo '| tool | wall s | MB/s (JSON) | vs gzip -dc | vs Python json.load | peak RSS MB |'
+  echo '|---|---|---|---|---|---|'
+  row gzip 'gzip -dc > /dev/null'
+  row summary 'loupe trace summary'
+  row merge_json 'loupe trace merge -o merged.json'
+  row merge_gz 'loupe trace merge -o merged.json.gz'
+  if [[ $gb == 1 ]]; then
+    row python_load 'Python json.load'
+    row python_merge 'SGLang ProfileMerger approach (Python)'
+    printf '\nloupe summary / merge vs the ProfileMerger approach: %.1fx / %.1fx faster.\n' \
+      "$(awk "BEGIN {print ${WALL[python_merge]} / ${WALL[summary]}}")" \
+      "$(awk "BEGIN {print ${WALL[python_merge]} / ${WALL[merge_gz]}}")"
+  fi
+done
