@@ -20,12 +20,16 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the reference inference server with SGLang's HTTP API.
     Serve(loupe_server::ServeArgs),
     /// Benchmark a server (by default, the embedded reference server).
     Bench(loupe_bench::BenchArgs),
+    /// Start, stop and watch server-side profiling; drive Nsight Systems sessions.
+    Profile(loupe_bench::ProfileCli),
 }
 
 fn init_logging(filter: &str) {
@@ -59,6 +63,19 @@ async fn serve(args: loupe_server::ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The exit code says whether every request of every run completed.
+async fn bench(args: loupe_bench::BenchArgs) -> anyhow::Result<ExitCode> {
+    let outcome = loupe_bench::run_cli(args).await?;
+    if outcome.success() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "error: the benchmark failed: {} of {} requests did not complete (results were written)",
+        outcome.failed, outcome.requests
+    );
+    Ok(ExitCode::from(1))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
@@ -79,7 +96,11 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await.map(|_| ExitCode::SUCCESS),
-            Command::Bench(args) => loupe_bench::run_cli(args).await,
+            Command::Bench(args) => bench(args).await,
+            Command::Profile(args) => loupe_bench::profile::cli::run(args)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from),
         }
     });
     match result {

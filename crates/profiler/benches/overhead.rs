@@ -85,13 +85,15 @@ impl StepObserver for Timed {
     fn step_begin(&self, info: &loupe_engine::observer::StepInfo) -> bool {
         let t = Instant::now();
         let r = self.inner.step_begin(info);
-        self.ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         r
     }
     fn step_end(&self, report: &loupe_engine::observer::StepReport<'_>) {
         let t = Instant::now();
         self.inner.step_end(report);
-        self.ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let ops: usize = report.rank_ops.iter().map(Vec::len).sum();
         self.ops.fetch_add(ops as u64, Ordering::Relaxed);
     }
@@ -118,13 +120,21 @@ fn params(tokens: usize) -> SamplingParams {
 }
 
 /// Submit `n` streaming requests; per request, the arrival time of every output.
-async fn drive(e: &Engine, n: usize, tokens: usize, seed: usize, seen: Arc<AtomicUsize>) -> Vec<Vec<Instant>> {
+async fn drive(
+    e: &Engine,
+    n: usize,
+    tokens: usize,
+    seed: usize,
+    seen: Arc<AtomicUsize>,
+) -> Vec<Vec<Instant>> {
     let mut tasks = Vec::new();
     for i in 0..n {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         e.submit(GenerateRequest {
             rid: format!("r{seed}-{i}"),
-            input_ids: (0..32).map(|j| ((i * 7 + j + seed) % 250 + 3) as u32).collect(),
+            input_ids: (0..32)
+                .map(|j| ((i * 7 + j + seed) % 250 + 3) as u32)
+                .collect(),
             params: params(tokens),
             stream: true,
             stream_interval: None,
@@ -180,7 +190,9 @@ async fn main() {
             let e = engines[k];
             if k == 2 {
                 let body = json!({"output_dir": dir, "activities": ["CPU", "GPU"]}).to_string();
-                rec_profiler.start(StartRequest::parse(body.as_bytes()).expect("request")).expect("start");
+                rec_profiler
+                    .start(StartRequest::parse(body.as_bytes()).expect("request"))
+                    .expect("start");
             }
             let t0 = Instant::now();
             drive(e, o.requests, o.tokens, round * 3 + k, Arc::default()).await;
@@ -219,9 +231,11 @@ async fn main() {
         while seen.load(Ordering::Relaxed) < 32 * 40 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let body = json!({"output_dir": dir, "activities": ["CPU", "GPU"], "num_steps": 100}).to_string();
+        let body =
+            json!({"output_dir": dir, "activities": ["CPU", "GPU"], "num_steps": 100}).to_string();
         let started = Instant::now();
-        p.start(StartRequest::parse(body.as_bytes()).expect("request")).expect("start");
+        p.start(StartRequest::parse(body.as_bytes()).expect("request"))
+            .expect("start");
         let mut capture_done = None;
         loop {
             let st = p.status();
@@ -229,7 +243,12 @@ async fn main() {
                 capture_done = Some(Instant::now());
             }
             if st.state == "idle" {
-                return (started, capture_done.unwrap_or(started), Instant::now(), st.files.len());
+                return (
+                    started,
+                    capture_done.unwrap_or(started),
+                    Instant::now(),
+                    st.files.len(),
+                );
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
