@@ -1,299 +1,303 @@
-//! One streaming request per backend, timed the way SGLang's bench_serving times it, but with
-//! every timestamp taken when the bytes arrive (before any JSON is parsed).
+//! One streaming request, timed the way bench_serving times it (the clock starts just before
+//! the request is sent), but with every timestamp read when a network read completes, before
+//! any JSON is parsed. Request bodies are serialized before the run starts.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde_json::{Map, Value, json};
 
+use crate::args::Api;
+use crate::chunk::StreamState;
+use crate::dataset::{Prompt, PromptInput};
+use crate::record::RequestRecord;
 use crate::sse::{SseData, SseSplitter};
-use crate::workload::Prompt;
 
-/// `--backend`: which API the requests use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum Backend {
-    /// SGLang's native /generate.
-    #[value(name = "sglang", alias = "sglang-native")]
-    Sglang,
-    /// /v1/completions.
-    #[value(name = "sglang-oai", alias = "vllm")]
-    SglangOai,
-    /// /v1/chat/completions.
-    #[value(name = "sglang-oai-chat", alias = "vllm-chat")]
-    SglangOaiChat,
+/// The header bench_serving's generated-shared-prefix dataset routes by.
+pub const ROUTING_KEY_HEADER: &str = "X-SMG-Routing-Key";
+
+/// Everything fixed for a run's request bodies.
+#[derive(Debug, Clone)]
+pub struct BodyOptions {
+    pub api: Api,
+    pub model: String,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub ignore_eos: bool,
+    pub continuous_usage: bool,
+    /// `--extra-request-body`, merged last (it overrides loupe's fields, as in bench_serving).
+    pub extra: Map<String, Value>,
 }
 
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sglang => "sglang",
-            Backend::SglangOai => "sglang-oai",
-            Backend::SglangOaiChat => "sglang-oai-chat",
-        }
-    }
-
-    fn path(self) -> &'static str {
-        match self {
-            Backend::Sglang => "/generate",
-            Backend::SglangOai => "/v1/completions",
-            Backend::SglangOaiChat => "/v1/chat/completions",
-        }
-    }
-}
-
-/// What happened to one request.
-#[derive(Debug, Clone, Default)]
-pub struct RequestRecord {
-    pub ok: bool,
-    pub error: String,
+/// A request ready to send: serialized body and what the metrics need to know about it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub body: Bytes,
     pub prompt_len: usize,
     pub output_len: usize,
-    /// Seconds from the benchmark start to when the request should have been sent.
-    pub intended_start: f64,
-    /// Seconds from the benchmark start to when it was sent.
-    pub start: f64,
-    /// Time to first token, from `start`.
-    pub ttft: f64,
-    /// End-to-end latency, from `start`.
-    pub latency: f64,
-    /// SGLang's ITL list: chunk gaps (native: each gap split evenly over its tokens).
-    pub itl: Vec<f64>,
-    pub generated_text: String,
+    pub routing_key: Option<HeaderValue>,
 }
 
-/// Everything fixed for a run.
+impl BodyOptions {
+    /// The JSON body for `prompt`, asking for `output_len` tokens.
+    pub fn body(&self, prompt: &Prompt, output_len: usize) -> Result<Bytes, String> {
+        let mut v = match (self.api, &prompt.input) {
+            (Api::Native, input) => {
+                let mut sp = json!({"temperature": self.temperature, "max_new_tokens": output_len, "ignore_eos": self.ignore_eos});
+                if self.top_p < 1.0 {
+                    sp["top_p"] = json!(self.top_p);
+                }
+                let mut b = json!({"sampling_params": sp, "stream": true});
+                match input {
+                    PromptInput::Text(t) => b["text"] = json!(t),
+                    PromptInput::Ids(ids) => b["input_ids"] = json!(ids),
+                }
+                b
+            }
+            (Api::Completions, input) => {
+                let prompt = match input {
+                    PromptInput::Text(t) => json!(t),
+                    PromptInput::Ids(ids) => json!(ids),
+                };
+                json!({"model": self.model, "prompt": prompt, "best_of": 1, "max_tokens": output_len})
+            }
+            (Api::Chat, PromptInput::Text(t)) => json!({
+                "model": self.model,
+                "messages": [{"role": "user", "content": t}],
+                "max_completion_tokens": output_len,
+            }),
+            (Api::Chat, PromptInput::Ids(_)) => {
+                return Err(
+                    "chat backends need text prompts; this prompt is token ids only \
+                     (give a --tokenizer, or use --backend sglang or sglang-oai)"
+                        .into(),
+                );
+            }
+        };
+        if self.api != Api::Native {
+            v["stream"] = json!(true);
+            v["temperature"] = json!(self.temperature);
+            v["ignore_eos"] = json!(self.ignore_eos);
+            if self.top_p < 1.0 {
+                v["top_p"] = json!(self.top_p);
+            }
+            let mut opts = json!({"include_usage": true});
+            if self.continuous_usage {
+                opts["continuous_usage_stats"] = json!(true);
+            }
+            v["stream_options"] = opts;
+        }
+        let obj = v.as_object_mut().expect("bodies are objects");
+        for (k, val) in &self.extra {
+            obj.insert(k.clone(), val.clone());
+        }
+        serde_json::to_vec(&v)
+            .map(Bytes::from)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn prepare(&self, prompt: &Prompt, output_len: usize) -> Result<Prepared, String> {
+        Ok(Prepared {
+            body: self.body(prompt, output_len)?,
+            prompt_len: prompt.prompt_len,
+            output_len,
+            routing_key: match &prompt.routing_key {
+                Some(k) => Some(HeaderValue::from_str(k).map_err(|e| format!("routing key: {e}"))?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Where and how requests go.
 pub struct Target {
     pub client: reqwest::Client,
-    pub base_url: String,
-    pub backend: Backend,
-    pub model: String,
-    pub api_key: Option<String>,
-    pub ignore_eos: bool,
-    pub temperature: f64,
+    /// The generation endpoint's full URL.
+    pub url: String,
+    pub api: Api,
+    /// Auth and --header headers, plus the JSON content type.
+    pub headers: HeaderMap,
+    pub timeout: Duration,
 }
 
 impl Target {
-    fn body(&self, p: &Prompt) -> Result<Value, String> {
-        Ok(match self.backend {
-            Backend::Sglang => json!({
-                "input_ids": p.ids,
-                "sampling_params": {"temperature": self.temperature, "max_new_tokens": p.output_len, "ignore_eos": self.ignore_eos},
-                "stream": true,
-            }),
-            Backend::SglangOai => json!({
-                "model": self.model, "prompt": p.ids, "max_tokens": p.output_len,
-                "temperature": self.temperature, "ignore_eos": self.ignore_eos, "stream": true,
-                "stream_options": {"include_usage": true},
-            }),
-            Backend::SglangOaiChat => {
-                let Some(text) = &p.text else {
-                    return Err(
-                        "chat backends need a text prompt; this dataset has token ids only".into(),
-                    );
-                };
-                json!({
-                    "model": self.model, "messages": [{"role": "user", "content": text}],
-                    "max_completion_tokens": p.output_len, "temperature": self.temperature,
-                    "ignore_eos": self.ignore_eos, "stream": true, "stream_options": {"include_usage": true},
-                })
-            }
-        })
+    pub fn new(
+        client: reqwest::Client,
+        url: String,
+        api: Api,
+        mut headers: HeaderMap,
+        timeout: Duration,
+    ) -> Self {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Target {
+            client,
+            url,
+            api,
+            headers,
+            timeout,
+        }
     }
 
-    /// Send one request and time it. `t0` is the benchmark's start.
-    pub async fn run(&self, p: &Prompt, t0: Instant, intended_start: f64) -> RequestRecord {
-        let mut rec = RequestRecord {
-            prompt_len: p.ids.len(),
-            intended_start,
-            ..Default::default()
-        };
-        let body = match self.body(p) {
-            Ok(b) => b,
-            Err(e) => {
-                rec.error = e;
-                return rec;
-            }
-        };
-        let url = format!("{}{}", self.base_url, self.backend.path());
-        let mut req = self.client.post(&url).json(&body);
-        if let Some(k) = &self.api_key {
-            req = req.bearer_auth(k);
+    /// Send `req` and time its stream. `rec` arrives with the schedule times filled in;
+    /// `t0` is the run's start.
+    pub async fn send(&self, req: &Prepared, t0: Instant, mut rec: RequestRecord) -> RequestRecord {
+        rec.prompt_len = req.prompt_len;
+        rec.output_len = req.output_len;
+        let mut headers = self.headers.clone();
+        if let Some(k) = &req.routing_key {
+            headers.insert(ROUTING_KEY_HEADER, k.clone());
         }
+        let builder = self
+            .client
+            .post(&self.url)
+            .headers(headers)
+            .timeout(self.timeout)
+            .body(req.body.clone());
         let sent = Instant::now();
         rec.start = (sent - t0).as_secs_f64();
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                rec.error = format!("{url}: {e}");
-                return rec;
-            }
+        let fail = |mut rec: RequestRecord, msg: String| {
+            rec.ok = false;
+            rec.error = msg;
+            rec
         };
-        if !resp.status().is_success() {
-            let status = resp.status();
+        let mut resp = match builder.send().await {
+            Ok(r) => r,
+            Err(e) => return fail(rec, describe(&e)),
+        };
+        let status = resp.status();
+        if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            rec.error = format!("{url}: HTTP {status}: {}", text.trim());
-            return rec;
+            let text = text.trim();
+            return fail(
+                rec,
+                format!("HTTP {status}: {}", &text[..text.len().min(500)]),
+            );
         }
         let mut splitter = SseSplitter::default();
-        let mut events = Vec::new();
-        let mut stream = resp.bytes_stream();
         let mut state = StreamState::default();
-        while let Some(chunk) = stream.next().await {
-            let at = Instant::now();
-            let chunk = match chunk {
-                Ok(c) => c,
+        let mut done = false;
+        let mut bad: Option<String> = None;
+        let api = self.api;
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
                 Err(e) => {
-                    rec.error = format!("{url}: stream broke after {} tokens: {e}", state.tokens);
-                    return rec;
+                    let tokens = rec.gaps.len() + usize::from(rec.ttft > 0.0);
+                    return fail(
+                        rec,
+                        format!(
+                            "stream broke after {tokens} content chunks: {}",
+                            describe(&e)
+                        ),
+                    );
                 }
             };
-            splitter.push(&chunk, at, &mut events);
-            for (at, data) in events.drain(..) {
-                rec.latency = (at - sent).as_secs_f64();
+            let t = (Instant::now() - sent).as_secs_f64();
+            let mut events = 0;
+            splitter.push(&chunk, &mut |data| {
+                events += 1;
                 match data {
-                    SseData::Done => state.done = true,
-                    SseData::Json(bytes) => {
-                        if let Err(e) = state.on_event(
-                            self.backend,
-                            &bytes,
-                            (at - sent).as_secs_f64(),
-                            &mut rec,
-                        ) {
-                            rec.error = format!("{url}: {e}");
-                            return rec;
+                    SseData::Done => done = true,
+                    SseData::Json(bytes) if bad.is_none() => {
+                        if let Err(e) = state.on_event(api, bytes, t, &mut rec) {
+                            bad = Some(e);
                         }
                     }
+                    SseData::Json(_) => {}
                 }
+            });
+            if events > 0 {
+                rec.latency = t;
+            }
+            if let Some(e) = bad.take() {
+                return fail(rec, e);
             }
         }
-        if !state.done {
-            rec.error = format!("{url}: the stream ended without [DONE]");
-            return rec;
+        if !done {
+            return fail(
+                rec,
+                "the server closed the stream before [DONE]".to_string(),
+            );
         }
-        rec.output_len = state.tokens;
+        state.finish(api, &mut rec);
         rec.ok = true;
         rec
     }
 }
 
-#[derive(Default)]
-struct StreamState {
-    tokens: usize,
-    last: Option<f64>,
-    done: bool,
-}
-
-#[derive(Deserialize)]
-struct NativeChunk {
-    #[serde(default)]
-    text: String,
-    meta_info: NativeMeta,
-}
-
-#[derive(Deserialize)]
-struct NativeMeta {
-    completion_tokens: usize,
-}
-
-#[derive(Deserialize)]
-struct OaiChunk {
-    #[serde(default)]
-    choices: Vec<OaiChoice>,
-    #[serde(default)]
-    usage: Option<OaiUsage>,
-    #[serde(default)]
-    error: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct OaiChoice {
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    delta: Option<OaiDelta>,
-}
-
-#[derive(Deserialize)]
-struct OaiDelta {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    reasoning_content: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct OaiUsage {
-    completion_tokens: usize,
-}
-
-/// A chunk that is not what the backend streams: an in-stream error, or garbage.
-fn bad_chunk(bytes: &[u8], e: serde_json::Error) -> String {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(v) if v.get("error").is_some() => format!("error in stream: {}", v["error"]),
-        _ => format!(
-            "unexpected chunk ({e}): {}",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-        ),
-    }
-}
-
-impl StreamState {
-    fn on_event(
-        &mut self,
-        backend: Backend,
-        bytes: &[u8],
-        t: f64,
-        rec: &mut RequestRecord,
-    ) -> Result<(), String> {
-        match backend {
-            Backend::Sglang => {
-                let c: NativeChunk =
-                    serde_json::from_slice(bytes).map_err(|e| bad_chunk(bytes, e))?;
-                let new = c.meta_info.completion_tokens.saturating_sub(self.tokens);
-                if new > 0 {
-                    match self.last {
-                        None => rec.ttft = t,
-                        // SGLang's native path: split a chunk gap evenly over its tokens.
-                        Some(prev) => rec
-                            .itl
-                            .extend(std::iter::repeat_n((t - prev) / new as f64, new)),
-                    }
-                    self.last = Some(t);
-                    self.tokens = c.meta_info.completion_tokens;
-                }
-                rec.generated_text = c.text;
-            }
-            Backend::SglangOai | Backend::SglangOaiChat => {
-                let c: OaiChunk = serde_json::from_slice(bytes).map_err(|e| bad_chunk(bytes, e))?;
-                if let Some(e) = c.error {
-                    return Err(format!("error in stream: {e}"));
-                }
-                let text: String = c
-                    .choices
-                    .iter()
-                    .map(|ch| {
-                        let mut s = ch.text.clone().unwrap_or_default();
-                        if let Some(d) = &ch.delta {
-                            s.push_str(d.reasoning_content.as_deref().unwrap_or_default());
-                            s.push_str(d.content.as_deref().unwrap_or_default());
-                        }
-                        s
-                    })
-                    .collect();
-                if !text.is_empty() {
-                    match self.last {
-                        None => rec.ttft = t,
-                        Some(prev) => rec.itl.push(t - prev),
-                    }
-                    self.last = Some(t);
-                    rec.generated_text.push_str(&text);
-                }
-                if let Some(u) = c.usage {
-                    self.tokens = u.completion_tokens;
-                }
-            }
+/// reqwest's error with its causes (the useful part is usually the innermost).
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
         }
-        Ok(())
+        src = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(api: Api) -> BodyOptions {
+        BodyOptions {
+            api,
+            model: "m".into(),
+            temperature: 0.0,
+            top_p: 1.0,
+            ignore_eos: true,
+            continuous_usage: false,
+            extra: Map::new(),
+        }
+    }
+
+    fn body(o: &BodyOptions, input: PromptInput) -> Value {
+        let p = Prompt {
+            input,
+            prompt_len: 3,
+            output_len: 9,
+            routing_key: None,
+        };
+        serde_json::from_slice(&o.body(&p, 9).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn bodies_follow_bench_serving() {
+        let n = body(&opts(Api::Native), PromptInput::Ids(vec![1, 2, 3]));
+        assert_eq!(n["input_ids"], json!([1, 2, 3]));
+        assert_eq!(n["sampling_params"]["max_new_tokens"], 9);
+        assert_eq!(n["sampling_params"]["ignore_eos"], true);
+        let c = body(&opts(Api::Completions), PromptInput::Text("hi".into()));
+        assert_eq!(
+            (c["prompt"].clone(), c["max_tokens"].clone()),
+            (json!("hi"), json!(9))
+        );
+        assert_eq!(c["stream_options"]["include_usage"], true);
+        let mut o = opts(Api::Chat);
+        o.extra.insert("ignore_eos".into(), json!(false));
+        let ch = body(&o, PromptInput::Text("hi".into()));
+        assert_eq!(ch["messages"][0]["content"], "hi");
+        assert_eq!(ch["max_completion_tokens"], 9);
+        assert_eq!(ch["ignore_eos"], false, "--extra-request-body overrides");
+        let p = Prompt {
+            input: PromptInput::Ids(vec![1]),
+            prompt_len: 1,
+            output_len: 1,
+            routing_key: None,
+        };
+        assert!(opts(Api::Chat).body(&p, 1).is_err());
     }
 }

@@ -1,9 +1,11 @@
-//! SGLang's `calculate_metrics`, with NumPy's percentile (linear interpolation) and
-//! population standard deviation, so the numbers line up with bench_serving's.
+//! bench_serving's `calculate_metrics`, with NumPy's percentile (linear interpolation) and
+//! population standard deviation, so the numbers line up with bench_serving's: TTFT, TPOT
+//! (excluding the first token), ITL (chunk gaps; per token on the native route), E2E,
+//! throughputs over the run's duration, Little's-law concurrency, and the 1 s peak windows.
 
-use crate::client::RequestRecord;
+use crate::record::RequestRecord;
 
-/// mean, median, std, p90, p95, p99 (and max) of one latency, in milliseconds.
+/// mean, median, std, p90, p95, p99 and max of one latency, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Dist {
     pub mean: f64,
@@ -27,8 +29,8 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 impl Dist {
-    /// From values in seconds; reported in milliseconds (all zeros when empty, as NumPy's
-    /// `or 0` guard in bench_serving).
+    /// From values in seconds; reported in milliseconds (all zeros when empty, as
+    /// bench_serving's `or 0` guard).
     pub fn of_seconds(values: impl IntoIterator<Item = f64>) -> Dist {
         let mut v: Vec<f64> = values.into_iter().map(|x| x * 1000.0).collect();
         if v.is_empty() {
@@ -50,6 +52,7 @@ impl Dist {
     }
 }
 
+/// bench_serving's `BenchmarkMetrics`.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     pub duration: f64,
@@ -57,6 +60,8 @@ pub struct Summary {
     pub failed: usize,
     pub total_input_tokens: usize,
     pub total_output_tokens: usize,
+    /// None when no client tokenizer was available (or --disable-retokenize).
+    pub total_output_tokens_retokenized: Option<usize>,
     pub request_throughput: f64,
     pub input_throughput: f64,
     pub output_throughput: f64,
@@ -68,70 +73,94 @@ pub struct Summary {
     pub ttft: Dist,
     pub tpot: Dist,
     pub itl: Dist,
-    /// Beyond SGLang: time from the scheduled send to the actual send (client queueing).
-    pub schedule_lag: Dist,
-    /// Beyond SGLang: E2E counted from the scheduled send (no coordinated omission).
-    pub e2e_from_schedule: Dist,
 }
 
-pub fn summarize(records: &[RequestRecord], duration: f64) -> Summary {
+/// `native`: the run used /generate (its ITL is split per token). `retokenized`: per-record
+/// output token counts from the client tokenizer, when there is one.
+pub fn summarize(
+    records: &[RequestRecord],
+    duration: f64,
+    native: bool,
+    retokenized: Option<&[usize]>,
+) -> Summary {
     let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
     let d = duration.max(1e-9);
     let total_in: usize = ok.iter().map(|r| r.prompt_len).sum();
     let total_out: usize = ok.iter().map(|r| r.output_len).sum();
-    let mut tokens_per_s: Vec<usize> = Vec::new();
-    let mut concurrent: Vec<usize> = Vec::new();
+    let retok = retokenized.map(|lens| {
+        records
+            .iter()
+            .zip(lens)
+            .filter(|(r, _)| r.ok)
+            .map(|(_, n)| n)
+            .sum()
+    });
+    let mut itl = Vec::new();
     for r in &ok {
-        let mut t = r.start + r.ttft;
-        let mut bump = |t: f64| {
-            let s = t.max(0.0) as usize;
-            if tokens_per_s.len() <= s {
-                tokens_per_s.resize(s + 1, 0);
-            }
-            tokens_per_s[s] += 1;
-        };
-        bump(t);
-        for gap in &r.itl {
-            t += gap;
-            bump(t);
-        }
-        let (a, b) = (
-            r.start.max(0.0) as usize,
-            (r.start + r.latency).max(0.0) as usize,
-        );
-        if concurrent.len() <= b {
-            concurrent.resize(b + 1, 0);
-        }
-        for c in &mut concurrent[a..=b] {
-            *c += 1;
-        }
+        r.sglang_itl(native, &mut itl);
     }
+    let (peak_tokens, peak_requests) = peaks(&ok, native);
     Summary {
         duration,
         completed: ok.len(),
         failed: records.len() - ok.len(),
         total_input_tokens: total_in,
         total_output_tokens: total_out,
+        total_output_tokens_retokenized: retok,
         request_throughput: ok.len() as f64 / d,
         input_throughput: total_in as f64 / d,
         output_throughput: total_out as f64 / d,
         total_throughput: (total_in + total_out) as f64 / d,
         concurrency: ok.iter().map(|r| r.latency).sum::<f64>() / d,
-        max_output_tokens_per_s: tokens_per_s.iter().copied().max().unwrap_or(0) as f64,
-        max_concurrent_requests: concurrent.iter().copied().max().unwrap_or(0),
+        max_output_tokens_per_s: peak_tokens,
+        max_concurrent_requests: peak_requests,
         e2e: Dist::of_seconds(ok.iter().map(|r| r.latency)),
         ttft: Dist::of_seconds(ok.iter().map(|r| r.ttft)),
-        tpot: Dist::of_seconds(
-            ok.iter()
-                .filter(|r| r.output_len > 1)
-                .map(|r| (r.latency - r.ttft) / (r.output_len - 1) as f64),
-        ),
-        itl: Dist::of_seconds(ok.iter().flat_map(|r| r.itl.iter().copied())),
-        schedule_lag: Dist::of_seconds(ok.iter().map(|r| (r.start - r.intended_start).max(0.0))),
-        e2e_from_schedule: Dist::of_seconds(
-            ok.iter().map(|r| r.start + r.latency - r.intended_start),
-        ),
+        tpot: Dist::of_seconds(ok.iter().filter_map(|r| r.tpot())),
+        itl: Dist::of_seconds(itl),
     }
+}
+
+/// bench_serving's peak windows: 1 s buckets from the first start, one token at
+/// start + TTFT and one after each ITL entry; a request counts in every bucket it spans.
+fn peaks(ok: &[&RequestRecord], native: bool) -> (f64, usize) {
+    let Some(t_min) = ok.iter().map(|r| r.start).min_by(f64::total_cmp) else {
+        return (0.0, 0);
+    };
+    let t_max = ok
+        .iter()
+        .map(|r| r.start + r.latency)
+        .max_by(f64::total_cmp)
+        .unwrap_or(t_min);
+    let buckets = (t_max - t_min).ceil() as usize + 1;
+    let mut tokens = vec![0usize; buckets];
+    let mut requests = vec![0usize; buckets];
+    let mut itl = Vec::new();
+    for r in ok {
+        let mut t = r.start + r.ttft;
+        let mut bump = |t: f64| {
+            let b = (t - t_min) as usize;
+            if let Some(c) = tokens.get_mut(b) {
+                *c += 1;
+            }
+        };
+        bump(t);
+        itl.clear();
+        r.sglang_itl(native, &mut itl);
+        for gap in &itl {
+            t += gap;
+            bump(t);
+        }
+        let a = (r.start - t_min) as usize;
+        let b = ((r.start + r.latency - t_min) as usize).min(buckets - 1);
+        for c in &mut requests[a..=b] {
+            *c += 1;
+        }
+    }
+    (
+        tokens.into_iter().max().unwrap_or(0) as f64,
+        requests.into_iter().max().unwrap_or(0),
+    )
 }
 
 #[cfg(test)]
@@ -150,22 +179,37 @@ mod tests {
         assert!((d.std - 1.118033988749895).abs() < 1e-9);
     }
 
-    #[test]
-    fn tpot_excludes_the_first_token_and_throughput_counts_successes() {
-        let ok = RequestRecord {
+    fn rec(start: f64, out: usize) -> RequestRecord {
+        RequestRecord {
             ok: true,
             prompt_len: 10,
-            output_len: 5,
+            output_len: out,
+            start,
             ttft: 0.1,
-            latency: 0.5,
-            itl: vec![0.1; 4],
+            latency: 0.1 + 0.1 * (out - 1) as f64,
+            gaps: vec![0.1; out - 1],
+            gap_tokens: vec![1; out - 1],
             ..Default::default()
-        };
-        let failed = RequestRecord::default();
-        let s = summarize(&[ok, failed], 2.0);
+        }
+    }
+
+    #[test]
+    fn tpot_excludes_the_first_token_and_throughput_counts_successes() {
+        let s = summarize(&[rec(0.0, 5), RequestRecord::default()], 2.0, false, None);
         assert_eq!((s.completed, s.failed), (1, 1));
         assert!((s.tpot.mean - 100.0).abs() < 1e-9);
         assert!((s.output_throughput - 2.5).abs() < 1e-12);
         assert_eq!(s.max_output_tokens_per_s, 5.0);
+        assert_eq!(s.total_output_tokens_retokenized, None);
+        assert!((s.concurrency - 0.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn peaks_are_counted_from_the_first_start() {
+        // Two requests starting 10 s into the run still share bucket 0, as in bench_serving.
+        let s = summarize(&[rec(10.0, 3), rec(10.5, 3)], 11.0, false, Some(&[3, 4]));
+        assert_eq!(s.max_concurrent_requests, 2);
+        assert_eq!(s.max_output_tokens_per_s, 6.0);
+        assert_eq!(s.total_output_tokens_retokenized, Some(7));
     }
 }

@@ -1,58 +1,74 @@
-//! SGLang's terminal table and JSONL record (same keys, so dashboards keep working), plus
-//! loupe's additions under their own names.
+//! bench_serving's terminal table and JSONL record (same lines, same keys, so scripts and
+//! dashboards keep working), followed by loupe's additions under names of their own.
 
 use std::io::Write;
 
 use serde_json::{Map, Value, json};
 
+use crate::beyond::{Beyond, ClientCpu};
 use crate::metrics::{Dist, Summary};
+use crate::profile::bench::ProfileReport;
+use crate::record::RequestRecord;
 
-/// The run's settings as bench_serving records them.
-pub struct RunInfo<'a> {
-    pub backend: &'a str,
-    pub dataset_name: &'a str,
+/// The run's settings and context, as bench_serving records them plus loupe's.
+pub struct RunInfo {
+    pub backend: String,
+    pub dataset_name: String,
+    /// The rate as a number (`inf` allowed); a ramp reports its label instead.
     pub request_rate: f64,
+    pub rate_label: String,
+    pub burstiness: f64,
     pub max_concurrency: Option<usize>,
+    pub sharegpt_output_len: Option<usize>,
     pub random_input_len: usize,
     pub random_output_len: usize,
     pub random_range_ratio: f64,
-    pub tag: Option<&'a str>,
+    pub tag: Option<String>,
+    pub traffic_scenario: Option<String>,
     pub server_info: Value,
+    pub accept_length: Option<f64>,
+    pub cpu: Option<ClientCpu>,
+    pub profile: Option<ProfileReport>,
+    pub warnings: Vec<String>,
+}
+
+/// Everything one run reports.
+pub struct RunReport<'a> {
+    pub info: &'a RunInfo,
+    pub summary: &'a Summary,
+    pub beyond: &'a Beyond,
+    pub retokenized: Option<&'a [usize]>,
+    pub records: &'a [RequestRecord],
+    pub native: bool,
 }
 
 fn line(out: &mut String, label: &str, value: impl std::fmt::Display) {
     out.push_str(&format!("{label:<40} {value:<10}\n"));
 }
 
-pub fn rate(r: f64) -> String {
-    if r.is_finite() {
-        format!("{r}")
-    } else {
-        "inf".into()
+fn ms(out: &mut String, label: &str, v: f64) {
+    line(out, label, format!("{v:.2}"));
+}
+
+fn block(o: &mut String, title: &str, name: &str, d: &Dist, with_max: bool) {
+    o.push_str(&format!("{title:-^50}\n"));
+    ms(o, &format!("Mean {name} (ms):"), d.mean);
+    ms(o, &format!("Median {name} (ms):"), d.median);
+    ms(o, &format!("P90 {name} (ms):"), d.p90);
+    ms(o, &format!("P95 {name} (ms):"), d.p95);
+    ms(o, &format!("P99 {name} (ms):"), d.p99);
+    if with_max {
+        ms(o, &format!("Max {name} (ms):"), d.max);
     }
 }
 
-/// Today's `MMDD` in UTC, for bench_serving's auto-named output file.
-pub fn month_day() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    // Civil-from-days (proleptic Gregorian), Howard Hinnant's algorithm.
-    let z = secs.div_euclid(86_400) + 719_468;
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!("{month:02}{day:02}")
-}
-
-pub fn table(info: &RunInfo<'_>, s: &Summary) -> String {
+/// The terminal report: bench_serving's table, then loupe's section.
+pub fn table(r: &RunReport<'_>) -> String {
+    let (info, s, b) = (r.info, r.summary, r.beyond);
     let mut o = String::new();
     o.push_str(&format!("\n{:=^50}\n", " Serving Benchmark Result "));
-    line(&mut o, "Backend:", info.backend);
-    line(&mut o, "Traffic request rate:", rate(info.request_rate));
+    line(&mut o, "Backend:", &info.backend);
+    line(&mut o, "Traffic request rate:", &info.rate_label);
     line(
         &mut o,
         "Max request concurrency:",
@@ -60,61 +76,60 @@ pub fn table(info: &RunInfo<'_>, s: &Summary) -> String {
             .map_or("not set".into(), |c| c.to_string()),
     );
     line(&mut o, "Successful requests:", s.completed);
-    if s.failed > 0 {
-        line(&mut o, "Failed requests:", s.failed);
-    }
-    line(
-        &mut o,
-        "Benchmark duration (s):",
-        format!("{:.2}", s.duration),
-    );
+    ms(&mut o, "Benchmark duration (s):", s.duration);
     line(&mut o, "Total input tokens:", s.total_input_tokens);
+    line(&mut o, "Total input text tokens:", s.total_input_tokens);
     line(&mut o, "Total generated tokens:", s.total_output_tokens);
     line(
         &mut o,
-        "Request throughput (req/s):",
-        format!("{:.2}", s.request_throughput),
+        "Total generated tokens (retokenized):",
+        s.total_output_tokens_retokenized
+            .map_or("n/a".into(), |n| n.to_string()),
     );
-    line(
+    ms(&mut o, "Request throughput (req/s):", s.request_throughput);
+    ms(
         &mut o,
         "Input token throughput (tok/s):",
-        format!("{:.2}", s.input_throughput),
+        s.input_throughput,
     );
-    line(
+    ms(
         &mut o,
         "Output token throughput (tok/s):",
-        format!("{:.2}", s.output_throughput),
+        s.output_throughput,
     );
-    line(
+    ms(
         &mut o,
         "Peak output token throughput (tok/s):",
-        format!("{:.2}", s.max_output_tokens_per_s),
+        s.max_output_tokens_per_s,
     );
     line(
         &mut o,
         "Peak concurrent requests:",
         s.max_concurrent_requests,
     );
-    line(
+    ms(
         &mut o,
         "Total token throughput (tok/s):",
-        format!("{:.2}", s.total_throughput),
+        s.total_throughput,
     );
-    line(&mut o, "Concurrency:", format!("{:.2}", s.concurrency));
-    let block = |o: &mut String, title: &str, name: &str, d: &Dist, with_max: bool| {
-        o.push_str(&format!("{:-^50}\n", title));
-        line(o, &format!("Mean {name} (ms):"), format!("{:.2}", d.mean));
-        line(
-            o,
-            &format!("Median {name} (ms):"),
-            format!("{:.2}", d.median),
-        );
-        line(o, &format!("P90 {name} (ms):"), format!("{:.2}", d.p90));
-        line(o, &format!("P99 {name} (ms):"), format!("{:.2}", d.p99));
-        if with_max {
-            line(o, &format!("Max {name} (ms):"), format!("{:.2}", d.max));
+    ms(&mut o, "Concurrency:", s.concurrency);
+    if let Some(a) = info.accept_length.filter(|a| *a > 0.0) {
+        ms(&mut o, "Accept length:", a);
+    }
+    if let Some(g) = &b.goodput {
+        o.push_str(&format!("{:-^50}\n", "Goodput"));
+        let slos: Vec<String> = g.slos_ms.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        line(&mut o, "SLOs (ms):", slos.join(" "));
+        ms(&mut o, "Request goodput (req/s):", g.request_goodput);
+        ms(&mut o, "SLO attainment (%):", g.slo_attainment * 100.0);
+        for (k, a) in &g.by_metric {
+            ms(
+                &mut o,
+                &format!("{} SLO attainment (%):", k.to_uppercase()),
+                a * 100.0,
+            );
         }
-    };
+    }
     block(&mut o, "End-to-End Latency", "E2E Latency", &s.e2e, false);
     block(&mut o, "Time to First Token", "TTFT", &s.ttft, false);
     block(
@@ -125,19 +140,129 @@ pub fn table(info: &RunInfo<'_>, s: &Summary) -> String {
         false,
     );
     block(&mut o, "Inter-Token Latency", "ITL", &s.itl, true);
-    block(
+    o.push_str(&format!("{:=^50}\n", ""));
+    o.push_str(&loupe_section(r));
+    o
+}
+
+/// loupe's additions, labelled so nobody mistakes them for bench_serving's figures.
+fn loupe_section(r: &RunReport<'_>) -> String {
+    let (info, s, b) = (r.info, r.summary, r.beyond);
+    let mut o = String::new();
+    o.push_str(&format!("{:-^50}\n", " loupe: beyond bench_serving "));
+    if s.failed > 0 {
+        line(&mut o, "Failed requests:", s.failed);
+    }
+    if let Some(sc) = &info.traffic_scenario {
+        line(&mut o, "Traffic scenario:", sc);
+    }
+    let pair = |d: &Dist| format!("{:.2} / {:.2}", d.mean, d.p99);
+    line(&mut o, "Per-token ITL mean / p99 (ms):", pair(&b.itl_token));
+    if b.itl_token_unknown > 0 {
+        line(
+            &mut o,
+            "  requests without token counts:",
+            b.itl_token_unknown,
+        );
+    }
+    if !r.native {
+        line(&mut o, "Chunk-gap ITL mean / p99 (ms):", pair(&s.itl));
+    }
+    line(
         &mut o,
-        "Client schedule lag (loupe)",
-        "lag",
-        &s.schedule_lag,
-        true,
+        "Client queue time mean / p99 (ms):",
+        pair(&b.client_queue),
     );
+    line(
+        &mut o,
+        "E2E incl. client queue mean / p99 (ms):",
+        pair(&b.e2e_incl_queue),
+    );
+    line(
+        &mut o,
+        "Schedule lag p50 / p99 / max (ms):",
+        format!(
+            "{:.3} / {:.3} / {:.3}",
+            b.schedule_lag.median, b.schedule_lag.p99, b.schedule_lag.max
+        ),
+    );
+    if b.output_len_assumed > 0 {
+        line(
+            &mut o,
+            "Output lengths assumed (no usage):",
+            b.output_len_assumed,
+        );
+    }
+    if let Some(c) = &info.cpu {
+        line(
+            &mut o,
+            "Client CPU (s, % of all cores):",
+            format!(
+                "{:.2}, {:.0}%{}",
+                c.seconds,
+                100.0 * c.utilisation(),
+                if c.includes_server {
+                    " (incl. embedded server)"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    if let Some(first) = b.hdr.first() {
+        let head: Vec<String> = first.at.iter().map(|(p, _)| format!("p{p}")).collect();
+        o.push_str(&format!("{:<24}{:>9}", "HdrHistogram (ms)", "mean"));
+        for h in &head {
+            o.push_str(&format!("{h:>9}"));
+        }
+        o.push_str(&format!("{:>9}\n", "max"));
+        for h in &b.hdr {
+            o.push_str(&format!("{:<24}{:>9.2}", h.name, h.mean));
+            for (_, v) in &h.at {
+                o.push_str(&format!("{v:>9.2}"));
+            }
+            o.push_str(&format!("{:>9.2}\n", h.max));
+        }
+    }
+    if let Some(p) = &info.profile {
+        o.push_str(&format!("{:-^50}\n", " Profile "));
+        line(&mut o, "Profile id:", &p.profile_id);
+        line(&mut o, "Output dir:", &p.output_dir);
+        line(
+            &mut o,
+            "Trace files:",
+            format!(
+                "{}{}",
+                p.files.len(),
+                if p.complete { "" } else { " (incomplete)" }
+            ),
+        );
+        for f in &p.files {
+            o.push_str(&format!("  {f}\n"));
+        }
+        for n in p.notes.iter().chain(&p.errors) {
+            o.push_str(&format!("  note: {n}\n"));
+        }
+        if let Some(sum) = &p.summary {
+            o.push_str(sum);
+        }
+    }
+    for w in &info.warnings {
+        o.push_str(&format!("WARNING: {w}\n"));
+    }
     o.push_str(&format!("{:=^50}\n", ""));
     o
 }
 
-/// One JSONL record with bench_serving's keys.
-pub fn record(info: &RunInfo<'_>, s: &Summary) -> Value {
+fn dist_keys(m: &mut Map<String, Value>, name: &str, d: &Dist) {
+    m.insert(format!("mean_{name}_ms"), json!(d.mean));
+    m.insert(format!("median_{name}_ms"), json!(d.median));
+    m.insert(format!("p99_{name}_ms"), json!(d.p99));
+}
+
+/// One JSONL record: bench_serving's keys in its order, then loupe's.
+pub fn record(r: &RunReport<'_>, details: bool) -> Value {
+    let (info, s, b) = (r.info, r.summary, r.beyond);
     let mut m = Map::new();
     let mut put = |k: &str, v: Value| {
         m.insert(k.to_string(), v);
@@ -145,6 +270,8 @@ pub fn record(info: &RunInfo<'_>, s: &Summary) -> Value {
     put("tag", json!(info.tag));
     put("backend", json!(info.backend));
     put("dataset_name", json!(info.dataset_name));
+    // bench_serving writes Python's `Infinity`, which strict JSON readers reject; loupe
+    // writes "inf", which Python's float() reads the same.
     put(
         "request_rate",
         if info.request_rate.is_finite() {
@@ -154,7 +281,7 @@ pub fn record(info: &RunInfo<'_>, s: &Summary) -> Value {
         },
     );
     put("max_concurrency", json!(info.max_concurrency));
-    put("sharegpt_output_len", Value::Null);
+    put("sharegpt_output_len", json!(info.sharegpt_output_len));
     put("random_input_len", json!(info.random_input_len));
     put("random_output_len", json!(info.random_output_len));
     put("random_range_ratio", json!(info.random_range_ratio));
@@ -165,8 +292,10 @@ pub fn record(info: &RunInfo<'_>, s: &Summary) -> Value {
     put("total_input_text_tokens", json!(s.total_input_tokens));
     put("total_input_vision_tokens", json!(0));
     put("total_output_tokens", json!(s.total_output_tokens));
-    // No client tokenizer yet: the server's count is the only count.
-    put("total_output_tokens_retokenized", Value::Null);
+    put(
+        "total_output_tokens_retokenized",
+        json!(s.total_output_tokens_retokenized),
+    );
     put("request_throughput", json!(s.request_throughput));
     put("input_throughput", json!(s.input_throughput));
     put("output_throughput", json!(s.output_throughput));
@@ -184,22 +313,111 @@ pub fn record(info: &RunInfo<'_>, s: &Summary) -> Value {
         put(&format!("p95_{name}_ms"), json!(d.p95));
         put(&format!("p99_{name}_ms"), json!(d.p99));
     }
-    put("max_itl_ms", json!(s.itl.max));
     put("concurrency", json!(s.concurrency));
-    put("accept_length", Value::Null);
+    put("accept_length", json!(info.accept_length));
     put("max_output_tokens_per_s", json!(s.max_output_tokens_per_s));
     put("max_concurrent_requests", json!(s.max_concurrent_requests));
+    if let Some(g) = &b.goodput {
+        let slos: Map<String, Value> = g
+            .slos_ms
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        let by: Map<String, Value> = g
+            .by_metric
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        put("goodput_slos_ms", Value::Object(slos));
+        put("request_goodput", json!(g.request_goodput));
+        put("slo_attainment", json!(g.slo_attainment));
+        put("slo_attainment_by_metric", Value::Object(by));
+    }
+    // loupe's keys.
     put("failed", json!(s.failed));
-    put("mean_schedule_lag_ms", json!(s.schedule_lag.mean));
-    put("p99_schedule_lag_ms", json!(s.schedule_lag.p99));
-    put(
-        "mean_e2e_latency_from_schedule_ms",
-        json!(s.e2e_from_schedule.mean),
-    );
-    put(
-        "p99_e2e_latency_from_schedule_ms",
-        json!(s.e2e_from_schedule.p99),
-    );
+    put("max_itl_ms", json!(s.itl.max));
+    put("burstiness", json!(info.burstiness));
+    put("request_rate_label", json!(info.rate_label));
+    put("traffic_scenario", json!(info.traffic_scenario));
+    dist_keys(&mut m, "itl_token", &b.itl_token);
+    dist_keys(&mut m, "client_queue", &b.client_queue);
+    dist_keys(&mut m, "e2e_latency_incl_queue", &b.e2e_incl_queue);
+    dist_keys(&mut m, "schedule_lag", &b.schedule_lag);
+    m.insert("max_schedule_lag_ms".into(), json!(b.schedule_lag.max));
+    let hdr: Map<String, Value> = b
+        .hdr
+        .iter()
+        .map(|h| {
+            let mut o = Map::new();
+            o.insert("count".into(), json!(h.count));
+            o.insert("mean".into(), json!(h.mean));
+            for (p, v) in &h.at {
+                o.insert(format!("p{p}"), json!(v));
+            }
+            o.insert("max".into(), json!(h.max));
+            (h.name.to_string(), Value::Object(o))
+        })
+        .collect();
+    m.insert("hdr_percentiles_ms".into(), Value::Object(hdr));
+    m.insert("output_len_assumed".into(), json!(b.output_len_assumed));
+    if let Some(c) = &info.cpu {
+        m.insert("client_cpu_seconds".into(), json!(c.seconds));
+        m.insert(
+            "client_cpu_includes_server".into(),
+            json!(c.includes_server),
+        );
+    }
+    m.insert("client_warnings".into(), json!(info.warnings));
+    if let Some(p) = &info.profile {
+        m.insert(
+            "profile_traces".into(),
+            json!({"profile_id": p.profile_id, "output_dir": p.output_dir, "files": p.files,
+                   "complete": p.complete, "errors": p.errors, "notes": p.notes, "summary": p.summary}),
+        );
+    }
+    if details {
+        let recs = r.records;
+        m.insert(
+            "input_lens".into(),
+            json!(
+                recs.iter()
+                    .map(|x| x.server_prompt_len.unwrap_or(x.prompt_len))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        m.insert(
+            "output_lens".into(),
+            json!(
+                recs.iter()
+                    .map(|x| if x.ok { x.output_len } else { 0 })
+                    .collect::<Vec<_>>()
+            ),
+        );
+        m.insert(
+            "ttfts".into(),
+            json!(recs.iter().map(|x| x.ttft).collect::<Vec<_>>()),
+        );
+        let itls: Vec<Vec<f64>> = recs
+            .iter()
+            .map(|x| {
+                let mut v = Vec::new();
+                x.sglang_itl(r.native, &mut v);
+                v
+            })
+            .collect();
+        m.insert("itls".into(), json!(itls));
+        m.insert(
+            "generated_texts".into(),
+            json!(recs.iter().map(|x| &x.generated_text).collect::<Vec<_>>()),
+        );
+        m.insert(
+            "errors".into(),
+            json!(recs.iter().map(|x| &x.error).collect::<Vec<_>>()),
+        );
+        if let Some(rt) = r.retokenized {
+            m.insert("output_lens_retokenized".into(), json!(rt));
+        }
+    }
     Value::Object(m)
 }
 
@@ -213,4 +431,53 @@ pub fn append_jsonl(path: &std::path::Path, v: &Value) -> std::io::Result<()> {
     line.push(b'\n');
     // One write call: a line is never half-appended by this process.
     f.write_all(&line)
+}
+
+/// Today's `MMDD` in local time, for bench_serving's auto-named output file.
+pub fn month_day() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as libc::time_t;
+    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
+    // SAFETY: localtime_r fills the tm it is given from a valid time_t.
+    let ok = unsafe { !libc::localtime_r(&now, tm.as_mut_ptr()).is_null() };
+    if !ok {
+        return "0101".into();
+    }
+    // SAFETY: localtime_r succeeded.
+    let tm = unsafe { tm.assume_init() };
+    format!("{:02}{:02}", tm.tm_mon + 1, tm.tm_mday)
+}
+
+/// bench_serving's default output file name.
+pub fn default_output_file(
+    backend: &str,
+    dataset: &str,
+    num: usize,
+    input_len: usize,
+    output_len: usize,
+) -> String {
+    let mmdd = month_day();
+    if dataset.starts_with("random") {
+        format!("{backend}_{mmdd}_{num}_{input_len}_{output_len}.jsonl")
+    } else {
+        format!("{backend}_{mmdd}_{num}_{dataset}.jsonl")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_names_follow_bench_serving() {
+        let a = default_output_file("sglang", "random-ids", 200, 256, 128);
+        assert!(
+            a.starts_with("sglang_") && a.ends_with("_200_256_128.jsonl"),
+            "{a}"
+        );
+        let b = default_output_file("vllm", "sharegpt", 1000, 1024, 1024);
+        assert!(b.ends_with("_1000_sharegpt.jsonl"), "{b}");
+        assert_eq!(month_day().len(), 4);
+    }
 }

@@ -20,12 +20,16 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the reference inference server with SGLang's HTTP API.
     Serve(loupe_server::ServeArgs),
     /// Benchmark a server (by default, the embedded reference server).
     Bench(loupe_bench::BenchArgs),
+    /// Start, stop and watch server-side profiling; drive Nsight Systems sessions.
+    Profile(loupe_bench::ProfileCli),
     /// Summarise, compare ranks, merge, slice, diff and convert profiler traces.
     Trace(loupe_trace::cli::TraceArgs),
     /// Run an srtctl-style profiling job: launch servers, profile each phase, collect.
@@ -63,6 +67,19 @@ async fn serve(args: loupe_server::ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The exit code says whether every request of every run completed.
+async fn bench(args: loupe_bench::BenchArgs) -> anyhow::Result<ExitCode> {
+    let outcome = loupe_bench::run_cli(args).await?;
+    if outcome.success() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "error: the benchmark failed: {} of {} requests did not complete (results were written)",
+        outcome.failed, outcome.requests
+    );
+    Ok(ExitCode::from(1))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
@@ -72,7 +89,13 @@ fn main() -> ExitCode {
     init_logging(cli.log_level.as_deref().unwrap_or(default_filter));
     match cli.command {
         Command::Serve(args) => run_async(async { serve(args).await.map(|_| ExitCode::SUCCESS) }),
-        Command::Bench(args) => run_async(loupe_bench::run_cli(args)),
+        Command::Bench(args) => run_async(bench(args)),
+        Command::Profile(args) => run_async(async {
+            loupe_bench::profile::cli::run(args)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
+        }),
         // Exit 1 when a phase failed, 2 when the job itself is invalid or cannot start.
         Command::Run(args) => run_async(async {
             Ok(match loupe_run::run(args).await {

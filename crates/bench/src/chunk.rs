@@ -1,0 +1,374 @@
+//! What each streamed chunk means, per API: when content arrives (TTFT and the chunk gaps),
+//! how many tokens it carries, the generated text, and the server's token counts. Only the
+//! fields that matter are parsed (text pieces borrowed from the network buffer, everything
+//! else skipped), because this runs once per chunk of every stream.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+
+use crate::args::Api;
+use crate::record::RequestRecord;
+
+/// Per-stream parsing state.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    /// Time (s from send) of the last content chunk.
+    last: Option<f64>,
+    /// Tokens the server has reported so far (native meta_info, or continuous usage).
+    counted: usize,
+    /// The native route's latest chunk (its text is cumulative: only the last one matters).
+    last_native: Vec<u8>,
+}
+
+/// A string field read only for whether it is empty (no copy, no allocation).
+#[derive(Default)]
+struct NonEmpty(bool);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NonEmpty;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or null")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(!v.is_empty()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<NonEmpty, E> {
+                Ok(NonEmpty(false))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct NativeChunk {
+    #[serde(default)]
+    text: NonEmpty,
+    #[serde(default)]
+    meta_info: Option<NativeMeta>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct NativeMeta {
+    #[serde(default)]
+    completion_tokens: Option<usize>,
+    #[serde(default)]
+    prompt_tokens: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct NativeText<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct OaiChunk<'a> {
+    #[serde(borrow, default)]
+    choices: FirstChoice<'a>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+    /// `"error"` on SGLang's flat OpenAI error shape.
+    #[serde(borrow, default)]
+    object: Option<Cow<'a, str>>,
+}
+
+/// `choices[0]`, without allocating a vector for the usual single choice.
+#[derive(Default)]
+struct FirstChoice<'a>(Option<Choice<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(FirstChoice(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let first = seq.next_element::<Choice<'a>>()?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(FirstChoice(first))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    completion_tokens: Option<usize>,
+    #[serde(default)]
+    prompt_tokens: Option<usize>,
+}
+
+/// The message of a chunk that is an error, or garbage.
+fn bad_chunk(bytes: &[u8], e: Option<serde_json::Error>) -> String {
+    let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]);
+    match (serde_json::from_slice::<serde_json::Value>(bytes), e) {
+        (Ok(v), _) if v.get("error").is_some() => format!("error in stream: {}", v["error"]),
+        (Ok(v), _) if v["object"] == "error" => format!("error in stream: {}", v["message"]),
+        (_, Some(e)) => format!("unexpected chunk ({e}): {shown}"),
+        (_, None) => format!("unexpected chunk: {shown}"),
+    }
+}
+
+impl StreamState {
+    /// One event's JSON, received `t` seconds after the request was sent.
+    pub fn on_event(
+        &mut self,
+        api: Api,
+        bytes: &[u8],
+        t: f64,
+        rec: &mut RequestRecord,
+    ) -> Result<(), String> {
+        match api {
+            Api::Native => self.on_native(bytes, t, rec),
+            Api::Completions | Api::Chat => self.on_openai(bytes, t, rec),
+        }
+    }
+
+    fn content(&mut self, t: f64, tokens: u32, rec: &mut RequestRecord) {
+        match self.last {
+            None => {
+                rec.ttft = t;
+                rec.first_tokens = tokens;
+            }
+            Some(prev) => {
+                rec.gaps.push(t - prev);
+                rec.gap_tokens.push(tokens);
+            }
+        }
+        self.last = Some(t);
+    }
+
+    fn on_native(&mut self, bytes: &[u8], t: f64, rec: &mut RequestRecord) -> Result<(), String> {
+        let c: NativeChunk =
+            serde_json::from_slice(bytes).map_err(|e| bad_chunk(bytes, Some(e)))?;
+        if c.error.is_some() {
+            return Err(bad_chunk(bytes, None));
+        }
+        let meta = c.meta_info.unwrap_or(NativeMeta {
+            completion_tokens: None,
+            prompt_tokens: None,
+        });
+        if let Some(p) = meta.prompt_tokens.filter(|p| *p > 0) {
+            rec.server_prompt_len = Some(p);
+        }
+        if let Some(n) = meta.completion_tokens {
+            rec.output_len = n;
+            rec.output_len_reported = true;
+        }
+        if c.text.0 {
+            let total = meta.completion_tokens.unwrap_or(self.counted + 1);
+            let new = total.saturating_sub(self.counted);
+            // bench_serving skips a chunk that brings no new token (its gap joins the next).
+            if new == 0 && self.last.is_some() {
+                return Ok(());
+            }
+            self.content(t, new as u32, rec);
+            self.counted = total;
+            self.last_native.clear();
+            self.last_native.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn on_openai(&mut self, bytes: &[u8], t: f64, rec: &mut RequestRecord) -> Result<(), String> {
+        let c: OaiChunk = serde_json::from_slice(bytes).map_err(|e| bad_chunk(bytes, Some(e)))?;
+        if c.error.is_some() || c.object.as_deref() == Some("error") {
+            return Err(bad_chunk(bytes, None));
+        }
+        let mut new_tokens = 0;
+        if let Some(u) = &c.usage {
+            if let Some(p) = u.prompt_tokens.filter(|p| *p > 0) {
+                rec.server_prompt_len = Some(p);
+            }
+            if let Some(n) = u.completion_tokens {
+                new_tokens = n.saturating_sub(self.counted);
+                self.counted = self.counted.max(n);
+                rec.output_len = n;
+                rec.output_len_reported = true;
+            }
+        }
+        let Some(choice) = c.choices.0 else {
+            return Ok(());
+        };
+        let before = rec.generated_text.len();
+        if let Some(text) = &choice.text {
+            rec.generated_text.push_str(text);
+        }
+        if let Some(d) = &choice.delta {
+            // As bench_serving: reasoning counts as output; prefer the standard field.
+            if let Some(r) = d.reasoning_content.as_ref().or(d.reasoning.as_ref()) {
+                rec.generated_text.push_str(r);
+            }
+            if let Some(s) = &d.content {
+                rec.generated_text.push_str(s);
+            }
+        }
+        if rec.generated_text.len() > before {
+            self.content(t, new_tokens as u32, rec);
+            rec.text_ends.push(rec.generated_text.len() as u32);
+        }
+        Ok(())
+    }
+
+    /// After the stream: the native route's generated text is its last chunk's.
+    pub fn finish(&mut self, api: Api, rec: &mut RequestRecord) {
+        if api == Api::Native && !self.last_native.is_empty() {
+            let parsed: Result<NativeText, _> = serde_json::from_slice(&self.last_native);
+            if let Ok(NativeText { text: Some(text) }) = parsed {
+                rec.generated_text = text.into_owned();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(api: Api, events: &[(&str, f64)]) -> RequestRecord {
+        let mut st = StreamState::default();
+        let mut rec = RequestRecord::default();
+        for (e, t) in events {
+            st.on_event(api, e.as_bytes(), *t, &mut rec).unwrap();
+        }
+        st.finish(api, &mut rec);
+        rec
+    }
+
+    #[test]
+    fn native_counts_tokens_per_chunk_and_keeps_the_last_text() {
+        let rec = feed(
+            Api::Native,
+            &[
+                (
+                    r#"{"text":"a","meta_info":{"completion_tokens":1,"prompt_tokens":7}}"#,
+                    0.1,
+                ),
+                (r#"{"text":"abc","meta_info":{"completion_tokens":3}}"#, 0.3),
+                (
+                    r#"{"text":"abc","meta_info":{"completion_tokens":3}}"#,
+                    0.35,
+                ),
+                (
+                    r#"{"text":"abc\"d","meta_info":{"completion_tokens":4}}"#,
+                    0.4,
+                ),
+            ],
+        );
+        assert_eq!(rec.ttft, 0.1);
+        assert_eq!(rec.gap_tokens, [2, 1]);
+        assert!((rec.gaps[0] - 0.2).abs() < 1e-12 && (rec.gaps[1] - 0.1).abs() < 1e-12);
+        assert_eq!((rec.output_len, rec.server_prompt_len), (4, Some(7)));
+        assert_eq!(rec.generated_text, "abc\"d");
+    }
+
+    #[test]
+    fn openai_content_reasoning_and_usage() {
+        let rec = feed(
+            Api::Chat,
+            &[
+                (r#"{"choices":[{"delta":{"role":"assistant"}}]}"#, 0.05),
+                (
+                    r#"{"choices":[{"delta":{"reasoning_content":"hm"}}],"usage":null}"#,
+                    0.1,
+                ),
+                (r#"{"choices":[{"delta":{"content":"Hi \u00e9"}}]}"#, 0.2),
+                (
+                    r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}"#,
+                    0.25,
+                ),
+            ],
+        );
+        assert_eq!(rec.ttft, 0.1);
+        assert_eq!(rec.generated_text, "hmHi é");
+        assert_eq!(rec.text_ends, [2, 7]);
+        assert_eq!(
+            rec.gap_tokens,
+            [0],
+            "tokens per chunk unknown without continuous usage"
+        );
+        assert_eq!((rec.output_len, rec.server_prompt_len), (3, Some(5)));
+    }
+
+    #[test]
+    fn continuous_usage_gives_tokens_per_chunk() {
+        let rec = feed(
+            Api::Completions,
+            &[
+                (
+                    r#"{"choices":[{"text":"a"}],"usage":{"completion_tokens":1}}"#,
+                    0.1,
+                ),
+                (
+                    r#"{"choices":[{"text":"bc"}],"usage":{"completion_tokens":3}}"#,
+                    0.2,
+                ),
+            ],
+        );
+        assert_eq!((rec.first_tokens, rec.gap_tokens.clone()), (1, vec![2]));
+    }
+
+    #[test]
+    fn errors_in_the_stream_are_reported() {
+        let mut st = StreamState::default();
+        let mut rec = RequestRecord::default();
+        let e = st
+            .on_event(
+                Api::Completions,
+                br#"{"error":{"message":"boom"}}"#,
+                0.1,
+                &mut rec,
+            )
+            .unwrap_err();
+        assert!(e.contains("boom"), "{e}");
+        let e = st
+            .on_event(
+                Api::Chat,
+                br#"{"object":"error","message":"too long"}"#,
+                0.1,
+                &mut rec,
+            )
+            .unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        let e = st
+            .on_event(Api::Native, b"not json", 0.1, &mut rec)
+            .unwrap_err();
+        assert!(e.contains("unexpected chunk"), "{e}");
+    }
+}

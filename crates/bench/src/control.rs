@@ -1,0 +1,186 @@
+//! Control-plane requests around a run: the pooled HTTP client, auth headers, the readiness
+//! wait, model and server info, cache flush, and the connection ramp that opens the pool's
+//! connections ahead of a burst.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::client::describe;
+use crate::error::{BenchError, Result};
+
+/// The one HTTP client of a run: keep-alive pool as large as the run's concurrency, no proxy,
+/// no Nagle delay.
+pub fn http_client(pool: usize, read_timeout: Option<f64>) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .pool_max_idle_per_host(pool.max(16))
+        .tcp_nodelay(true)
+        .no_proxy();
+    if let Some(t) = read_timeout {
+        b = b.read_timeout(Duration::from_secs_f64(t));
+    }
+    b.build()
+        .map_err(|e| BenchError::Usage(format!("cannot build the HTTP client: {e}")))
+}
+
+/// bench_serving's auth (`OPENAI_API_KEY` or --api-key as Bearer, else `$API_KEY` verbatim)
+/// plus `--header` pairs.
+pub fn headers(api_key: Option<&str>, extra: &[(String, String)]) -> Result<HeaderMap> {
+    let mut h = HeaderMap::new();
+    let auth = match api_key {
+        Some(k) => Some(format!("Bearer {k}")),
+        None => std::env::var("API_KEY").ok().filter(|k| !k.is_empty()),
+    };
+    if let Some(a) = auth {
+        let v = HeaderValue::from_str(&a)
+            .map_err(|_| BenchError::Usage("the API key is not a valid header value".into()))?;
+        h.insert(AUTHORIZATION, v);
+    }
+    for (k, v) in extra {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| BenchError::Usage(format!("--header {k}: not a valid header name")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| BenchError::Usage(format!("--header {k}: not a valid header value")))?;
+        h.insert(name, value);
+    }
+    Ok(h)
+}
+
+/// GET `url` as JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str, headers: &HeaderMap) -> Result<Value> {
+    let resp = client
+        .get(url)
+        .headers(headers.clone())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| BenchError::http(url, describe(&e)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(BenchError::http(url, format!("HTTP {status}")));
+    }
+    resp.json()
+        .await
+        .map_err(|e| BenchError::http(url, format!("the body is not JSON: {e}")))
+}
+
+/// Poll `/v1/models` until it answers (bench_serving's readiness check).
+pub async fn wait_ready(
+    client: &reqwest::Client,
+    base: &str,
+    headers: &HeaderMap,
+    timeout: f64,
+) -> Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
+    let url = format!("{base}/v1/models");
+    loop {
+        match get_json(client, &url, headers).await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(BenchError::http(
+                    url,
+                    format!("the server was not ready within {timeout} s ({e})"),
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Flush the prefix cache: SGLang's `/flush_cache?timeout=`, vLLM's `/reset_prefix_cache`.
+pub async fn flush_cache(
+    client: &reqwest::Client,
+    base: &str,
+    headers: &HeaderMap,
+    vllm: bool,
+    timeout: f64,
+) -> Result<()> {
+    let url = if vllm {
+        format!("{base}/reset_prefix_cache")
+    } else {
+        format!("{base}/flush_cache?timeout={timeout}")
+    };
+    let resp = client
+        .post(&url)
+        .headers(headers.clone())
+        .timeout(Duration::from_secs_f64(timeout + 30.0))
+        .send()
+        .await
+        .map_err(|e| BenchError::http(&url, describe(&e)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        return Err(BenchError::http(
+            url,
+            format!("HTTP {status}: {}", text.trim()),
+        ));
+    }
+    Ok(())
+}
+
+/// Open up to `n` pooled connections, `batch` at a time, by sending that many cheap requests
+/// (GET /v1/models) concurrently: connections then exist before the measured burst, which
+/// neither pays TCP set-up inside TTFT nor overflows the server's listen backlog. Returns how
+/// many requests succeeded.
+pub async fn ramp_connections(
+    client: &reqwest::Client,
+    base: &str,
+    headers: &HeaderMap,
+    n: usize,
+    batch: usize,
+) -> usize {
+    if batch == 0 || n == 0 {
+        return 0;
+    }
+    let url = format!("{base}/v1/models");
+    // Each wave holds its connections busy until the whole wave is in flight, so the pool
+    // grows by a wave at a time instead of reusing the first few connections.
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        if i > 0 && i % batch == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (client, url, headers, gate) =
+            (client.clone(), url.clone(), headers.clone(), gate.clone());
+        tasks.spawn(async move {
+            let resp = client
+                .get(&url)
+                .headers(headers)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await;
+            let ok = match resp {
+                Ok(r) => {
+                    // Hold the response (and its connection) until every connection is open.
+                    gate.wait().await;
+                    r.bytes().await.is_ok()
+                }
+                Err(_) => {
+                    gate.wait().await;
+                    false
+                }
+            };
+            usize::from(ok)
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        ok += r.unwrap_or(0);
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_and_custom_headers() {
+        let h = headers(Some("k"), &[("X-Test".into(), "1".into())]).unwrap();
+        assert_eq!(h[AUTHORIZATION], "Bearer k");
+        assert_eq!(h["x-test"], "1");
+        assert!(headers(None, &[("bad name".into(), "1".into())]).is_err());
+    }
+}

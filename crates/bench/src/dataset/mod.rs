@@ -1,0 +1,158 @@
+//! Datasets: the prompts to send, with bench_serving's sampling rules (`random`, `random-ids`,
+//! `sharegpt`, `custom`, `generated-shared-prefix`) and genai-bench's traffic scenarios.
+//! Everything here happens before the run; nothing is tokenized while streams are timed.
+
+mod gsp;
+mod random;
+pub mod scenario;
+mod sharegpt;
+
+use rand::RngExt;
+use rand::rngs::StdRng;
+
+use crate::args::{DatasetName, GspArgs, RangeSemantics};
+use crate::error::{BenchError, Result};
+use crate::tokenizer::BenchTokenizer;
+
+pub use scenario::Scenario;
+pub use sharegpt::{load_conversations, sharegpt_path};
+
+/// What a request carries as its prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromptInput {
+    Text(String),
+    /// Token ids (`--tokenize-prompt`, or no tokenizer to turn them into text).
+    Ids(Vec<u32>),
+}
+
+/// One request to send.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    pub input: PromptInput,
+    /// The prompt's length in tokens as the dataset counted it.
+    pub prompt_len: usize,
+    pub output_len: usize,
+    /// `X-SMG-Routing-Key` (generated-shared-prefix with --gsp-send-routing-key).
+    pub routing_key: Option<String>,
+}
+
+/// The dataset flags, resolved.
+pub struct DatasetConfig<'a> {
+    pub name: DatasetName,
+    pub path: &'a str,
+    pub num: usize,
+    pub input_len: usize,
+    pub output_len: usize,
+    pub range_ratio: f64,
+    pub semantics: RangeSemantics,
+    pub tokenize_prompt: bool,
+    pub sharegpt_output_len: Option<usize>,
+    pub sharegpt_context_len: Option<usize>,
+    pub apply_chat_template: bool,
+    pub prompt_suffix: &'a str,
+    pub gsp: &'a GspArgs,
+    pub seed: u64,
+    /// A genai-bench scenario replaces the dataset's lengths (prompts as random-ids).
+    pub scenario: Option<&'a Scenario>,
+}
+
+/// The prompts, and anything the user should know about how they were made.
+pub struct Dataset {
+    pub prompts: Vec<Prompt>,
+    pub notes: Vec<String>,
+}
+
+/// A length drawn around `len` with `--random-range-ratio r`.
+pub fn draw_len(rng: &mut StdRng, len: usize, r: f64, semantics: RangeSemantics) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let (lo, hi) = match semantics {
+        // bench_serving: np.random.randint(max(int(L*r), 1), L + 1).
+        RangeSemantics::Sglang => (((len as f64 * r) as usize).max(1), len),
+        // vLLM: uniform on [L*(1-r), L*(1+r)].
+        RangeSemantics::Vllm => (
+            ((len as f64 * (1.0 - r)) as usize).max(1),
+            ((len as f64 * (1.0 + r)) as usize).max(1),
+        ),
+    };
+    if lo >= hi {
+        lo.max(1)
+    } else {
+        rng.random_range(lo..=hi)
+    }
+}
+
+/// The tokenizer a dataset cannot do without.
+fn need<'t>(tok: Option<&'t BenchTokenizer>, what: &str) -> Result<&'t BenchTokenizer> {
+    tok.ok_or_else(|| {
+        BenchError::Tokenizer(format!(
+            "{what} needs a tokenizer: pass --tokenizer (a tokenizer.json or its directory); the \
+             server's /model_info gave none readable from here"
+        ))
+    })
+}
+
+/// Build the dataset. `vocab` is the server's vocabulary size (random-ids without a tokenizer).
+pub fn build(
+    cfg: &DatasetConfig<'_>,
+    tok: Option<&BenchTokenizer>,
+    vocab: Option<usize>,
+) -> Result<Dataset> {
+    let mut notes = Vec::new();
+    let prompts = if let Some(sc) = cfg.scenario {
+        random::random_ids(cfg, tok, vocab, &mut notes, |rng| sc.draw(rng))?
+    } else {
+        match cfg.name {
+            DatasetName::RandomIds => random::random_ids(cfg, tok, vocab, &mut notes, |rng| {
+                (
+                    draw_len(rng, cfg.input_len, cfg.range_ratio, cfg.semantics),
+                    draw_len(rng, cfg.output_len, cfg.range_ratio, cfg.semantics),
+                )
+            })?,
+            DatasetName::Random => {
+                random::random_from_sharegpt(cfg, need(tok, "--dataset-name random")?, &mut notes)?
+            }
+            DatasetName::Sharegpt | DatasetName::Custom => {
+                sharegpt::conversations(cfg, need(tok, "this dataset")?, &mut notes)?
+            }
+            DatasetName::GeneratedSharedPrefix => gsp::generate(cfg, tok, vocab)?,
+        }
+    };
+    if prompts.is_empty() {
+        return Err(BenchError::Usage(format!(
+            "--dataset-name {}: no prompts were left after filtering",
+            cfg.name.name()
+        )));
+    }
+    Ok(Dataset { prompts, notes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn range_ratio_follows_sglang() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let s = RangeSemantics::Sglang;
+        assert!((0..50).all(|_| draw_len(&mut rng, 100, 1.0, s) == 100));
+        let wide: Vec<usize> = (0..4000).map(|_| draw_len(&mut rng, 100, 0.0, s)).collect();
+        assert!(wide.iter().all(|&l| (1..=100).contains(&l)));
+        let mean = wide.iter().sum::<usize>() as f64 / wide.len() as f64;
+        assert!((mean - 50.5).abs() < 2.0, "{mean}");
+        assert_eq!(draw_len(&mut rng, 0, 0.5, s), 0);
+    }
+
+    #[test]
+    fn range_ratio_follows_vllm_when_asked() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let v = RangeSemantics::Vllm;
+        assert!((0..50).all(|_| draw_len(&mut rng, 100, 0.0, v) == 100));
+        let wide: Vec<usize> = (0..4000).map(|_| draw_len(&mut rng, 100, 0.5, v)).collect();
+        assert!(wide.iter().all(|&l| (50..=150).contains(&l)));
+        let mean = wide.iter().sum::<usize>() as f64 / wide.len() as f64;
+        assert!((mean - 100.0).abs() < 2.0, "{mean}");
+    }
+}

@@ -1,0 +1,150 @@
+//! Running a schedule: a dedicated dispatcher thread wakes at each request's due time (with
+//! the kernel's timer slack at its minimum, so sub-millisecond schedules hold) and hands the
+//! request to the async runtime, where it waits for a `--max-concurrency` slot and is sent.
+//! Every request records when it was due, picked up and sent, so schedule lag and client
+//! queueing are measured rather than hidden. An infinite rate skips the thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::client::{Prepared, Target};
+use crate::record::RequestRecord;
+
+/// A live bar on a terminal (stderr), nothing otherwise.
+pub fn progress_bar(n: usize, enabled: bool) -> ProgressBar {
+    use std::io::IsTerminal;
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr_with_hz(4));
+    if let Ok(style) = ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+    ) {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// What a schedule produced.
+pub struct Driven {
+    /// In the order of the requests given.
+    pub records: Vec<RequestRecord>,
+    /// From the first dispatch to the last completion.
+    pub duration: f64,
+}
+
+#[derive(Clone)]
+struct Shared {
+    target: Arc<Target>,
+    requests: Arc<Vec<Prepared>>,
+    slots: Option<Arc<Semaphore>>,
+    t0: Instant,
+    progress: ProgressBar,
+    failed: Arc<AtomicUsize>,
+}
+
+impl Shared {
+    fn spawn(&self, i: usize, intended: f64, rt: &Handle) -> JoinHandle<RequestRecord> {
+        let s = self.clone();
+        rt.spawn(async move {
+            let dispatched = (Instant::now() - s.t0).as_secs_f64();
+            let _slot = match &s.slots {
+                Some(sem) => Some(sem.clone().acquire_owned().await.expect("never closed")),
+                None => None,
+            };
+            let rec = RequestRecord {
+                intended,
+                dispatched,
+                ..Default::default()
+            };
+            let rec = s.target.send(&s.requests[i], s.t0, rec).await;
+            if !rec.ok {
+                let n = s.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                s.progress.set_message(format!("{n} failed"));
+            }
+            s.progress.inc(1);
+            rec
+        })
+    }
+}
+
+/// Lowest timer slack for this thread, so a sleep ends within microseconds of its deadline
+/// instead of the default 50 us slack (plus coalescing).
+fn precise_sleeps() {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer and affects only the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Send `requests[i]` at `offsets[i]` seconds from now, at most `max_concurrency` at a time.
+pub async fn drive(
+    target: Arc<Target>,
+    requests: Arc<Vec<Prepared>>,
+    offsets: Vec<f64>,
+    max_concurrency: Option<usize>,
+    progress: ProgressBar,
+) -> Driven {
+    let n = requests.len();
+    assert_eq!(offsets.len(), n, "one due time per request");
+    let rt = Handle::current();
+    let shared = Shared {
+        target,
+        requests,
+        slots: max_concurrency.map(|c| Arc::new(Semaphore::new(c))),
+        t0: Instant::now(),
+        progress,
+        failed: Arc::new(AtomicUsize::new(0)),
+    };
+    let t0 = shared.t0;
+    let handles: Vec<JoinHandle<RequestRecord>> = if offsets.iter().all(|t| *t == 0.0) {
+        (0..n).map(|i| shared.spawn(i, 0.0, &rt)).collect()
+    } else {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (s, due_times, thread_rt) = (shared.clone(), offsets.clone(), rt.clone());
+        let spawned = std::thread::Builder::new()
+            .name("loupe-dispatch".into())
+            .spawn(move || {
+                precise_sleeps();
+                let rt = thread_rt;
+                let mut hs = Vec::with_capacity(n);
+                for (i, &at) in due_times.iter().enumerate() {
+                    let due = t0 + Duration::from_secs_f64(at);
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    hs.push(s.spawn(i, at, &rt));
+                }
+                let _ = tx.send(hs);
+            });
+        match spawned {
+            Ok(_) => rx.await.expect("the dispatcher sends its handles"),
+            // No thread to be had: dispatch from the runtime (timer granularity 1 ms).
+            Err(_) => {
+                let mut hs = Vec::with_capacity(n);
+                for (i, &at) in offsets.iter().enumerate() {
+                    tokio::time::sleep_until((t0 + Duration::from_secs_f64(at)).into()).await;
+                    hs.push(shared.spawn(i, at, &rt));
+                }
+                hs
+            }
+        }
+    };
+    let mut records = Vec::with_capacity(n);
+    for h in handles {
+        records.push(h.await.unwrap_or_else(|e| RequestRecord {
+            error: format!("request task failed: {e}"),
+            ..Default::default()
+        }));
+    }
+    let duration = t0.elapsed().as_secs_f64();
+    shared.progress.finish_and_clear();
+    Driven { records, duration }
+}

@@ -1,0 +1,178 @@
+//! bench_serving flags that `loupe bench` does not implement. They are parsed (hidden) so
+//! that a copied command line gets a reason instead of clap's "unexpected argument", and
+//! refused before anything runs: a flag silently dropped would report a benchmark nobody ran.
+
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+
+use crate::error::{BenchError, Result};
+
+/// (flag, why it is refused).
+const REFUSED: &[(&str, &str)] = &[
+    ("lora-name", "LoRA adapter selection is not implemented"),
+    (
+        "lora-request-distribution",
+        "LoRA adapter selection is not implemented",
+    ),
+    (
+        "lora-zipf-alpha",
+        "LoRA adapter selection is not implemented",
+    ),
+    (
+        "use-trace-timestamps",
+        "trace replay (mooncake) is not implemented",
+    ),
+    (
+        "mooncake-slowdown-factor",
+        "the mooncake dataset is not implemented",
+    ),
+    (
+        "mooncake-num-rounds",
+        "the mooncake dataset is not implemented",
+    ),
+    (
+        "mooncake-workload",
+        "the mooncake dataset is not implemented",
+    ),
+    (
+        "disable-stream",
+        "loupe bench measures streaming responses only",
+    ),
+    ("return-logprob", "logprob requests are not implemented"),
+    ("top-logprobs-num", "logprob requests are not implemented"),
+    ("token-ids-logprob", "logprob requests are not implemented"),
+    ("logprob-start-len", "logprob requests are not implemented"),
+    (
+        "return-routed-experts",
+        "routed-expert capture is not implemented",
+    ),
+    (
+        "cache-report",
+        "the prefix-cache hit report is not implemented",
+    ),
+    (
+        "plot-throughput",
+        "terminal plots are not implemented (use --output-csv)",
+    ),
+    (
+        "print-requests",
+        "per-request printing is not implemented (use --output-csv)",
+    ),
+    (
+        "fake-prefill",
+        "fake-prefill decode benchmarks are not implemented",
+    ),
+    ("image-count", "the image dataset is not implemented"),
+    ("image-resolution", "the image dataset is not implemented"),
+    ("random-image-count", "the image dataset is not implemented"),
+    ("image-format", "the image dataset is not implemented"),
+    ("image-content", "the image dataset is not implemented"),
+    (
+        "dataset-offset",
+        "the agentic-trace dataset is not implemented",
+    ),
+    (
+        "agentic-max-turns",
+        "the agentic-trace dataset is not implemented",
+    ),
+    (
+        "speed-bench-category",
+        "the speed-bench dataset is not implemented",
+    ),
+    (
+        "speed-bench-output-len",
+        "the speed-bench dataset is not implemented",
+    ),
+    ("rust-client", "loupe bench is itself a native client"),
+    ("rust-worker-threads", "loupe bench sizes its own runtime"),
+];
+
+/// The refused flags present on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RefusedFlags {
+    pub given: Vec<&'static str>,
+}
+
+impl RefusedFlags {
+    /// An error naming every refused flag given, with its reason.
+    pub fn check(&self) -> Result<()> {
+        if self.given.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = self
+            .given
+            .iter()
+            .map(|flag| {
+                let why = REFUSED
+                    .iter()
+                    .find(|(f, _)| f == flag)
+                    .map_or("", |(_, w)| *w);
+                format!("--{flag}: {why}")
+            })
+            .collect();
+        Err(BenchError::Usage(format!(
+            "loupe bench does not implement these bench_serving flags (remove them, or use \
+             bench_serving for this run):\n  {}",
+            lines.join("\n  ")
+        )))
+    }
+}
+
+impl FromArgMatches for RefusedFlags {
+    fn from_arg_matches(m: &ArgMatches) -> std::result::Result<Self, clap::Error> {
+        let given = REFUSED
+            .iter()
+            .map(|(f, _)| *f)
+            .filter(|f| m.value_source(f) == Some(ValueSource::CommandLine))
+            .collect();
+        Ok(RefusedFlags { given })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> std::result::Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for RefusedFlags {
+    fn augment_args(cmd: Command) -> Command {
+        REFUSED.iter().fold(cmd, |cmd, (flag, _)| {
+            cmd.arg(
+                Arg::new(*flag)
+                    .long(*flag)
+                    .hide(true)
+                    .num_args(0..)
+                    .action(ArgAction::Append),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        refused: RefusedFlags,
+    }
+
+    #[test]
+    fn refused_flags_are_named_with_their_reason() {
+        let cli = Cli::try_parse_from(["x", "--lora-name", "a", "b", "--disable-stream"]).unwrap();
+        let err = cli.refused.check().unwrap_err().to_string();
+        assert!(err.contains("--lora-name: LoRA"), "{err}");
+        assert!(
+            err.contains("--disable-stream: loupe bench measures streaming"),
+            "{err}"
+        );
+        let none = Cli::try_parse_from(["x"]).unwrap();
+        assert!(none.refused.check().is_ok());
+    }
+}
