@@ -64,6 +64,8 @@ struct Session {
     /// Every window finished (or stopped): nothing more will be recorded.
     window_done: bool,
     auto_stopped: bool,
+    /// `merge_profiles` was handed to the writer (it runs once, after every capture).
+    merge_submitted: bool,
     files: Vec<String>,
     errors: Vec<String>,
     waiters: Vec<tokio::sync::oneshot::Sender<Outcome>>,
@@ -190,13 +192,6 @@ impl Profiler {
                 ALREADY_RUNNING.to_string()
             }));
         }
-        if req.merge_profiles {
-            return Err(ProfileError::BadRequest(
-                "merge_profiles is not available in this build yet: merge the per-rank files with \
-                 `loupe trace merge` once it ships"
-                    .into(),
-            ));
-        }
         let output_dir =
             resolve_output_dir(req.output_dir.as_deref(), sh.cfg.output_root.as_deref())?;
         let profile_id = req.profile_id.clone().unwrap_or_else(new_profile_id);
@@ -249,6 +244,7 @@ impl Profiler {
             pending: 0,
             window_done: false,
             auto_stopped: false,
+            merge_submitted: false,
             files: Vec::new(),
             errors: Vec::new(),
             waiters: Vec::new(),
@@ -381,6 +377,30 @@ fn maybe_finish(sh: &Shared, st: &mut State) {
     let Some(s) = st.session.as_mut() else { return };
     if !s.window_done || s.pending > 0 {
         return;
+    }
+    if s.spec.request.merge_profiles && !s.merge_submitted {
+        s.merge_submitted = true;
+        let traces: Vec<PathBuf> = s
+            .files
+            .iter()
+            .filter(|f| f.ends_with(".trace.json.gz"))
+            .map(PathBuf::from)
+            .collect();
+        if traces.is_empty() {
+            s.errors.push(format!(
+                "merge_profiles: no trace files were written for profile {} (the CPU, GPU or \
+                 MEM activity writes them)",
+                s.spec.profile_id
+            ));
+        } else {
+            s.pending += 1;
+            let job = writer::Job::Merge(s.spec.clone(), traces);
+            if sh.jobs.lock().expect("writer channel").send(job).is_ok() {
+                return;
+            }
+            s.pending -= 1;
+            s.errors.push("the profile writer thread is gone".into());
+        }
     }
     let s = st.session.take().expect("checked above");
     let outcome = Outcome {

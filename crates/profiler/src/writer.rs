@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::sync::Weak;
 use std::sync::mpsc::Receiver;
 
-use crate::capture::{Capture, ExportSpec, rank_file_name};
+use crate::capture::{Capture, ExportSpec, merged_file_name, rank_file_name};
 use crate::profiler::{Shared, job_done};
 use crate::request::Activity;
 
 pub(crate) enum Job {
     Export(Arc<ExportSpec>, Capture),
+    /// `merge_profiles`: every rank's trace of the profile, once all of them are written.
+    Merge(Arc<ExportSpec>, Vec<PathBuf>),
 }
 
 /// Run the calling thread under SCHED_IDLE (the kernel's lowest class: it gets the CPU when
@@ -37,6 +39,7 @@ pub(crate) fn run(rx: Receiver<Job>, shared: Weak<Shared>) {
     while let Ok(job) = rx.recv() {
         let (id, result) = match job {
             Job::Export(spec, capture) => (spec.profile_id.clone(), export(&spec, &capture)),
+            Job::Merge(spec, files) => (spec.profile_id.clone(), merge(&spec, &files)),
         };
         let Some(sh) = shared.upgrade() else { return };
         match result {
@@ -119,6 +122,34 @@ fn export(spec: &ExportSpec, capture: &Capture) -> Result<Vec<String>, String> {
 }
 
 /// SGLang puts the stage after `-memory`: `{id}-TP-{tp}-memory[-STAGE]`.
+/// `merge_profiles` through loupe-trace's streaming merge: SGLang's `[TP01-DP00]` process
+/// labels, flow ids kept within their rank, ranks aligned on `baseTimeNanoseconds`; written
+/// under a temporary name and renamed. Unlike SGLang's merger it runs after every DP group's
+/// files are written, finds prefixed files, and a failure fails the stop request.
+fn merge(spec: &ExportSpec, files: &[PathBuf]) -> Result<Vec<String>, String> {
+    use loupe_trace::export::merge::{CategoryFilter, merge};
+    use loupe_trace::import::{Input, ReadOptions};
+    tracing::info!("Starting profile merge...");
+    tracing::info!("Found {} trace files to merge", files.len());
+    let inputs = files
+        .iter()
+        .map(|f| Input::open(f, None))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("Failed to merge profiles: {e}"))?;
+    let out = spec.output_dir.join(merged_file_name(spec));
+    let report = merge(
+        &inputs,
+        &out,
+        &ReadOptions::default(),
+        &CategoryFilter::default(),
+    )
+    .map_err(|e| format!("Failed to merge profiles: {e}"))?;
+    tracing::info!("Merged profile saved to: {}", out.display());
+    tracing::info!("Total events merged: {}", report.events_written);
+    tracing::info!("Profile merge completed: {}", out.display());
+    Ok(vec![out.display().to_string()])
+}
+
 fn memory_name(name: &str) -> String {
     for stage in ["-EXTEND", "-DECODE", "-prefill", "-decode"] {
         if let Some(head) = name.strip_suffix(&format!("{stage}-memory.json")) {

@@ -272,6 +272,73 @@ async fn by_stage_writes_one_file_per_stage() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_profiles_writes_one_trace_with_every_rank_labelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(|a| {
+        a.tp_size = 2;
+        a.dp_size = 2;
+    })
+    .await;
+    let busy = load(&s, 8, 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (code, text) = post(
+        &s,
+        "/start_profile",
+        json!({"output_dir": dir.path(), "num_steps": 3, "profile_id": "m1",
+               "profile_prefix": "exp", "merge_profiles": true}),
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    let st = wait_idle(&s).await;
+    assert!(st["errors"].as_array().is_none_or(|e| e.is_empty()), "{st}");
+    let merged = dir.path().join("exp-merged-m1.trace.json.gz");
+    assert!(
+        st["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str() == Some(merged.to_str().unwrap())),
+        "the merged file is reported with the others: {st}"
+    );
+    let per_rank: Vec<String> = names(dir.path())
+        .into_iter()
+        .filter(|n| n.contains("-TP-"))
+        .collect();
+    assert_eq!(per_rank.len(), 4, "{per_rank:?}");
+    // Every rank's events are in, each under its SGLang label, and no flow id is shared
+    // between ranks (correlation ids restart in every rank's file).
+    let (_, trace) = read_trace(&merged);
+    let mut expected_events = 0;
+    for name in &per_rank {
+        let (_, t) = read_trace(&dir.path().join(name));
+        expected_events += events(&t, |e| e["ph"] != "M").len();
+    }
+    let merged_events = events(&trace, |e| e["ph"] != "M");
+    assert_eq!(merged_events.len(), expected_events);
+    let mut labels: Vec<&str> = merged_events
+        .iter()
+        .map(|e| e["pid"].as_str().unwrap().split(' ').next().unwrap())
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    assert_eq!(
+        labels,
+        ["[TP00-DP00]", "[TP00-DP01]", "[TP01-DP00]", "[TP01-DP01]"]
+    );
+    let mut flow_ids: Vec<(u64, &str)> = events(&trace, |e| e["ph"] == "s")
+        .iter()
+        .map(|e| (e["id"].as_u64().unwrap(), e["pid"].as_str().unwrap()))
+        .collect();
+    let starts = flow_ids.len();
+    assert!(starts > 0);
+    flow_ids.sort_unstable();
+    flow_ids.dedup_by_key(|(id, _)| *id);
+    assert_eq!(flow_ids.len(), starts, "flow ids are unique across ranks");
+    busy.abort();
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_and_output_root() {
     let root = tempfile::tempdir().unwrap();
     let s = start(|a| a.profile_output_root = Some(root.path().to_path_buf())).await;
