@@ -75,6 +75,17 @@ fn prefill_and_decode_phases_produce_traces_and_bench_results() {
         summary.contains("phase prefill") && summary.contains("phase decode"),
         "{summary}"
     );
+    // Each phase's traces summarised by loupe trace: the timeline and the engine's ops.
+    assert_eq!(
+        summary.matches("where the time goes").count(),
+        2,
+        "{summary}"
+    );
+    assert_eq!(summary.matches("computation_time").count(), 2, "{summary}");
+    assert!(
+        summary.contains("qkv_proj") && summary.contains("lm_head"),
+        "{summary}"
+    );
     let log = std::fs::read_to_string(run_dir.join("run.log")).unwrap();
     assert!(
         log.contains("serve --model-path tiny") && log.contains("start_profile"),

@@ -1,4 +1,5 @@
-//! `summary.md` at the end of a run: the benchmark figures and the trace files of each phase.
+//! `summary.md` at the end of a run: the benchmark figures, the trace files of each phase and
+//! `loupe trace summary` of each phase's traces (with `loupe trace ranks` for several ranks).
 
 use std::fmt::Write;
 
@@ -49,6 +50,21 @@ pub fn write(plan: &Plan, report: &Report) -> std::io::Result<()> {
             }
         }
         let _ = writeln!(o);
+        for (phase, files) in &report.trace_files {
+            let traces = loupe_trace::cli::rank_traces(files);
+            if traces.is_empty() {
+                continue;
+            }
+            let _ = writeln!(o, "### {phase}: where the time goes\n");
+            match loupe_trace::cli::summary_text(&traces, 10) {
+                Ok(text) => {
+                    let _ = writeln!(o, "```\n{}```\n", text);
+                }
+                Err(e) => {
+                    let _ = writeln!(o, "No summary: {e}\n");
+                }
+            }
+        }
     }
     if !report.failures.is_empty() {
         let _ = writeln!(o, "## Failures\n");

@@ -370,3 +370,33 @@ fn emit<T: serde::Serialize>(
     let _ = out.write_all(text.as_bytes());
     Ok(())
 }
+
+/// The per-rank Kineto traces among a profile's files: SGLang's `.trace.json.gz` names, less a
+/// merged trace (its events are the per-rank files' again), memory snapshots and RPD files.
+pub fn rank_traces<P: AsRef<Path>>(files: &[P]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|f| f.as_ref())
+        .filter(|f| {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.ends_with(".trace.json.gz") && !name.contains("merged-")
+        })
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// `loupe trace summary FILES --top N` as text, for the reports that embed it (`loupe bench
+/// --profile`, `loupe run`'s summary.md); with several files, `loupe trace ranks` follows.
+pub fn summary_text(files: &[PathBuf], top: usize) -> Result<String> {
+    let summaries = InputArgs::default().summaries(files)?;
+    let args = ReportArgs {
+        format: ReportFormat::Table,
+        top,
+        table: None,
+    };
+    let mut tables = render::summary(&summaries, &args);
+    if summaries.len() > 1 {
+        tables.extend(render::ranks(&ranks::compare(&summaries, top.clamp(1, 50))));
+    }
+    Ok(crate::report::render(&tables, ReportFormat::Table, None))
+}

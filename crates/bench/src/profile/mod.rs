@@ -200,11 +200,19 @@ pub async fn wait_files_stable(
     }
 }
 
-/// Where a trace summary plugs in. Summaries come from crates/trace (`loupe trace summary`),
-/// which is built on its own branch; until it is merged, reports list the trace files only.
-/// The integrator replaces this body with a call into loupe-trace.
-pub fn summarize_traces(_files: &[PathBuf]) -> Option<String> {
-    None
+/// `loupe trace summary` of the run's Kineto traces (with `loupe trace ranks` when there are
+/// several), for the report. A merged trace is left out (its events are the per-rank files'
+/// again), as are memory snapshots and RPD files. A trace that cannot be read is said in the
+/// summary's place: the benchmark's own results stand.
+pub fn summarize_traces(files: &[PathBuf]) -> Option<String> {
+    let traces = loupe_trace::cli::rank_traces(files);
+    if traces.is_empty() {
+        return None;
+    }
+    Some(match loupe_trace::cli::summary_text(&traces, 10) {
+        Ok(text) => text,
+        Err(e) => format!("(no trace summary: {e})\n"),
+    })
 }
 
 #[cfg(test)]
