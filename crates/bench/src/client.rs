@@ -184,11 +184,12 @@ impl Target {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    let tokens = rec.gaps.len() + usize::from(rec.ttft > 0.0);
+                    let chunks = rec.gaps.len() + usize::from(rec.ttft > 0.0);
                     return fail(
                         rec,
                         format!(
-                            "stream broke after {tokens} content chunks: {}",
+                            "stream broke after {chunks} content chunk{}: {}",
+                            if chunks == 1 { "" } else { "s" },
                             describe(&e)
                         ),
                     );

@@ -65,7 +65,8 @@ pub async fn get_json(client: &reqwest::Client, url: &str, headers: &HeaderMap) 
         .map_err(|e| BenchError::http(url, format!("the body is not JSON: {e}")))
 }
 
-/// Poll `/v1/models` until it answers (bench_serving's readiness check).
+/// Poll `/v1/models` until it answers (bench_serving's readiness check). A refused key ends
+/// the wait at once: waiting longer cannot fix it.
 pub async fn wait_ready(
     client: &reqwest::Client,
     base: &str,
@@ -75,16 +76,38 @@ pub async fn wait_ready(
     let deadline = Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
     let url = format!("{base}/v1/models");
     loop {
-        match get_json(client, &url, headers).await {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() >= deadline => {
+        let last = match client
+            .get(&url)
+            .headers(headers.clone())
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+        {
+            Ok(resp) if resp.status().is_success() => {
+                return resp
+                    .json()
+                    .await
+                    .map_err(|e| BenchError::http(&url, format!("the body is not JSON: {e}")));
+            }
+            Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) => {
                 return Err(BenchError::http(
                     url,
-                    format!("the server was not ready within {timeout} s ({e})"),
+                    format!(
+                        "HTTP {}: the server wants an API key (--api-key or $OPENAI_API_KEY)",
+                        resp.status()
+                    ),
                 ));
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(resp) => format!("HTTP {}", resp.status()),
+            Err(e) => describe(&e),
+        };
+        if Instant::now() >= deadline {
+            return Err(BenchError::http(
+                url,
+                format!("the server was not ready within {timeout} s ({last})"),
+            ));
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

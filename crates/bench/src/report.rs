@@ -254,6 +254,17 @@ fn loupe_section(r: &RunReport<'_>) -> String {
     o
 }
 
+/// A rate as JSON. bench_serving writes Python's `Infinity`, which strict JSON readers
+/// reject (and serde_json would write null); loupe writes "inf", which Python's float() reads
+/// the same.
+fn rate_json(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        json!("inf")
+    }
+}
+
 fn dist_keys(m: &mut Map<String, Value>, name: &str, d: &Dist) {
     m.insert(format!("mean_{name}_ms"), json!(d.mean));
     m.insert(format!("median_{name}_ms"), json!(d.median));
@@ -270,16 +281,7 @@ pub fn record(r: &RunReport<'_>, details: bool) -> Value {
     put("tag", json!(info.tag));
     put("backend", json!(info.backend));
     put("dataset_name", json!(info.dataset_name));
-    // bench_serving writes Python's `Infinity`, which strict JSON readers reject; loupe
-    // writes "inf", which Python's float() reads the same.
-    put(
-        "request_rate",
-        if info.request_rate.is_finite() {
-            json!(info.request_rate)
-        } else {
-            json!("inf")
-        },
-    );
+    put("request_rate", rate_json(info.request_rate));
     put("max_concurrency", json!(info.max_concurrency));
     put("sharegpt_output_len", json!(info.sharegpt_output_len));
     put("random_input_len", json!(info.random_input_len));
@@ -336,7 +338,7 @@ pub fn record(r: &RunReport<'_>, details: bool) -> Value {
     // loupe's keys.
     put("failed", json!(s.failed));
     put("max_itl_ms", json!(s.itl.max));
-    put("burstiness", json!(info.burstiness));
+    put("burstiness", rate_json(info.burstiness));
     put("request_rate_label", json!(info.rate_label));
     put("traffic_scenario", json!(info.traffic_scenario));
     dist_keys(&mut m, "itl_token", &b.itl_token);

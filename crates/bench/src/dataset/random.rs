@@ -90,7 +90,7 @@ pub fn random_from_sharegpt(
         }
     }
     let path = sharegpt::sharegpt_path(cfg.path)?;
-    let mut convs = sharegpt::load_conversations(&path, false)?;
+    let mut convs = sharegpt::load_conversations(&path, false, notes)?;
     convs.shuffle(&mut rng);
     let mut out = Vec::with_capacity(cfg.num);
     for (prompt, _) in convs {

