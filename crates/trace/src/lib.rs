@@ -10,6 +10,7 @@
 //! and reports. It has no async code; the `loupe trace` command line lives in [`cli`].
 
 pub mod analyze;
+pub mod buffers;
 pub mod cli;
 pub mod error;
 pub mod export;

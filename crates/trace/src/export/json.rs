@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::buffers::BufferPool;
 use crate::error::Result;
 use crate::export::output::AtomicOutput;
 use crate::import::source::Container;
@@ -54,6 +55,11 @@ impl JsonTraceWriter {
         self.events
     }
 
+    /// Buffers to serialise events into for [`JsonTraceWriter::write_serialized`].
+    pub fn buffers(&self) -> &BufferPool {
+        self.out.buffers()
+    }
+
     pub fn write(&mut self, ev: &Event<'_>, rw: &Rewrite<'_>) -> Result<()> {
         let buf = &mut self.out.buf;
         buf.extend_from_slice(if self.first { b"\n" } else { b",\n" });
@@ -66,6 +72,7 @@ impl JsonTraceWriter {
     /// Appends events already serialised by [`write_event`], each preceded by `,\n`.
     pub fn write_serialized(&mut self, mut bytes: Vec<u8>, events: u64) -> Result<()> {
         if events == 0 {
+            self.out.buffers().give(bytes);
             return Ok(());
         }
         if self.first {
@@ -213,6 +220,15 @@ pub fn write_str(buf: &mut Vec<u8>, s: &str) {
 
 fn escape_into(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    // Almost every name needs no escaping: check without branching per byte (this folds into
+    // vector compares), then copy it whole.
+    let plain = !bytes.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        buf.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::buffers::BufferPool;
 use crate::error::Result;
 use crate::export::json::{JsonTraceWriter, Rewrite, write_event, write_str};
 use crate::import::parallel::{BlockWorker, read_parallel, workers};
@@ -113,7 +114,8 @@ pub fn merge(
                 rewrite: rw,
                 filter,
                 procs: Processes::default(),
-                buf: Vec::new(),
+                buf: w.buffers().take(),
+                buffers: w.buffers().clone(),
                 events: 0,
             })
             .collect();
@@ -176,6 +178,7 @@ struct RankRewriter<'a> {
     filter: &'a CategoryFilter,
     procs: Processes,
     buf: Vec<u8>,
+    buffers: BufferPool,
     events: u64,
 }
 
@@ -201,7 +204,7 @@ impl BlockWorker for RankRewriter<'_> {
 
     fn finish_block(&mut self) -> Result<(Vec<u8>, u64)> {
         let n = std::mem::take(&mut self.events);
-        Ok((std::mem::take(&mut self.buf), n))
+        Ok((std::mem::replace(&mut self.buf, self.buffers.take()), n))
     }
 }
 

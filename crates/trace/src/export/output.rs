@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use crate::buffers::BufferPool;
 use std::thread::JoinHandle;
 
 use flate2::Compression;
@@ -23,7 +25,7 @@ pub struct AtomicOutput {
     path: PathBuf,
     temp: Option<TempPath>,
     tx: Option<SyncSender<Vec<u8>>>,
-    spare: Receiver<Vec<u8>>,
+    buffers: BufferPool,
     thread: Option<JoinHandle<io::Result<()>>>,
     /// Bytes not yet handed to the writer thread; callers append to it directly.
     pub buf: Vec<u8>,
@@ -48,7 +50,8 @@ impl AtomicOutput {
         let (file, temp) = temp.into_parts();
         let gzip = name.ends_with(".gz");
         let (tx, rx) = sync_channel::<Vec<u8>>(4);
-        let (give_back, spare) = sync_channel::<Vec<u8>>(6);
+        let buffers = BufferPool::new(FLUSH_AT + (FLUSH_AT >> 2));
+        let give_back = buffers.clone();
         let thread = std::thread::Builder::new()
             .name("trace-write".into())
             .spawn(move || write_chunks(file, gzip, rx, give_back))
@@ -57,14 +60,20 @@ impl AtomicOutput {
             path: path.to_path_buf(),
             temp: Some(temp),
             tx: Some(tx),
-            spare,
+            buf: buffers.take(),
+            buffers,
             thread: Some(thread),
-            buf: Vec::with_capacity(FLUSH_AT + (FLUSH_AT >> 2)),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the writer thread returns written buffers: fill one of these for
+    /// [`AtomicOutput::push_block`] rather than a new allocation.
+    pub fn buffers(&self) -> &BufferPool {
+        &self.buffers
     }
 
     /// Hands the buffer to the writer thread once it is large enough.
@@ -85,11 +94,7 @@ impl AtomicOutput {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let next = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(FLUSH_AT + (FLUSH_AT >> 2)));
-        let full = std::mem::replace(&mut self.buf, next);
+        let full = std::mem::replace(&mut self.buf, self.buffers.take());
         self.send(full)
     }
 
@@ -155,7 +160,7 @@ fn write_chunks(
     file: File,
     gzip: bool,
     rx: Receiver<Vec<u8>>,
-    give_back: SyncSender<Vec<u8>>,
+    give_back: BufferPool,
 ) -> io::Result<()> {
     let inner = BufWriter::with_capacity(1 << 18, file);
     // Level 1: a merged multi-GB trace must not wait on the compressor; the ratio is close.
@@ -164,13 +169,12 @@ fn write_chunks(
     } else {
         Sink::Plain(inner)
     };
-    for mut chunk in rx {
+    for chunk in rx {
         match &mut sink {
             Sink::Plain(w) => w.write_all(&chunk)?,
             Sink::Gzip(w) => w.write_all(&chunk)?,
         }
-        chunk.clear();
-        let _ = give_back.try_send(chunk);
+        give_back.give(chunk);
     }
     let mut inner = match sink {
         Sink::Plain(w) => w,

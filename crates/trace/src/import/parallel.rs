@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use super::kineto::{self, block::BlockContext, block::parse_block};
+use super::kineto::{self, block::BLOCK_TARGET, block::BlockContext, block::parse_block};
 use super::source::Container;
 use super::{Input, ReadOptions};
+use crate::buffers::BufferPool;
 use crate::error::{Result, TraceError};
 use crate::model::{Event, EventSink, TraceInfo};
 
@@ -47,6 +48,7 @@ pub fn read_parallel<W: BlockWorker>(
         compressed: input.container == Container::GzipJson,
         lenient: opts.lenient,
     };
+    let pool = BufferPool::new(2 * BLOCK_TARGET);
     std::thread::scope(|scope| {
         let (block_tx, block_rx) = sync_channel(workers.len() * 2);
         let block_rx = Arc::new(Mutex::new(block_rx));
@@ -54,11 +56,13 @@ pub fn read_parallel<W: BlockWorker>(
         for w in workers.iter_mut() {
             let rx = Arc::clone(&block_rx);
             let tx = result_tx.clone();
+            let pool = pool.clone();
             scope.spawn(move || {
                 loop {
                     let next = rx.lock().map(|r| r.recv());
                     let Ok(Ok((index, block))) = next else { return };
                     let out = parse_block(&block, &cx, w).and_then(|n| Ok((n, w.finish_block()?)));
+                    pool.give(block.bytes);
                     if tx.send((index, out)).is_err() {
                         return;
                     }
@@ -69,31 +73,33 @@ pub fn read_parallel<W: BlockWorker>(
 
         let mut order = InOrder::default();
         let mut sent = 0u64;
-        let read = kineto::read_blocks(&input.path, input.container, opts, &mut |block| {
+        let read = kineto::read_blocks(&input.path, input.container, opts, &pool, &mut |block| {
             block_tx
                 .send((sent, block))
                 .map_err(|_| TraceError::Usage("a parsing thread stopped".into()))?;
             sent += 1;
             while let Ok((i, r)) = result_rx.try_recv() {
-                order.put(i, r?);
+                order.put(i, r);
             }
             order.deliver(deliver)
         });
         drop(block_tx);
-        let mut info = read?;
         for (i, r) in result_rx {
-            order.put(i, r?);
+            order.put(i, r);
         }
+        // Every block sent lies before where the splitter stopped: their errors come first.
         order.deliver(deliver)?;
+        let mut info = read?;
         info.events = order.events;
         Ok(info)
     })
 }
 
-/// Outputs waiting for the ones before them.
+/// Outputs waiting for the ones before them. An error waits too, so the one reported is the
+/// first in the file, whichever thread finished first.
 struct InOrder<T> {
     next: u64,
-    waiting: BTreeMap<u64, (u64, T)>,
+    waiting: BTreeMap<u64, Result<(u64, T)>>,
     events: u64,
 }
 
@@ -108,12 +114,13 @@ impl<T> Default for InOrder<T> {
 }
 
 impl<T> InOrder<T> {
-    fn put(&mut self, index: u64, out: (u64, T)) {
+    fn put(&mut self, index: u64, out: Result<(u64, T)>) {
         self.waiting.insert(index, out);
     }
 
     fn deliver(&mut self, deliver: &mut dyn FnMut(T) -> Result<()>) -> Result<()> {
-        while let Some((n, out)) = self.waiting.remove(&self.next) {
+        while let Some(out) = self.waiting.remove(&self.next) {
+            let (n, out) = out?;
             self.events += n;
             self.next += 1;
             deliver(out)?;

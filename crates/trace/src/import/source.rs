@@ -118,9 +118,9 @@ impl ChunkStream {
         }
     }
 
-    /// Hands a consumed chunk back so the reader thread can reuse its allocation.
-    pub fn recycle(&self, mut chunk: Vec<u8>) {
-        chunk.clear();
+    /// Hands a consumed chunk back so the reader thread can reuse its allocation (and its
+    /// length: the reader overwrites it, so it need not be zeroed again).
+    pub fn recycle(&self, chunk: Vec<u8>) {
         let _ = self.recycle.try_send(chunk);
     }
 }

@@ -1,5 +1,6 @@
-//! A block: whole elements of `traceEvents` cut from the stream (the splitter has checked their
-//! structure and separators), parsed on whichever thread gets it.
+//! A block: whole elements of `traceEvents` cut from the stream at element ends (found by
+//! [`Structure`](super::structure::Structure)), parsed on whichever thread gets it. The parser
+//! checks everything, separators included.
 
 use std::path::Path;
 
@@ -15,8 +16,10 @@ pub const BLOCK_TARGET: usize = 1 << 20;
 pub struct Block {
     /// Stream offset of `bytes[0]` (in the decompressed JSON).
     pub offset: u64,
-    /// Elements separated by commas and whitespace.
+    /// Elements separated by commas. The first block starts just after the array's `[`; the
+    /// others just after the `}` that ended the previous block, so with a comma.
     pub bytes: Vec<u8>,
+    pub first: bool,
 }
 
 /// Where a block came from, for error messages, and how to parse it.
@@ -41,15 +44,39 @@ impl BlockContext<'_> {
 /// Parses every event of `block` into `sink`, in order; returns how many.
 pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSink) -> Result<u64> {
     let bytes = block.bytes.as_slice();
+    let skip_ws = |mut p: usize| {
+        while p < bytes.len() && matches!(bytes[p], b' ' | b'\n' | b'\r' | b'\t') {
+            p += 1;
+        }
+        p
+    };
+    let at = |p: usize| block.offset + p as u64;
     let mut pos = 0;
     let mut n = 0;
+    let mut need_comma = !block.first;
     loop {
-        while pos < bytes.len() && matches!(bytes[pos], b' ' | b'\n' | b'\r' | b'\t' | b',') {
-            pos += 1;
-        }
+        pos = skip_ws(pos);
         if pos >= bytes.len() {
             return Ok(n);
         }
+        if need_comma {
+            if bytes[pos] != b',' {
+                return Err(cx.error(at(pos), "expected `,` or `]` after an event".into()));
+            }
+            let comma = pos;
+            pos = skip_ws(pos + 1);
+            // Blocks end after an element, except the last, which ends before the `]`.
+            if pos >= bytes.len() {
+                if cx.lenient {
+                    return Ok(n);
+                }
+                return Err(cx.error(
+                    at(comma),
+                    "trailing comma before `]` (--lenient accepts it)".into(),
+                ));
+            }
+        }
+        need_comma = true;
         let slice = &bytes[pos..];
         let mut it = serde_json::Deserializer::from_slice(slice).into_iter::<RawEvent>();
         let failure = match it.next() {
@@ -76,9 +103,9 @@ pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSin
             }
             None => return Ok(n),
         };
-        let (at, message, control) = failure;
+        let (off, message, control) = failure;
         if control && cx.lenient {
-            pos += sanitized(slice, cx, block.offset + pos as u64, sink)?;
+            pos += sanitized(slice, cx, at(pos), sink)?;
             n += 1;
             continue;
         }
@@ -87,7 +114,7 @@ pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSin
         } else {
             ""
         };
-        return Err(cx.error(block.offset + (pos + at) as u64, format!("{message}{hint}")));
+        return Err(cx.error(at(pos + off), format!("{message}{hint}")));
     }
 }
 

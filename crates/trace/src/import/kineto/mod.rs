@@ -1,12 +1,13 @@
 //! Kineto / Chrome-trace JSON as a stream: the top-level object is walked key by key (any
 //! order: `baseTimeNanoseconds` and metadata may follow `traceEvents`); the event array is cut
-//! into blocks of whole elements (a structural scan: depth, strings, separators), and each
-//! block is parsed with serde_json, borrowing from the block. Blocks are parsed in order on
-//! this thread ([`read`]) or handed to worker threads ([`read_blocks`]). Memory stays at a
+//! into blocks of whole elements (a 64-bytes-at-a-time structural scan, `structure.rs`), and
+//! each block is parsed with serde_json, borrowing from the block. Blocks are parsed in order
+//! on this thread ([`read`]) or handed to worker threads ([`read_blocks`]). Memory stays at a
 //! few chunks and blocks whatever the size.
 
 pub mod block;
 mod event;
+mod structure;
 mod window;
 
 use std::borrow::Cow;
@@ -19,12 +20,17 @@ use crate::import::ReadOptions;
 use crate::import::source::{ChunkStream, Container};
 use crate::model::{DistributedInfo, EventSink, Format, TraceInfo};
 
+use crate::buffers::BufferPool;
 use block::{BLOCK_TARGET, Block, BlockContext, parse_block};
+use structure::Structure;
 pub use window::ValueScanner;
 use window::Window;
 
 /// Top-level values (other than the events) larger than this are skipped, not kept.
 const KEEP_LIMIT: usize = 1 << 20;
+/// One event longer than this is refused rather than held: in practice it means a string or
+/// bracket that never closes, which would otherwise pull the rest of the file into memory.
+const MAX_EVENT: usize = 64 << 20;
 
 /// How far to read.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,38 +49,45 @@ pub fn read(
     opts: &ReadOptions,
     sink: &mut dyn EventSink,
 ) -> Result<TraceInfo> {
-    let mut reader = Reader::open(path, container, opts)?;
+    let mut reader = Reader::open(path, container, opts, BufferPool::new(2 * BLOCK_TARGET))?;
     let cx = BlockContext {
         path,
         compressed: container == Container::GzipJson,
         lenient: opts.lenient,
     };
     let mut events = 0;
+    let pool = reader.pool.clone();
     reader.run(Mode::Events, &mut |b: Block| {
         events += parse_block(&b, &cx, sink)?;
+        pool.give(b.bytes);
         Ok(())
     })?;
     reader.info.events = events;
     Ok(reader.info)
 }
 
-/// The event array as blocks, in file order, for parsing elsewhere ([`parse_block`]). The
-/// returned info does not count events.
+/// The event array as blocks, in file order, for parsing elsewhere ([`parse_block`]; give the
+/// parsed blocks' bytes back to `pool`). The returned info does not count events.
 pub fn read_blocks(
     path: &Path,
     container: Container,
     opts: &ReadOptions,
+    pool: &BufferPool,
     out: &mut dyn FnMut(Block) -> Result<()>,
 ) -> Result<TraceInfo> {
-    let mut reader = Reader::open(path, container, opts)?;
+    let mut reader = Reader::open(path, container, opts, pool.clone())?;
     reader.run(Mode::Events, out)?;
     Ok(reader.info)
 }
 
 /// The top-level members only (time base, `distributedInfo`, `deviceProperties`, ...).
 pub fn probe(path: &Path, container: Container, opts: &ReadOptions) -> Result<TraceInfo> {
-    let mut reader = Reader::open(path, container, opts)?;
-    reader.run(Mode::Header, &mut |_: Block| Ok(()))?;
+    let mut reader = Reader::open(path, container, opts, BufferPool::new(2 * BLOCK_TARGET))?;
+    let pool = reader.pool.clone();
+    reader.run(Mode::Header, &mut |b: Block| {
+        pool.give(b.bytes);
+        Ok(())
+    })?;
     Ok(reader.info)
 }
 
@@ -82,13 +95,20 @@ struct Reader {
     win: Window,
     lenient: bool,
     info: TraceInfo,
+    pool: BufferPool,
 }
 
 impl Reader {
-    fn open(path: &Path, container: Container, opts: &ReadOptions) -> Result<Reader> {
+    fn open(
+        path: &Path,
+        container: Container,
+        opts: &ReadOptions,
+        pool: BufferPool,
+    ) -> Result<Reader> {
         Ok(Reader {
             win: Window::new(ChunkStream::open(path, container)?),
             lenient: opts.lenient,
+            pool,
             info: TraceInfo {
                 format: Format::ChromeJson,
                 ..TraceInfo::default()
@@ -157,21 +177,19 @@ impl Reader {
             let key = self.key()?;
             match key.as_str() {
                 "traceEvents" => {
-                    if mode == Mode::Header {
-                        if self.info.base_ns.is_some() {
-                            return Ok(true);
-                        }
-                        self.win.take_value(0)?;
-                    } else {
-                        if self.win.peek()? != Some(b'[') {
-                            return Err(self
-                                .win
-                                .error(self.win.pos, "`traceEvents` is not an array"));
-                        }
-                        self.events(out)?;
-                        if self.info.truncated {
-                            return Ok(false);
-                        }
+                    if mode == Mode::Header && self.info.base_ns.is_some() {
+                        return Ok(true);
+                    }
+                    if self.win.peek()? != Some(b'[') {
+                        return Err(self
+                            .win
+                            .error(self.win.pos, "`traceEvents` is not an array"));
+                    }
+                    // A header probe cuts the array too (the cheapest way past it) and
+                    // discards the blocks.
+                    self.events(out)?;
+                    if self.info.truncated {
+                        return Ok(false);
                     }
                 }
                 _ => {
@@ -243,84 +261,126 @@ impl Reader {
             self.info.truncated = true;
             return Ok(T::default());
         }
-        Err(self.win.error(
-            self.win.pos,
-            format!("{what}: the data ends early (a crashed or interrupted writer?); --lenient keeps the events before it"),
-        ))
+        Err(self.ends_early(self.win.offset(), what))
     }
 
-    /// Cuts the event array at the current position (`[`) into blocks of whole elements.
-    /// Structure and separators are checked here; the elements' contents by the parser.
+    /// Cuts the event array at the current position (`[`) into blocks of whole elements,
+    /// each ending just after an element's closing bracket, and leaves the window after the
+    /// array's `]`. Bytes are copied once, from the decompressed chunks into the blocks.
     fn events(&mut self, out: &mut dyn FnMut(Block) -> Result<()>) -> Result<()> {
         self.win.bump();
-        // The block being cut spans `rel` bytes from the window's position; `done` of them
-        // end with a complete element (what a truncation keeps).
-        let mut rel = 0;
-        let mut done = 0;
-        let mut need_separator = false;
+        let mut structure = Structure::default();
+        let mut block = self.pool.take();
+        let mut offset = self.win.take_rest(&mut block);
+        let mut first = true;
+        // `block[..scanned]` has been scanned; `block[..end]` ends with a whole element.
+        let mut scanned = 0;
+        let mut end = 0;
+        let mut eof = false;
         loop {
-            while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.win.byte_at(rel)? {
-                rel += 1;
+            let scan = structure.scan(&block[scanned..], eof);
+            if let Some(e) = scan.last_end {
+                end = scanned + e;
             }
-            match self.win.byte_at(rel)? {
-                None => {
-                    self.cut(done, out)?;
-                    return self.truncated("the event array is not closed");
+            if let Some(x) = scan.exit {
+                let exit = scanned + x;
+                if block[exit] != b']' {
+                    return Err(
+                        self.error_at(offset + exit as u64, "expected `,` or `]` after an event")
+                    );
                 }
-                Some(b']') => {
-                    self.cut(rel, out)?;
-                    self.win.bump();
+                // The array's `]` and what follows go back to the window.
+                self.win.put_back(&block[exit..]);
+                self.win.bump();
+                block.truncate(exit);
+                return self.emit(block, offset, first, out);
+            }
+            scanned += scan.consumed;
+            if end >= BLOCK_TARGET {
+                let mut next = self.pool.take();
+                next.extend_from_slice(&block[end..]);
+                block.truncate(end);
+                self.emit(block, offset, first, out)?;
+                first = false;
+                block = next;
+                offset += end as u64;
+                scanned -= end;
+                end = 0;
+            }
+            if eof {
+                let rest = &block[end..];
+                let separators = rest
+                    .iter()
+                    .take_while(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | b','))
+                    .count();
+                let only_separators = separators == rest.len();
+                // Where the cut-off event starts.
+                let at = offset + (end + separators) as u64;
+                block.truncate(end);
+                // The whole events go first: an error inside them is the earlier one.
+                self.emit(block, offset, first, out)?;
+                if self.lenient {
+                    self.info.truncated = true;
                     return Ok(());
                 }
-                Some(b',') if need_separator => {
-                    rel += 1;
-                    need_separator = false;
-                    while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.win.byte_at(rel)? {
-                        rel += 1;
-                    }
-                    if self.win.byte_at(rel)? == Some(b']') && !self.lenient {
-                        return Err(self.win.error(
-                            self.win.pos + rel,
-                            "trailing comma before `]` (--lenient accepts it)",
-                        ));
-                    }
-                }
-                Some(_) if need_separator => {
-                    return Err(self
-                        .win
-                        .error(self.win.pos + rel, "expected `,` or `]` after an event"));
-                }
-                Some(_) => match self.win.value_len_at(rel)? {
-                    Some(len) => {
-                        rel += len;
-                        done = rel;
-                        need_separator = true;
-                        if rel >= BLOCK_TARGET {
-                            self.cut(rel, out)?;
-                            rel = 0;
-                            done = 0;
-                        }
-                    }
-                    None => {
-                        self.cut(done, out)?;
-                        return self.truncated("the last event is cut off");
-                    }
-                },
+                return Err(self.ends_early(
+                    at,
+                    if only_separators {
+                        "the event array is not closed"
+                    } else {
+                        "the last event is cut off"
+                    },
+                ));
             }
+            if block.len() - end > MAX_EVENT {
+                return Err(self.error_at(
+                    offset + end as u64,
+                    format!(
+                        "an event longer than {} MiB starts here (or a string or bracket \
+                         before it is never closed)",
+                        MAX_EVENT >> 20
+                    ),
+                ));
+            }
+            eof = !self.win.append_next(&mut block)?;
         }
     }
 
-    /// Hands over the first `len` bytes at the window's position as a block.
-    fn cut(&mut self, len: usize, out: &mut dyn FnMut(Block) -> Result<()>) -> Result<()> {
-        if len == 0 {
+    fn emit(
+        &mut self,
+        bytes: Vec<u8>,
+        offset: u64,
+        first: bool,
+        out: &mut dyn FnMut(Block) -> Result<()>,
+    ) -> Result<()> {
+        if bytes
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+        {
+            self.pool.give(bytes);
             return Ok(());
         }
-        let block = Block {
-            offset: self.win.offset(),
-            bytes: self.win.buf[self.win.pos..self.win.pos + len].to_vec(),
-        };
-        self.win.pos += len;
-        out(block)
+        out(Block {
+            offset,
+            bytes,
+            first,
+        })
+    }
+
+    fn error_at(&self, offset: u64, message: impl Into<String>) -> TraceError {
+        TraceError::Json {
+            path: self.path().to_path_buf(),
+            offset,
+            compressed: self.win.stream().compressed(),
+            message: message.into(),
+        }
+    }
+
+    fn ends_early(&self, offset: u64, what: &str) -> TraceError {
+        self.error_at(
+            offset,
+            format!("{what}: the data ends early (a crashed or interrupted writer?); --lenient keeps the events before it"),
+        )
     }
 }
 

@@ -134,35 +134,46 @@ impl Window {
         }
     }
 
-    /// The byte `rel` bytes after `pos` (not consumed), reading more as needed; `None` at
-    /// the end of the stream.
-    pub fn byte_at(&mut self, rel: usize) -> Result<Option<u8>> {
-        while self.pos + rel >= self.buf.len() {
-            if !self.fill()? {
-                return Ok(None);
-            }
-        }
-        Ok(Some(self.buf[self.pos + rel]))
+    /// Takes the unconsumed bytes (appended to `into`) and returns their stream offset; the
+    /// window is then empty.
+    pub fn take_rest(&mut self, into: &mut Vec<u8>) -> u64 {
+        let at = self.offset();
+        into.extend_from_slice(&self.buf[self.pos..]);
+        self.origin += self.buf.len() as u64;
+        self.buf.clear();
+        self.pos = 0;
+        at
     }
 
-    /// The length of the JSON value starting `rel` bytes after `pos`, reading more as needed
-    /// and consuming nothing; `None` when the stream ends inside it.
-    pub fn value_len_at(&mut self, rel: usize) -> Result<Option<usize>> {
-        let mut scan = ValueScanner::default();
-        let mut scanned = 0;
-        loop {
-            let from = self.pos + rel + scanned;
-            let found = scan
-                .feed(&self.buf[from..])
-                .map_err(|m| self.error(from, m))?;
-            if let Some(n) = found {
-                return Ok(Some(scanned + n));
+    /// Appends the next chunk of the stream to `into` instead of the window; `false` at the
+    /// end. Only while the window is empty (after [`Window::take_rest`]).
+    pub fn append_next(&mut self, into: &mut Vec<u8>) -> Result<bool> {
+        debug_assert!(self.pos == self.buf.len());
+        if self.eof {
+            return Ok(false);
+        }
+        match self.src.next_chunk()? {
+            Some(chunk) => {
+                self.origin += chunk.len() as u64;
+                into.extend_from_slice(&chunk);
+                self.src.recycle(chunk);
+                Ok(true)
             }
-            scanned = self.buf.len() - self.pos - rel;
-            if !self.fill()? {
-                return Ok(None);
+            None => {
+                self.eof = true;
+                Ok(false)
             }
         }
+    }
+
+    /// Gives back bytes taken with [`Window::take_rest`]/[`Window::append_next`]: `bytes`
+    /// are the stream's bytes up to the current end, so the window continues after them.
+    pub fn put_back(&mut self, bytes: &[u8]) {
+        debug_assert!(self.pos == self.buf.len());
+        self.buf.clear();
+        self.buf.extend_from_slice(bytes);
+        self.origin -= bytes.len() as u64;
+        self.pos = 0;
     }
 }
 
