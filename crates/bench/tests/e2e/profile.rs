@@ -67,6 +67,12 @@ async fn profiled_runs_list_their_traces() {
     assert!(f[0].ends_with("-TP-0.trace.json.gz"), "{f:?}");
     let id = r["profile_traces"]["profile_id"].as_str().unwrap();
     assert!(f[0].contains(id), "files carry the run's profile id");
+    // The traces are on this machine: the report summarises them with loupe trace.
+    let summary = r["profile_traces"]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("computation_time") && summary.contains("qkv_proj"),
+        "{summary}"
+    );
 
     // No window: bench_serving's order, start before the run and stop after it.
     let r = profiled(&url, &s, &["--profile-activities", "CPU", "MEM"]).await;
