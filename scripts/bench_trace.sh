@@ -8,7 +8,7 @@
 #
 # Inputs are synthetic SGLang-style traces (scripts/gen_trace.py: python_function frames,
 # cpu_op, cudaLaunchKernel with ac2g flows, kernels, NCCL all-reduce, step spans), gzipped at
-# level 6, written to $BENCH_DIR (default target/bench-trace; about 0.4 GB of inputs, plus a
+# level 6, written to $BENCH_DIR (default target/bench-trace; about 0.3 GB of inputs, plus a
 # merged output of up to 4 GB while it runs). Python runs use $PYTHON (default
 # .venv-peers/bin/python): json.load of every file, and SGLang's own ProfileMerger from the
 # installed sglang package (scripts/bench_sglang_merge.py). Python needs about 6x the JSON size
