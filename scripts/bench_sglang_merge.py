@@ -1,56 +1,46 @@
 #!/usr/bin/env python3
-"""The merge approach of SGLang's ProfileMerger (srt/utils/profile_merger.py), re-implemented
-from its description (spec/sglang-profiling.md §9) as the baseline for `loupe trace merge`:
-load every rank's whole document, relabel every pid as "[TPxx] pid", concatenate the events
-and deviceProperties, keep the first file's other keys, json.dumps, gzip, then re-open and
-re-parse the result to count its events.
+"""SGLang's own trace merger, run the way SGLang runs it, as the baseline for `loupe trace merge`:
+`ProfileMerger(output_dir, profile_id).merge_chrome_traces()`, then `get_merge_summary()`
+(sglang/srt/managers/scheduler_components/profiler_manager.py calls both after a profile:
+json.load of every rank's whole file, pids relabelled "[TPxx] pid", events concatenated,
+json.dumps, gzip, then the merged file parsed again to count its events).
 
-    bench_sglang_merge.py OUT.json.gz RANK_FILES...
+The class is SGLang's code, from the installed sglang package (scripts/install-python-peers.sh).
+Its module is loaded from its file, so sglang's package imports (torch and the rest) are not
+part of the time; it needs only the standard library.
+
+    bench_sglang_merge.py DIR PROFILE_ID
+        merges DIR/PROFILE_ID*.trace.json.gz (files with "TP-" in the name, SGLang's rule)
+        into DIR/merged-PROFILE_ID.trace.json.gz
 """
-import gzip
-import json
-import re
+import importlib.util
+import os
 import sys
 import time
 
 
-def label(path):
-    parts = []
-    for dim in ("TP", "DP", "PP", "EP"):
-        m = re.search(dim + r"-(\d+)", path)
-        if m:
-            parts.append("%s%02d" % (dim, int(m.group(1))))
-    return "[%s]" % ("-".join(parts) or "Unknown")
+def load_profile_merger():
+    spec = importlib.util.find_spec("sglang")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("sglang is not installed in this Python (scripts/install-python-peers.sh installs it)")
+    path = os.path.join(spec.submodule_search_locations[0], "srt", "utils", "profile_merger.py")
+    module_spec = importlib.util.spec_from_file_location("sglang_profile_merger", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.ProfileMerger
 
 
 def main():
-    out, files = sys.argv[1], sys.argv[2:]
+    out_dir, profile_id = sys.argv[1], sys.argv[2]
+    profile_merger = load_profile_merger()
     t0 = time.time()
-    merged = None
-    events = []
-    devices = []
-    for path in files:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rb") as f:
-            doc = json.load(f)
-        lab = label(path)
-        for ev in doc.get("traceEvents", []):
-            if ev.get("name") == "process_sort_index" and isinstance(ev.get("pid"), int) and ev["pid"] < 1000:
-                ev.setdefault("args", {})["sort_index"] = ev["pid"]
-            ev["pid"] = "%s %s" % (lab, ev.get("pid"))
-            events.append(ev)
-        devices.extend(doc.get("deviceProperties", []))
-        if merged is None:
-            merged = {k: v for k, v in doc.items() if k not in ("traceEvents", "deviceProperties")}
-        del doc
-    merged["traceEvents"] = events
-    merged["deviceProperties"] = devices
-    with gzip.open(out, "wb") as f:
-        f.write(json.dumps(merged).encode())
-    del merged, events
-    with gzip.open(out, "rb") as f:
-        count = len(json.load(f)["traceEvents"])
-    print("merged %d files, %d events in %.1f s" % (len(files), count, time.time() - t0), file=sys.stderr)
+    merger = profile_merger(out_dir, profile_id)
+    merged = merger.merge_chrome_traces()
+    summary = merger.get_merge_summary()
+    if "error" in summary:
+        sys.exit(summary["error"])
+    print("%s: %d files, %d events in %.1f s" % (merged, summary["total_files"], summary["total_events"],
+                                                 time.time() - t0), file=sys.stderr)
 
 
 if __name__ == "__main__":

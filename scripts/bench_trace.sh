@@ -8,9 +8,11 @@
 #
 # Inputs are synthetic SGLang-style traces (scripts/gen_trace.py: python_function frames,
 # cpu_op, cudaLaunchKernel with ac2g flows, kernels, NCCL all-reduce, step spans), gzipped at
-# level 6, written to $BENCH_DIR (default target/bench-trace; about 6 GB for both sets).
-# Python runs use $PYTHON (default .venv-peers/bin/python): json.load of every file, and
-# SGLang's ProfileMerger approach (scripts/bench_sglang_merge.py).
+# level 6, written to $BENCH_DIR (default target/bench-trace; about 0.3 GB of inputs, plus a
+# merged output of up to 4 GB while it runs). Python runs use $PYTHON (default
+# .venv-peers/bin/python): json.load of every file, and SGLang's own ProfileMerger from the
+# installed sglang package (scripts/bench_sglang_merge.py). Python needs about 6x the JSON size
+# in memory, so it runs on the 1 GB set only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv-peers/bin/python}
@@ -41,16 +43,17 @@ measure() {
   RSS[$label]=$peak
 }
 
+# ratio BASELINE LABEL: how many times faster LABEL ran than BASELINE ("-" if not measured).
+ratio() {
+  if [[ -n ${WALL[$1]:-} ]]; then awk "BEGIN {printf \"%.1fx\", ${WALL[$1]} / ${WALL[$2]}}"; else echo -; fi
+}
+
 row() { # LABEL TOOL
-  local mbps
+  local mbps vs_gzip
   mbps=$(awk "BEGIN {printf \"%.0f\", $BYTES / 1e6 / ${WALL[$1]}}")
-  local vs_gzip vs_py=""
   vs_gzip=$(awk "BEGIN {printf \"%.2f\", ${WALL[gzip]} / ${WALL[$1]}}")
-  if [[ -n ${WALL[python_load]:-} ]]; then
-    vs_py=$(awk "BEGIN {printf \"%.1fx\", ${WALL[python_load]} / ${WALL[$1]}}")
-  fi
-  printf '| %s | %.2f | %s | %s | %s | %.0f |\n' "$2" "${WALL[$1]}" "$mbps" "$vs_gzip" "${vs_py:--}" \
-    "$(awk "BEGIN {print ${RSS[$1]} / 1024}")"
+  printf '| %s | %.2f | %s | %s | %s | %s | %.0f |\n' "$2" "${WALL[$1]}" "$mbps" "$vs_gzip" \
+    "$(ratio python_load "$1")" "$(ratio python_merge "$1")" "$(awk "BEGIN {print ${RSS[$1]} / 1024}")"
 }
 
 for gb in $SIZES_GB; do
@@ -79,24 +82,21 @@ import gzip, json, sys
 for p in sys.argv[1:]:
     with gzip.open(p, 'rb') as f:
         json.load(f)" "${files[@]}"
-    measure python_merge "$PYTHON" scripts/bench_sglang_merge.py "$BENCH_DIR/sglang-merged.json.gz" "${files[@]}"
-    rm -f "$BENCH_DIR/sglang-merged.json.gz"
+    measure python_merge "$PYTHON" scripts/bench_sglang_merge.py "$BENCH_DIR" "bench${gb}g"
+    rm -f "$BENCH_DIR/merged-bench${gb}g.trace.json.gz"
   fi
   echo
   printf '### %s GB: %d ranks, %.0f MB of JSON (%.0f MB gzipped), %s events\n\n' "$gb" "$ranks" \
     "$(awk "BEGIN {print $BYTES / 1e6}")" "$(awk "BEGIN {print $GZBYTES / 1e6}")" \
     "$(for f in "${files[@]}"; do gzip -dc "$f" | grep -c '"ph"'; done | awk '{s += $1} END {print s}')"
-  echo '| tool | wall s | MB/s (JSON) | vs gzip -dc | vs Python json.load | peak RSS MB |'
-  echo '|---|---|---|---|---|---|'
+  echo '| tool | wall s | MB/s (JSON) | throughput / gzip -dc | x Python json.load | x SGLang ProfileMerger | peak RSS MB |'
+  echo '|---|---|---|---|---|---|---|'
   row gzip 'gzip -dc > /dev/null'
   row summary 'loupe trace summary'
   row merge_json 'loupe trace merge -o merged.json'
   row merge_gz 'loupe trace merge -o merged.json.gz'
   if [[ $gb == 1 ]]; then
     row python_load 'Python json.load'
-    row python_merge 'SGLang ProfileMerger approach (Python)'
-    printf '\nloupe summary / merge vs the ProfileMerger approach: %.1fx / %.1fx faster.\n' \
-      "$(awk "BEGIN {print ${WALL[python_merge]} / ${WALL[summary]}}")" \
-      "$(awk "BEGIN {print ${WALL[python_merge]} / ${WALL[merge_gz]}}")"
+    row python_merge 'SGLang ProfileMerger (Python)'
   fi
 done

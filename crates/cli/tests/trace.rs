@@ -91,3 +91,91 @@ fn merge_writes_the_output() {
     assert!(text.contains("\"pid\": \"[RANK01] 4045\""));
     assert!(!text.contains("\"cat\": \"cuda_runtime\""));
 }
+
+#[test]
+fn every_kind_of_bad_input_exits_2_names_the_file_and_leaves_no_output() {
+    let inputs = tempfile::tempdir().unwrap();
+    let dir = inputs.path();
+    // Each broken input fails only after many good events, so every writer has started its
+    // output by then.
+    let gz = std::fs::read(data("sampled_rank-1.json.gz")).unwrap();
+    let truncated = dir.join("truncated.json.gz");
+    std::fs::write(&truncated, &gz[..gz.len() * 3 / 4]).unwrap();
+    let event =
+        r#"{"ph": "X", "cat": "kernel", "name": "k", "pid": 0, "tid": 7, "ts": 1, "dur": 1}"#;
+    let mut text = String::from("{\"traceEvents\": [");
+    while text.len() < 3 << 20 {
+        text.push_str(event);
+        text.push_str(",\n");
+    }
+    let bad_at = text.len() + r#"{"ph": "X", "name": "#.len();
+    text.push_str(r#"{"ph": "X", "name": oops}]}"#);
+    let invalid = dir.join("invalid.json");
+    std::fs::write(&invalid, &text).unwrap();
+    let sqlite = dir.join("other.sqlite");
+    rusqlite::Connection::open(&sqlite)
+        .unwrap()
+        .execute_batch("CREATE TABLE results (x INTEGER); INSERT INTO results VALUES (1);")
+        .unwrap();
+    let missing = dir.join("missing.json");
+    let directory = dir.join("a-directory.json");
+    std::fs::create_dir(&directory).unwrap();
+    let cases: [(&Path, String); 5] = [
+        (&truncated, "corrupt or truncated gzip".into()),
+        (
+            &invalid,
+            format!("invalid JSON at byte {bad_at}: expected value"),
+        ),
+        (&sqlite, "unknown SQLite schema".into()),
+        (&missing, "cannot read".into()),
+        (&directory, "cannot read".into()),
+    ];
+    for (input, says) in &cases {
+        let input = input.to_str().unwrap();
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = |name: &str| out_dir.path().join(name).to_str().unwrap().to_string();
+        let commands: Vec<Vec<String>> = vec![
+            vec!["summary".into(), input.into()],
+            vec![
+                "merge".into(),
+                data("sampled_rank-0.json.gz").to_str().unwrap().into(),
+                input.into(),
+                "-o".into(),
+                out("merged.json.gz"),
+            ],
+            vec![
+                "slice".into(),
+                input.into(),
+                "--time".into(),
+                "0%..100%".into(),
+                "-o".into(),
+                out("slice.json"),
+            ],
+            vec![
+                "convert".into(),
+                input.into(),
+                "-o".into(),
+                out("converted.json.gz"),
+            ],
+            vec![
+                "convert".into(),
+                input.into(),
+                "-o".into(),
+                out("converted.pftrace"),
+            ],
+        ];
+        for args in commands {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let run = loupe(&args);
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.starts_with(&format!("error: {input}")),
+                "{args:?}: {err}"
+            );
+            assert!(err.contains(says.as_str()), "{args:?}: {err}");
+            let left: Vec<_> = std::fs::read_dir(out_dir.path()).unwrap().collect();
+            assert!(left.is_empty(), "{args:?} left {left:?}");
+        }
+    }
+}

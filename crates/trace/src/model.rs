@@ -207,14 +207,19 @@ pub enum GpuClass {
 pub fn gpu_class(cat: &str, name: &str) -> Option<GpuClass> {
     match cat {
         "gpu_memcpy" => Some(GpuClass::Memcpy),
-        "kernel" | "gpu_memset" => Some(if is_rocclr_copy(name) {
-            GpuClass::Memcpy
-        } else if is_comm_kernel(name) {
-            GpuClass::Comm
-        } else {
-            GpuClass::Compute
-        }),
+        "kernel" | "gpu_memset" => Some(kernel_class(name)),
         _ => None,
+    }
+}
+
+/// The class of a kernel or memset, which depends on its name only.
+pub fn kernel_class(name: &str) -> GpuClass {
+    if is_rocclr_copy(name) {
+        GpuClass::Memcpy
+    } else if is_comm_kernel(name) {
+        GpuClass::Comm
+    } else {
+        GpuClass::Compute
     }
 }
 

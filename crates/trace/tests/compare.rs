@@ -108,3 +108,63 @@ fn diff_classifies_operations() {
     let same = diff(&summary_of(&a, 0), &summary_of(&a, 0), 0.0);
     assert!(same.rows.is_empty());
 }
+
+#[test]
+fn stragglers_are_found_by_modern_nccl_kernel_names() {
+    // Two SGLang-style decode ranks (`step[DECODE ...]` spans, no M events) whose only
+    // collectives are `ncclDevKernel_*` (HTA matches `ncclKernel` and finds nothing here,
+    // HTA#360). Rank 1 reaches the all-reduce 700 us late in steps 0 and 2, 50 us late in
+    // step 1, and computes 20% more.
+    let dir = tempfile::tempdir().unwrap();
+    let nccl = "ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)";
+    let rank = |r: usize, late_us: [u32; 3], gemm_us: u32| {
+        let mut events = Vec::new();
+        for (step, late) in late_us.iter().enumerate() {
+            let t = 10_000 * step as u32;
+            events.push(format!(
+                r#"{{"ph": "X", "cat": "user_annotation", "name": "step[DECODE bs=8]", "pid": 100, "tid": 100, "ts": {t}, "dur": 9000}}"#
+            ));
+            events.push(format!(
+                r#"{{"ph": "X", "cat": "kernel", "name": "gemm", "pid": {r}, "tid": 7, "ts": {}, "dur": {gemm_us}}}"#,
+                t + 100
+            ));
+            events.push(format!(
+                r#"{{"ph": "X", "cat": "kernel", "name": "{nccl}", "pid": {r}, "tid": 20, "ts": {}, "dur": {}}}"#,
+                t + 3000 + late,
+                1000 - late
+            ));
+        }
+        let text = format!(
+            r#"{{"baseTimeNanoseconds": 1727743122000000000, "traceEvents": [{}]}}"#,
+            events.join(",\n")
+        );
+        write(dir.path(), &format!("p-TP-{r}.trace.json"), text.as_bytes())
+    };
+    let s = [
+        summary_of(&rank(0, [0, 0, 0], 2000), 0),
+        summary_of(&rank(1, [700, 50, 700], 2400), 1),
+    ];
+    let r = compare(&s, 5);
+    let labels: Vec<&str> = r.ranks.iter().map(|x| x.label.as_str()).collect();
+    assert_eq!(labels, ["[TP00]", "[TP01]"]);
+    assert_eq!(r.steps.len(), 3);
+    let late: Vec<_> = r
+        .steps
+        .iter()
+        .map(|st| (st.latecomer, st.lateness_ns))
+        .collect();
+    assert_eq!(
+        late,
+        [
+            (Some(1), Some(700_000)),
+            (Some(1), Some(50_000)),
+            (Some(1), Some(700_000))
+        ]
+    );
+    assert_eq!(r.straggler.as_deref(), Some("[TP01]"));
+    for st in &r.steps {
+        // max / mean of 2000 and 2400 us.
+        assert!((st.compute_imbalance.unwrap() - 2400.0 / 2200.0).abs() < 1e-12);
+    }
+    assert!(s.iter().all(|x| x.timeline.total_comm_ns > 0));
+}

@@ -162,3 +162,55 @@ fn filters_drop_categories() {
     // 2058 events, 821 python_function, plus process metadata for the two processes.
     assert_eq!(merged.len(), 2058 - 821 + 4);
 }
+
+#[test]
+fn process_metadata_comes_in_sort_order_whatever_thread_met_the_process_first() {
+    // Processes first appear in the order 9, "Spans", 1, GPU 0, each in a different part of
+    // a trace that spans several parsing blocks; the output lists them as viewers sort them:
+    // CPU processes by pid, pseudo-processes, then GPUs.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("{\"traceEvents\": [");
+    let parts = [
+        (r#""pid": 9, "tid": 9, "cat": "cpu_op""#, "op"),
+        (r#""pid": "Spans", "tid": "x", "cat": "Trace""#, "span"),
+        (r#""pid": 1, "tid": 1, "cat": "cpu_op""#, "op"),
+        (r#""pid": 0, "tid": 7, "cat": "kernel""#, "k"),
+    ];
+    let mut first = true;
+    for (who, name) in parts {
+        for i in 0..12_000 {
+            if !first {
+                text.push_str(",\n");
+            }
+            first = false;
+            text.push_str(&format!(
+                r#"{{"ph": "X", "name": "{name}", {who}, "ts": {i}, "dur": 1}}"#
+            ));
+        }
+    }
+    text.push_str("]}");
+    assert!(text.len() > 3 << 20);
+    let input = write(dir.path(), "p-TP-0.trace.json", text.as_bytes());
+    let mut outputs = Vec::new();
+    for round in 0..3 {
+        let out = dir.path().join(format!("merged{round}.json"));
+        run(
+            std::slice::from_ref(&input),
+            &out,
+            CategoryFilter::default(),
+        );
+        outputs.push(std::fs::read(&out).unwrap());
+    }
+    assert!(outputs.iter().all(|o| *o == outputs[0]), "merges differ");
+    let (_, merged) = read_all(&dir.path().join("merged0.json"));
+    let order: Vec<String> = merged
+        .iter()
+        .filter(|e| e.name == "process_sort_index")
+        .map(|e| e.pid.to_string())
+        .collect();
+    assert_eq!(
+        order,
+        ["[TP00] 1", "[TP00] 9", "[TP00] Spans", "[TP00] 0"],
+        "{order:?}"
+    );
+}

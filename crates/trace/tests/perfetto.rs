@@ -1,6 +1,7 @@
-//! `.pftrace` output, decoded with the same field numbers the writer uses (the Python check
-//! in scripts/check_pftrace.py decodes with Perfetto's own protos): every complete event is one
-//! properly nested BEGIN/END pair, flows connect, names resolve, overlaps get their own track.
+//! `.pftrace` output, decoded with the writer's messages, which are checked field by field
+//! against Perfetto's own definitions (`data/perfetto_fields.json`; scripts/check_pftrace.py
+//! decodes whole files with them): every complete event is one properly nested BEGIN/END pair,
+//! flows connect, names resolve, overlaps get their own track.
 
 mod common;
 
@@ -204,4 +205,425 @@ fn rpd_converts_to_perfetto() {
     assert_eq!(report.events_in, 705);
     // 85 ops + 125 API calls.
     assert_eq!(slices(&d).len(), 210);
+}
+
+/// The top-level fields of an encoded message: (number, wire type, varint value or length).
+fn fields_of(mut b: &[u8]) -> Vec<(u64, u8, u64)> {
+    fn varint(b: &mut &[u8]) -> u64 {
+        let mut v = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = b[0];
+            *b = &b[1..];
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        v
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let key = varint(&mut b);
+        let wire = (key & 7) as u8;
+        let value = match wire {
+            0 => varint(&mut b),
+            1 => {
+                b = &b[8..];
+                8
+            }
+            2 => {
+                let len = varint(&mut b);
+                b = &b[len as usize..];
+                len
+            }
+            5 => {
+                b = &b[4..];
+                4
+            }
+            w => panic!("wire type {w}"),
+        };
+        out.push((key >> 3, wire, value));
+    }
+    out
+}
+
+#[test]
+fn field_numbers_and_types_are_perfettos_own() {
+    // tests/data/perfetto_fields.json: what Perfetto's own definitions (the `perfetto`
+    // package's perfetto_trace_pb2, via scripts/perfetto_fields.py) say about every field the
+    // writer uses. Each case sets one field of loupe's message (twice when repeated).
+    use loupe_trace::export::perfetto::proto::*;
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("perfetto_fields.json")).unwrap())
+            .unwrap();
+    let one = Some(1);
+    let s = || Some("a".to_string());
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        (
+            "Trace",
+            "packet",
+            Trace {
+                packet: vec![Default::default(), Default::default()],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TracePacket",
+            "timestamp",
+            TracePacket {
+                timestamp: one,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TracePacket",
+            "trusted_packet_sequence_id",
+            TracePacket {
+                trusted_packet_sequence_id: Some(1),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TracePacket",
+            "track_event",
+            TracePacket {
+                track_event: Some(Default::default()),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TracePacket",
+            "interned_data",
+            TracePacket {
+                interned_data: Some(Default::default()),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TracePacket",
+            "sequence_flags",
+            TracePacket {
+                sequence_flags: Some(1),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TracePacket",
+            "track_descriptor",
+            TracePacket {
+                track_descriptor: Some(Default::default()),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackDescriptor",
+            "uuid",
+            TrackDescriptor {
+                uuid: one,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackDescriptor",
+            "name",
+            TrackDescriptor {
+                name: s(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackDescriptor",
+            "process",
+            TrackDescriptor {
+                process: Some(Default::default()),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackDescriptor",
+            "parent_uuid",
+            TrackDescriptor {
+                parent_uuid: one,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackDescriptor",
+            "counter",
+            TrackDescriptor {
+                counter: Some(Default::default()),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "ProcessDescriptor",
+            "pid",
+            ProcessDescriptor {
+                pid: Some(1),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "ProcessDescriptor",
+            "process_name",
+            ProcessDescriptor {
+                process_name: s(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackEvent",
+            "category_iids",
+            TrackEvent {
+                category_iids: vec![1, 1],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackEvent",
+            "debug_annotations",
+            TrackEvent {
+                debug_annotations: vec![Default::default(), Default::default()],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackEvent",
+            "type",
+            TrackEvent {
+                r#type: Some(1),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackEvent",
+            "name_iid",
+            TrackEvent {
+                name_iid: one,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackEvent",
+            "track_uuid",
+            TrackEvent {
+                track_uuid: one,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackEvent",
+            "double_counter_value",
+            TrackEvent {
+                double_counter_value: Some(1.0),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackEvent",
+            "flow_ids",
+            TrackEvent {
+                flow_ids: vec![1, 1],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "TrackEvent",
+            "terminating_flow_ids",
+            TrackEvent {
+                terminating_flow_ids: vec![1, 1],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "DebugAnnotation",
+            "bool_value",
+            DebugAnnotation {
+                bool_value: Some(true),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "DebugAnnotation",
+            "uint_value",
+            DebugAnnotation {
+                uint_value: one,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "DebugAnnotation",
+            "int_value",
+            DebugAnnotation {
+                int_value: Some(1),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "DebugAnnotation",
+            "double_value",
+            DebugAnnotation {
+                double_value: Some(1.0),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "DebugAnnotation",
+            "string_value",
+            DebugAnnotation {
+                string_value: s(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "DebugAnnotation",
+            "legacy_json_value",
+            DebugAnnotation {
+                legacy_json_value: s(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "DebugAnnotation",
+            "name",
+            DebugAnnotation {
+                name: s(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "InternedData",
+            "event_categories",
+            InternedData {
+                event_categories: vec![Default::default(), Default::default()],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "InternedData",
+            "event_names",
+            InternedData {
+                event_names: vec![Default::default(), Default::default()],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        // EventName and EventCategory are both written as `InternedName`.
+        (
+            "EventName",
+            "iid",
+            InternedName {
+                iid: one,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "EventName",
+            "name",
+            InternedName {
+                name: s(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "EventCategory",
+            "iid",
+            InternedName {
+                iid: one,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "EventCategory",
+            "name",
+            InternedName {
+                name: s(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+    ];
+    let mut covered = std::collections::HashSet::new();
+    for (message, field, bytes) in &cases {
+        let g = &golden["messages"][message][field];
+        assert!(g.is_object(), "{message}.{field}: not in the golden file");
+        let fields = fields_of(bytes);
+        let repeated = g["repeated"].as_bool().unwrap();
+        assert_eq!(g["packed"], false, "{message}.{field}");
+        // Perfetto's proto2 repeated numbers are unpacked: one entry per value.
+        assert_eq!(
+            fields.len(),
+            if repeated { 2 } else { 1 },
+            "{message}.{field}: {fields:?}"
+        );
+        let (number, wire, value) = fields[0];
+        assert_eq!(Some(number), g["number"].as_u64(), "{message}.{field}");
+        let want_wire = match g["type"].as_str().unwrap() {
+            "int32" | "int64" | "uint32" | "uint64" | "bool" | "enum" => 0,
+            "fixed64" | "double" => 1,
+            "string" | "bytes" | "message" => 2,
+            "fixed32" | "float" => 5,
+            t => panic!("{message}.{field}: type {t} has no case here"),
+        };
+        assert_eq!(wire, want_wire, "{message}.{field}: {}", g["type"]);
+        if wire == 0 {
+            // 1 is written as 1: a plain varint, not a zigzag sint.
+            assert_eq!(value, 1, "{message}.{field}");
+        }
+        covered.insert((message.to_string(), field.to_string()));
+    }
+    for (message, fields) in golden["messages"].as_object().unwrap() {
+        for field in fields.as_object().unwrap().keys() {
+            assert!(
+                covered.contains(&(message.clone(), field.clone())),
+                "{message}.{field} has no case"
+            );
+        }
+    }
+    let e = &golden["enums"];
+    assert_eq!(e["TrackEvent.Type"]["TYPE_SLICE_BEGIN"], SLICE_BEGIN);
+    assert_eq!(e["TrackEvent.Type"]["TYPE_SLICE_END"], SLICE_END);
+    assert_eq!(e["TrackEvent.Type"]["TYPE_INSTANT"], INSTANT);
+    assert_eq!(e["TrackEvent.Type"]["TYPE_COUNTER"], COUNTER);
+    let flags = &e["TracePacket.SequenceFlags"];
+    assert_eq!(
+        flags["SEQ_INCREMENTAL_STATE_CLEARED"],
+        SEQ_INCREMENTAL_STATE_CLEARED
+    );
+    assert_eq!(
+        flags["SEQ_NEEDS_INCREMENTAL_STATE"],
+        SEQ_NEEDS_INCREMENTAL_STATE
+    );
 }

@@ -97,3 +97,33 @@ fn steps_and_stages() {
     assert_eq!(st[0].gpu_ops, 557);
     assert_eq!(st[0].gpu_busy_ns, d.timeline.busy_ns - 4_246);
 }
+
+#[test]
+fn a_name_shared_by_a_kernel_and_a_memcpy_keeps_each_category_s_class() {
+    // The per-name cache of kernel classes must not turn the memcpy into compute (or the
+    // kernel into memcpy) depending on which came first.
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    for i in 0..100 {
+        let cat = if i % 2 == 0 { "kernel" } else { "gpu_memcpy" };
+        events.push(format!(
+            r#"{{"ph": "X", "cat": "{cat}", "name": "copy", "pid": 0, "tid": 7, "ts": {}, "dur": 3}}"#,
+            10 * i
+        ));
+    }
+    let text = format!(r#"{{"traceEvents": [{}]}}"#, events.join(", "));
+    let path = common::write(dir.path(), "shared.json", text.as_bytes());
+    let s = summarize(
+        &Input::open(&path, None).unwrap(),
+        &ReadOptions::default(),
+        0,
+    )
+    .unwrap();
+    assert_eq!(s.timeline.computation_ns, 50 * 3_000);
+    assert_eq!(s.timeline.total_memcpy_ns, 50 * 3_000);
+    assert_eq!(s.timeline.exposed_memcpy_ns, 50 * 3_000);
+    assert_eq!(
+        (s.kernels[0].name.as_str(), s.kernels[0].calls),
+        ("copy", 100)
+    );
+}

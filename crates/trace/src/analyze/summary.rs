@@ -12,7 +12,7 @@ use crate::analyze::steps::StepCollector;
 use crate::analyze::timeline::{Breakdown, TimelineBuilder, WindowStats};
 use crate::error::{Result, TraceError};
 use crate::import::parallel::BlockWorker;
-use crate::model::{Event, EventSink, GpuClass, Phase, TraceInfo, gpu_class};
+use crate::model::{Event, EventSink, GpuClass, Phase, TraceInfo, kernel_class};
 use crate::rank::{RankId, Stage};
 
 /// Statistics of one operation name.
@@ -93,8 +93,13 @@ type NameMap<V> = HashMap<Box<str>, V, FixedState>;
 
 /// Statistics per name, with a value computed once per distinct name (a kernel's GPU class:
 /// classifying means scanning the name, which kernels repeat millions of times).
-#[derive(Default)]
 struct NameTable<C>(NameMap<(OpStats, C)>);
+
+impl<C> Default for NameTable<C> {
+    fn default() -> Self {
+        NameTable(NameMap::default())
+    }
+}
 
 impl<C: Copy> NameTable<C> {
     /// Counts one call and returns the name's cached value.
@@ -149,8 +154,9 @@ pub fn sort_ops(v: &mut [OpStats]) {
 /// combined with [`SummaryBuilder::absorb`]), then call [`SummaryBuilder::finish`].
 #[derive(Default)]
 pub struct SummaryBuilder {
-    /// GPU operations; `None`: a GPU category whose name is no GPU work.
-    kernels: NameTable<Option<GpuClass>>,
+    /// GPU operations, with the class their name gives a kernel (the category can override
+    /// it, so the cache holds only what depends on the name).
+    kernels: NameTable<GpuClass>,
     ops: NameTable<()>,
     categories: NameMap<(u64, i64)>,
     steps: StepCollector,
@@ -182,15 +188,20 @@ impl EventSink for SummaryBuilder {
             return Ok(());
         }
         if matches!(ev.cat.as_ref(), "kernel" | "gpu_memcpy" | "gpu_memset") {
-            let class = self
+            let by_name = self
                 .kernels
-                .add(&ev.name, ev.dur, || gpu_class(&ev.cat, &ev.name));
-            if let Some(class) = class {
-                let start = ev.ts_or_zero();
-                self.timeline
-                    .add(start, start + ev.dur, class)
-                    .map_err(TraceError::Temp)?;
-            }
+                .add(&ev.name, ev.dur, || kernel_class(&ev.name));
+            // The same name under another category (a memcpy named like a kernel) must not
+            // take the class of whichever came first to this thread.
+            let class = if ev.cat == "gpu_memcpy" {
+                GpuClass::Memcpy
+            } else {
+                by_name
+            };
+            let start = ev.ts_or_zero();
+            self.timeline
+                .add(start, start + ev.dur, class)
+                .map_err(TraceError::Temp)?;
         } else {
             if ev.cat == "cpu_op" {
                 self.ops.add(&ev.name, ev.dur, || ());

@@ -280,12 +280,26 @@ impl Processes {
         }
     }
 
+    /// A process's sort index within its rank.
+    fn sort_within(&self, i: usize) -> i64 {
+        match (&self.seen[i], self.gpu[i]) {
+            (Id::Int(p), true) => 500_000 + (*p).clamp(0, 499_999),
+            (Id::Int(p), false) => (*p).clamp(0, 499_997),
+            (Id::Str(_), _) => 499_998,
+        }
+    }
+
     /// `process_name` and `process_sort_index` for every process of the file, already in
     /// their merged form. Sort order: ranks in merge order; within a rank CPU processes, then
     /// pseudo-processes (`Spans`), then GPUs by device id.
     fn metadata(&self, order: usize, label: &str) -> Vec<Event<'static>> {
         let mut out = Vec::new();
-        for (i, pid) in self.seen.iter().enumerate() {
+        // In sort-index order, then by pid: which parsing thread met a process first must
+        // not change the output.
+        let mut procs: Vec<usize> = (0..self.seen.len()).collect();
+        procs.sort_by_cached_key(|&i| (self.sort_within(i), self.seen[i].to_string()));
+        for i in procs {
+            let pid = &self.seen[i];
             let merged_pid = Id::Str(format!("{label} {pid}").into());
             // Kineto names GPU processes after the host process and says "GPU n" only in
             // `process_labels`, which viewers show less prominently: keep both in the name.
@@ -296,12 +310,7 @@ impl Processes {
                 (None, None) if self.gpu[i] => format!("{label} GPU {pid}"),
                 (None, None) => format!("{label} {pid}"),
             };
-            let within = match (pid, self.gpu[i]) {
-                (Id::Int(p), true) => 500_000 + (*p).clamp(0, 499_999),
-                (Id::Int(p), false) => (*p).clamp(0, 499_997),
-                (Id::Str(_), _) => 499_998,
-            };
-            let sort = order as i64 * 1_000_000 + within;
+            let sort = order as i64 * 1_000_000 + self.sort_within(i);
             let mut args = Vec::new();
             args.extend_from_slice(b"{\"name\": ");
             write_str(&mut args, &name);

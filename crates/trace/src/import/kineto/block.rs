@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::direct;
 use super::event::RawEvent;
 use super::window::ValueScanner;
 use crate::error::{Result, TraceError};
@@ -54,6 +55,8 @@ pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSin
     let mut pos = 0;
     let mut n = 0;
     let mut need_comma = !block.first;
+    // Once per block, so the direct parser need not check any string (`direct.rs`).
+    let utf8 = std::str::from_utf8(bytes).is_ok();
     loop {
         pos = skip_ws(pos);
         if pos >= bytes.len() {
@@ -78,10 +81,15 @@ pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSin
         }
         need_comma = true;
         let slice = &bytes[pos..];
-        let mut it = serde_json::Deserializer::from_slice(slice).into_iter::<RawEvent>();
-        let failure = match it.next() {
-            Some(Ok(raw)) => {
-                let used = it.byte_offset();
+        let parsed = match utf8.then(|| direct::parse(bytes, pos)).flatten() {
+            Some((raw, end)) => Some(Ok((raw, end - pos))),
+            None => {
+                let mut it = serde_json::Deserializer::from_slice(slice).into_iter::<RawEvent>();
+                it.next().map(|r| r.map(|raw| (raw, it.byte_offset())))
+            }
+        };
+        let failure = match parsed {
+            Some(Ok((raw, used))) => {
                 match raw.into_event() {
                     Ok(ev) => {
                         sink.event(&ev)?;

@@ -9,33 +9,43 @@ use super::Text;
 use crate::model::{Event, Id, Phase};
 use crate::time::parse_us_to_ns;
 
-/// Borrowed view of one event: strings borrow from the window when unescaped, numbers stay
+/// Borrowed view of one event: strings borrow from the block when unescaped, numbers stay
 /// raw text so timestamps are parsed as decimals. Members outside the Trace Event Format's
-/// core set are skipped.
-#[derive(Deserialize)]
+/// core set are skipped. Filled by serde_json, or by `direct.rs` for the common shapes.
+#[derive(Default, Deserialize)]
 pub struct RawEvent<'a> {
     #[serde(borrow)]
-    ph: Option<Text<'a>>,
+    pub ph: Option<Text<'a>>,
     #[serde(borrow)]
-    name: Option<Text<'a>>,
+    pub name: Option<Text<'a>>,
     #[serde(borrow)]
-    cat: Option<Text<'a>>,
+    pub cat: Option<Text<'a>>,
     #[serde(borrow)]
-    pid: Option<&'a RawValue>,
+    pub pid: Option<Raw<'a>>,
     #[serde(borrow)]
-    tid: Option<&'a RawValue>,
+    pub tid: Option<Raw<'a>>,
     #[serde(borrow)]
-    ts: Option<&'a RawValue>,
+    pub ts: Option<Raw<'a>>,
     #[serde(borrow)]
-    dur: Option<&'a RawValue>,
+    pub dur: Option<Raw<'a>>,
     #[serde(borrow)]
-    id: Option<&'a RawValue>,
+    pub id: Option<Raw<'a>>,
     #[serde(borrow)]
-    bp: Option<Text<'a>>,
+    pub bp: Option<Text<'a>>,
     #[serde(borrow)]
-    s: Option<Text<'a>>,
+    pub s: Option<Text<'a>>,
     #[serde(borrow)]
-    args: Option<&'a RawValue>,
+    pub args: Option<Raw<'a>>,
+}
+
+/// A member's value as its JSON text (a `RawValue`'s).
+#[derive(Clone, Copy)]
+pub struct Raw<'a>(pub &'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|r| Raw(r.get()))
+    }
 }
 
 impl<'a> RawEvent<'a> {
@@ -51,15 +61,15 @@ impl<'a> RawEvent<'a> {
             None => return Err("event without `ph`".into()),
         };
         let ts = match self.ts {
-            Some(raw) => Some(
-                parse_us_to_ns(raw.get())
-                    .ok_or_else(|| format!("`ts` is not a number: {}", raw.get()))?,
-            ),
+            Some(Raw(raw)) => {
+                Some(parse_us_to_ns(raw).ok_or_else(|| format!("`ts` is not a number: {raw}"))?)
+            }
             None => None,
         };
         let dur = match self.dur {
-            Some(raw) => parse_us_to_ns(raw.get())
-                .ok_or_else(|| format!("`dur` is not a number: {}", raw.get()))?,
+            Some(Raw(raw)) => {
+                parse_us_to_ns(raw).ok_or_else(|| format!("`dur` is not a number: {raw}"))?
+            }
             None => 0,
         };
         Ok(Event {
@@ -73,14 +83,13 @@ impl<'a> RawEvent<'a> {
             id: self.id.map(id_of),
             bp: self.bp.map(|t| t.0),
             scope: self.s.map(|t| t.0),
-            args: self.args.map(|r| Cow::Borrowed(r.get())),
+            args: self.args.map(|Raw(r)| Cow::Borrowed(r)),
         })
     }
 }
 
 /// A pid/tid/flow id: integers stay integers; strings (and anything else) are kept as text.
-fn id_of(raw: &RawValue) -> Id<'_> {
-    let text = raw.get();
+fn id_of(Raw(text): Raw<'_>) -> Id<'_> {
     if text.starts_with('"') {
         return match serde_json::from_str::<Text>(text) {
             Ok(t) => Id::Str(t.0),

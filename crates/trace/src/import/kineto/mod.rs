@@ -6,6 +6,7 @@
 //! few chunks and blocks whatever the size.
 
 pub mod block;
+mod direct;
 mod event;
 mod structure;
 mod window;
