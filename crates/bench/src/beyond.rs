@@ -167,10 +167,13 @@ pub fn summarize(
 }
 
 impl Beyond {
-    /// Warnings about the client's own timing, for the report.
-    pub fn client_warnings(&self, cpu: Option<&ClientCpu>) -> Vec<String> {
+    /// Warnings about the client's own timing, for the report. `scheduled`: the requests had
+    /// due times (a finite rate or a ramp). With everything due at once there is no schedule
+    /// to keep: the "lag" is only how long the last tasks took to start, and they wait for a
+    /// concurrency slot or the server anyway.
+    pub fn client_warnings(&self, cpu: Option<&ClientCpu>, scheduled: bool) -> Vec<String> {
         let mut w = Vec::new();
-        if self.schedule_lag.p99 > LAG_WARN_MS {
+        if scheduled && self.schedule_lag.p99 > LAG_WARN_MS {
             w.push(format!(
                 "the client lagged its schedule: p99 {:.2} ms, max {:.2} ms late (warning above \
                  {LAG_WARN_MS} ms); arrivals and latencies may be the client's, not the server's",
@@ -275,7 +278,7 @@ mod tests {
     #[test]
     fn lag_and_cpu_warnings() {
         let mut b = Beyond::default();
-        assert!(b.client_warnings(None).is_empty());
+        assert!(b.client_warnings(None, true).is_empty());
         b.schedule_lag.p99 = 12.0;
         let cpu = ClientCpu {
             seconds: 19.0,
@@ -283,8 +286,14 @@ mod tests {
             cores: 2,
             includes_server: false,
         };
-        let w = b.client_warnings(Some(&cpu));
+        let w = b.client_warnings(Some(&cpu), true);
         assert_eq!(w.len(), 2);
+        let unscheduled = b.client_warnings(Some(&cpu), false);
+        assert_eq!(
+            unscheduled.len(),
+            1,
+            "no schedule, no lag warning: {unscheduled:?}"
+        );
         assert!(w[0].contains("lagged") && w[1].contains("95%"), "{w:?}");
     }
 

@@ -145,6 +145,112 @@ fn bad_chunk(bytes: &[u8], e: Option<serde_json::Error>) -> String {
     }
 }
 
+/// What the native route's fast path needs from a chunk: is `text` a non-empty string,
+/// where is `meta_info`, is there a non-null `error`.
+#[derive(Debug, PartialEq)]
+struct NativeScan {
+    text: bool,
+    meta: Option<(usize, usize)>,
+    error: bool,
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// `b[i]` opens a string: the index after its closing quote.
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[k] == b'"' {
+            return Some(k + 1);
+        }
+        j = k + 2;
+    }
+}
+
+/// The index after the JSON value starting at `b[i]` (not validated, only delimited).
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let (mut depth, mut j) = (0usize, i);
+            loop {
+                match *b.get(j)? {
+                    b'"' => j = skip_string(b, j)?,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        j += 1;
+                    }
+                    b'}' | b']' => {
+                        depth -= 1;
+                        j += 1;
+                        if depth == 0 {
+                            return Some(j);
+                        }
+                    }
+                    _ => j += 1,
+                }
+            }
+        }
+        _ => {
+            let rest = b.get(i..)?;
+            let end = rest
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            (end > 0).then_some(i + end)
+        }
+    }
+}
+
+/// The top-level keys of a native chunk; None for anything but a well-delimited object.
+fn scan_native(b: &[u8]) -> Option<NativeScan> {
+    let mut out = NativeScan {
+        text: false,
+        meta: None,
+        error: false,
+    };
+    let mut i = skip_ws(b, 0);
+    if *b.get(i)? != b'{' {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if *b.get(i)? == b'}' {
+        return Some(out);
+    }
+    loop {
+        if *b.get(i)? != b'"' {
+            return None;
+        }
+        let key_end = skip_string(b, i)?;
+        let key = &b[i + 1..key_end - 1];
+        i = skip_ws(b, key_end);
+        if *b.get(i)? != b':' {
+            return None;
+        }
+        let start = skip_ws(b, i + 1);
+        let end = skip_value(b, start)?;
+        let value = &b[start..end];
+        match key {
+            b"text" => out.text = value.len() > 2 && value[0] == b'"',
+            b"meta_info" => out.meta = Some((start, end)),
+            b"error" => out.error = value != b"null",
+            _ => {}
+        }
+        i = skip_ws(b, end);
+        match *b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return (skip_ws(b, i + 1) == b.len()).then_some(out),
+            _ => return None,
+        }
+    }
+}
+
 impl StreamState {
     /// One event's JSON, received `t` seconds after the request was sent.
     pub fn on_event(
@@ -175,12 +281,31 @@ impl StreamState {
     }
 
     fn on_native(&mut self, bytes: &[u8], t: f64, rec: &mut RequestRecord) -> Result<(), String> {
-        let c: NativeChunk =
-            serde_json::from_slice(bytes).map_err(|e| bad_chunk(bytes, Some(e)))?;
-        if c.error.is_some() {
-            return Err(bad_chunk(bytes, None));
-        }
-        let meta = c.meta_info.unwrap_or(NativeMeta {
+        // The fast path reads three keys and skips the rest (the cumulative text and
+        // output_ids grow with every chunk); anything it does not expect goes through serde.
+        let (text, meta) = match scan_native(bytes) {
+            Some(NativeScan {
+                text,
+                meta,
+                error: false,
+            }) => {
+                let meta = match meta {
+                    Some((a, b)) => serde_json::from_slice::<Option<NativeMeta>>(&bytes[a..b])
+                        .map_err(|e| bad_chunk(bytes, Some(e)))?,
+                    None => None,
+                };
+                (text, meta)
+            }
+            _ => {
+                let c: NativeChunk =
+                    serde_json::from_slice(bytes).map_err(|e| bad_chunk(bytes, Some(e)))?;
+                if c.error.is_some() {
+                    return Err(bad_chunk(bytes, None));
+                }
+                (c.text.0, c.meta_info)
+            }
+        };
+        let meta = meta.unwrap_or(NativeMeta {
             completion_tokens: None,
             prompt_tokens: None,
         });
@@ -191,7 +316,7 @@ impl StreamState {
             rec.output_len = n;
             rec.output_len_reported = true;
         }
-        if c.text.0 {
+        if text {
             let total = meta.completion_tokens.unwrap_or(self.counted + 1);
             let new = total.saturating_sub(self.counted);
             // bench_serving skips a chunk that brings no new token (its gap joins the next).
@@ -296,6 +421,42 @@ mod tests {
         assert!((rec.gaps[0] - 0.2).abs() < 1e-12 && (rec.gaps[1] - 0.1).abs() < 1e-12);
         assert_eq!((rec.output_len, rec.server_prompt_len), (4, Some(7)));
         assert_eq!(rec.generated_text, "abc\"d");
+    }
+
+    #[test]
+    fn the_native_fast_path_agrees_with_serde() {
+        let chunks = [
+            r#"{"text":"a\"b}","output_ids":[1,[2],{"x":"]"}],"meta_info":{"completion_tokens":3,"prompt_tokens":7,"finish_reason":{"type":"length"}}}"#,
+            r#" { "meta_info" : null , "text" : "" } "#,
+            r#"{"text":null,"error":null,"meta_info":{"completion_tokens":1}}"#,
+            r#"{"error":{"message":"boom"},"text":"x"}"#,
+            r#"{}"#,
+        ];
+        for c in chunks {
+            let fast = scan_native(c.as_bytes()).unwrap_or_else(|| panic!("{c}"));
+            let slow: NativeChunk = serde_json::from_str(c).unwrap();
+            assert_eq!(fast.text, slow.text.0, "{c}");
+            assert_eq!(fast.error, slow.error.is_some(), "{c}");
+            let meta = fast.meta.map(|(a, b)| {
+                serde_json::from_slice::<Option<NativeMeta>>(&c.as_bytes()[a..b]).unwrap()
+            });
+            assert_eq!(
+                meta.flatten()
+                    .map(|m| (m.completion_tokens, m.prompt_tokens)),
+                slow.meta_info
+                    .map(|m| (m.completion_tokens, m.prompt_tokens)),
+                "{c}"
+            );
+        }
+        for bad in [
+            r#"{"text":"a""#,
+            r#"{"text" "a"}"#,
+            r#"{"a":1} x"#,
+            "[1]",
+            r#"{"a":1,}"#,
+        ] {
+            assert_eq!(scan_native(bad.as_bytes()), None, "{bad}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::args::Api;
 use crate::chunk::StreamState;
 use crate::dataset::{Prompt, PromptInput};
+use crate::http1::Endpoint;
 use crate::record::RequestRecord;
 use crate::sse::{SseData, SseSplitter};
 
@@ -112,31 +113,34 @@ impl BodyOptions {
 
 /// Where and how requests go.
 pub struct Target {
-    pub client: reqwest::Client,
+    /// The generation route and its pool of connections.
+    pub endpoint: Endpoint,
     /// The generation endpoint's full URL.
     pub url: String,
     pub api: Api,
-    /// Auth and --header headers, plus the JSON content type.
-    pub headers: HeaderMap,
+    /// The whole request, from send to the end of the stream.
     pub timeout: Duration,
+    /// Longest silence inside a response.
+    pub read_timeout: Option<Duration>,
 }
 
 impl Target {
-    pub fn new(
-        client: reqwest::Client,
+    /// `headers`: auth and --header headers; the JSON content type is added.
+    pub async fn new(
         url: String,
         api: Api,
         mut headers: HeaderMap,
         timeout: Duration,
-    ) -> Self {
+        read_timeout: Option<Duration>,
+    ) -> Result<Self, String> {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Target {
-            client,
+        Ok(Target {
+            endpoint: Endpoint::new(&url, &headers).await?,
             url,
             api,
-            headers,
             timeout,
-        }
+            read_timeout,
+        })
     }
 
     /// Send `req` and time its stream. `rec` arrives with the schedule times filled in;
@@ -144,35 +148,35 @@ impl Target {
     pub async fn send(&self, req: &Prepared, t0: Instant, mut rec: RequestRecord) -> RequestRecord {
         rec.prompt_len = req.prompt_len;
         rec.output_len = req.output_len;
-        let mut headers = self.headers.clone();
-        if let Some(k) = &req.routing_key {
-            headers.insert(ROUTING_KEY_HEADER, k.clone());
-        }
-        let builder = self
-            .client
-            .post(&self.url)
-            .headers(headers)
-            .timeout(self.timeout)
-            .body(req.body.clone());
-        let sent = Instant::now();
-        rec.start = (sent - t0).as_secs_f64();
+        let bytes = self.endpoint.request(
+            &req.body,
+            req.routing_key.as_ref().map(|k| (ROUTING_KEY_HEADER, k)),
+        );
         let fail = |mut rec: RequestRecord, msg: String| {
             rec.ok = false;
             rec.error = msg;
             rec
         };
-        let mut resp = match builder.send().await {
+        let mut sent = Instant::now();
+        let deadline = sent + self.timeout;
+        let resp = self
+            .endpoint
+            .send(&bytes, deadline, self.read_timeout, |at| sent = at)
+            .await;
+        rec.start = (sent - t0).as_secs_f64();
+        let mut resp = match resp {
             Ok(r) => r,
-            Err(e) => return fail(rec, describe(&e)),
+            Err(e) => return fail(rec, e.to_string()),
         };
-        let status = resp.status();
-        if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
+        if !resp.status.is_success() {
+            let status = resp.status;
+            let text = resp.text().await;
             let text = text.trim();
-            return fail(
-                rec,
-                format!("HTTP {status}: {}", &text[..text.len().min(500)]),
-            );
+            let cut = (0..=text.len().min(500))
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            return fail(rec, format!("HTTP {status}: {}", &text[..cut]));
         }
         let mut splitter = SseSplitter::default();
         let mut state = StreamState::default();
@@ -180,40 +184,45 @@ impl Target {
         let mut bad: Option<String> = None;
         let api = self.api;
         loop {
-            let chunk = match resp.chunk().await {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
+            let mut events = 0;
+            let mut last = 0.0;
+            let more = resp
+                .read(&mut |at, payload| {
+                    let t = (at - sent).as_secs_f64();
+                    last = t;
+                    splitter.push(payload, &mut |data| {
+                        events += 1;
+                        match data {
+                            SseData::Done => done = true,
+                            SseData::Json(bytes) if bad.is_none() => {
+                                if let Err(e) = state.on_event(api, bytes, t, &mut rec) {
+                                    bad = Some(e);
+                                }
+                            }
+                            SseData::Json(_) => {}
+                        }
+                    });
+                })
+                .await;
+            if events > 0 {
+                rec.latency = last;
+            }
+            if let Some(e) = bad.take() {
+                return fail(rec, e);
+            }
+            match more {
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(e) => {
                     let chunks = rec.gaps.len() + usize::from(rec.ttft > 0.0);
                     return fail(
                         rec,
                         format!(
-                            "stream broke after {chunks} content chunk{}: {}",
+                            "stream broke after {chunks} content chunk{}: {e}",
                             if chunks == 1 { "" } else { "s" },
-                            describe(&e)
                         ),
                     );
                 }
-            };
-            let t = (Instant::now() - sent).as_secs_f64();
-            let mut events = 0;
-            splitter.push(&chunk, &mut |data| {
-                events += 1;
-                match data {
-                    SseData::Done => done = true,
-                    SseData::Json(bytes) if bad.is_none() => {
-                        if let Err(e) = state.on_event(api, bytes, t, &mut rec) {
-                            bad = Some(e);
-                        }
-                    }
-                    SseData::Json(_) => {}
-                }
-            });
-            if events > 0 {
-                rec.latency = t;
-            }
-            if let Some(e) = bad.take() {
-                return fail(rec, e);
             }
         }
         if !done {

@@ -1,6 +1,5 @@
-//! Control-plane requests around a run: the pooled HTTP client, auth headers, the readiness
-//! wait, model and server info, cache flush, and the connection ramp that opens the pool's
-//! connections ahead of a burst.
+//! Control-plane requests around a run: their HTTP client, auth headers, the readiness wait,
+//! model and server info, and the cache flush.
 
 use std::time::{Duration, Instant};
 
@@ -10,17 +9,14 @@ use serde_json::Value;
 use crate::client::describe;
 use crate::error::{BenchError, Result};
 
-/// The one HTTP client of a run: keep-alive pool as large as the run's concurrency, no proxy,
-/// no Nagle delay.
-pub fn http_client(pool: usize, read_timeout: Option<f64>) -> Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .pool_max_idle_per_host(pool.max(16))
+/// The HTTP client of the control requests: a small keep-alive pool, no proxy, no Nagle
+/// delay.
+pub fn http_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(16)
         .tcp_nodelay(true)
-        .no_proxy();
-    if let Some(t) = read_timeout {
-        b = b.read_timeout(Duration::from_secs_f64(t));
-    }
-    b.build()
+        .no_proxy()
+        .build()
         .map_err(|e| BenchError::Usage(format!("cannot build the HTTP client: {e}")))
 }
 
@@ -140,59 +136,6 @@ pub async fn flush_cache(
         ));
     }
     Ok(())
-}
-
-/// Open up to `n` pooled connections, `batch` at a time, by sending that many cheap requests
-/// (GET /v1/models) concurrently: connections then exist before the measured burst, which
-/// neither pays TCP set-up inside TTFT nor overflows the server's listen backlog. Returns how
-/// many requests succeeded.
-pub async fn ramp_connections(
-    client: &reqwest::Client,
-    base: &str,
-    headers: &HeaderMap,
-    n: usize,
-    batch: usize,
-) -> usize {
-    if batch == 0 || n == 0 {
-        return 0;
-    }
-    let url = format!("{base}/v1/models");
-    // Each wave holds its connections busy until the whole wave is in flight, so the pool
-    // grows by a wave at a time instead of reusing the first few connections.
-    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(n));
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        if i > 0 && i % batch == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let (client, url, headers, gate) =
-            (client.clone(), url.clone(), headers.clone(), gate.clone());
-        tasks.spawn(async move {
-            let resp = client
-                .get(&url)
-                .headers(headers)
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await;
-            let ok = match resp {
-                Ok(r) => {
-                    // Hold the response (and its connection) until every connection is open.
-                    gate.wait().await;
-                    r.bytes().await.is_ok()
-                }
-                Err(_) => {
-                    gate.wait().await;
-                    false
-                }
-            };
-            usize::from(ok)
-        });
-    }
-    let mut ok = 0;
-    while let Some(r) = tasks.join_next().await {
-        ok += r.unwrap_or(0);
-    }
-    ok
 }
 
 #[cfg(test)]

@@ -67,14 +67,11 @@ pub async fn run_point(
     let n = requests.len();
     let connections = n.min(max_concurrency.unwrap_or(n));
     if a.connection_ramp > 0 {
-        let opened = control::ramp_connections(
-            ctx.client,
-            ctx.base_url,
-            ctx.headers,
-            connections,
-            a.connection_ramp,
-        )
-        .await;
+        let opened = ctx
+            .target
+            .endpoint
+            .prewarm(connections, a.connection_ramp)
+            .await;
         if opened < connections {
             eprintln!(
                 "Connection ramp: {opened} of {connections} connections opened ahead of the run"

@@ -182,8 +182,16 @@ fn loupe_section(r: &RunReport<'_>) -> String {
         &mut o,
         "Schedule lag p50 / p99 / max (ms):",
         format!(
-            "{:.3} / {:.3} / {:.3}",
-            b.schedule_lag.median, b.schedule_lag.p99, b.schedule_lag.max
+            "{:.3} / {:.3} / {:.3}{}",
+            b.schedule_lag.median,
+            b.schedule_lag.p99,
+            b.schedule_lag.max,
+            // Everything due at t=0: this is task start-up, not lag behind a schedule.
+            if info.rate_label == "inf" {
+                " (all due at once)"
+            } else {
+                ""
+            }
         ),
     );
     if b.output_len_assumed > 0 {

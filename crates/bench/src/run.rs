@@ -170,12 +170,9 @@ pub async fn run_cli(args: BenchArgs) -> Result<BenchOutcome> {
     });
 
     let (points, sweeping) = points(&args);
-    let widest = points
-        .iter()
-        .map(|p| num.min(p.max_concurrency.unwrap_or(num)))
-        .max()
-        .unwrap_or(1);
-    let client = control::http_client(widest, args.read_timeout)?;
+    // Control requests only (readiness, info, flush, profiling): the generation requests
+    // have their own transport (`http1`).
+    let client = control::http_client()?;
     let headers = control::headers(args.api_key.as_deref(), &extra_headers)?;
     let models = if args.ready_check_timeout_sec > 0.0 {
         Some(control::wait_ready(&client, &base_url, &headers, args.ready_check_timeout_sec).await?)
@@ -215,13 +212,17 @@ pub async fn run_cli(args: BenchArgs) -> Result<BenchOutcome> {
     let vocab = vocab_of(model_info.as_ref());
 
     let api = args.backend.api();
-    let target = Arc::new(Target::new(
-        client.clone(),
-        format!("{base_url}{}", args.backend.path()),
-        api,
-        headers.clone(),
-        Duration::from_secs_f64(args.request_timeout),
-    ));
+    let target = Arc::new(
+        Target::new(
+            format!("{base_url}{}", args.backend.path()),
+            api,
+            headers.clone(),
+            Duration::from_secs_f64(args.request_timeout),
+            args.read_timeout.map(Duration::from_secs_f64),
+        )
+        .await
+        .map_err(BenchError::Usage)?,
+    );
     let extra = match &args.extra_request_body {
         Some(s) => match serde_json::from_str(s) {
             Ok(Value::Object(m)) => m,
@@ -337,7 +338,8 @@ pub async fn run_cli(args: BenchArgs) -> Result<BenchOutcome> {
             );
             let res =
                 run_point(&ctx, requests.clone(), &warmup, p.max_concurrency, arrivals).await?;
-            let mut warnings = res.beyond.client_warnings(Some(&res.cpu));
+            let scheduled = arrivals.ramp.is_some() || arrivals.rate.is_finite();
+            let mut warnings = res.beyond.client_warnings(Some(&res.cpu), scheduled);
             if res.summary.completed == 0 {
                 warnings.push("every request failed: the figures above describe nothing".into());
             }

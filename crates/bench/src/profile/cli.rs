@@ -131,7 +131,7 @@ impl StartArgs {
 
 fn endpoint(s: &ServerArgs) -> Result<ProfileEndpoint> {
     Ok(ProfileEndpoint {
-        client: control::http_client(4, None)?,
+        client: control::http_client()?,
         base: s.url.trim_end_matches('/').to_string(),
         headers: control::headers(s.api_key.as_deref(), &[])?,
     })
