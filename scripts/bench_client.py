@@ -230,18 +230,32 @@ def section_clients(args, work, report):
             f"{med(rs, 'client_cpu_per_1000_chunks_s'):.4f} | {user_per:.4f} | "
             f"{med(rs, 'server_cpu_s'):.2f} | {med(rs, 'mean_ttft_ms'):.1f} | {med(rs, 'mean_tpot_ms'):.2f} |"
         )
-    per = {n: med(by[n], "client_cpu_per_1000_chunks_s") for n in order}
-    user = {n: statistics.median(r["client_user_s"] / r["chunks"] for r in by[n]) for n in order}
-    tput = {n: med(by[n], "output_tok_s") for n in order}
+    # Ratios within each round (the clients of a round ran minutes apart on the same
+    # machine, whose speed drifts between rounds), then their median and range.
+    def ratio(key, other):
+        vals = []
+        for rnd in range(args.rounds):
+            a = [r[key] for r in rows if r["round"] == rnd and r["client"] == "loupe"]
+            b = [r[key] for r in rows if r["round"] == rnd and r["client"] == other]
+            vals.append(a[0] / b[0])
+        return f"{statistics.median(vals):.3f} ({min(vals):.3f}-{max(vals):.3f})"
+
+    for r in rows:
+        r["client_user_per_chunk"] = r["client_user_s"] / r["chunks"]
     lines.append("")
-    lines.append(
-        f"Medians of {args.rounds} rounds. CPU per 1000 chunks, loupe / SGLang Python: "
-        f"{per['loupe'] / per['sglang-python']:.3f} (target <= 0.1); loupe / SGLang Rust: "
-        f"{per['loupe'] / per['sglang-rust']:.3f} (target <= 0.667). Output tok/s, loupe / Python: "
-        f"{tput['loupe'] / tput['sglang-python']:.2f}x, loupe / Rust: {tput['loupe'] / tput['sglang-rust']:.2f}x. "
-        f"User CPU only, loupe / Python: {user['loupe'] / user['sglang-python']:.3f}, "
-        f"loupe / Rust: {user['loupe'] / user['sglang-rust']:.3f}."
-    )
+    lines.append(f"loupe / SGLang, median of the {args.rounds} rounds' ratios (range):")
+    lines.append("")
+    lines.append("| ratio | / SGLang Python | / SGLang Rust |")
+    lines.append("|---|---|---|")
+    for key, label, targets in (
+        ("client_cpu_per_1000_chunks_s", "client CPU per chunk", (" (target <= 0.1)", " (target <= 0.667)")),
+        ("client_user_per_chunk", "client user CPU per chunk", ("", "")),
+        ("output_tok_s", "output tok/s", ("", "")),
+        ("server_cpu_s", "server CPU for the same work", ("", "")),
+    ):
+        lines.append(
+            f"| {label} | {ratio(key, 'sglang-python')}{targets[0]} | {ratio(key, 'sglang-rust')}{targets[1]} |"
+        )
     report["clients_table"] = "\n".join(lines)
 
 
@@ -279,9 +293,9 @@ def section_streams(args, work, report):
     log = open(work / "server-streams.log", "w")
     server = Server(
         args.loupe, args.port + 1,
-        ["--model-path", "tiny", "--max-running-requests", str(n),
-         "--max-total-tokens", str(n * 160), "--chunked-prefill-size", "8192",
-         "--max-prefill-tokens", "65536"],
+        ["--model-path", "tiny", "--json-model-override-args", '{"num_hidden_layers": 1}',
+         "--max-running-requests", str(n), "--max-total-tokens", str(n * 128),
+         "--chunked-prefill-size", "8192", "--max-prefill-tokens", "65536"],
         log,
     )
     peak_running = [0.0]
@@ -303,7 +317,7 @@ def section_streams(args, work, report):
         r = loupe_bench(
             args, server, out,
             ["--dataset-name", "random-ids", "--num-prompts", str(n),
-             "--random-input-len", "32", "--random-output-len", "128", "--random-range-ratio", "1",
+             "--random-input-len", "32", "--random-output-len", "64", "--random-range-ratio", "1",
              "--output-csv", csv_path, "--request-timeout", "1800"],
             work / "streams.log", work,
         )
@@ -375,7 +389,9 @@ def section_agreement(args, work, report):
     case = [
         "--dataset-name", "random-ids", "--num-prompts", "48", "--max-concurrency", "16",
         "--random-input-len", "128", "--random-output-len", "32", "--random-range-ratio", "1",
-        "--flush-cache",
+        # Token ids, so both clients' prompts are exactly 128 tokens long on the server (as
+        # text, random ids re-tokenize to several times as many, differently per client).
+        "--tokenize-prompt", "--flush-cache",
     ]
     rows = []
     try:
@@ -408,7 +424,7 @@ def main():
     p.add_argument("--loupe", default="target/release/loupe")
     p.add_argument("--python", default=".venv-peers/bin/python")
     p.add_argument("--sharegpt", required=True, help="ShareGPT_V3_unfiltered_cleaned_split.json")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--streams", type=int, default=10000)
     p.add_argument("--port", type=int, default=30310)
     p.add_argument("--json", help="write every figure here")

@@ -145,3 +145,39 @@ async fn a_refused_profile_is_reported_and_the_run_goes_on() {
     assert_eq!(r["profile_traces"]["complete"], false);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disaggregated_profiling_goes_to_the_named_workers() {
+    // Traffic to one server, the profile to another (a "prefill worker"): only the named
+    // worker is profiled, and its traces are the ones listed.
+    let traffic = server(|_| {}).await;
+    let worker = server(|_| {}).await;
+    let s = Scratch::new();
+    let worker_url = worker.url();
+    let r = profiled(
+        &traffic.url(),
+        &s,
+        &["--pd-separated", "--profile-prefill-url", &worker_url],
+    )
+    .await;
+    // The worker served no steps during the run: its capture stops empty, but stops.
+    let p = &r["profile_traces"];
+    assert_eq!(p["errors"], serde_json::json!([]), "{p}");
+    let st = |url: String| async move {
+        reqwest::get(format!("{url}/profile_status"))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let w = st(worker_url.clone()).await;
+    assert_eq!(
+        w["profile_id"], p["profile_id"],
+        "the worker was profiled: {w}"
+    );
+    let t = st(traffic.url()).await;
+    assert!(t["profile_id"].is_null(), "the traffic server was not: {t}");
+    traffic.shutdown().await.unwrap();
+    worker.shutdown().await.unwrap();
+}
