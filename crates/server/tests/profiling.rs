@@ -390,8 +390,7 @@ async fn bad_requests_and_output_root() {
 async fn rpd_activity_writes_a_rocpd_database_whose_top_view_works() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(|a| a.tp_size = 2).await;
-    let busy = load(&s, 2, 100);
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Armed before the load, so the window's steps come whatever the machine's speed.
     let (c, _) = post(
         &s,
         "/start_profile",
@@ -399,6 +398,7 @@ async fn rpd_activity_writes_a_rocpd_database_whose_top_view_works() {
     )
     .await;
     assert_eq!(c, 200);
+    let busy = load(&s, 2, 100);
     wait_idle(&s).await;
     assert_eq!(names(dir.path()), ["r.rpd"]);
     let db = rusqlite::Connection::open(dir.path().join("r.rpd")).unwrap();
