@@ -178,22 +178,26 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
         b'"' => skip_string(b, i),
         b'{' | b'[' => {
+            // Jump from one quote or closer to the next (SIMD searches), counting the openers
+            // passed on the way.
             let (mut depth, mut j) = (0usize, i);
             loop {
-                match *b.get(j)? {
-                    b'"' => j = skip_string(b, j)?,
-                    b'{' | b'[' => {
-                        depth += 1;
-                        j += 1;
+                let rest = b.get(j..)?;
+                let k = memchr::memchr3(b'"', b'}', b']', rest)?;
+                if let Some(o) = memchr::memchr2(b'{', b'[', &rest[..k]) {
+                    depth += 1;
+                    j += o + 1;
+                    continue;
+                }
+                j += k;
+                if rest[k] == b'"' {
+                    j = skip_string(b, j)?;
+                } else {
+                    depth = depth.checked_sub(1)?;
+                    j += 1;
+                    if depth == 0 {
+                        return Some(j);
                     }
-                    b'}' | b']' => {
-                        depth -= 1;
-                        j += 1;
-                        if depth == 0 {
-                            return Some(j);
-                        }
-                    }
-                    _ => j += 1,
                 }
             }
         }
@@ -208,20 +212,17 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The top-level keys of a native chunk; None for anything but a well-delimited object.
-fn scan_native(b: &[u8]) -> Option<NativeScan> {
-    let mut out = NativeScan {
-        text: false,
-        meta: None,
-        error: false,
-    };
+/// Each member of the object at `b` (whitespace around it allowed): `on(key, b, start, end)`
+/// with the raw key and the value's range; false from `on` stops with None. None for anything
+/// but a well-delimited object.
+fn members(b: &[u8], mut on: impl FnMut(&[u8], usize, usize) -> bool) -> Option<()> {
     let mut i = skip_ws(b, 0);
     if *b.get(i)? != b'{' {
         return None;
     }
     i = skip_ws(b, i + 1);
     if *b.get(i)? == b'}' {
-        return Some(out);
+        return (skip_ws(b, i + 1) == b.len()).then_some(());
     }
     loop {
         if *b.get(i)? != b'"' {
@@ -235,6 +236,26 @@ fn scan_native(b: &[u8]) -> Option<NativeScan> {
         }
         let start = skip_ws(b, i + 1);
         let end = skip_value(b, start)?;
+        if !on(key, start, end) {
+            return None;
+        }
+        i = skip_ws(b, end);
+        match *b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return (skip_ws(b, i + 1) == b.len()).then_some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// The top-level keys of a native chunk; None for anything but a well-delimited object.
+fn scan_native(b: &[u8]) -> Option<NativeScan> {
+    let mut out = NativeScan {
+        text: false,
+        meta: None,
+        error: false,
+    };
+    members(b, |key, start, end| {
         let value = &b[start..end];
         match key {
             b"text" => out.text = value.len() > 2 && value[0] == b'"',
@@ -242,13 +263,52 @@ fn scan_native(b: &[u8]) -> Option<NativeScan> {
             b"error" => out.error = value != b"null",
             _ => {}
         }
-        i = skip_ws(b, end);
-        match *b.get(i)? {
-            b',' => i = skip_ws(b, i + 1),
-            b'}' => return (skip_ws(b, i + 1) == b.len()).then_some(out),
-            _ => return None,
-        }
+        true
+    })?;
+    Some(out)
+}
+
+/// A plain non-negative JSON integer, or null; None for anything else.
+fn count(v: &[u8]) -> Option<Option<usize>> {
+    if v == b"null" {
+        return Some(None);
     }
+    if v.is_empty()
+        || v.len() > 18
+        || !v.iter().all(u8::is_ascii_digit)
+        || (v.len() > 1 && v[0] == b'0')
+    {
+        return None;
+    }
+    Some(Some(
+        v.iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0')),
+    ))
+}
+
+/// The two counts of a native `meta_info` (an object or null) without serde; None where the
+/// value is anything the fast path does not expect (serde then decides).
+fn scan_meta(b: &[u8]) -> Option<Option<NativeMeta>> {
+    if b == b"null" {
+        return Some(None);
+    }
+    let mut meta = NativeMeta {
+        completion_tokens: None,
+        prompt_tokens: None,
+    };
+    let mut ok = true;
+    members(b, |key, start, end| {
+        let slot = match key {
+            b"completion_tokens" => &mut meta.completion_tokens,
+            b"prompt_tokens" => &mut meta.prompt_tokens,
+            _ => return true,
+        };
+        match count(&b[start..end]) {
+            Some(v) => *slot = v,
+            None => ok = false,
+        }
+        ok
+    })?;
+    Some(Some(meta))
 }
 
 impl StreamState {
@@ -290,8 +350,11 @@ impl StreamState {
                 error: false,
             }) => {
                 let meta = match meta {
-                    Some((a, b)) => serde_json::from_slice::<Option<NativeMeta>>(&bytes[a..b])
-                        .map_err(|e| bad_chunk(bytes, Some(e)))?,
+                    Some((a, b)) => match scan_meta(&bytes[a..b]) {
+                        Some(m) => m,
+                        None => serde_json::from_slice::<Option<NativeMeta>>(&bytes[a..b])
+                            .map_err(|e| bad_chunk(bytes, Some(e)))?,
+                    },
                     None => None,
                 };
                 (text, meta)
@@ -429,6 +492,8 @@ mod tests {
             r#"{"text":"a\"b}","output_ids":[1,[2],{"x":"]"}],"meta_info":{"completion_tokens":3,"prompt_tokens":7,"finish_reason":{"type":"length"}}}"#,
             r#" { "meta_info" : null , "text" : "" } "#,
             r#"{"text":null,"error":null,"meta_info":{"completion_tokens":1}}"#,
+            r#"{"text":"x","output_ids":[[1,2],{"a":[3,"]}"]}],"meta_info":{"id":"q","prompt_tokens":null,"completion_tokens":12,"finish_reason":null}}"#,
+            r#"{"text":"x","meta_info":{ }}"#,
             r#"{"error":{"message":"boom"},"text":"x"}"#,
             r#"{}"#,
         ];
@@ -438,7 +503,18 @@ mod tests {
             assert_eq!(fast.text, slow.text.0, "{c}");
             assert_eq!(fast.error, slow.error.is_some(), "{c}");
             let meta = fast.meta.map(|(a, b)| {
-                serde_json::from_slice::<Option<NativeMeta>>(&c.as_bytes()[a..b]).unwrap()
+                let raw = &c.as_bytes()[a..b];
+                let serde = serde_json::from_slice::<Option<NativeMeta>>(raw).unwrap();
+                if let Some(m) = scan_meta(raw) {
+                    assert_eq!(
+                        m.as_ref().map(|m| (m.completion_tokens, m.prompt_tokens)),
+                        serde
+                            .as_ref()
+                            .map(|m| (m.completion_tokens, m.prompt_tokens)),
+                        "{c}"
+                    );
+                }
+                serde
             });
             assert_eq!(
                 meta.flatten()
@@ -447,6 +523,15 @@ mod tests {
                     .map(|m| (m.completion_tokens, m.prompt_tokens)),
                 "{c}"
             );
+        }
+        // What the fast path does not expect goes to serde.
+        for odd in [
+            &br#"{"completion_tokens":1.0}"#[..],
+            br#"{"completion_tokens":-1}"#,
+            br#"{"prompt_tokens":"7"}"#,
+            br#"{"completion_tokens":012}"#,
+        ] {
+            assert!(scan_meta(odd).is_none());
         }
         for bad in [
             r#"{"text":"a""#,

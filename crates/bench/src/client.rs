@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::args::Api;
 use crate::chunk::StreamState;
 use crate::dataset::{Prompt, PromptInput};
-use crate::http1::Endpoint;
+use crate::http1::{Endpoint, Receiver, Sink};
 use crate::record::RequestRecord;
 use crate::sse::{SseData, SseSplitter};
 
@@ -122,6 +122,8 @@ pub struct Target {
     pub timeout: Duration,
     /// Longest silence inside a response.
     pub read_timeout: Option<Duration>,
+    /// The thread that reads the response bodies (None: each request's task reads its own).
+    pub recv: Option<Receiver>,
 }
 
 impl Target {
@@ -140,6 +142,7 @@ impl Target {
             api,
             timeout,
             read_timeout,
+            recv: receive_thread(),
         })
     }
 
@@ -164,7 +167,7 @@ impl Target {
             .send(&bytes, deadline, self.read_timeout, |at| sent = at)
             .await;
         rec.start = (sent - t0).as_secs_f64();
-        let mut resp = match resp {
+        let resp = match resp {
             Ok(r) => r,
             Err(e) => return fail(rec, e.to_string()),
         };
@@ -178,52 +181,41 @@ impl Target {
                 .unwrap_or(0);
             return fail(rec, format!("HTTP {status}: {}", &text[..cut]));
         }
-        let mut splitter = SseSplitter::default();
-        let mut state = StreamState::default();
-        let mut done = false;
-        let mut bad: Option<String> = None;
-        let api = self.api;
-        loop {
-            let mut events = 0;
-            let mut last = 0.0;
-            let more = resp
-                .read(&mut |at, payload| {
-                    let t = (at - sent).as_secs_f64();
-                    last = t;
-                    splitter.push(payload, &mut |data| {
-                        events += 1;
-                        match data {
-                            SseData::Done => done = true,
-                            SseData::Json(bytes) if bad.is_none() => {
-                                if let Err(e) = state.on_event(api, bytes, t, &mut rec) {
-                                    bad = Some(e);
-                                }
-                            }
-                            SseData::Json(_) => {}
-                        }
-                    });
-                })
-                .await;
-            if events > 0 {
-                rec.latency = last;
-            }
-            if let Some(e) = bad.take() {
-                return fail(rec, e);
-            }
-            match more {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    let chunks = rec.gaps.len() + usize::from(rec.ttft > 0.0);
-                    return fail(
-                        rec,
-                        format!(
-                            "stream broke after {chunks} content chunk{}: {e}",
-                            if chunks == 1 { "" } else { "s" },
-                        ),
-                    );
-                }
-            }
+        // Kept for the report if the receive thread dies with the stream's state.
+        let fallback = rec.clone();
+        let timing = Timing {
+            api: self.api,
+            sent,
+            splitter: SseSplitter::default(),
+            state: StreamState::default(),
+            rec,
+            done: false,
+            bad: None,
+        };
+        let streamed = match resp.stream(self.recv.as_ref(), timing).await {
+            Ok(s) => s,
+            Err(e) => return fail(fallback, e),
+        };
+        let Timing {
+            api,
+            mut state,
+            mut rec,
+            done,
+            bad,
+            ..
+        } = streamed.sink;
+        if let Some(e) = bad {
+            return fail(rec, e);
+        }
+        if let Err(e) = streamed.outcome {
+            let chunks = rec.gaps.len() + usize::from(rec.ttft > 0.0);
+            return fail(
+                rec,
+                format!(
+                    "stream broke after {chunks} content chunk{}: {e}",
+                    if chunks == 1 { "" } else { "s" },
+                ),
+            );
         }
         if !done {
             return fail(
@@ -235,6 +227,68 @@ impl Target {
         rec.ok = true;
         rec
     }
+}
+
+/// A stream's timing state, fed with each payload as its bytes arrive (on the receive thread
+/// when there is one).
+struct Timing {
+    api: Api,
+    /// When the request was written out.
+    sent: Instant,
+    splitter: SseSplitter,
+    state: StreamState,
+    rec: RequestRecord,
+    /// `[DONE]` seen.
+    done: bool,
+    /// The first chunk that could not be used; reading stops there.
+    bad: Option<String>,
+}
+
+impl Sink for Timing {
+    fn data(&mut self, at: Instant, payload: &[u8]) -> bool {
+        let t = (at - self.sent).as_secs_f64();
+        let mut events = 0;
+        let (api, state, rec, done, bad) = (
+            self.api,
+            &mut self.state,
+            &mut self.rec,
+            &mut self.done,
+            &mut self.bad,
+        );
+        self.splitter.push(payload, &mut |data| {
+            events += 1;
+            match data {
+                SseData::Done => *done = true,
+                SseData::Json(bytes) if bad.is_none() => {
+                    if let Err(e) = state.on_event(api, bytes, t, rec) {
+                        *bad = Some(e);
+                    }
+                }
+                SseData::Json(_) => {}
+            }
+        });
+        if events > 0 {
+            self.rec.latency = t;
+        }
+        self.bad.is_none()
+    }
+}
+
+/// The receive thread, where there is one; without it each request's task reads its body.
+#[cfg(target_os = "linux")]
+fn receive_thread() -> Option<Receiver> {
+    match Receiver::start() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("no receive thread ({e}); each request reads its own response");
+            None
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn receive_thread() -> Option<Receiver> {
+    None
 }
 
 /// reqwest's error with its causes (the useful part is usually the innermost).

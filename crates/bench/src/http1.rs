@@ -112,6 +112,8 @@ impl Endpoint {
             match TcpStream::connect(a).await {
                 Ok(s) => {
                     s.set_nodelay(true)?;
+                    #[cfg(target_os = "linux")]
+                    crate::recv::enable_timestamps(std::os::fd::AsRawFd::as_raw_fd(&s));
                     return Ok(s);
                 }
                 Err(e) => last = Some(e),
@@ -250,6 +252,40 @@ enum Framing {
     UntilClose,
 }
 
+impl Framing {
+    /// Decode `input` (raw body bytes) and hand the payload to `out`.
+    fn feed(&mut self, input: &[u8], out: &mut impl FnMut(&[u8])) -> Result<(), ReadError> {
+        match self {
+            Framing::Length(left) => {
+                let take = (*left).min(input.len() as u64) as usize;
+                *left -= take as u64;
+                if take > 0 {
+                    out(&input[..take]);
+                }
+            }
+            Framing::Chunked(c) => c.feed(input, out).map_err(ReadError::Framing)?,
+            Framing::UntilClose => out(input),
+        }
+        Ok(())
+    }
+
+    fn complete(&self) -> bool {
+        match self {
+            Framing::Length(n) => *n == 0,
+            Framing::Chunked(c) => c.done(),
+            Framing::UntilClose => false,
+        }
+    }
+
+    /// The connection closed: Ok when that is how this body ends.
+    fn at_eof(&self) -> Result<(), ReadError> {
+        match self {
+            Framing::UntilClose => Ok(()),
+            _ => Err(ReadError::Eof),
+        }
+    }
+}
+
 /// A response being read.
 pub struct Response<'a> {
     endpoint: &'a Endpoint,
@@ -275,6 +311,8 @@ pub enum ReadError {
     /// The connection closed before the body's end.
     Eof,
     Framing(String),
+    /// The reader stopped reading (it had seen something it could not use).
+    Stopped,
 }
 
 impl std::fmt::Display for ReadError {
@@ -284,6 +322,7 @@ impl std::fmt::Display for ReadError {
             ReadError::Io(e) => write!(f, "{e}"),
             ReadError::Eof => f.write_str("the connection closed before the end of the body"),
             ReadError::Framing(m) => write!(f, "bad chunked encoding: {m}"),
+            ReadError::Stopped => f.write_str("the reader stopped"),
         }
     }
 }
@@ -383,27 +422,12 @@ impl Response<'_> {
     }
 
     fn complete(&self) -> bool {
-        match self.body {
-            Framing::Length(n) => n == 0,
-            Framing::Chunked(c) => c.done(),
-            Framing::UntilClose => false,
-        }
+        self.body.complete()
     }
 
     /// Decode `input` (raw body bytes) and hand the payload to `out`.
     fn decode(&mut self, input: &[u8], out: &mut impl FnMut(&[u8])) -> Result<(), ReadError> {
-        match &mut self.body {
-            Framing::Length(left) => {
-                let take = (*left).min(input.len() as u64) as usize;
-                *left -= take as u64;
-                if take > 0 {
-                    out(&input[..take]);
-                }
-            }
-            Framing::Chunked(c) => c.feed(input, out).map_err(ReadError::Framing)?,
-            Framing::UntilClose => out(input),
-        }
-        Ok(())
+        self.body.feed(input, out)
     }
 
     /// Read what arrives next and hand its payload to `on_data` with the instant the read
@@ -430,10 +454,7 @@ impl Response<'_> {
         let at = Instant::now();
         if n == 0 {
             self.conn = None;
-            return match self.body {
-                Framing::UntilClose => Ok(false),
-                _ => Err(ReadError::Eof),
-            };
+            return self.body.at_eof().map(|()| false);
         }
         // The buffer is borrowed by the decoder: move it out for the call.
         let buf = std::mem::take(&mut self.buf);
@@ -447,7 +468,87 @@ impl Response<'_> {
         Ok(true)
     }
 
-    /// The whole body (up to 64 KiB of it) as text, for error reports.
+    /// Read the rest of the body into `sink`: on the receive thread when `recv` is given (the
+    /// socket moves there and back), else by this task. Err: the receive thread is gone and
+    /// took the sink with it.
+    pub async fn stream<S: Sink>(
+        mut self,
+        recv: Option<&Receiver>,
+        mut sink: S,
+    ) -> Result<Streamed<S>, String> {
+        #[cfg(target_os = "linux")]
+        if let Some(recv) = recv {
+            // Bytes that came with the head first.
+            if let Some(at) = self.carry_at.take() {
+                let carry = std::mem::take(&mut self.carry);
+                let mut go = true;
+                let r = self.body.feed(&carry, &mut |p| {
+                    if go {
+                        go = sink.data(at, p);
+                    }
+                });
+                if let Err(e) = r {
+                    return Ok(Streamed::new(sink, Err(e)));
+                }
+                if !go {
+                    return Ok(Streamed::new(sink, Err(ReadError::Stopped)));
+                }
+            }
+            if self.complete() {
+                self.finish();
+                return Ok(Streamed::new(sink, Ok(())));
+            }
+            let Some(conn) = self.conn.take() else {
+                let end = self.body.at_eof();
+                return Ok(Streamed::new(sink, end));
+            };
+            let conn = match conn.into_std() {
+                Ok(c) => c,
+                Err(e) => return Ok(Streamed::new(sink, Err(ReadError::Io(e)))),
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            recv.hand(crate::recv::Handoff {
+                body: Box::new(Handed {
+                    conn,
+                    framing: self.body,
+                    keep_alive: self.keep_alive,
+                    sink,
+                    tx,
+                }),
+                deadline: self.deadline,
+                read_timeout: self.read_timeout,
+            });
+            let (sink, outcome, conn) = rx
+                .await
+                .map_err(|_| "the receive thread stopped without ending the stream".to_string())?;
+            if let Some(c) = conn
+                && let Ok(c) = TcpStream::from_std(c)
+            {
+                self.endpoint.give_back(c);
+            }
+            return Ok(Streamed::new(sink, outcome));
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = recv;
+        let mut go = true;
+        let outcome = loop {
+            let more = self
+                .read(&mut |at, p| {
+                    if go {
+                        go = sink.data(at, p);
+                    }
+                })
+                .await;
+            match more {
+                Ok(true) if go => {}
+                Ok(true) => break Err(ReadError::Stopped),
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        Ok(Streamed::new(sink, outcome))
+    }
+
     pub async fn text(mut self) -> String {
         let mut body = Vec::new();
         loop {
@@ -462,6 +563,81 @@ impl Response<'_> {
             }
         }
         String::from_utf8_lossy(&body).into_owned()
+    }
+}
+
+/// Where a streamed body's payload goes (on the receive thread, when there is one).
+pub trait Sink: Send + 'static {
+    /// Payload bytes that reached the socket at `at`. false: stop reading (the connection
+    /// is closed, not reused).
+    fn data(&mut self, at: Instant, payload: &[u8]) -> bool;
+}
+
+/// A body read to its end: the sink back, and how the body ended.
+pub struct Streamed<S> {
+    pub sink: S,
+    pub outcome: Result<(), ReadError>,
+}
+
+impl<S> Streamed<S> {
+    fn new(sink: S, outcome: Result<(), ReadError>) -> Self {
+        Streamed { sink, outcome }
+    }
+}
+
+#[cfg(target_os = "linux")]
+pub use crate::recv::Receiver;
+
+/// Off Linux there is no receive thread: bodies are read by their tasks.
+#[cfg(not(target_os = "linux"))]
+pub enum Receiver {}
+
+/// What the receive thread sends back: the sink, the outcome, and the connection when it can
+/// be reused.
+#[cfg(target_os = "linux")]
+type Ended<S> = (S, Result<(), ReadError>, Option<std::net::TcpStream>);
+
+/// A body on the receive thread: its socket, framing and sink.
+#[cfg(target_os = "linux")]
+struct Handed<S: Sink> {
+    conn: std::net::TcpStream,
+    framing: Framing,
+    keep_alive: bool,
+    sink: S,
+    tx: tokio::sync::oneshot::Sender<Ended<S>>,
+}
+
+#[cfg(target_os = "linux")]
+impl<S: Sink> crate::recv::Body for Handed<S> {
+    fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.conn)
+    }
+
+    fn feed(&mut self, at: Instant, bytes: &[u8]) -> Result<bool, ReadError> {
+        let mut go = true;
+        let sink = &mut self.sink;
+        self.framing.feed(bytes, &mut |p| {
+            if go {
+                go = sink.data(at, p);
+            }
+        })?;
+        if !go {
+            return Err(ReadError::Stopped);
+        }
+        Ok(!self.framing.complete())
+    }
+
+    fn eof(&mut self) -> Result<(), ReadError> {
+        self.keep_alive = false;
+        self.framing.at_eof()
+    }
+
+    fn end(self: Box<Self>, outcome: Result<(), ReadError>) {
+        let me = *self;
+        let reuse = outcome.is_ok() && me.keep_alive && me.framing.complete();
+        let conn = reuse.then_some(me.conn);
+        // The task may have gone (its run was dropped); the connection then closes.
+        let _ = me.tx.send((me.sink, outcome, conn));
     }
 }
 

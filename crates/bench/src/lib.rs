@@ -26,6 +26,8 @@ pub mod metrics;
 pub mod point;
 pub mod profile;
 pub mod record;
+#[cfg(target_os = "linux")]
+pub mod recv;
 pub mod refused;
 pub mod report;
 pub mod run;

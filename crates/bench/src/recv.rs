@@ -1,0 +1,706 @@
+//! The receive thread (Linux): every streaming response body of a run is read on one thread
+//! that owns an epoll set, instead of by the request's task in the async runtime.
+//!
+//! Why: at one small SSE event per token, the cost of a streaming client is per network read.
+//! Through the runtime each read is a task wake-up, a readiness poll, the `read` that returns
+//! data and a second `read` that returns `EAGAIN` before the task parks again. Here a stream is
+//! a slot in an edge-triggered epoll set: one `epoll_wait` returns every socket that has data,
+//! each gets one `recvmsg` (a read shorter than the buffer means the socket is drained, so no
+//! `EAGAIN` read), and the bytes go straight to the body decoder on this thread. The request's
+//! task sleeps from the end of the response head to the end of the body.
+//!
+//! Timestamps: sockets ask for kernel receive timestamps (`SO_TIMESTAMPNS`), so a chunk's time
+//! is when its bytes reached the socket, not when this thread got round to reading them; where
+//! the kernel gives none, the time the read returned is used. A read that holds several
+//! segments carries the timestamp of the last one, as a user-space read time would.
+//!
+//! Pacing: with arrival times from the kernel, reading late costs no accuracy as long as a
+//! stream's next chunk has not arrived too (the two would share one read and one timestamp).
+//! So after a round of reads the thread pauses, letting the next round find many sockets ready
+//! instead of waking once per chunk: the pause is a quarter of the shortest gap seen between
+//! two reads of one stream over the last window of reads, at most `MAX_PACE`, and none until a
+//! window has been seen (or when kernel timestamps are missing).
+//!
+//! Invariants: a body is owned by exactly one of its task or this thread; this thread ends
+//! every body it was handed exactly once (`Body::end`), with the body's outcome, a timeout, or
+//! a shutdown error; a socket leaves the epoll set before its body is ended.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::http1::ReadError;
+
+/// Bytes per `recvmsg`.
+const READ_BUF: usize = 64 << 10;
+/// Events per `epoll_wait`.
+const EVENTS: usize = 1024;
+/// The epoll token of the wake-up eventfd (stream tokens are slot indices).
+const WAKE: u64 = u64::MAX;
+/// Longest sleep while streams are open (deadlines are checked at least this often).
+const MAX_WAIT: Duration = Duration::from_millis(100);
+/// The longest pause between rounds of reads.
+const MAX_PACE: Duration = Duration::from_millis(1);
+/// Reads per pacing window (the pause is re-derived after each).
+const PACE_WINDOW: u32 = 1000;
+
+/// `SO_TIMESTAMPNS` (and its control message type) where its value is the generic one.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
+const SO_TIMESTAMPNS: Option<libc::c_int> = Some(35);
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
+const SO_TIMESTAMPNS: Option<libc::c_int> = None;
+
+/// A response body being read on the receive thread.
+pub trait Body: Send {
+    fn fd(&self) -> RawFd;
+    /// Bytes that reached the socket at `at`. Ok(true): more to come; Ok(false): complete.
+    fn feed(&mut self, at: Instant, bytes: &[u8]) -> Result<bool, ReadError>;
+    /// The peer closed the connection: Ok when that ends the body.
+    fn eof(&mut self) -> Result<(), ReadError>;
+    /// The body is over (complete, failed, timed out); called once, after the socket has left
+    /// the epoll set.
+    fn end(self: Box<Self>, outcome: Result<(), ReadError>);
+}
+
+/// A body handed over with its time limits.
+pub struct Handoff {
+    pub body: Box<dyn Body>,
+    /// The request's overall deadline.
+    pub deadline: Instant,
+    /// Longest silence between reads.
+    pub read_timeout: Option<Duration>,
+}
+
+struct Shared {
+    epoll: OwnedFd,
+    wake: OwnedFd,
+    inbox: Mutex<Vec<Handoff>>,
+    stop: AtomicBool,
+    /// The current pause between rounds, in nanoseconds (for reports and tests).
+    pace_ns: AtomicU64,
+}
+
+impl Shared {
+    fn ring(&self) {
+        let one: u64 = 1;
+        // An eventfd write only fails when the counter would overflow, which leaves it readable
+        // anyway.
+        unsafe {
+            libc::write(
+                self.wake.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
+}
+
+/// The receive thread of a run. Dropping it stops the thread; bodies still open end with an
+/// error saying so.
+pub struct Receiver {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn cvt(r: libc::c_int, what: &str) -> io::Result<libc::c_int> {
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
+    } else {
+        Ok(r)
+    }
+}
+
+fn ctl(epoll: RawFd, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    cvt(
+        unsafe { libc::epoll_ctl(epoll, op, fd, &mut ev) },
+        "epoll_ctl",
+    )
+    .map(|_| ())
+}
+
+/// Ask `fd` (a TCP socket) for kernel receive timestamps. Best effort: without them reads are
+/// timed when they return.
+pub fn enable_timestamps(fd: RawFd) {
+    if let Some(opt) = SO_TIMESTAMPNS {
+        let on: libc::c_int = 1;
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+impl Receiver {
+    pub fn start() -> io::Result<Receiver> {
+        let epoll = cvt(
+            unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) },
+            "epoll_create1",
+        )?;
+        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+        let wake = cvt(
+            unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) },
+            "eventfd",
+        )?;
+        let wake = unsafe { OwnedFd::from_raw_fd(wake) };
+        ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            wake.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            WAKE,
+        )?;
+        let shared = Arc::new(Shared {
+            epoll,
+            wake,
+            inbox: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            pace_ns: AtomicU64::new(0),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("loupe-recv".into())
+            .spawn(move || Loop::new(s).run())?;
+        Ok(Receiver {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The pause the thread now takes between rounds of reads.
+    pub fn pace(&self) -> Duration {
+        Duration::from_nanos(self.shared.pace_ns.load(Ordering::Relaxed))
+    }
+
+    /// Read `h`'s body on the receive thread from now on.
+    pub fn hand(&self, h: Handoff) {
+        self.shared.inbox.lock().expect("inbox lock").push(h);
+        self.shared.ring();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.ring();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Open {
+    body: Box<dyn Body>,
+    deadline: Instant,
+    read_timeout: Option<Duration>,
+    /// When this body times out unless bytes arrive.
+    expires: Instant,
+    /// The arrival time of its last read.
+    last_at: Option<Instant>,
+}
+
+struct Loop {
+    shared: Arc<Shared>,
+    slots: Vec<Option<Open>>,
+    free: Vec<usize>,
+    open: usize,
+    /// No body expires before this (a lower bound: reads only push expiries later).
+    next_check: Instant,
+    buf: Box<[u8]>,
+    /// The pause after a round of reads.
+    pace: Duration,
+    /// The shortest gap between two reads of one stream in this window, and the window's reads.
+    window_min: Duration,
+    window_reads: u32,
+    /// Reads in this window that had no kernel timestamp.
+    window_untimed: u32,
+}
+
+/// CLOCK_REALTIME - CLOCK_MONOTONIC, to turn kernel timestamps into `Instant`s.
+struct Clocks {
+    mono: Instant,
+    real: Duration,
+}
+
+impl Clocks {
+    fn now() -> Clocks {
+        Clocks {
+            mono: Instant::now(),
+            real: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The instant of a CLOCK_REALTIME kernel timestamp; never later than now.
+    fn instant(&self, ts: Duration) -> Instant {
+        match self.real.checked_sub(ts) {
+            Some(ago) => self.mono.checked_sub(ago).unwrap_or(self.mono),
+            None => self.mono,
+        }
+    }
+}
+
+impl Loop {
+    fn new(shared: Arc<Shared>) -> Loop {
+        Loop {
+            shared,
+            slots: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            next_check: Instant::now() + MAX_WAIT,
+            buf: vec![0; READ_BUF].into_boxed_slice(),
+            pace: Duration::ZERO,
+            window_min: Duration::MAX,
+            window_reads: 0,
+            window_untimed: 0,
+        }
+    }
+
+    /// Account one read of a stream (`prev`: its previous read) in the pacing window.
+    fn note_read(&mut self, prev: Option<Instant>, at: Instant, timed: bool) {
+        if let Some(prev) = prev {
+            self.window_min = self.window_min.min(at.saturating_duration_since(prev));
+        }
+        self.window_untimed += u32::from(!timed);
+        self.window_reads += 1;
+        if self.window_reads >= PACE_WINDOW {
+            self.pace = if self.window_untimed > 0 || self.window_min == Duration::MAX {
+                Duration::ZERO
+            } else {
+                (self.window_min / 4).min(MAX_PACE)
+            };
+            self.shared
+                .pace_ns
+                .store(self.pace.as_nanos() as u64, Ordering::Relaxed);
+            self.window_min = Duration::MAX;
+            self.window_reads = 0;
+            self.window_untimed = 0;
+        }
+    }
+
+    fn run(mut self) {
+        let epoll = self.shared.epoll.as_raw_fd();
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+        loop {
+            let timeout = if self.open == 0 {
+                -1
+            } else {
+                let left = self.next_check.saturating_duration_since(Instant::now());
+                // Round up: waking a little after the deadline is fine, spinning before it not.
+                left.min(MAX_WAIT).as_micros().div_ceil(1000) as libc::c_int
+            };
+            let n = unsafe {
+                libc::epoll_wait(epoll, events.as_mut_ptr(), EVENTS as libc::c_int, timeout)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Nothing sensible is left to do with a broken epoll set: end every body.
+                self.end_all(|| io::Error::other(format!("epoll_wait: {e}")));
+                return;
+            }
+            let clocks = Clocks::now();
+            let mut reads = false;
+            for ev in &events[..n as usize] {
+                let token = ev.u64;
+                if token == WAKE {
+                    let mut v: u64 = 0;
+                    unsafe {
+                        libc::read(
+                            self.shared.wake.as_raw_fd(),
+                            (&mut v as *mut u64).cast(),
+                            std::mem::size_of::<u64>(),
+                        );
+                    }
+                    if self.shared.stop.load(Ordering::SeqCst) {
+                        self.end_all(|| {
+                            io::Error::other("the benchmark stopped before the body's end")
+                        });
+                        return;
+                    }
+                    self.admit(&clocks);
+                    continue;
+                }
+                let closing =
+                    ev.events & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+                self.drain(token as usize, &clocks, closing != 0);
+                reads = true;
+            }
+            if self.open > 0 && Instant::now() >= self.next_check {
+                self.expire();
+            }
+            if reads && self.open > 0 && !self.pace.is_zero() {
+                std::thread::sleep(self.pace);
+            }
+        }
+    }
+
+    /// Register the bodies in the inbox.
+    fn admit(&mut self, clocks: &Clocks) {
+        let new = std::mem::take(&mut *self.shared.inbox.lock().expect("inbox lock"));
+        for h in new {
+            let slot = match self.free.pop() {
+                Some(s) => s,
+                None => {
+                    self.slots.push(None);
+                    self.slots.len() - 1
+                }
+            };
+            let fd = h.body.fd();
+            let expires = h
+                .read_timeout
+                .map_or(h.deadline, |rt| (clocks.mono + rt).min(h.deadline));
+            if let Err(e) = ctl(
+                self.shared.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd,
+                (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+                slot as u64,
+            ) {
+                self.free.push(slot);
+                h.body.end(Err(ReadError::Io(e)));
+                continue;
+            }
+            self.next_check = self.next_check.min(expires);
+            self.slots[slot] = Some(Open {
+                body: h.body,
+                deadline: h.deadline,
+                read_timeout: h.read_timeout,
+                expires,
+                last_at: None,
+            });
+            self.open += 1;
+        }
+    }
+
+    /// Read what `slot`'s socket holds. Edge-triggered: until a short read, which leaves the
+    /// socket empty; when the peer has closed (`closing`) until the end of file, since no
+    /// further edge would announce it.
+    fn drain(&mut self, slot: usize, clocks: &Clocks, closing: bool) {
+        loop {
+            let Some(open) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let fd = open.body.fd();
+            let (n, ts) = match recv_timestamped(fd, &mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.close(slot, Err(ReadError::Io(e))),
+            };
+            if n == 0 {
+                let r = open.body.eof();
+                return self.close(slot, r);
+            }
+            let at = match ts {
+                Some(ts) => clocks.instant(ts),
+                None => Instant::now(),
+            };
+            if let Some(rt) = open.read_timeout {
+                open.expires = (Instant::now() + rt).min(open.deadline);
+            }
+            let prev = open.last_at.replace(at);
+            let fed = open.body.feed(at, &self.buf[..n]);
+            self.note_read(prev, at, ts.is_some());
+            match fed {
+                Ok(true) if closing || n == self.buf.len() => continue,
+                Ok(true) => return,
+                Ok(false) => return self.close(slot, Ok(())),
+                Err(e) => return self.close(slot, Err(e)),
+            }
+        }
+    }
+
+    fn close(&mut self, slot: usize, outcome: Result<(), ReadError>) {
+        let Some(open) = self.slots[slot].take() else {
+            return;
+        };
+        // Leaves the set before the body (and perhaps its socket) moves on; a failure here
+        // means the socket is gone already.
+        let _ = ctl(
+            self.shared.epoll.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            open.body.fd(),
+            0,
+            0,
+        );
+        self.free.push(slot);
+        self.open -= 1;
+        open.body.end(outcome);
+    }
+
+    /// End the bodies whose time is up; find the next expiry.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let mut next = now + MAX_WAIT;
+        for slot in 0..self.slots.len() {
+            let Some(open) = &self.slots[slot] else {
+                continue;
+            };
+            if open.expires <= now {
+                self.close(slot, Err(ReadError::TimedOut));
+            } else {
+                next = next.min(open.expires);
+            }
+        }
+        self.next_check = next;
+    }
+
+    fn end_all(&mut self, why: impl Fn() -> io::Error) {
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].is_some() {
+                self.close(slot, Err(ReadError::Io(why())));
+            }
+        }
+        for h in std::mem::take(&mut *self.shared.inbox.lock().expect("inbox lock")) {
+            h.body.end(Err(ReadError::Io(why())));
+        }
+    }
+}
+
+/// One `recvmsg` into `buf`: the byte count and the kernel's receive timestamp of the last
+/// segment read (CLOCK_REALTIME), when it gave one.
+fn recv_timestamped(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one timespec control message, aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut ts = None;
+    if let Some(opt) = SO_TIMESTAMPNS {
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == opt {
+                    let t: libc::timespec =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                    if t.tv_sec > 0 {
+                        ts = Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32));
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+    }
+    Ok((n as usize, ts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc;
+
+    /// Each read with its arrival time, and how the body ended.
+    type Collected = (Vec<(Instant, Vec<u8>)>, Result<(), ReadError>);
+
+    /// Collects bytes until `want` have arrived.
+    struct Collect {
+        conn: TcpStream,
+        want: usize,
+        got: Vec<(Instant, Vec<u8>)>,
+        done: mpsc::Sender<Collected>,
+    }
+
+    impl Body for Collect {
+        fn fd(&self) -> RawFd {
+            self.conn.as_raw_fd()
+        }
+        fn feed(&mut self, at: Instant, bytes: &[u8]) -> Result<bool, ReadError> {
+            self.got.push((at, bytes.to_vec()));
+            Ok(self.got.iter().map(|g| g.1.len()).sum::<usize>() < self.want)
+        }
+        fn eof(&mut self) -> Result<(), ReadError> {
+            Err(ReadError::Eof)
+        }
+        fn end(self: Box<Self>, outcome: Result<(), ReadError>) {
+            let _ = self.done.send((self.got, outcome));
+        }
+    }
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        c.set_nonblocking(true).unwrap();
+        enable_timestamps(c.as_raw_fd());
+        (c, s)
+    }
+
+    fn collect(
+        r: &Receiver,
+        conn: TcpStream,
+        want: usize,
+        read_timeout: Option<Duration>,
+    ) -> mpsc::Receiver<Collected> {
+        let (tx, rx) = mpsc::channel();
+        r.hand(Handoff {
+            body: Box::new(Collect {
+                conn,
+                want,
+                got: Vec::new(),
+                done: tx,
+            }),
+            deadline: Instant::now() + Duration::from_secs(20),
+            read_timeout,
+        });
+        rx
+    }
+
+    #[test]
+    fn bodies_are_read_with_arrival_times_and_ended_once() {
+        let r = Receiver::start().unwrap();
+        let (c, mut s) = pair();
+        let rx = collect(&r, c, 6, None);
+        let before = Instant::now();
+        s.write_all(b"abc").unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let between = Instant::now();
+        s.write_all(b"def").unwrap();
+        let (got, outcome) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(outcome.is_ok(), "{outcome:?}");
+        let bytes: Vec<u8> = got.iter().flat_map(|g| g.1.clone()).collect();
+        assert_eq!(bytes, b"abcdef");
+        assert_eq!(got.len(), 2, "two writes 30 ms apart are two reads");
+        // Arrival times fall in the windows the writes were made in (kernel timestamps are
+        // converted between clocks, so allow a little slack either side).
+        let slack = Duration::from_millis(2);
+        assert!(got[0].0 + slack >= before && got[0].0 <= between + slack);
+        assert!(got[1].0 + slack >= between);
+        assert!(got[1].0 >= got[0].0 + Duration::from_millis(25));
+    }
+
+    /// Write and read single bytes until the kernel timestamps them (it switches receive
+    /// timestamping on asynchronously after the first socket asks: the first segments may
+    /// come untimed). Returns the last timestamp's age.
+    fn timestamps_on(c: &TcpStream, s: &mut TcpStream) -> Duration {
+        for _ in 0..100 {
+            s.write_all(b"x").unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let mut buf = [0u8; 16];
+            let (n, ts) = recv_timestamped(c.as_raw_fd(), &mut buf).unwrap();
+            assert_eq!(n, 1);
+            if let Some(ts) = ts {
+                return Clocks::now()
+                    .real
+                    .checked_sub(ts)
+                    .expect("a timestamp in the past");
+            }
+        }
+        panic!("no receive timestamp in 100 reads");
+    }
+
+    #[test]
+    fn the_kernel_times_tcp_reads() {
+        if SO_TIMESTAMPNS.is_none() {
+            return;
+        }
+        let (c, mut s) = pair();
+        let ago = timestamps_on(&c, &mut s);
+        assert!(
+            ago >= Duration::from_millis(15) && ago < Duration::from_secs(5),
+            "{ago:?}"
+        );
+    }
+
+    #[test]
+    fn pacing_keeps_each_chunk_in_its_own_read() {
+        // 1,500 one-byte chunks at least 2 ms apart: after the first window the thread pauses
+        // between rounds (a quarter of the gaps it saw), and still reads every chunk alone, with
+        // its own arrival time.
+        if SO_TIMESTAMPNS.is_none() {
+            return;
+        }
+        let r = Receiver::start().unwrap();
+        let (c, mut s) = pair();
+        timestamps_on(&c, &mut s);
+        let n = 1500;
+        let rx = collect(&r, c, n, None);
+        let mut paced = Duration::ZERO;
+        for i in 0..n {
+            s.write_all(b"x").unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+            if i == n - 1 {
+                paced = r.pace();
+            }
+        }
+        let (got, outcome) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert!(
+            paced >= Duration::from_micros(400),
+            "the thread paces its reads: {paced:?}"
+        );
+        let lens: Vec<usize> = got.iter().map(|g| g.1.len()).collect();
+        let merged = lens.iter().filter(|l| **l > 1).count();
+        let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        let short = gaps
+            .iter()
+            .filter(|g| **g < Duration::from_micros(1900))
+            .count();
+        // The writer's own sleeps can run late and leave two writes close together on a busy
+        // machine; allow a few.
+        assert!(
+            merged <= 5 && short <= 5,
+            "merged {merged}, short gaps {short}"
+        );
+    }
+
+    #[test]
+    fn early_close_silence_and_shutdown_end_their_bodies() {
+        let r = Receiver::start().unwrap();
+        let (c, mut s) = pair();
+        let rx = collect(&r, c, 100, None);
+        s.write_all(b"partial").unwrap();
+        drop(s);
+        let (_, outcome) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(matches!(outcome, Err(ReadError::Eof)), "{outcome:?}");
+
+        let (c, _s) = pair();
+        let rx = collect(&r, c, 100, Some(Duration::from_millis(50)));
+        let t = Instant::now();
+        let (_, outcome) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(matches!(outcome, Err(ReadError::TimedOut)), "{outcome:?}");
+        assert!(t.elapsed() >= Duration::from_millis(45));
+
+        let (c, _s) = pair();
+        let rx = collect(&r, c, 100, None);
+        std::thread::sleep(Duration::from_millis(20));
+        drop(r);
+        let (_, outcome) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            matches!(&outcome, Err(ReadError::Io(e)) if e.to_string().contains("stopped")),
+            "{outcome:?}"
+        );
+    }
+}
