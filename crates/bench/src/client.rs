@@ -18,6 +18,9 @@ use crate::sse::{SseData, SseSplitter};
 /// The header bench_serving's generated-shared-prefix dataset routes by.
 pub const ROUTING_KEY_HEADER: &str = "X-SMG-Routing-Key";
 
+/// Streams asked for fewer tokens than this are read by their own task, not the receive thread.
+const HAND_OFF_MIN_TOKENS: usize = 16;
+
 /// Everything fixed for a run's request bodies.
 #[derive(Debug, Clone)]
 pub struct BodyOptions {
@@ -192,7 +195,13 @@ impl Target {
             done: false,
             bad: None,
         };
-        let streamed = match resp.stream(self.recv.as_ref(), timing).await {
+        // Handing a socket to the receive thread and back costs two thread wake-ups and four
+        // epoll changes; short streams are read here, where that would cost more than it saves.
+        let recv = self
+            .recv
+            .as_ref()
+            .filter(|_| req.output_len >= HAND_OFF_MIN_TOKENS);
+        let streamed = match resp.stream(recv, timing).await {
             Ok(s) => s,
             Err(e) => return fail(fallback, e),
         };
