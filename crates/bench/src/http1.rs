@@ -269,6 +269,23 @@ impl Framing {
         Ok(())
     }
 
+    /// `feed` into a sink that arrived at `at`; Err(Stopped) once the sink says stop.
+    #[cfg(target_os = "linux")]
+    fn feed_sink<S: Sink>(
+        &mut self,
+        at: Instant,
+        input: &[u8],
+        sink: &mut S,
+    ) -> Result<(), ReadError> {
+        let mut go = true;
+        self.feed(input, &mut |p| {
+            if go {
+                go = sink.data(at, p);
+            }
+        })?;
+        if go { Ok(()) } else { Err(ReadError::Stopped) }
+    }
+
     fn complete(&self) -> bool {
         match self {
             Framing::Length(n) => *n == 0,
@@ -481,17 +498,8 @@ impl Response<'_> {
             // Bytes that came with the head first.
             if let Some(at) = self.carry_at.take() {
                 let carry = std::mem::take(&mut self.carry);
-                let mut go = true;
-                let r = self.body.feed(&carry, &mut |p| {
-                    if go {
-                        go = sink.data(at, p);
-                    }
-                });
-                if let Err(e) = r {
+                if let Err(e) = self.body.feed_sink(at, &carry, &mut sink) {
                     return Ok(Streamed::new(sink, Err(e)));
-                }
-                if !go {
-                    return Ok(Streamed::new(sink, Err(ReadError::Stopped)));
                 }
             }
             if self.complete() {
@@ -614,16 +622,7 @@ impl<S: Sink> crate::recv::Body for Handed<S> {
     }
 
     fn feed(&mut self, at: Instant, bytes: &[u8]) -> Result<bool, ReadError> {
-        let mut go = true;
-        let sink = &mut self.sink;
-        self.framing.feed(bytes, &mut |p| {
-            if go {
-                go = sink.data(at, p);
-            }
-        })?;
-        if !go {
-            return Err(ReadError::Stopped);
-        }
+        self.framing.feed_sink(at, bytes, &mut self.sink)?;
         Ok(!self.framing.complete())
     }
 
