@@ -56,7 +56,7 @@ struct NativeChunk {
     error: Option<IgnoredAny>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct NativeMeta {
     #[serde(default)]
     completion_tokens: Option<usize>,
@@ -145,12 +145,12 @@ fn bad_chunk(bytes: &[u8], e: Option<serde_json::Error>) -> String {
     }
 }
 
-/// What the native route's fast path needs from a chunk: is `text` a non-empty string,
-/// where is `meta_info`, is there a non-null `error`.
+/// What the native route's fast path reads from a chunk: is `text` a non-empty string, the
+/// two counts of `meta_info` (None: no meta_info or null), is there a non-null `error`.
 #[derive(Debug, PartialEq)]
 struct NativeScan {
     text: bool,
-    meta: Option<(usize, usize)>,
+    meta: Option<NativeMeta>,
     error: bool,
 }
 
@@ -161,9 +161,21 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Bytes a string is scanned one by one before a SIMD search takes over: keys and most values
+/// are short, and a search call costs more than it saves on them.
+const SHORT_STRING: usize = 24;
+
 /// `b[i]` opens a string: the index after its closing quote.
 fn skip_string(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
+    let short = b.len().min(j + SHORT_STRING);
+    while j < short {
+        match b[j] {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
     loop {
         let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
         if b[k] == b'"' {
@@ -212,17 +224,20 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// Each member of the object at `b` (whitespace around it allowed): `on(key, b, start, end)`
-/// with the raw key and the value's range; false from `on` stops with None. None for anything
-/// but a well-delimited object.
-fn members(b: &[u8], mut on: impl FnMut(&[u8], usize, usize) -> bool) -> Option<()> {
-    let mut i = skip_ws(b, 0);
+/// Walk the object opening at `b[i]`: `on(key, start)` gets each member's raw key and the
+/// index its value starts at, and returns the index after that value (None stops the walk).
+/// The index after the object's `}`; None for anything but a well-delimited object.
+fn members_at(
+    b: &[u8],
+    i: usize,
+    mut on: impl FnMut(&[u8], usize) -> Option<usize>,
+) -> Option<usize> {
     if *b.get(i)? != b'{' {
         return None;
     }
-    i = skip_ws(b, i + 1);
+    let mut i = skip_ws(b, i + 1);
     if *b.get(i)? == b'}' {
-        return (skip_ws(b, i + 1) == b.len()).then_some(());
+        return Some(i + 1);
     }
     loop {
         if *b.get(i)? != b'"' {
@@ -234,38 +249,43 @@ fn members(b: &[u8], mut on: impl FnMut(&[u8], usize, usize) -> bool) -> Option<
         if *b.get(i)? != b':' {
             return None;
         }
-        let start = skip_ws(b, i + 1);
-        let end = skip_value(b, start)?;
-        if !on(key, start, end) {
-            return None;
-        }
+        let end = on(key, skip_ws(b, i + 1))?;
         i = skip_ws(b, end);
         match *b.get(i)? {
             b',' => i = skip_ws(b, i + 1),
-            b'}' => return (skip_ws(b, i + 1) == b.len()).then_some(()),
+            b'}' => return Some(i + 1),
             _ => return None,
         }
     }
 }
 
-/// The top-level keys of a native chunk; None for anything but a well-delimited object.
+/// A native chunk read in one pass (meta_info's members in place); None for anything but a
+/// well-delimited object of the expected shape (serde then decides).
 fn scan_native(b: &[u8]) -> Option<NativeScan> {
     let mut out = NativeScan {
         text: false,
         meta: None,
         error: false,
     };
-    members(b, |key, start, end| {
-        let value = &b[start..end];
-        match key {
-            b"text" => out.text = value.len() > 2 && value[0] == b'"',
-            b"meta_info" => out.meta = Some((start, end)),
-            b"error" => out.error = value != b"null",
-            _ => {}
+    let end = members_at(b, skip_ws(b, 0), |key, start| match key {
+        b"text" => {
+            let end = skip_value(b, start)?;
+            out.text = end - start > 2 && b[start] == b'"';
+            Some(end)
         }
-        true
+        b"meta_info" => {
+            let (meta, end) = scan_meta(b, start)?;
+            out.meta = meta;
+            Some(end)
+        }
+        b"error" => {
+            let end = skip_value(b, start)?;
+            out.error = &b[start..end] != b"null";
+            Some(end)
+        }
+        _ => skip_value(b, start),
     })?;
-    Some(out)
+    (skip_ws(b, end) == b.len()).then_some(out)
 }
 
 /// A plain non-negative JSON integer, or null; None for anything else.
@@ -285,30 +305,28 @@ fn count(v: &[u8]) -> Option<Option<usize>> {
     ))
 }
 
-/// The two counts of a native `meta_info` (an object or null) without serde; None where the
-/// value is anything the fast path does not expect (serde then decides).
-fn scan_meta(b: &[u8]) -> Option<Option<NativeMeta>> {
-    if b == b"null" {
-        return Some(None);
+/// The two counts of a native `meta_info` (an object or null) starting at `b[i]`, and the
+/// index after it, without serde; None where the value is anything the fast path does not
+/// expect (serde then decides).
+fn scan_meta(b: &[u8], i: usize) -> Option<(Option<NativeMeta>, usize)> {
+    if b.get(i..i + 4) == Some(b"null") {
+        return Some((None, i + 4));
     }
     let mut meta = NativeMeta {
         completion_tokens: None,
         prompt_tokens: None,
     };
-    let mut ok = true;
-    members(b, |key, start, end| {
+    let end = members_at(b, i, |key, start| {
+        let end = skip_value(b, start)?;
         let slot = match key {
             b"completion_tokens" => &mut meta.completion_tokens,
             b"prompt_tokens" => &mut meta.prompt_tokens,
-            _ => return true,
+            _ => return Some(end),
         };
-        match count(&b[start..end]) {
-            Some(v) => *slot = v,
-            None => ok = false,
-        }
-        ok
+        *slot = count(&b[start..end])?;
+        Some(end)
     })?;
-    Some(Some(meta))
+    Some((Some(meta), end))
 }
 
 impl StreamState {
@@ -348,17 +366,7 @@ impl StreamState {
                 text,
                 meta,
                 error: false,
-            }) => {
-                let meta = match meta {
-                    Some((a, b)) => match scan_meta(&bytes[a..b]) {
-                        Some(m) => m,
-                        None => serde_json::from_slice::<Option<NativeMeta>>(&bytes[a..b])
-                            .map_err(|e| bad_chunk(bytes, Some(e)))?,
-                    },
-                    None => None,
-                };
-                (text, meta)
-            }
+            }) => (text, meta),
             _ => {
                 let c: NativeChunk =
                     serde_json::from_slice(bytes).map_err(|e| bad_chunk(bytes, Some(e)))?;
@@ -502,27 +510,7 @@ mod tests {
             let slow: NativeChunk = serde_json::from_str(c).unwrap();
             assert_eq!(fast.text, slow.text.0, "{c}");
             assert_eq!(fast.error, slow.error.is_some(), "{c}");
-            let meta = fast.meta.map(|(a, b)| {
-                let raw = &c.as_bytes()[a..b];
-                let serde = serde_json::from_slice::<Option<NativeMeta>>(raw).unwrap();
-                if let Some(m) = scan_meta(raw) {
-                    assert_eq!(
-                        m.as_ref().map(|m| (m.completion_tokens, m.prompt_tokens)),
-                        serde
-                            .as_ref()
-                            .map(|m| (m.completion_tokens, m.prompt_tokens)),
-                        "{c}"
-                    );
-                }
-                serde
-            });
-            assert_eq!(
-                meta.flatten()
-                    .map(|m| (m.completion_tokens, m.prompt_tokens)),
-                slow.meta_info
-                    .map(|m| (m.completion_tokens, m.prompt_tokens)),
-                "{c}"
-            );
+            assert_eq!(fast.meta, slow.meta_info, "{c}");
         }
         // What the fast path does not expect goes to serde.
         for odd in [
@@ -531,7 +519,9 @@ mod tests {
             br#"{"prompt_tokens":"7"}"#,
             br#"{"completion_tokens":012}"#,
         ] {
-            assert!(scan_meta(odd).is_none());
+            assert!(scan_meta(odd, 0).is_none());
+            let chunk = [&br#"{"text":"x","meta_info":"#[..], odd, b"}"].concat();
+            assert_eq!(scan_native(&chunk), None);
         }
         for bad in [
             r#"{"text":"a""#,

@@ -16,11 +16,14 @@
 //!
 //! Pacing: with arrival times from the kernel, reading late costs no accuracy as long as a
 //! stream's next chunk has not arrived too (the two would share one read and one timestamp).
-//! So after a busy round of reads (`PACE_MIN_READY` streams or more) the thread pauses, letting
-//! the next round find many sockets ready instead of waking once per chunk: the pause is a
-//! quarter of the shortest gap seen between two reads of one stream over the last window of
-//! reads, at most `MAX_PACE`, and none until a window has been seen (or when kernel timestamps
-//! are missing).
+//! So after a round of reads the thread pauses, letting the next round find many sockets ready
+//! instead of waking once per chunk: the pause is a quarter of the shortest gap seen between
+//! two reads of one stream over the last window of reads, at most `MAX_PACE`, and none until a
+//! window has been seen (or when kernel timestamps are missing). It pauses after a busy round
+//! (`PACE_MIN_READY` streams or more), and after any round with reads while the recent read
+//! rate says a pause would find that many ready (a server that writes a step's chunks spread
+//! over the step leaves only a few ready per round; without this, every one of them is a
+//! wake-up). With sparse chunks it blocks in `epoll_wait` instead.
 //!
 //! Invariants: a body is owned by exactly one of its task or this thread; this thread ends
 //! every body it was handed exactly once (`Body::end`), with the body's outcome, a timeout, or
@@ -50,6 +53,8 @@ const PACE_WINDOW: u32 = 1000;
 /// A round with fewer ready streams than this is not followed by a pause: with chunks this
 /// sparse a pause batches nothing and costs a wake-up of its own.
 const PACE_MIN_READY: usize = 4;
+/// How often the read rate is taken (whether a pause would batch anything).
+const RATE_PERIOD: Duration = Duration::from_millis(100);
 
 /// `SO_TIMESTAMPNS` (and its control message type) where its value is the generic one.
 #[cfg(any(
@@ -212,6 +217,8 @@ impl Drop for Receiver {
 
 struct Open {
     body: Box<dyn Body>,
+    /// The body's socket (read once: the body is behind a pointer, the fd is read per chunk).
+    fd: RawFd,
     deadline: Instant,
     read_timeout: Option<Duration>,
     /// When this body times out unless bytes arrive.
@@ -235,6 +242,13 @@ struct Loop {
     window_reads: u32,
     /// Reads in this window that had no kernel timestamp.
     window_untimed: u32,
+    /// Reads since `rate_start`, to tell whether a pause would find streams ready.
+    rate_reads: u32,
+    rate_start: Instant,
+    /// Reads came fast enough over the last `RATE_PERIOD` that a pause should find
+    /// `PACE_MIN_READY` streams ready: pause after every round with reads, not only after busy
+    /// ones (a server that writes its chunks spread over a step leaves few ready per round).
+    busy: bool,
 }
 
 /// CLOCK_REALTIME - CLOCK_MONOTONIC, to turn kernel timestamps into `Instant`s.
@@ -275,6 +289,9 @@ impl Loop {
             window_min: Duration::MAX,
             window_reads: 0,
             window_untimed: 0,
+            rate_reads: 0,
+            rate_start: Instant::now(),
+            busy: false,
         }
     }
 
@@ -285,6 +302,7 @@ impl Loop {
         }
         self.window_untimed += u32::from(!timed);
         self.window_reads += 1;
+        self.rate_reads += 1;
         if self.window_reads >= PACE_WINDOW {
             self.pace = if self.window_untimed > 0 || self.window_min == Duration::MAX {
                 Duration::ZERO
@@ -350,10 +368,23 @@ impl Loop {
                 self.drain(token as usize, &clocks, closing != 0);
                 ready += 1;
             }
-            if self.open > 0 && Instant::now() >= self.next_check {
+            let now = Instant::now();
+            if self.open > 0 && now >= self.next_check {
                 self.expire();
             }
-            if ready >= PACE_MIN_READY && self.open > 0 && !self.pace.is_zero() {
+            let period = now.saturating_duration_since(self.rate_start);
+            if period >= RATE_PERIOD {
+                self.busy = f64::from(self.rate_reads) / period.as_secs_f64()
+                    * self.pace.as_secs_f64()
+                    >= PACE_MIN_READY as f64;
+                self.rate_reads = 0;
+                self.rate_start = now;
+            }
+            if ready > 0
+                && (ready >= PACE_MIN_READY || self.busy)
+                && self.open > 0
+                && !self.pace.is_zero()
+            {
                 std::thread::sleep(self.pace);
             }
         }
@@ -388,6 +419,7 @@ impl Loop {
             self.next_check = self.next_check.min(expires);
             self.slots[slot] = Some(Open {
                 body: h.body,
+                fd,
                 deadline: h.deadline,
                 read_timeout: h.read_timeout,
                 expires,
@@ -405,8 +437,7 @@ impl Loop {
             let Some(open) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
-            let fd = open.body.fd();
-            let (n, ts) = match recv_timestamped(fd, &mut self.buf) {
+            let (n, ts) = match recv_timestamped(open.fd, &mut self.buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -444,7 +475,7 @@ impl Loop {
         let _ = ctl(
             self.shared.epoll.as_raw_fd(),
             libc::EPOLL_CTL_DEL,
-            open.body.fd(),
+            open.fd,
             0,
             0,
         );
@@ -483,8 +514,9 @@ impl Loop {
 }
 
 /// One `recvmsg` into `buf`: the byte count and the kernel's receive timestamp of the last
-/// segment read (CLOCK_REALTIME), when it gave one.
-fn recv_timestamped(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
+/// segment read (CLOCK_REALTIME), when it gave one. (Public for the read-floor benchmark,
+/// whose bare reader reads the same way.)
+pub fn recv_timestamped(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -496,7 +528,16 @@ fn recv_timestamped(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<Dura
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    // The raw system call: libc's `recvmsg` is a thread-cancellation point and wraps the call in
+    // two atomic updates of the thread's cancellation state, a cost paid per chunk here.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_recvmsg,
+            fd,
+            &mut msg as *mut libc::msghdr,
+            libc::MSG_DONTWAIT,
+        )
+    };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
