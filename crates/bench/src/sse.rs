@@ -26,26 +26,38 @@ impl SseSplitter {
     /// Feed one network read; `on_data` is called for every event it completes.
     pub fn push(&mut self, chunk: &[u8], on_data: &mut impl FnMut(SseData<'_>)) {
         if self.partial.is_empty() {
-            let used = self.scan(chunk, on_data);
+            let used = self.scan(chunk, 0, on_data);
             self.partial.extend_from_slice(&chunk[used..]);
         } else {
+            // `partial` holds no newline (it is what followed the last one), so the search
+            // resumes where it stopped: a megabyte line read in many pieces is scanned once,
+            // not once per piece.
+            let searched = self.partial.len();
             let mut buf = std::mem::take(&mut self.partial);
             buf.extend_from_slice(chunk);
-            let used = self.scan(&buf, on_data);
+            let used = self.scan(&buf, searched, on_data);
             buf.drain(..used);
             self.partial = buf;
         }
     }
 
-    /// Handle the complete lines of `bytes`; returns how many bytes they span.
-    fn scan(&mut self, bytes: &[u8], on_data: &mut impl FnMut(SseData<'_>)) -> usize {
+    /// Handle the complete lines of `bytes`, the first of which has no newline before byte
+    /// `searched`; returns how many bytes they span.
+    fn scan(
+        &mut self,
+        bytes: &[u8],
+        searched: usize,
+        on_data: &mut impl FnMut(SseData<'_>),
+    ) -> usize {
         let mut pos = 0;
+        let mut from = searched;
         // The current event's single data line, as a range of `bytes` (no copy needed).
         let mut line_data: Option<(usize, usize)> = None;
-        while let Some(nl) = memchr(b'\n', &bytes[pos..]) {
+        while let Some(nl) = memchr(b'\n', &bytes[from..]) {
             let start = pos;
-            let mut end = pos + nl;
+            let mut end = from + nl;
             pos = end + 1;
+            from = pos;
             if end > start && bytes[end - 1] == b'\r' {
                 end -= 1;
             }

@@ -7,7 +7,10 @@ use serde_json::Value;
 use crate::common::*;
 
 const N: usize = 6;
-const OUT: u64 = 8;
+/// Long enough that the streams go to the receive thread (16 tokens or more), and that a busy
+/// machine cannot put every chunk of every stream into one read (the tiny preset steps in
+/// about a millisecond; 8-token streams did merge whole under parallel test load).
+const OUT: u64 = 24;
 
 async fn run_backend(backend: &str, url: &str, s: &Scratch) -> Value {
     let out = s.jsonl();

@@ -229,13 +229,13 @@ async fn every_request_failing_is_a_failed_run_with_a_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timings_of_a_known_stream_and_megabyte_lines() {
-    // First chunk after 120 ms, then one every 40 ms; the last chunk's line is 2 MiB (the
+    // First chunk after 120 ms, then one every 40 ms; the last chunk's line is 1.2 MiB (the
     // native route repeats the whole text in every chunk).
     let m = mock::start(|_| Behaviour::Stream {
         tokens: 6,
         first_ms: 120,
         gap_ms: 40,
-        text_len: 400 << 10,
+        text_len: 200 << 10,
     })
     .await;
     let s = Scratch::new();
@@ -255,7 +255,7 @@ async fn timings_of_a_known_stream_and_megabyte_lines() {
     for t in r["generated_texts"].as_array().unwrap() {
         assert_eq!(
             t.as_str().unwrap().len(),
-            6 * (400 << 10),
+            6 * (200 << 10),
             "the last chunk's whole text"
         );
     }

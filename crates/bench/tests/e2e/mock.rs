@@ -128,14 +128,16 @@ async fn generate(
         (0usize, String::new(), end),
         move |(k, mut text, end)| async move {
             if k < tokens {
+                // Build the chunk before the wait, so that serialising a megabyte line does
+                // not stretch the gap the script asked for.
+                text.extend(std::iter::repeat_n('x', text_len));
+                let c = chunk(&text, k + 1);
                 tokio::time::sleep(Duration::from_millis(if k == 0 {
                     first_ms
                 } else {
                     gap_ms
                 }))
                 .await;
-                text.extend(std::iter::repeat_n('x', text_len));
-                let c = chunk(&text, k + 1);
                 return Some((Ok::<Bytes, std::io::Error>(c), (k + 1, text, end)));
             }
             if stall {
