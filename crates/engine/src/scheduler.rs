@@ -654,6 +654,7 @@ impl Scheduler {
         t_sched: Instant,
     ) {
         self.step += 1;
+        self.publish_counts();
         let num_tokens: usize = plan.iter().map(|p| p.extend).sum();
         let cached: usize = plan
             .iter()
@@ -911,13 +912,21 @@ impl Scheduler {
         self.pool.total_tokens() - self.pool.free_tokens() - self.cache.evictable_tokens()
     }
 
-    fn publish_stats(&self) {
+    /// The running and queued counts. Admission (`--max-queued-requests`) reads them, so a
+    /// step publishes them before it can emit anything: a client that has seen its request's
+    /// first token must also see that request counted as running.
+    fn publish_counts(&self) {
         let s = &self.stats;
         s.running.store(
             self.running.len() + self.chunked.is_some() as usize,
             Ordering::Relaxed,
         );
         s.queued.store(self.waiting.len(), Ordering::Relaxed);
+    }
+
+    fn publish_stats(&self) {
+        let s = &self.stats;
+        self.publish_counts();
         s.kv_used_tokens.store(self.kv_used(), Ordering::Relaxed);
         s.cache_evictable_tokens
             .store(self.cache.evictable_tokens(), Ordering::Relaxed);

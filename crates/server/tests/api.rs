@@ -477,10 +477,12 @@ async fn queue_limit_answers_503() {
     })
     .await;
     let c = client();
-    // A runs (wait for its first chunk), B waits in the queue, C is refused.
+    // A runs (wait for its first chunk), B waits in the queue, C is refused. A asks for nearly
+    // the whole context (8,192) so that it is still running however slowly B arrives. B is sent
+    // as soon as A's first chunk is in: admission must already count A as running then.
     let a = c
         .post(format!("{}/generate", s.url()))
-        .json(&json!({"input_ids": [1, 2, 3], "sampling_params": greedy(3000), "stream": true}))
+        .json(&json!({"input_ids": [1, 2, 3], "sampling_params": greedy(8000), "stream": true}))
         .send()
         .await
         .unwrap();
@@ -496,12 +498,20 @@ async fn queue_limit_answers_503() {
             .unwrap()
             .status()
     });
-    for _ in 0..200 {
+    let mut queued = false;
+    for _ in 0..1000 {
         if metric(&s, "sglang:num_queue_reqs").await >= 1.0 {
+            queued = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(queued, "B never showed in the queue");
+    assert_eq!(
+        metric(&s, "sglang:num_running_reqs").await,
+        1.0,
+        "A still runs"
+    );
     let (status, v) = post(
         &s,
         "/v1/completions",
