@@ -71,6 +71,11 @@ fn reads_kernels_copies_runtime_nvtx_and_flows() {
     export(&path, 1_727_743_122_500_000_000);
     let (info, evs) = read_all(&path);
     assert_eq!(info.base_ns, Some(1_727_743_122_500_000_000));
+    assert_eq!(
+        info.events,
+        evs.len() as u64,
+        "TraceInfo counts what was read"
+    );
     let gemm = evs
         .iter()
         .find(|e| e.cat == "kernel" && e.name.starts_with("void gemm_kernel"))
@@ -85,8 +90,18 @@ fn reads_kernels_copies_runtime_nvtx_and_flows() {
         (launch.pid.clone(), launch.tid.clone()),
         (Id::Int(PID), Id::Int(TID))
     );
+    assert_eq!(
+        gemm.args.as_deref(),
+        Some(
+            r#"{"device": 0, "stream": 7, "correlation": 11, "grid": [132, 1, 1], "block": [256, 1, 1]}"#
+        )
+    );
     let copy = evs.iter().find(|e| e.cat == "gpu_memcpy").unwrap();
     assert_eq!(copy.name, "Memcpy DtoH (Device -> Pinned)");
+    assert_eq!(
+        copy.args.as_deref(),
+        Some(r#"{"device": 0, "stream": 7, "correlation": 13, "bytes": 256}"#)
+    );
     let steps: Vec<_> = evs.iter().filter(|e| e.cat == "user_annotation").collect();
     assert_eq!(steps.len(), 3);
     assert!(

@@ -96,7 +96,12 @@ fn key_expected(e: &serde_json::Map<String, Value>) -> String {
 
 #[test]
 fn matches_rpd2tracing_output() {
-    let (_, ours) = read_all(&data("matmul_result.rpd"));
+    let (info, ours) = read_all(&data("matmul_result.rpd"));
+    assert_eq!(
+        info.events,
+        ours.len() as u64,
+        "TraceInfo counts what was read"
+    );
     let expected: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(data("matmul_result.expected.json")).unwrap(),
     )

@@ -23,7 +23,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, Row};
 
-use super::sqlite::{int, json_obj, meta, text};
+use super::sqlite::{Counting, int, json_obj, meta, text};
 use crate::error::{Result, TraceError};
 use crate::model::{Event, EventSink, Format, Id, Phase, TraceInfo};
 
@@ -97,11 +97,7 @@ impl Nsys {
 
     pub fn read(&self, sink: &mut dyn EventSink) -> Result<TraceInfo> {
         let mut info = self.info()?;
-        let mut n = 0u64;
-        let mut emit = |ev: &Event<'_>| -> Result<()> {
-            n += 1;
-            sink.event(ev)
-        };
+        let mut emit = Counting::new(sink);
         self.names(&mut emit)?;
         self.nvtx(&mut emit)?;
         self.runtime(&mut emit)?;
@@ -109,7 +105,7 @@ impl Nsys {
         self.memcpy(&mut emit)?;
         self.memset(&mut emit)?;
         self.flows(&mut emit)?;
-        info.events = n;
+        info.events = emit.events;
         Ok(info)
     }
 
@@ -258,31 +254,16 @@ impl Nsys {
              FROM {t} K LEFT JOIN StringIds S ON S.id = K.{name_col} ORDER BY K.start"
         );
         self.each(&sql, |r| {
-            let start = int(r, 0);
-            let (device, stream) = (int(r, 2), int(r, 3));
-            emit.event(&Event {
-                ph: Phase::COMPLETE,
-                name: Cow::Borrowed(text(r, 5)),
-                cat: "kernel".into(),
-                pid: Id::Int(device),
-                tid: Id::Int(stream),
-                ts: Some(start),
-                dur: int(r, 1) - start,
-                args: Some(
-                    format!(
-                        "{{\"device\": {device}, \"stream\": {stream}, \"correlation\": {}, \"grid\": [{}, {}, {}], \"block\": [{}, {}, {}]}}",
-                        int(r, 4),
-                        int(r, 6),
-                        int(r, 7),
-                        int(r, 8),
-                        int(r, 9),
-                        int(r, 10),
-                        int(r, 11)
-                    )
-                    .into(),
-                ),
-                ..Event::default()
-            })
+            let extra = format!(
+                ", \"grid\": [{}, {}, {}], \"block\": [{}, {}, {}]",
+                int(r, 6),
+                int(r, 7),
+                int(r, 8),
+                int(r, 9),
+                int(r, 10),
+                int(r, 11)
+            );
+            emit.event(&gpu_op(r, Cow::Borrowed(text(r, 5)), "kernel", &extra))
         })
     }
 
@@ -295,32 +276,14 @@ impl Nsys {
             "SELECT start, end, deviceId, streamId, correlationId, bytes, copyKind, srcKind, dstKind FROM {t} ORDER BY start"
         );
         self.each(&sql, |r| {
-            let start = int(r, 0);
-            let (device, stream) = (int(r, 2), int(r, 3));
             let name = format!(
                 "Memcpy {} ({} -> {})",
                 copy_kind(int(r, 6)),
                 memory_kind(int(r, 7)),
                 memory_kind(int(r, 8))
             );
-            emit.event(&Event {
-                ph: Phase::COMPLETE,
-                name: name.into(),
-                cat: "gpu_memcpy".into(),
-                pid: Id::Int(device),
-                tid: Id::Int(stream),
-                ts: Some(start),
-                dur: int(r, 1) - start,
-                args: Some(
-                    format!(
-                        "{{\"device\": {device}, \"stream\": {stream}, \"correlation\": {}, \"bytes\": {}}}",
-                        int(r, 4),
-                        int(r, 5)
-                    )
-                    .into(),
-                ),
-                ..Event::default()
-            })
+            let extra = format!(", \"bytes\": {}", int(r, 5));
+            emit.event(&gpu_op(r, name.into(), "gpu_memcpy", &extra))
         })
     }
 
@@ -333,26 +296,8 @@ impl Nsys {
             "SELECT start, end, deviceId, streamId, correlationId, bytes FROM {t} ORDER BY start"
         );
         self.each(&sql, |r| {
-            let start = int(r, 0);
-            let (device, stream) = (int(r, 2), int(r, 3));
-            emit.event(&Event {
-                ph: Phase::COMPLETE,
-                name: "Memset (Device)".into(),
-                cat: "gpu_memset".into(),
-                pid: Id::Int(device),
-                tid: Id::Int(stream),
-                ts: Some(start),
-                dur: int(r, 1) - start,
-                args: Some(
-                    format!(
-                        "{{\"device\": {device}, \"stream\": {stream}, \"correlation\": {}, \"bytes\": {}}}",
-                        int(r, 4),
-                        int(r, 5)
-                    )
-                    .into(),
-                ),
-                ..Event::default()
-            })
+            let extra = format!(", \"bytes\": {}", int(r, 5));
+            emit.event(&gpu_op(r, "Memset (Device)".into(), "gpu_memset", &extra))
         })
     }
 
@@ -397,6 +342,31 @@ impl Nsys {
 }
 
 /// `cudaLaunchKernel_v7000` -> `cudaLaunchKernel`.
+/// One GPU activity row (kernel, memcpy, memset) as a complete event on its device and stream.
+/// The row's first five columns are start, end, deviceId, streamId and correlationId; `extra`
+/// is the rest of its args object (`, "key": value`...).
+fn gpu_op<'a>(r: &Row<'_>, name: Cow<'a, str>, cat: &'static str, extra: &str) -> Event<'a> {
+    let start = int(r, 0);
+    let (device, stream) = (int(r, 2), int(r, 3));
+    Event {
+        ph: Phase::COMPLETE,
+        name,
+        cat: cat.into(),
+        pid: Id::Int(device),
+        tid: Id::Int(stream),
+        ts: Some(start),
+        dur: int(r, 1) - start,
+        args: Some(
+            format!(
+                "{{\"device\": {device}, \"stream\": {stream}, \"correlation\": {}{extra}}}",
+                int(r, 4)
+            )
+            .into(),
+        ),
+        ..Event::default()
+    }
+}
+
 fn strip_version(name: &str) -> &str {
     match name.rfind("_v") {
         Some(i) if i + 2 < name.len() && name[i + 2..].bytes().all(|b| b.is_ascii_digit()) => {

@@ -27,7 +27,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use rusqlite::{Connection, Row, params};
 
-use super::sqlite::{int, json_obj, meta, text};
+use super::sqlite::{Counting, int, json_obj, meta, text};
 use crate::error::{Result, TraceError};
 use crate::export::json::write_str;
 use crate::model::{Event, EventSink, Format, Id, Phase, TraceInfo};
@@ -82,11 +82,7 @@ impl Rpd {
 
     pub fn read(&self, sink: &mut dyn EventSink) -> Result<TraceInfo> {
         let mut info = self.info();
-        let mut n = 0u64;
-        let mut emit = |ev: &Event<'_>| -> Result<()> {
-            n += 1;
-            sink.event(ev)
-        };
+        let mut emit = Counting::new(sink);
         self.metadata(&mut emit)?;
         self.ops(&mut emit)?;
         self.graphs(&mut emit)?;
@@ -100,7 +96,7 @@ impl Rpd {
             self.monitor_counters(&mut emit)?;
             self.memory_counter(t_end, &mut emit)?;
         }
-        info.events = n;
+        info.events = emit.events;
         Ok(info)
     }
 

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags, Row};
 
 use crate::error::{Result, TraceError};
 use crate::export::json::write_str;
-use crate::model::{Event, Id, Phase};
+use crate::model::{Event, EventSink, Id, Phase};
 
 pub enum Database {
     Rpd(super::rpd::Rpd),
@@ -115,5 +115,24 @@ pub fn meta(name: &'static str, pid: i64, tid: i64, args: String) -> Event<'stat
         tid: Id::Int(tid),
         args: Some(args.into()),
         ..Event::default()
+    }
+}
+
+/// A sink that counts what passes through it to `inner` (a reader's `TraceInfo::events`).
+pub struct Counting<'a> {
+    pub inner: &'a mut dyn EventSink,
+    pub events: u64,
+}
+
+impl<'a> Counting<'a> {
+    pub fn new(inner: &'a mut dyn EventSink) -> Self {
+        Counting { inner, events: 0 }
+    }
+}
+
+impl EventSink for Counting<'_> {
+    fn event(&mut self, ev: &Event<'_>) -> Result<()> {
+        self.events += 1;
+        self.inner.event(ev)
     }
 }
