@@ -262,6 +262,10 @@ struct Loop {
     /// `PACE_MIN_READY` streams ready: pause after every round with reads, not only after busy
     /// ones (a server that writes its chunks spread over a step leaves few ready per round).
     busy: bool,
+    /// Rounds that read something and the reads they made, published to `Shared` once per
+    /// round (no atomic read-modify-write per chunk).
+    rounds: u64,
+    reads: u64,
 }
 
 /// Whether `reads` over `period` come fast enough that a `pace` pause would find
@@ -312,6 +316,8 @@ impl Loop {
             rate_reads: 0,
             rate_start: Instant::now(),
             busy: false,
+            rounds: 0,
+            reads: 0,
         }
     }
 
@@ -323,7 +329,7 @@ impl Loop {
         self.window_untimed += u32::from(!timed);
         self.window_reads += 1;
         self.rate_reads += 1;
-        self.shared.reads.fetch_add(1, Ordering::Relaxed);
+        self.reads += 1;
         if self.window_reads >= PACE_WINDOW {
             self.pace = if self.window_untimed > 0 || self.window_min == Duration::MAX {
                 Duration::ZERO
@@ -400,7 +406,9 @@ impl Loop {
                 self.rate_start = now;
             }
             if ready > 0 {
-                self.shared.rounds.fetch_add(1, Ordering::Relaxed);
+                self.rounds += 1;
+                self.shared.rounds.store(self.rounds, Ordering::Relaxed);
+                self.shared.reads.store(self.reads, Ordering::Relaxed);
             }
             if ready > 0
                 && (ready >= PACE_MIN_READY || self.busy)

@@ -120,7 +120,7 @@ pub fn meta(name: &'static str, pid: i64, tid: i64, args: String) -> Event<'stat
 
 /// A sink that counts what passes through it to `inner` (a reader's `TraceInfo::events`).
 pub struct Counting<'a> {
-    pub inner: &'a mut dyn EventSink,
+    inner: &'a mut dyn EventSink,
     pub events: u64,
 }
 
