@@ -5,5 +5,6 @@
 pub mod json;
 pub mod merge;
 pub mod output;
+pub use output::write_atomic;
 pub mod perfetto;
 pub mod slice;

@@ -21,6 +21,39 @@ use crate::error::{Result, TraceError};
 
 const FLUSH_AT: usize = 1 << 20;
 
+/// The one way loupe writes a whole file: `f` writes into a temporary file beside `path`
+/// (same directory, so the rename stays on one filesystem), which is renamed onto `path` only
+/// when `f` and the flush succeed. On any error the temporary file is deleted and `path` is
+/// left as it was; the error names `path`.
+pub fn write_atomic<T>(
+    path: &Path,
+    f: impl FnOnce(&mut BufWriter<File>) -> io::Result<T>,
+) -> io::Result<T> {
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| named(io::Error::other("not a file name")))?;
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(named)?;
+    let (file, temp) = temp.into_parts();
+    let mut w = BufWriter::new(file);
+    let v = f(&mut w).map_err(named)?;
+    w.into_inner()
+        .map_err(|e| named(e.into_error()))?
+        .sync_all()
+        .map_err(named)?;
+    temp.persist(path).map_err(|e| named(e.error))?;
+    Ok(v)
+}
+
 pub struct AtomicOutput {
     path: PathBuf,
     temp: Option<TempPath>,
@@ -186,6 +219,24 @@ fn write_chunks(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn write_atomic_replaces_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.csv");
+        std::fs::write(&p, "old").unwrap();
+        let err = super::write_atomic(&p, |w| {
+            std::io::Write::write_all(w, b"half")?;
+            Err::<(), _>(std::io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("out.csv: disk full"), "{err}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary left");
+        super::write_atomic(&p, |w| std::io::Write::write_all(w, b"new")).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -1,0 +1,8 @@
+//! One module per command: its flags (clap), their conversion into the library's config
+//! struct, the call, and what the terminal shows of the outcome.
+
+pub mod bench;
+pub mod profile;
+pub mod run;
+pub mod serve;
+pub mod trace;
