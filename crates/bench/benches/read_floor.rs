@@ -31,7 +31,7 @@ mod linux {
 
     use loupe_bench::args::Api;
     use loupe_bench::chunk::StreamState;
-    use loupe_bench::http1::{Chunked, ReadError};
+    use loupe_bench::framing::{Chunked, ReadError};
     use loupe_bench::record::RequestRecord;
     use loupe_bench::recv::{Body, Handoff, Receiver, enable_timestamps, recv_timestamped};
     use loupe_bench::sse::{SseData, SseSplitter};

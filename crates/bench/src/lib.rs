@@ -21,6 +21,7 @@ pub mod control;
 pub mod dataset;
 pub mod driver;
 pub mod error;
+pub mod framing;
 pub mod http1;
 pub mod metrics;
 pub mod point;

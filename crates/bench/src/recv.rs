@@ -23,7 +23,8 @@
 //! (`PACE_MIN_READY` streams or more), and after any round with reads while the recent read
 //! rate says a pause would find that many ready (a server that writes a step's chunks spread
 //! over the step leaves only a few ready per round; without this, every one of them is a
-//! wake-up). With sparse chunks it blocks in `epoll_wait` instead.
+//! wake-up). With sparse chunks it blocks in `epoll_wait` instead. The rule is `pace.rs`, a pure
+//! function of the read times it is given; `benches/recv_timing.rs` measures the thread itself.
 //!
 //! Invariants: a body is owned by exactly one of its task or this thread; this thread ends
 //! every body it was handed exactly once (`Body::end`), with the body's outcome, a timeout, or
@@ -36,7 +37,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::http1::ReadError;
+use crate::framing::ReadError;
+
+mod pace;
+
+use pace::Pacer;
 
 /// Bytes per `recvmsg`.
 const READ_BUF: usize = 64 << 10;
@@ -46,15 +51,6 @@ const EVENTS: usize = 1024;
 const WAKE: u64 = u64::MAX;
 /// Longest sleep while streams are open (deadlines are checked at least this often).
 const MAX_WAIT: Duration = Duration::from_millis(100);
-/// The longest pause between rounds of reads.
-const MAX_PACE: Duration = Duration::from_millis(1);
-/// Reads per pacing window (the pause is re-derived after each).
-const PACE_WINDOW: u32 = 1000;
-/// A round with fewer ready streams than this is not followed by a pause: with chunks this
-/// sparse a pause batches nothing and costs a wake-up of its own.
-const PACE_MIN_READY: usize = 4;
-/// How often the read rate is taken (whether a pause would batch anything).
-const RATE_PERIOD: Duration = Duration::from_millis(100);
 
 /// `SO_TIMESTAMPNS` (and its control message type) where its value is the generic one.
 #[cfg(any(
@@ -248,31 +244,12 @@ struct Loop {
     /// No body expires before this (a lower bound: reads only push expiries later).
     next_check: Instant,
     buf: Box<[u8]>,
-    /// The pause after a round of reads.
-    pace: Duration,
-    /// The shortest gap between two reads of one stream in this window, and the window's reads.
-    window_min: Duration,
-    window_reads: u32,
-    /// Reads in this window that had no kernel timestamp.
-    window_untimed: u32,
-    /// Reads since `rate_start`, to tell whether a pause would find streams ready.
-    rate_reads: u32,
-    rate_start: Instant,
-    /// Reads came fast enough over the last `RATE_PERIOD` that a pause should find
-    /// `PACE_MIN_READY` streams ready: pause after every round with reads, not only after busy
-    /// ones (a server that writes its chunks spread over a step leaves few ready per round).
-    busy: bool,
+    /// When to pause between rounds of reads.
+    pacer: Pacer,
     /// Rounds that read something and the reads they made, published to `Shared` once per
     /// round (no atomic read-modify-write per chunk).
     rounds: u64,
     reads: u64,
-}
-
-/// Whether `reads` over `period` come fast enough that a `pace` pause would find
-/// `PACE_MIN_READY` streams ready.
-fn pause_would_batch(reads: u32, period: Duration, pace: Duration) -> bool {
-    !period.is_zero()
-        && f64::from(reads) / period.as_secs_f64() * pace.as_secs_f64() >= PACE_MIN_READY as f64
 }
 
 /// CLOCK_REALTIME - CLOCK_MONOTONIC, to turn kernel timestamps into `Instant`s.
@@ -309,39 +286,20 @@ impl Loop {
             open: 0,
             next_check: Instant::now() + MAX_WAIT,
             buf: vec![0; READ_BUF].into_boxed_slice(),
-            pace: Duration::ZERO,
-            window_min: Duration::MAX,
-            window_reads: 0,
-            window_untimed: 0,
-            rate_reads: 0,
-            rate_start: Instant::now(),
-            busy: false,
+            pacer: Pacer::new(Instant::now()),
             rounds: 0,
             reads: 0,
         }
     }
 
     /// Account one read of a stream (`prev`: its previous read) in the pacing window.
+    #[inline]
     fn note_read(&mut self, prev: Option<Instant>, at: Instant, timed: bool) {
-        if let Some(prev) = prev {
-            self.window_min = self.window_min.min(at.saturating_duration_since(prev));
-        }
-        self.window_untimed += u32::from(!timed);
-        self.window_reads += 1;
-        self.rate_reads += 1;
         self.reads += 1;
-        if self.window_reads >= PACE_WINDOW {
-            self.pace = if self.window_untimed > 0 || self.window_min == Duration::MAX {
-                Duration::ZERO
-            } else {
-                (self.window_min / 4).min(MAX_PACE)
-            };
+        if let Some(pace) = self.pacer.note_read(prev, at, timed) {
             self.shared
                 .pace_ns
-                .store(self.pace.as_nanos() as u64, Ordering::Relaxed);
-            self.window_min = Duration::MAX;
-            self.window_reads = 0;
-            self.window_untimed = 0;
+                .store(pace.as_nanos() as u64, Ordering::Relaxed);
         }
     }
 
@@ -399,23 +357,14 @@ impl Loop {
             if self.open > 0 && now >= self.next_check {
                 self.expire();
             }
-            let period = now.saturating_duration_since(self.rate_start);
-            if period >= RATE_PERIOD {
-                self.busy = pause_would_batch(self.rate_reads, period, self.pace);
-                self.rate_reads = 0;
-                self.rate_start = now;
-            }
+            let pause = self.pacer.after_round(now, ready, self.open);
             if ready > 0 {
                 self.rounds += 1;
                 self.shared.rounds.store(self.rounds, Ordering::Relaxed);
                 self.shared.reads.store(self.reads, Ordering::Relaxed);
             }
-            if ready > 0
-                && (ready >= PACE_MIN_READY || self.busy)
-                && self.open > 0
-                && !self.pace.is_zero()
-            {
-                std::thread::sleep(self.pace);
+            if let Some(pause) = pause {
+                std::thread::sleep(pause);
             }
         }
     }
@@ -592,19 +541,24 @@ pub fn recv_timestamped(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<
 
 #[cfg(test)]
 mod tests {
+    //! Deterministic: the sockets are Unix socket pairs, whose writes are on the reader's
+    //! queue before `write` returns, and each test writes what a read is to see before the
+    //! thread can read it. What depends on scheduling (reads of paced TCP writes, kernel
+    //! timestamps, the rate rule under load) is measured by `benches/recv_timing.rs`.
     use super::*;
     use std::io::Write;
-    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::net::UnixStream;
     use std::sync::mpsc;
 
     /// Each read with its arrival time, and how the body ended.
     type Collected = (Vec<(Instant, Vec<u8>)>, Result<(), ReadError>);
 
-    /// Collects bytes until `want` have arrived.
+    /// Collects bytes until `want` have arrived, telling `fed` the byte count after each read.
     struct Collect {
-        conn: TcpStream,
+        conn: UnixStream,
         want: usize,
         got: Vec<(Instant, Vec<u8>)>,
+        fed: mpsc::Sender<usize>,
         done: mpsc::Sender<Collected>,
     }
 
@@ -614,7 +568,9 @@ mod tests {
         }
         fn feed(&mut self, at: Instant, bytes: &[u8]) -> Result<bool, ReadError> {
             self.got.push((at, bytes.to_vec()));
-            Ok(self.got.iter().map(|g| g.1.len()).sum::<usize>() < self.want)
+            let total = self.got.iter().map(|g| g.1.len()).sum::<usize>();
+            let _ = self.fed.send(total);
+            Ok(total < self.want)
         }
         fn eof(&mut self) -> Result<(), ReadError> {
             Err(ReadError::Eof)
@@ -624,241 +580,159 @@ mod tests {
         }
     }
 
-    fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
+    struct Handed {
+        fed: mpsc::Receiver<usize>,
+        done: mpsc::Receiver<Collected>,
+    }
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    fn bytes(got: &[(Instant, Vec<u8>)]) -> Vec<u8> {
+        got.iter().flat_map(|g| g.1.clone()).collect()
+    }
+
+    impl Handed {
+        fn ended(&self) -> Collected {
+            self.done.recv_timeout(WAIT).expect("the body ends")
+        }
+    }
+
+    fn pair() -> (UnixStream, UnixStream) {
+        let (c, s) = UnixStream::pair().unwrap();
         c.set_nonblocking(true).unwrap();
-        enable_timestamps(c.as_raw_fd());
         (c, s)
     }
 
     fn collect(
         r: &Receiver,
-        conn: TcpStream,
+        conn: UnixStream,
         want: usize,
         read_timeout: Option<Duration>,
-    ) -> mpsc::Receiver<Collected> {
-        let (tx, rx) = mpsc::channel();
+    ) -> Handed {
+        let (fed_tx, fed) = mpsc::channel();
+        let (tx, done) = mpsc::channel();
         r.hand(Handoff {
             body: Box::new(Collect {
                 conn,
                 want,
                 got: Vec::new(),
+                fed: fed_tx,
                 done: tx,
             }),
-            deadline: Instant::now() + Duration::from_secs(20),
+            deadline: Instant::now() + WAIT,
             read_timeout,
         });
-        rx
+        Handed { fed, done }
     }
 
     #[test]
-    fn bodies_are_read_with_arrival_times_and_ended_once() {
+    fn bytes_written_before_the_handoff_are_one_read_and_the_body_ends_once() {
         let r = Receiver::start().unwrap();
         let (c, mut s) = pair();
-        let rx = collect(&r, c, 6, None);
         let before = Instant::now();
-        s.write_all(b"abc").unwrap();
-        std::thread::sleep(Duration::from_millis(30));
-        let between = Instant::now();
-        s.write_all(b"def").unwrap();
-        let (got, outcome) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        s.write_all(b"abcdef").unwrap();
+        let h = collect(&r, c, 6, None);
+        let (got, outcome) = h.ended();
+        let after = Instant::now();
         assert!(outcome.is_ok(), "{outcome:?}");
-        let bytes: Vec<u8> = got.iter().flat_map(|g| g.1.clone()).collect();
-        assert_eq!(bytes, b"abcdef");
-        assert_eq!(got.len(), 2, "two writes 30 ms apart are two reads");
-        // Arrival times fall in the windows the writes were made in (kernel timestamps are
-        // converted between clocks, so allow a little slack either side).
-        let slack = Duration::from_millis(2);
-        assert!(got[0].0 + slack >= before && got[0].0 <= between + slack);
-        assert!(got[1].0 + slack >= between);
-        assert!(got[1].0 >= got[0].0 + Duration::from_millis(25));
-    }
-
-    /// Write and read single bytes until the kernel timestamps them (it switches receive
-    /// timestamping on asynchronously after the first socket asks: the first segments may
-    /// come untimed). Returns the last timestamp's age.
-    fn timestamps_on(c: &TcpStream, s: &mut TcpStream) -> Duration {
-        for _ in 0..100 {
-            s.write_all(b"x").unwrap();
-            std::thread::sleep(Duration::from_millis(20));
-            let mut buf = [0u8; 16];
-            let (n, ts) = recv_timestamped(c.as_raw_fd(), &mut buf).unwrap();
-            assert_eq!(n, 1);
-            if let Some(ts) = ts {
-                return Clocks::now()
-                    .real
-                    .checked_sub(ts)
-                    .expect("a timestamp in the past");
-            }
-        }
-        panic!("no receive timestamp in 100 reads");
+        assert_eq!(got.len(), 1, "one socket drained by one read");
+        assert_eq!(got[0].1, b"abcdef");
+        // No kernel timestamp on a Unix socket: the read is timed when it returns.
+        assert!(got[0].0 >= before && got[0].0 <= after);
+        // Ended exactly once: the body (and its senders) went with that one end.
+        assert!(h.done.recv_timeout(WAIT).is_err());
     }
 
     #[test]
-    fn the_kernel_times_tcp_reads() {
-        if SO_TIMESTAMPNS.is_none() {
-            return;
-        }
+    fn each_write_after_a_read_is_a_read_of_its_own() {
+        let r = Receiver::start().unwrap();
         let (c, mut s) = pair();
-        let ago = timestamps_on(&c, &mut s);
+        let h = collect(&r, c, 9, None);
+        for (i, piece) in [&b"abc"[..], b"def", b"ghi"].iter().enumerate() {
+            s.write_all(piece).unwrap();
+            // The next write waits until this one has been read.
+            assert_eq!(h.fed.recv_timeout(WAIT).unwrap(), 3 * (i + 1));
+        }
+        let (got, outcome) = h.ended();
+        assert!(outcome.is_ok(), "{outcome:?}");
+        let pieces: Vec<&[u8]> = got.iter().map(|g| g.1.as_slice()).collect();
+        assert_eq!(pieces, [b"abc", b"def", b"ghi"]);
         assert!(
-            ago >= Duration::from_millis(15) && ago < Duration::from_secs(5),
-            "{ago:?}"
+            got.windows(2).all(|w| w[0].0 <= w[1].0),
+            "arrival times in order"
         );
     }
 
     #[test]
-    fn pacing_keeps_each_chunk_in_its_own_read() {
-        // Four streams, each sent 1,000 one-byte chunks at least 2 ms apart, all four at once:
-        // rounds find four sockets ready, so after the first window the thread pauses after
-        // each (a quarter of the gaps it saw), and still reads each chunk alone, with its own
-        // arrival time.
-        if SO_TIMESTAMPNS.is_none() {
-            return;
-        }
+    fn a_read_that_fills_the_buffer_is_followed_by_another() {
+        // Edge-triggered: a full buffer may leave bytes behind that no new edge announces.
         let r = Receiver::start().unwrap();
-        let n = 1000;
-        let mut writers = Vec::new();
-        let mut results = Vec::new();
-        for _ in 0..4 {
-            let (c, mut s) = pair();
-            timestamps_on(&c, &mut s);
-            results.push(collect(&r, c, n, None));
-            writers.push(s);
-        }
-        let mut paced = Duration::ZERO;
-        for i in 0..n {
-            for s in &mut writers {
-                s.write_all(b"x").unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(2));
-            if i == n - 1 {
-                paced = r.pace();
-            }
-        }
-        // The pause is a quarter of the shortest arrival gap: the writer's 2 ms sleep plus its
-        // writes and the sleep's overshoot (2.0-2.2 ms on a quiet machine). The writers leave
-        // Nagle on, so a chunk can be held until the previous one is acknowledged, which
-        // shortens the gap after it when this thread read late (a loaded machine): that makes
-        // the pause shorter, never longer.
-        assert!(
-            paced > Duration::ZERO && paced <= Duration::from_micros(625),
-            "the thread paces its reads, at most a quarter of the ~2 ms gap: {paced:?}"
+        let (c, mut s) = pair();
+        // (Well inside a Unix socket's send buffer, so the write completes unread.)
+        let want = READ_BUF + 100;
+        let payload: Vec<u8> = (0..want).map(|i| i as u8).collect();
+        s.write_all(&payload).unwrap();
+        let (got, outcome) = collect(&r, c, want, None).ended();
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(
+            got.iter().map(|g| g.1.len()).collect::<Vec<_>>(),
+            [READ_BUF, 100]
         );
-        for rx in results {
-            let (got, outcome) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-            assert!(outcome.is_ok(), "{outcome:?}");
-            let merged = got.iter().filter(|g| g.1.len() > 1).count();
-            let short = got
-                .windows(2)
-                .filter(|w| w[1].0 - w[0].0 < Duration::from_micros(1900))
-                .count();
-            // A pause that merged chunks, or delayed ACKs stalling a Nagle writer (the stall
-            // merges every chunk of it), shows on most reads; a machine busy enough to hold this
-            // thread off past a 2 ms gap, or a Nagle-held chunk, on a few (up to 3% with twice
-            // as many busy loops as cores beside the test).
-            assert!(
-                merged <= n / 20 && short <= n / 20,
-                "merged {merged}, short gaps {short} of {n} chunks"
-            );
-        }
+        assert_eq!(bytes(&got), payload);
     }
 
     #[test]
-    fn spread_writes_are_still_read_in_batches() {
-        // 64 streams written one after another, a write every 125 us, so each stream gets a
-        // chunk every 8 ms but a round of reads finds about one socket ready. The read rate
-        // (8,000/s) times the pause (1 ms, the cap) says a pause finds 8 ready, so the thread
-        // pauses after every round anyway and reads several streams per wake-up, each chunk
-        // still alone. (Without the rate rule, a round must find 4 ready to earn a pause: here
-        // that would be one read per wake-up.) The writer keeps a schedule rather than
-        // sleeping, so a slow machine makes it write in bursts rather than more sparsely.
-        if SO_TIMESTAMPNS.is_none() {
-            return;
-        }
-        let r = Receiver::start().unwrap();
-        let (streams, n) = (64, 100);
-        let mut writers = Vec::new();
-        let mut results = Vec::new();
-        for i in 0..streams {
-            let (c, mut s) = pair();
-            if i == 0 {
-                // Switches the kernel's receive timestamps on for every socket.
-                timestamps_on(&c, &mut s);
-            }
-            results.push(collect(&r, c, n, None));
-            writers.push(s);
-        }
-        let step = Duration::from_micros(125);
-        let start = Instant::now();
-        let mut settled = (0, 0);
-        for k in 0..streams * n {
-            let due = start + step * k as u32;
-            while Instant::now() < due {
-                std::hint::spin_loop();
-            }
-            writers[k % streams].write_all(b"x").unwrap();
-            // The pace needs a window of 1,000 reads and the rate a 100 ms period after it:
-            // count from 60% of the way on.
-            if k == streams * n * 3 / 5 {
-                settled = r.rounds_and_reads();
-            }
-        }
-        for rx in results {
-            let (got, outcome) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-            assert!(outcome.is_ok(), "{outcome:?}");
-            let merged = got.iter().filter(|g| g.1.len() > 1).count();
-            // Only a thread held off for 8 ms can merge two chunks: a few on a loaded machine.
-            assert!(merged <= n / 20, "merged {merged} of {n} chunks");
-        }
-        let end = r.rounds_and_reads();
-        let (rounds, reads) = (end.0 - settled.0, end.1 - settled.1);
-        // Quiet: about 9 reads per round with the rate rule, 1.06 without it. With twice as
-        // many busy loops as cores the writer's catch-up bursts put two chunks of a stream
-        // close together, the pace (a quarter of the shortest gap) shrinks with them, and the
-        // rate rule rightly holds back: 1.8.
-        assert!(
-            reads as f64 >= 1.5 * rounds as f64,
-            "{reads} reads in {rounds} rounds (pace {:?})",
-            r.pace()
-        );
-    }
-
-    #[test]
-    fn pause_would_batch_takes_rate_times_pause() {
+    fn clocks_turn_kernel_timestamps_into_instants_never_later_than_now() {
+        let mono = Instant::now();
+        let real = Duration::from_secs(1_700_000_000);
+        let c = Clocks { mono, real };
         let ms = Duration::from_millis;
-        // 400 reads in 100 ms is 4 per ms: a 1 ms pause finds 4 ready, 0.5 ms finds 2.
-        assert!(pause_would_batch(400, ms(100), ms(1)));
-        assert!(!pause_would_batch(399, ms(100), ms(1)));
-        assert!(!pause_would_batch(400, ms(100), Duration::from_micros(500)));
-        assert!(!pause_would_batch(400, ms(100), Duration::ZERO));
-        assert!(!pause_would_batch(400, Duration::ZERO, ms(1)));
+        assert_eq!(c.instant(real - ms(5)), mono - ms(5));
+        assert_eq!(c.instant(real), mono);
+        // A stamp ahead of this clock reading (the two clocks are read one after the other).
+        assert_eq!(c.instant(real + ms(1)), mono);
+    }
+
+    #[test]
+    fn recv_timestamped_reads_what_is_there() {
+        let (c, mut s) = pair();
+        s.write_all(b"hello").unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = recv_timestamped(c.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        let e = recv_timestamped(c.as_raw_fd(), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "drained: no wait");
+        drop(s);
+        assert_eq!(
+            recv_timestamped(c.as_raw_fd(), &mut buf).unwrap().0,
+            0,
+            "end of file"
+        );
     }
 
     #[test]
     fn early_close_silence_and_shutdown_end_their_bodies() {
         let r = Receiver::start().unwrap();
         let (c, mut s) = pair();
-        let rx = collect(&r, c, 100, None);
         s.write_all(b"partial").unwrap();
         drop(s);
-        let (_, outcome) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (got, outcome) = collect(&r, c, 100, None).ended();
         assert!(matches!(outcome, Err(ReadError::Eof)), "{outcome:?}");
+        assert_eq!(bytes(&got), b"partial");
 
+        // The timer starts no earlier than the handoff, so the body cannot end sooner.
         let (c, _s) = pair();
-        let rx = collect(&r, c, 100, Some(Duration::from_millis(50)));
         let t = Instant::now();
-        let (_, outcome) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let h = collect(&r, c, 100, Some(Duration::from_millis(50)));
+        let (_, outcome) = h.ended();
         assert!(matches!(outcome, Err(ReadError::TimedOut)), "{outcome:?}");
-        assert!(t.elapsed() >= Duration::from_millis(45));
+        assert!(t.elapsed() >= Duration::from_millis(50));
 
+        // Stopped with a body open (or still in the inbox): it ends, saying why.
         let (c, _s) = pair();
-        let rx = collect(&r, c, 100, None);
-        std::thread::sleep(Duration::from_millis(20));
+        let h = collect(&r, c, 100, None);
         drop(r);
-        let (_, outcome) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (_, outcome) = h.ended();
         assert!(
             matches!(&outcome, Err(ReadError::Io(e)) if e.to_string().contains("stopped")),
             "{outcome:?}"
