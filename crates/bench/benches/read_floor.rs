@@ -29,9 +29,9 @@ mod linux {
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
-    use loupe_bench::args::Api;
     use loupe_bench::chunk::StreamState;
     use loupe_bench::framing::{Chunked, ReadError};
+    use loupe_bench::plan::Api;
     use loupe_bench::record::RequestRecord;
     use loupe_bench::recv::{Body, Handoff, Receiver, enable_timestamps, recv_timestamped};
     use loupe_bench::sse::{SseData, SseSplitter};

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Gamma};
 
-use crate::args::RampUpStrategy;
+use crate::plan::RampUpStrategy;
 
 /// How requests arrive.
 #[derive(Debug, Clone, Copy, PartialEq)]

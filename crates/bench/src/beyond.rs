@@ -5,8 +5,8 @@
 
 use hdrhistogram::Histogram;
 
-use crate::args::Slos;
 use crate::metrics::Dist;
+use crate::plan::Slos;
 use crate::record::RequestRecord;
 
 /// Schedule lag (p99) above which the client, not the server, may be setting the timings.

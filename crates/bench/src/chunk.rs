@@ -9,7 +9,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 
-use crate::args::Api;
+use crate::plan::Api;
 use crate::record::RequestRecord;
 
 /// Per-stream parsing state.

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 
-use crate::args::Api;
 use crate::chunk::StreamState;
 use crate::dataset::{Prompt, PromptInput};
 use crate::http1::{Endpoint, Receiver, Sink};
+use crate::plan::Api;
 use crate::record::RequestRecord;
 use crate::sse::{SseData, SseSplitter};
 

@@ -5,31 +5,15 @@
 //! queueing are measured rather than hidden. An infinite rate skips the thread.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::client::{Prepared, Target};
+use crate::observer::BenchObserver;
 use crate::record::RequestRecord;
-
-/// A live bar on a terminal (stderr), nothing otherwise.
-pub fn progress_bar(n: usize, enabled: bool) -> ProgressBar {
-    use std::io::IsTerminal;
-    if !enabled || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr_with_hz(4));
-    if let Ok(style) = ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
-    ) {
-        pb.set_style(style);
-    }
-    pb
-}
 
 /// What a schedule produced.
 pub struct Driven {
@@ -45,8 +29,8 @@ struct Shared {
     requests: Arc<Vec<Prepared>>,
     slots: Option<Arc<Semaphore>>,
     t0: Instant,
-    progress: ProgressBar,
-    failed: Arc<AtomicUsize>,
+    /// Told of each request as it ends (None: nobody follows this schedule).
+    observer: Option<Arc<dyn BenchObserver>>,
 }
 
 impl Shared {
@@ -64,11 +48,9 @@ impl Shared {
                 ..Default::default()
             };
             let rec = s.target.send(&s.requests[i], s.t0, rec).await;
-            if !rec.ok {
-                let n = s.failed.fetch_add(1, Ordering::Relaxed) + 1;
-                s.progress.set_message(format!("{n} failed"));
+            if let Some(o) = &s.observer {
+                o.request_finished(&rec);
             }
-            s.progress.inc(1);
             rec
         })
     }
@@ -83,13 +65,14 @@ fn precise_sleeps() {
     }
 }
 
-/// Send `requests[i]` at `offsets[i]` seconds from now, at most `max_concurrency` at a time.
+/// Send `requests[i]` at `offsets[i]` seconds from now, at most `max_concurrency` at a time;
+/// `observer` hears of each request as it ends.
 pub async fn drive(
     target: Arc<Target>,
     requests: Arc<Vec<Prepared>>,
     offsets: Vec<f64>,
     max_concurrency: Option<usize>,
-    progress: ProgressBar,
+    observer: Option<Arc<dyn BenchObserver>>,
 ) -> Driven {
     let n = requests.len();
     assert_eq!(offsets.len(), n, "one due time per request");
@@ -99,8 +82,7 @@ pub async fn drive(
         requests,
         slots: max_concurrency.map(|c| Arc::new(Semaphore::new(c))),
         t0: Instant::now(),
-        progress,
-        failed: Arc::new(AtomicUsize::new(0)),
+        observer,
     };
     let t0 = shared.t0;
     let handles: Vec<JoinHandle<RequestRecord>> = if offsets.iter().all(|t| *t == 0.0) {
@@ -145,6 +127,5 @@ pub async fn drive(
         }));
     }
     let duration = t0.elapsed().as_secs_f64();
-    shared.progress.finish_and_clear();
     Driven { records, duration }
 }

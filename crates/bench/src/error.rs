@@ -4,9 +4,12 @@
 /// What stopped a benchmark or a profiling command before it could report.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    /// A flag is wrong, missing, or asks for something loupe does not implement.
+    /// A setting is wrong, missing, or asks for something loupe does not implement.
     #[error("{0}")]
     Usage(String),
+    /// The plan's settings contradict each other or are out of range.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
     /// A control request (readiness, model info, flush, profiling) failed.
     #[error("{url}: {message}")]
     Http { url: String, message: String },
@@ -17,6 +20,9 @@ pub enum BenchError {
     Tokenizer(String),
     #[error("{path}: {err}")]
     Io { path: String, err: std::io::Error },
+    /// An output file could not be written (the message names it).
+    #[error("{0}")]
+    Output(std::io::Error),
     /// The embedded reference server could not start or stop.
     #[error("embedded server: {0}")]
     Server(String),

@@ -7,14 +7,15 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::args::BenchArgs;
 use crate::arrival::Arrivals;
 use crate::beyond::{self, Beyond, ClientCpu};
 use crate::client::{Prepared, Target};
 use crate::control;
-use crate::driver::{self, progress_bar};
+use crate::driver;
 use crate::error::{BenchError, Result};
 use crate::metrics::{self, Summary};
+use crate::observer::BenchObserver;
+use crate::plan::{Api, BenchPlan};
 use crate::profile::ProfileEndpoint;
 use crate::profile::bench::{ProfileReport, ProfileRun};
 use crate::record::RequestRecord;
@@ -22,16 +23,15 @@ use crate::tokenizer::BenchTokenizer;
 
 /// What every point of a run shares.
 pub struct PointContext<'a> {
-    pub args: &'a BenchArgs,
+    pub plan: &'a BenchPlan,
     pub client: &'a reqwest::Client,
     pub base_url: &'a str,
     pub headers: &'a HeaderMap,
     pub target: Arc<Target>,
     pub tokenizer: Option<&'a BenchTokenizer>,
-    pub percentiles: &'a [f64],
-    pub slos: &'a crate::args::Slos,
     /// The embedded server runs in this process (its CPU counts as ours).
     pub embedded: bool,
+    pub observer: &'a Arc<dyn BenchObserver>,
 }
 
 /// One point's results.
@@ -63,29 +63,26 @@ pub async fn run_point(
     max_concurrency: Option<usize>,
     arrivals: Arrivals,
 ) -> Result<PointResult> {
-    let a = ctx.args;
+    let plan = ctx.plan;
+    let before = &plan.warmup;
     let n = requests.len();
     let connections = n.min(max_concurrency.unwrap_or(n));
-    if a.connection_ramp > 0 {
+    if before.connection_ramp > 0 {
         let opened = ctx
             .target
             .endpoint
-            .prewarm(connections, a.connection_ramp)
+            .prewarm(connections, before.connection_ramp)
             .await;
-        if opened < connections {
-            eprintln!(
-                "Connection ramp: {opened} of {connections} connections opened ahead of the run"
-            );
-        }
+        ctx.observer.connections_opened(opened, connections);
     }
-    if a.warmup_requests > 0 {
-        eprintln!("Starting warmup with {} sequences...", a.warmup_requests);
+    if before.requests > 0 {
+        ctx.observer.warmup_started(before.requests);
         let w = driver::drive(
             ctx.target.clone(),
-            Arc::new(vec![warmup.clone(); a.warmup_requests]),
-            vec![0.0; a.warmup_requests],
+            Arc::new(vec![warmup.clone(); before.requests]),
+            vec![0.0; before.requests],
             max_concurrency,
-            progress_bar(0, false),
+            None,
         )
         .await;
         if let Some(first) = w
@@ -98,45 +95,45 @@ pub async fn run_point(
                 format!("warmup failed (check the benchmark flags): {}", first.error),
             ));
         }
-        eprintln!(
-            "Warmup completed with {} sequences. Starting main benchmark run...",
-            a.warmup_requests
-        );
+        ctx.observer.warmup_finished(before.requests);
     }
-    let flush = a.flush_cache || (a.backend.is_sglang() && env_true("SGLANG_IS_IN_CI"));
+    let backend = plan.backend;
+    let flush = before.flush_cache || (backend.is_sglang() && env_true("SGLANG_IS_IN_CI"));
     if flush {
         control::flush_cache(
             ctx.client,
             ctx.base_url,
             ctx.headers,
-            a.backend.is_vllm(),
-            a.flush_cache_timeout,
+            backend.is_vllm(),
+            before.flush_cache_timeout.as_secs_f64(),
         )
         .await?;
         // bench_serving lets the server settle after a flush.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let profile = if a.profile.profile {
+    let profile = if plan.profile.profile {
         let ep = ProfileEndpoint {
             client: ctx.client.clone(),
             base: ctx.base_url.to_string(),
             headers: ctx.headers.clone(),
         };
-        Some(ProfileRun::start(&a.profile, ep).await)
+        Some(ProfileRun::start(&plan.profile, ep).await)
     } else {
         None
     };
 
-    let offsets = arrivals.offsets(n, a.seed);
+    let offsets = arrivals.offsets(n, plan.dataset.seed);
     let cpu0 = beyond::process_cpu_seconds();
+    ctx.observer.requests_started(n);
     let driven = driver::drive(
         ctx.target.clone(),
         requests,
         offsets,
         max_concurrency,
-        progress_bar(n, !a.disable_tqdm),
+        Some(ctx.observer.clone()),
     )
     .await;
+    ctx.observer.requests_finished();
     let cpu = ClientCpu {
         seconds: beyond::process_cpu_seconds() - cpu0,
         wall: driven.duration,
@@ -154,7 +151,7 @@ pub async fn run_point(
     )
     .await
     .unwrap_or(Value::Null);
-    let accept_length = if a.backend.is_sglang() {
+    let accept_length = if backend.is_sglang() {
         accept_length(&server_info)
     } else {
         None
@@ -162,7 +159,7 @@ pub async fn run_point(
 
     // Token counting happens here, after the run, never while streams are timed.
     let mut records = driven.records;
-    let tok = ctx.tokenizer.filter(|_| !a.disable_retokenize);
+    let tok = ctx.tokenizer.filter(|_| plan.dataset.retokenize);
     let retokenized = tok.map(|t| {
         records
             .iter()
@@ -179,9 +176,14 @@ pub async fn run_point(
     for r in &mut records {
         r.fill_token_counts(ctx.tokenizer.map(|_| &count as &dyn Fn(&str) -> usize));
     }
-    let native = a.backend.api() == crate::args::Api::Native;
+    let native = backend.api() == Api::Native;
     let summary = metrics::summarize(&records, driven.duration, native, retokenized.as_deref());
-    let beyond = beyond::summarize(&records, driven.duration, ctx.percentiles, ctx.slos);
+    let beyond = beyond::summarize(
+        &records,
+        driven.duration,
+        &plan.metrics.percentiles,
+        &plan.metrics.slos,
+    );
     Ok(PointResult {
         records,
         retokenized,

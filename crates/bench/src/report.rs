@@ -1,266 +1,13 @@
-//! bench_serving's terminal table and JSONL record (same lines, same keys, so scripts and
-//! dashboards keep working), followed by loupe's additions under names of their own.
+//! bench_serving's JSONL record (same keys in the same order, so scripts and dashboards keep
+//! working), followed by loupe's additions under names of their own, and bench_serving's
+//! auto-named output file. (The terminal table is the front end's view of the same outcome.)
 
 use std::io::Write;
 
 use serde_json::{Map, Value, json};
 
-use crate::beyond::{Beyond, ClientCpu};
-use crate::metrics::{Dist, Summary};
-use crate::profile::bench::ProfileReport;
-use crate::record::RequestRecord;
-
-/// The run's settings and context, as bench_serving records them plus loupe's.
-pub struct RunInfo {
-    pub backend: String,
-    pub dataset_name: String,
-    /// The rate as a number (`inf` allowed); a ramp reports its label instead.
-    pub request_rate: f64,
-    pub rate_label: String,
-    pub burstiness: f64,
-    pub max_concurrency: Option<usize>,
-    pub sharegpt_output_len: Option<usize>,
-    pub random_input_len: usize,
-    pub random_output_len: usize,
-    pub random_range_ratio: f64,
-    pub tag: Option<String>,
-    pub traffic_scenario: Option<String>,
-    pub server_info: Value,
-    pub accept_length: Option<f64>,
-    pub cpu: Option<ClientCpu>,
-    pub profile: Option<ProfileReport>,
-    pub warnings: Vec<String>,
-}
-
-/// Everything one run reports.
-pub struct RunReport<'a> {
-    pub info: &'a RunInfo,
-    pub summary: &'a Summary,
-    pub beyond: &'a Beyond,
-    pub retokenized: Option<&'a [usize]>,
-    pub records: &'a [RequestRecord],
-    pub native: bool,
-}
-
-fn line(out: &mut String, label: &str, value: impl std::fmt::Display) {
-    out.push_str(&format!("{label:<40} {value:<10}\n"));
-}
-
-fn ms(out: &mut String, label: &str, v: f64) {
-    line(out, label, format!("{v:.2}"));
-}
-
-fn block(o: &mut String, title: &str, name: &str, d: &Dist, with_max: bool) {
-    o.push_str(&format!("{title:-^50}\n"));
-    ms(o, &format!("Mean {name} (ms):"), d.mean);
-    ms(o, &format!("Median {name} (ms):"), d.median);
-    ms(o, &format!("P90 {name} (ms):"), d.p90);
-    ms(o, &format!("P95 {name} (ms):"), d.p95);
-    ms(o, &format!("P99 {name} (ms):"), d.p99);
-    if with_max {
-        ms(o, &format!("Max {name} (ms):"), d.max);
-    }
-}
-
-/// The terminal report: bench_serving's table, then loupe's section.
-pub fn table(r: &RunReport<'_>) -> String {
-    let (info, s, b) = (r.info, r.summary, r.beyond);
-    let mut o = String::new();
-    o.push_str(&format!("\n{:=^50}\n", " Serving Benchmark Result "));
-    line(&mut o, "Backend:", &info.backend);
-    line(&mut o, "Traffic request rate:", &info.rate_label);
-    line(
-        &mut o,
-        "Max request concurrency:",
-        info.max_concurrency
-            .map_or("not set".into(), |c| c.to_string()),
-    );
-    line(&mut o, "Successful requests:", s.completed);
-    ms(&mut o, "Benchmark duration (s):", s.duration);
-    line(&mut o, "Total input tokens:", s.total_input_tokens);
-    line(&mut o, "Total input text tokens:", s.total_input_tokens);
-    line(&mut o, "Total generated tokens:", s.total_output_tokens);
-    line(
-        &mut o,
-        "Total generated tokens (retokenized):",
-        s.total_output_tokens_retokenized
-            .map_or("n/a".into(), |n| n.to_string()),
-    );
-    ms(&mut o, "Request throughput (req/s):", s.request_throughput);
-    ms(
-        &mut o,
-        "Input token throughput (tok/s):",
-        s.input_throughput,
-    );
-    ms(
-        &mut o,
-        "Output token throughput (tok/s):",
-        s.output_throughput,
-    );
-    ms(
-        &mut o,
-        "Peak output token throughput (tok/s):",
-        s.max_output_tokens_per_s,
-    );
-    line(
-        &mut o,
-        "Peak concurrent requests:",
-        s.max_concurrent_requests,
-    );
-    ms(
-        &mut o,
-        "Total token throughput (tok/s):",
-        s.total_throughput,
-    );
-    ms(&mut o, "Concurrency:", s.concurrency);
-    if let Some(a) = info.accept_length.filter(|a| *a > 0.0) {
-        ms(&mut o, "Accept length:", a);
-    }
-    if let Some(g) = &b.goodput {
-        o.push_str(&format!("{:-^50}\n", "Goodput"));
-        let slos: Vec<String> = g.slos_ms.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-        line(&mut o, "SLOs (ms):", slos.join(" "));
-        ms(&mut o, "Request goodput (req/s):", g.request_goodput);
-        ms(&mut o, "SLO attainment (%):", g.slo_attainment * 100.0);
-        for (k, a) in &g.by_metric {
-            ms(
-                &mut o,
-                &format!("{} SLO attainment (%):", k.to_uppercase()),
-                a * 100.0,
-            );
-        }
-    }
-    block(&mut o, "End-to-End Latency", "E2E Latency", &s.e2e, false);
-    block(&mut o, "Time to First Token", "TTFT", &s.ttft, false);
-    block(
-        &mut o,
-        "Time per Output Token (excl. 1st token)",
-        "TPOT",
-        &s.tpot,
-        false,
-    );
-    block(&mut o, "Inter-Token Latency", "ITL", &s.itl, true);
-    o.push_str(&format!("{:=^50}\n", ""));
-    o.push_str(&loupe_section(r));
-    o
-}
-
-/// loupe's additions, labelled so nobody mistakes them for bench_serving's figures.
-fn loupe_section(r: &RunReport<'_>) -> String {
-    let (info, s, b) = (r.info, r.summary, r.beyond);
-    let mut o = String::new();
-    o.push_str(&format!("{:-^50}\n", " loupe: beyond bench_serving "));
-    if s.failed > 0 {
-        line(&mut o, "Failed requests:", s.failed);
-    }
-    if let Some(sc) = &info.traffic_scenario {
-        line(&mut o, "Traffic scenario:", sc);
-    }
-    let pair = |d: &Dist| format!("{:.2} / {:.2}", d.mean, d.p99);
-    line(&mut o, "Per-token ITL mean / p99 (ms):", pair(&b.itl_token));
-    if b.itl_token_unknown > 0 {
-        line(
-            &mut o,
-            "  requests without token counts:",
-            b.itl_token_unknown,
-        );
-    }
-    if !r.native {
-        line(&mut o, "Chunk-gap ITL mean / p99 (ms):", pair(&s.itl));
-    }
-    line(
-        &mut o,
-        "Client queue time mean / p99 (ms):",
-        pair(&b.client_queue),
-    );
-    line(
-        &mut o,
-        "E2E incl. client queue mean / p99 (ms):",
-        pair(&b.e2e_incl_queue),
-    );
-    line(
-        &mut o,
-        "Schedule lag p50 / p99 / max (ms):",
-        format!(
-            "{:.3} / {:.3} / {:.3}{}",
-            b.schedule_lag.median,
-            b.schedule_lag.p99,
-            b.schedule_lag.max,
-            // Everything due at t=0: this is task start-up, not lag behind a schedule.
-            if info.rate_label == "inf" {
-                " (all due at once)"
-            } else {
-                ""
-            }
-        ),
-    );
-    if b.output_len_assumed > 0 {
-        line(
-            &mut o,
-            "Output lengths assumed (no usage):",
-            b.output_len_assumed,
-        );
-    }
-    if let Some(c) = &info.cpu {
-        line(
-            &mut o,
-            "Client CPU (s, % of all cores):",
-            format!(
-                "{:.2}, {:.0}%{}",
-                c.seconds,
-                100.0 * c.utilisation(),
-                if c.includes_server {
-                    " (incl. embedded server)"
-                } else {
-                    ""
-                }
-            ),
-        );
-    }
-    if let Some(first) = b.hdr.first() {
-        let head: Vec<String> = first.at.iter().map(|(p, _)| format!("p{p}")).collect();
-        o.push_str(&format!("{:<24}{:>9}", "HdrHistogram (ms)", "mean"));
-        for h in &head {
-            o.push_str(&format!("{h:>9}"));
-        }
-        o.push_str(&format!("{:>9}\n", "max"));
-        for h in &b.hdr {
-            o.push_str(&format!("{:<24}{:>9.2}", h.name, h.mean));
-            for (_, v) in &h.at {
-                o.push_str(&format!("{v:>9.2}"));
-            }
-            o.push_str(&format!("{:>9.2}\n", h.max));
-        }
-    }
-    if let Some(p) = &info.profile {
-        o.push_str(&format!("{:-^50}\n", " Profile "));
-        line(&mut o, "Profile id:", &p.profile_id);
-        line(&mut o, "Output dir:", &p.output_dir);
-        line(
-            &mut o,
-            "Trace files:",
-            format!(
-                "{}{}",
-                p.files.len(),
-                if p.complete { "" } else { " (incomplete)" }
-            ),
-        );
-        for f in &p.files {
-            o.push_str(&format!("  {f}\n"));
-        }
-        for n in p.notes.iter().chain(&p.errors) {
-            o.push_str(&format!("  note: {n}\n"));
-        }
-        if let Some(sum) = &p.summary {
-            o.push_str(sum);
-        }
-    }
-    for w in &info.warnings {
-        o.push_str(&format!("WARNING: {w}\n"));
-    }
-    o.push_str(&format!("{:=^50}\n", ""));
-    o
-}
+use crate::metrics::Dist;
+use crate::outcome::RunOutcome;
 
 /// A rate as JSON. bench_serving writes Python's `Infinity`, which strict JSON readers
 /// reject (and serde_json would write null); loupe writes "inf", which Python's float() reads
@@ -280,8 +27,8 @@ fn dist_keys(m: &mut Map<String, Value>, name: &str, d: &Dist) {
 }
 
 /// One JSONL record: bench_serving's keys in its order, then loupe's.
-pub fn record(r: &RunReport<'_>, details: bool) -> Value {
-    let (info, s, b) = (r.info, r.summary, r.beyond);
+pub fn record(r: &RunOutcome, details: bool) -> Value {
+    let (info, s, b) = (&r.info, &r.summary, &r.beyond);
     let mut m = Map::new();
     let mut put = |k: &str, v: Value| {
         m.insert(k.to_string(), v);
@@ -386,7 +133,7 @@ pub fn record(r: &RunReport<'_>, details: bool) -> Value {
         );
     }
     if details {
-        let recs = r.records;
+        let recs = &r.records;
         m.insert(
             "input_lens".into(),
             json!(
@@ -424,7 +171,7 @@ pub fn record(r: &RunReport<'_>, details: bool) -> Value {
             "errors".into(),
             json!(recs.iter().map(|x| &x.error).collect::<Vec<_>>()),
         );
-        if let Some(rt) = r.retokenized {
+        if let Some(rt) = &r.retokenized {
             m.insert("output_lens_retokenized".into(), json!(rt));
         }
     }

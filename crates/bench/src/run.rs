@@ -1,38 +1,27 @@
-//! `loupe bench` end to end: resolve the target (or start the embedded server), wait for it,
-//! find a tokenizer, build the dataset and the request bodies, run every scenario x sweep
-//! point, report each (table, JSONL, CSV), and summarise several runs in one table.
+//! A benchmark end to end, in the steps a reader names: resolve the plan's defaults against
+//! its target, start the embedded server (when that is the target), discover the model and
+//! the tokenizer, run every scenario x sweep point (`point.rs`), and write the outputs (each
+//! run's JSONL record as it ends, the CSVs once every run has).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
+use loupe_server::RunningServer;
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::args::{self, BenchArgs, DatasetName};
 use crate::arrival::{Arrivals, py_float};
 use crate::client::{BodyOptions, Prepared, Target};
 use crate::control;
 use crate::dataset::{self, DatasetConfig, Scenario};
 use crate::error::{BenchError, Result};
-use crate::point::{PointContext, run_point};
-use crate::report::{self, RunInfo, RunReport};
-use crate::summary::{self, RunRow};
+use crate::observer::{BenchObserver, DatasetReady, RunStart};
+use crate::outcome::{BenchOutcome, RunInfo, RunOutcome};
+use crate::plan::{Api, BenchPlan, DatasetName, ServerTarget, Sweep};
+use crate::point::{PointContext, PointResult, run_point};
+use crate::report;
+use crate::summary;
 use crate::tokenizer::BenchTokenizer;
-
-/// What a `loupe bench` invocation did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BenchOutcome {
-    pub runs: usize,
-    pub requests: usize,
-    pub failed: usize,
-}
-
-impl BenchOutcome {
-    /// Every request of every run completed.
-    pub fn success(&self) -> bool {
-        self.failed == 0 && self.requests > 0
-    }
-}
 
 /// Let this process hold as many sockets as the hard limit allows (bench_serving does the
 /// same): tens of thousands of streams need more than the usual 1024 descriptors.
@@ -50,51 +39,78 @@ fn raise_fd_limit() {
     }
 }
 
-/// One setting of a sweep.
-#[derive(Debug, Clone, Copy)]
-struct Point {
-    max_concurrency: Option<usize>,
-    rate: f64,
+/// The settings whose default depends on the target: bench_serving's against a server, a
+/// run that finishes quickly against the embedded reference server.
+#[derive(Debug, Clone, PartialEq)]
+struct Resolved {
+    embedded: bool,
+    dataset: DatasetName,
+    num: usize,
+    input_len: usize,
+    output_len: usize,
+    jsonl: PathBuf,
 }
 
-fn points(a: &BenchArgs) -> (Vec<Point>, bool) {
-    if !a.sweep_max_concurrency.is_empty() {
-        let p = a.sweep_max_concurrency.iter().map(|&c| Point {
-            max_concurrency: Some(c),
-            rate: a.request_rate,
+impl Resolved {
+    fn of(plan: &BenchPlan) -> Resolved {
+        let embedded = plan.embedded();
+        let d = &plan.dataset;
+        let pick = |v: Option<usize>, server: usize, local: usize| {
+            v.unwrap_or(if embedded { local } else { server })
+        };
+        let dataset = d.name.unwrap_or(if embedded {
+            DatasetName::RandomIds
+        } else {
+            DatasetName::Sharegpt
         });
-        (p.collect(), true)
-    } else if !a.sweep_request_rate.is_empty() {
-        let p = a.sweep_request_rate.iter().map(|&r| Point {
-            max_concurrency: a.max_concurrency,
-            rate: r,
+        let num = pick(d.num_prompts, 1000, 200);
+        let input_len = pick(d.random_input_len, 1024, 256);
+        let output_len = pick(d.random_output_len, 1024, 128);
+        let jsonl = plan.outputs.jsonl.clone().unwrap_or_else(|| {
+            PathBuf::from(report::default_output_file(
+                plan.backend.name(),
+                dataset.name(),
+                num,
+                input_len,
+                output_len,
+            ))
         });
-        (p.collect(), true)
-    } else {
-        (
-            vec![Point {
-                max_concurrency: a.max_concurrency,
-                rate: a.request_rate,
-            }],
-            false,
-        )
+        Resolved {
+            embedded,
+            dataset,
+            num,
+            input_len,
+            output_len,
+            jsonl,
+        }
     }
 }
 
-fn point_label(a: &BenchArgs, p: &Point, scenario: Option<&Scenario>) -> String {
-    let mut parts = Vec::new();
-    if let Some(s) = scenario {
-        parts.push(s.label());
-    }
-    if !a.sweep_max_concurrency.is_empty() {
-        parts.push(format!("concurrency {}", p.max_concurrency.unwrap_or(0)));
-    } else if !a.sweep_request_rate.is_empty() {
-        parts.push(format!("rate {}", py_float(p.rate)));
-    }
-    if parts.is_empty() {
-        parts.push("run".into());
-    }
-    parts.join(" ")
+/// Start the reference server (`model`) in this process, on a free port.
+async fn start_embedded(model: &str, observer: &dyn BenchObserver) -> Result<RunningServer> {
+    let serve = loupe_server::ServeArgs {
+        model_path: model.to_string(),
+        port: 0,
+        ..Default::default()
+    };
+    let s = loupe_server::spawn(serve)
+        .await
+        .map_err(BenchError::Server)?;
+    observer.embedded_server_started(model, &s.url());
+    Ok(s)
+}
+
+/// What the server says about itself, and the client tokenizer that goes with it.
+struct Discovery {
+    /// Control requests only (readiness, info, flush, profiling): the generation requests
+    /// have their own transport (`http1`).
+    client: reqwest::Client,
+    headers: HeaderMap,
+    /// The model name to send.
+    model: String,
+    tokenizer: Option<BenchTokenizer>,
+    /// The server's vocabulary size (random-ids without a tokenizer).
+    vocab: Option<usize>,
 }
 
 fn vocab_of(info: Option<&Value>) -> Option<usize> {
@@ -105,81 +121,23 @@ fn vocab_of(info: Option<&Value>) -> Option<usize> {
         .map(|v| v as usize)
 }
 
-/// `loupe bench`. Errors are configuration or control-plane failures; request failures are
-/// reported per request and counted in the outcome.
-pub async fn run_cli(args: BenchArgs) -> Result<BenchOutcome> {
-    args.validate()?;
-    raise_fd_limit();
-    let percentiles = args::parse_percentiles(&args.percentiles)?;
-    let slos = args::parse_slos(args.slo.as_deref(), &args.goodput)?;
-    let extra_headers = args::parse_headers(&args.header)?;
-    let scenarios: Vec<Scenario> = args
-        .traffic_scenario
-        .iter()
-        .map(|s| Scenario::parse(s))
-        .collect::<Result<_>>()?;
-
-    let embedded = args.base_url.is_none() && args.host.is_none() && args.port.is_none();
-    let server = if embedded {
-        let serve = loupe_server::ServeArgs {
-            model_path: args.embedded_model.clone(),
-            port: 0,
-            ..Default::default()
-        };
-        let s = loupe_server::spawn(serve)
-            .await
-            .map_err(BenchError::Server)?;
-        eprintln!(
-            "No --base-url given: started the embedded reference server ({}) in this process at {}",
-            args.embedded_model,
-            s.url()
-        );
-        Some(s)
-    } else {
-        None
-    };
-    let base_url = match (&server, &args.base_url) {
-        (Some(s), _) => s.url(),
-        (None, Some(u)) => u.trim_end_matches('/').to_string(),
-        (None, None) => {
-            let host = args.host.as_deref().unwrap_or("127.0.0.1");
-            let host = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.to_string()
-            };
-            format!(
-                "http://{host}:{}",
-                args.port.unwrap_or(args.backend.default_port())
-            )
-        }
-    };
-    let num = args
-        .num_prompts
-        .unwrap_or(if embedded { 200 } else { 1000 });
-    let input_len = args
-        .random_input_len
-        .unwrap_or(if embedded { 256 } else { 1024 });
-    let output_len = args
-        .random_output_len
-        .unwrap_or(if embedded { 128 } else { 1024 });
-    let dataset_name = args.dataset_name.unwrap_or(if embedded {
-        DatasetName::RandomIds
-    } else {
-        DatasetName::Sharegpt
-    });
-
-    let (points, sweeping) = points(&args);
-    // Control requests only (readiness, info, flush, profiling): the generation requests
-    // have their own transport (`http1`).
+/// Wait for the server, find the model (the plan's, else the first of /v1/models) and the
+/// tokenizer (the plan's, else the server's /model_info tokenizer_path when it is readable).
+async fn discover(
+    plan: &BenchPlan,
+    base_url: &str,
+    observer: &dyn BenchObserver,
+) -> Result<Discovery> {
+    let s = &plan.server;
     let client = control::http_client()?;
-    let headers = control::headers(args.api_key.as_deref(), &extra_headers)?;
-    let models = if args.ready_check_timeout_sec > 0.0 {
-        Some(control::wait_ready(&client, &base_url, &headers, args.ready_check_timeout_sec).await?)
+    let headers = control::headers(s.api_key.as_deref(), &s.headers)?;
+    let models = if !s.ready_check_timeout.is_zero() {
+        let wait = s.ready_check_timeout.as_secs_f64();
+        Some(control::wait_ready(&client, base_url, &headers, wait).await?)
     } else {
         None
     };
-    let model = match &args.model {
+    let model = match &s.model {
         Some(m) => m.clone(),
         None => {
             let models = match models {
@@ -202,208 +160,384 @@ pub async fn run_cli(args: BenchArgs) -> Result<BenchOutcome> {
     let model_info = control::get_json(&client, &format!("{base_url}/model_info"), &headers)
         .await
         .ok();
-    let tokenizer = BenchTokenizer::resolve(args.tokenizer.as_deref(), model_info.as_ref())?;
-    match &tokenizer {
-        Some(t) => eprintln!("Tokenizer: {}", t.source.display()),
-        None => eprintln!(
-            "No client tokenizer (pass --tokenizer): retokenized output counts are not reported"
-        ),
-    }
-    let vocab = vocab_of(model_info.as_ref());
+    let tokenizer = BenchTokenizer::resolve(s.tokenizer.as_deref(), model_info.as_ref())?;
+    observer.tokenizer(tokenizer.as_ref().map(|t| t.source.as_path()));
+    Ok(Discovery {
+        client,
+        headers,
+        model: s.served_model_name.clone().unwrap_or(model),
+        tokenizer,
+        vocab: vocab_of(model_info.as_ref()),
+    })
+}
 
-    let api = args.backend.api();
+/// One setting of a sweep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Point {
+    max_concurrency: Option<usize>,
+    rate: f64,
+}
+
+fn points(plan: &BenchPlan) -> Vec<Point> {
+    let a = &plan.arrivals;
+    match &plan.sweep {
+        Some(Sweep::MaxConcurrency(c)) => c
+            .iter()
+            .map(|&c| Point {
+                max_concurrency: Some(c),
+                rate: a.request_rate,
+            })
+            .collect(),
+        Some(Sweep::RequestRate(r)) => r
+            .iter()
+            .map(|&r| Point {
+                max_concurrency: a.max_concurrency,
+                rate: r,
+            })
+            .collect(),
+        None => vec![Point {
+            max_concurrency: a.max_concurrency,
+            rate: a.request_rate,
+        }],
+    }
+}
+
+fn point_label(sweep: Option<&Sweep>, p: &Point, scenario: Option<&Scenario>) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = scenario {
+        parts.push(s.label());
+    }
+    match sweep {
+        Some(Sweep::MaxConcurrency(_)) => {
+            parts.push(format!("concurrency {}", p.max_concurrency.unwrap_or(0)));
+        }
+        Some(Sweep::RequestRate(_)) => parts.push(format!("rate {}", py_float(p.rate))),
+        None => {}
+    }
+    if parts.is_empty() {
+        parts.push("run".into());
+    }
+    parts.join(" ")
+}
+
+/// One scenario's requests (the dataset's when there are no scenarios), serialized.
+struct Workload {
+    requests: Arc<Vec<Prepared>>,
+    warmup: Prepared,
+}
+
+fn build_workload(
+    plan: &BenchPlan,
+    r: &Resolved,
+    found: &Discovery,
+    body: &BodyOptions,
+    scenario: Option<&Scenario>,
+    observer: &dyn BenchObserver,
+) -> Result<Workload> {
+    let d = &plan.dataset;
+    let cfg = DatasetConfig {
+        name: r.dataset,
+        path: &d.path,
+        num: r.num,
+        input_len: r.input_len,
+        output_len: r.output_len,
+        range_ratio: d.random_range_ratio,
+        semantics: d.range_semantics,
+        tokenize_prompt: d.tokenize_prompt,
+        sharegpt_output_len: d.sharegpt_output_len,
+        sharegpt_context_len: d.sharegpt_context_len,
+        apply_chat_template: d.apply_chat_template,
+        prompt_suffix: &d.prompt_suffix,
+        gsp: &d.shared_prefix,
+        seed: d.seed,
+        scenario,
+    };
+    let data = dataset::build(&cfg, found.tokenizer.as_ref(), found.vocab)?;
+    let prepared: Vec<Prepared> = data
+        .prompts
+        .iter()
+        .map(|p| body.prepare(p, p.output_len))
+        .collect::<std::result::Result<_, String>>()
+        .map_err(BenchError::Usage)?;
+    let first = &data.prompts[0];
+    let warmup = body
+        .prepare(first, first.output_len.min(32))
+        .map_err(BenchError::Usage)?;
+    observer.dataset_ready(&DatasetReady {
+        notes: &data.notes,
+        input_tokens: prepared.iter().map(|p| p.prompt_len).sum(),
+        output_tokens: prepared.iter().map(|p| p.output_len).sum(),
+    });
+    Ok(Workload {
+        requests: Arc::new(prepared),
+        warmup,
+    })
+}
+
+/// A point's results with the run's settings: the outcome the report is made of.
+fn run_outcome(
+    plan: &BenchPlan,
+    r: &Resolved,
+    label: String,
+    p: &Point,
+    arrivals: &Arrivals,
+    scenario: Option<&Scenario>,
+    res: PointResult,
+) -> RunOutcome {
+    let scheduled = arrivals.ramp.is_some() || arrivals.rate.is_finite();
+    let mut warnings = res.beyond.client_warnings(Some(&res.cpu), scheduled);
+    if res.summary.completed == 0 {
+        warnings.push("every request failed: the figures above describe nothing".into());
+    }
+    let d = &plan.dataset;
+    RunOutcome {
+        label,
+        info: RunInfo {
+            backend: plan.backend.name().to_string(),
+            dataset_name: r.dataset.name().to_string(),
+            request_rate: p.rate,
+            rate_label: arrivals.label(),
+            burstiness: plan.arrivals.burstiness,
+            max_concurrency: p.max_concurrency,
+            sharegpt_output_len: d.sharegpt_output_len,
+            random_input_len: r.input_len,
+            random_output_len: r.output_len,
+            random_range_ratio: d.random_range_ratio,
+            tag: plan.outputs.tag.clone(),
+            traffic_scenario: scenario.map(Scenario::label),
+            server_info: res.server_info,
+            accept_length: res.accept_length,
+            cpu: Some(res.cpu),
+            profile: res.profile,
+            warnings,
+        },
+        summary: res.summary,
+        beyond: res.beyond,
+        records: res.records,
+        retokenized: res.retokenized,
+        native: plan.backend.api() == Api::Native,
+    }
+}
+
+/// Every scenario x sweep point, each appending its JSONL record as it ends.
+async fn sweep(
+    plan: &BenchPlan,
+    r: &Resolved,
+    base_url: &str,
+    found: &Discovery,
+    observer: &Arc<dyn BenchObserver>,
+) -> Result<Vec<RunOutcome>> {
+    let api = plan.backend.api();
+    let req = &plan.requests;
     let target = Arc::new(
         Target::new(
-            format!("{base_url}{}", args.backend.path()),
+            format!("{base_url}{}", plan.backend.path()),
             api,
-            headers.clone(),
-            Duration::from_secs_f64(args.request_timeout),
-            args.read_timeout.map(Duration::from_secs_f64),
+            found.headers.clone(),
+            req.timeout,
+            req.read_timeout,
         )
         .await
         .map_err(BenchError::Usage)?,
     );
-    let extra = match &args.extra_request_body {
-        Some(s) => match serde_json::from_str(s) {
-            Ok(Value::Object(m)) => m,
-            _ => {
-                return Err(BenchError::Usage(
-                    "--extra-request-body must be a JSON object".into(),
-                ));
-            }
-        },
-        None => Default::default(),
-    };
-    let body_opts = BodyOptions {
+    let body = BodyOptions {
         api,
-        model: args.served_model_name.clone().unwrap_or(model),
-        temperature: args.temperature,
-        top_p: args.top_p,
-        ignore_eos: !args.disable_ignore_eos,
-        continuous_usage: args.continuous_usage_stats,
-        extra,
+        model: found.model.clone(),
+        temperature: req.temperature,
+        top_p: req.top_p,
+        ignore_eos: req.ignore_eos,
+        continuous_usage: req.continuous_usage_stats,
+        extra: req.extra_body.clone(),
     };
     let ctx = PointContext {
-        args: &args,
-        client: &client,
-        base_url: &base_url,
-        headers: &headers,
-        target: target.clone(),
-        tokenizer: tokenizer.as_ref(),
-        percentiles: &percentiles,
-        slos: &slos,
-        embedded,
+        plan,
+        client: &found.client,
+        base_url,
+        headers: &found.headers,
+        target,
+        tokenizer: found.tokenizer.as_ref(),
+        embedded: r.embedded,
+        observer,
     };
-    let output_file = args.output_file.clone().unwrap_or_else(|| {
-        PathBuf::from(report::default_output_file(
-            args.backend.name(),
-            dataset_name.name(),
-            num,
-            input_len,
-            output_len,
-        ))
-    });
-
-    let mut outcome = BenchOutcome {
-        runs: 0,
-        requests: 0,
-        failed: 0,
-    };
-    let mut rows = Vec::new();
-    let mut csv_runs = Vec::new();
-    let scenario_list: Vec<Option<&Scenario>> = if scenarios.is_empty() {
+    let scenarios: Vec<Option<&Scenario>> = if plan.dataset.scenarios.is_empty() {
         vec![None]
     } else {
-        scenarios.iter().map(Some).collect()
+        plan.dataset.scenarios.iter().map(Some).collect()
     };
-    for scenario in scenario_list {
-        let cfg = DatasetConfig {
-            name: dataset_name,
-            path: &args.dataset_path,
-            num,
-            input_len,
-            output_len,
-            range_ratio: args.random_range_ratio,
-            semantics: args.range_semantics,
-            tokenize_prompt: args.tokenize_prompt,
-            sharegpt_output_len: args.sharegpt_output_len,
-            sharegpt_context_len: args.sharegpt_context_len,
-            apply_chat_template: args.apply_chat_template,
-            prompt_suffix: &args.prompt_suffix,
-            gsp: &args.gsp,
-            seed: args.seed,
-            scenario,
-        };
-        let data = dataset::build(&cfg, tokenizer.as_ref(), vocab)?;
-        for note in &data.notes {
-            eprintln!("note: {note}");
-        }
-        let prepared: Vec<Prepared> = data
-            .prompts
-            .iter()
-            .map(|p| body_opts.prepare(p, p.output_len))
-            .collect::<std::result::Result<_, String>>()
-            .map_err(BenchError::Usage)?;
-        let first = &data.prompts[0];
-        let warmup = body_opts
-            .prepare(first, first.output_len.min(32))
-            .map_err(BenchError::Usage)?;
-        eprintln!(
-            "#Input tokens: {}\n#Output tokens: {}",
-            prepared.iter().map(|p| p.prompt_len).sum::<usize>(),
-            prepared.iter().map(|p| p.output_len).sum::<usize>()
-        );
-        let requests = Arc::new(prepared);
+    let points = points(plan);
+    let mut runs = Vec::new();
+    for scenario in scenarios {
+        let work = build_workload(plan, r, found, &body, scenario, observer.as_ref())?;
         for p in &points {
             let arrivals = Arrivals {
                 rate: p.rate,
-                burstiness: args.burstiness,
-                ramp: args.ramp_up_strategy.map(|s| {
-                    (
-                        s,
-                        args.ramp_up_start_rps.unwrap_or(1.0),
-                        args.ramp_up_end_rps.unwrap_or(1.0),
-                    )
-                }),
+                burstiness: plan.arrivals.burstiness,
+                ramp: plan
+                    .arrivals
+                    .ramp
+                    .map(|ramp| (ramp.strategy, ramp.start_rps, ramp.end_rps)),
             };
-            let label = point_label(&args, p, scenario);
-            eprintln!(
-                "Benchmarking {} requests against {base_url} ({}, {}, rate {}, max concurrency {})",
-                requests.len(),
-                args.backend.name(),
-                scenario.map_or(dataset_name.name().to_string(), Scenario::label),
-                arrivals.label(),
-                p.max_concurrency
-                    .map_or("not set".into(), |c| c.to_string())
-            );
-            let res =
-                run_point(&ctx, requests.clone(), &warmup, p.max_concurrency, arrivals).await?;
-            let scheduled = arrivals.ramp.is_some() || arrivals.rate.is_finite();
-            let mut warnings = res.beyond.client_warnings(Some(&res.cpu), scheduled);
-            if res.summary.completed == 0 {
-                warnings.push("every request failed: the figures above describe nothing".into());
-            }
-            let info = RunInfo {
-                backend: args.backend.name().to_string(),
-                dataset_name: dataset_name.name().to_string(),
-                request_rate: p.rate,
-                rate_label: arrivals.label(),
-                burstiness: args.burstiness,
+            let label = point_label(plan.sweep.as_ref(), p, scenario);
+            let workload = scenario.map_or(r.dataset.name().to_string(), Scenario::label);
+            observer.run_started(&RunStart {
+                label: &label,
+                requests: work.requests.len(),
+                base_url,
+                backend: plan.backend.name(),
+                workload: &workload,
+                rate: &arrivals.label(),
                 max_concurrency: p.max_concurrency,
-                sharegpt_output_len: args.sharegpt_output_len,
-                random_input_len: input_len,
-                random_output_len: output_len,
-                random_range_ratio: args.random_range_ratio,
-                tag: args.tag.clone(),
-                traffic_scenario: scenario.map(Scenario::label),
-                server_info: res.server_info.clone(),
-                accept_length: res.accept_length,
-                cpu: Some(res.cpu),
-                profile: res.profile.clone(),
-                warnings,
-            };
-            let rep = RunReport {
-                info: &info,
-                summary: &res.summary,
-                beyond: &res.beyond,
-                retokenized: res.retokenized.as_deref(),
-                records: &res.records,
-                native: api == args::Api::Native,
-            };
-            println!("{}", report::table(&rep));
-            report::append_jsonl(&output_file, &report::record(&rep, args.output_details))
-                .map_err(|e| BenchError::io(output_file.display(), e))?;
-            if let Some(r) = res.records.iter().find(|r| !r.ok) {
-                eprintln!(
-                    "{} of {} requests failed; first error: {}",
-                    res.summary.failed,
-                    res.records.len(),
-                    r.error
-                );
-            }
-            outcome.runs += 1;
-            outcome.requests += res.records.len();
-            outcome.failed += res.summary.failed;
-            rows.push(RunRow::new(label.clone(), &res.summary, &res.beyond));
-            if args.output_csv.is_some() {
-                csv_runs.push((label, res.records));
-            }
+            });
+            let res = run_point(
+                &ctx,
+                work.requests.clone(),
+                &work.warmup,
+                p.max_concurrency,
+                arrivals,
+            )
+            .await?;
+            let run = run_outcome(plan, r, label, p, &arrivals, scenario, res);
+            observer.run_finished(&run);
+            report::append_jsonl(&r.jsonl, &report::record(&run, plan.outputs.details))
+                .map_err(|e| BenchError::io(r.jsonl.display(), e))?;
+            runs.push(run);
         }
     }
-    eprintln!("Results appended to {}", output_file.display());
-    if sweeping || rows.len() > 1 {
-        println!("{}", summary::table(&rows));
+    Ok(runs)
+}
+
+/// The whole-file outputs, once every run is done.
+fn write_outputs(plan: &BenchPlan, outcome: &BenchOutcome) -> Result<()> {
+    if let Some(p) = &plan.outputs.summary_csv {
+        summary::write_summary_csv(p, &outcome.rows()).map_err(BenchError::Output)?;
     }
-    if let Some(p) = &args.summary_csv {
-        summary::write_summary_csv(p, &rows).map_err(|e| BenchError::io(p.display(), e))?;
+    if let Some(p) = &plan.outputs.request_csv {
+        summary::write_request_csv(p, &outcome.runs).map_err(BenchError::Output)?;
     }
-    if let Some(p) = &args.output_csv {
-        summary::write_request_csv(p, &csv_runs).map_err(|e| BenchError::io(p.display(), e))?;
-    }
+    Ok(())
+}
+
+/// Run `plan`, telling `observer` of each step. Errors are configuration or control-plane
+/// failures; request failures are recorded per request and counted in the outcome (whose
+/// JSONL records and CSVs are written all the same).
+pub async fn run(plan: BenchPlan, observer: Arc<dyn BenchObserver>) -> Result<BenchOutcome> {
+    plan.validate()?;
+    raise_fd_limit();
+    let resolved = Resolved::of(&plan);
+    let (server, base_url) = match &plan.server.target {
+        ServerTarget::Url(u) => (None, u.trim_end_matches('/').to_string()),
+        ServerTarget::Embedded { model } => {
+            let s = start_embedded(model, observer.as_ref()).await?;
+            let url = s.url();
+            (Some(s), url)
+        }
+    };
+    let found = discover(&plan, &base_url, observer.as_ref()).await?;
+    let runs = sweep(&plan, &resolved, &base_url, &found, &observer).await?;
+    let outcome = BenchOutcome {
+        runs,
+        jsonl: resolved.jsonl,
+        swept: plan.sweep.is_some(),
+    };
+    observer.runs_finished(&outcome);
+    write_outputs(&plan, &outcome)?;
     if let Some(s) = server {
         s.shutdown()
             .await
             .map_err(|e| BenchError::Server(e.to_string()))?;
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::plan;
+
+    #[test]
+    fn defaults_follow_the_target() {
+        let local = Resolved::of(&plan());
+        assert_eq!(
+            (
+                local.embedded,
+                local.dataset,
+                local.num,
+                local.input_len,
+                local.output_len
+            ),
+            (true, DatasetName::RandomIds, 200, 256, 128)
+        );
+        let j = local.jsonl.display().to_string();
+        assert!(
+            j.starts_with("sglang_") && j.ends_with("_200_256_128.jsonl"),
+            "{j}"
+        );
+
+        let mut p = plan();
+        p.server.target = ServerTarget::Url("http://h:1".into());
+        p.backend = crate::plan::Backend::Vllm;
+        let remote = Resolved::of(&p);
+        assert_eq!(
+            (
+                remote.embedded,
+                remote.dataset,
+                remote.num,
+                remote.input_len,
+                remote.output_len
+            ),
+            (false, DatasetName::Sharegpt, 1000, 1024, 1024)
+        );
+        assert!(
+            remote
+                .jsonl
+                .display()
+                .to_string()
+                .ends_with("_1000_sharegpt.jsonl")
+        );
+
+        p.dataset.num_prompts = Some(5);
+        p.outputs.jsonl = Some("x.jsonl".into());
+        let given = Resolved::of(&p);
+        assert_eq!((given.num, given.jsonl), (5, PathBuf::from("x.jsonl")));
+    }
+
+    #[test]
+    fn sweep_points_and_their_labels() {
+        let mut p = plan();
+        p.arrivals.max_concurrency = Some(3);
+        assert_eq!(
+            points(&p),
+            [Point {
+                max_concurrency: Some(3),
+                rate: f64::INFINITY
+            }]
+        );
+        assert_eq!(point_label(None, &points(&p)[0], None), "run");
+
+        p.sweep = Some(Sweep::MaxConcurrency(vec![1, 4]));
+        let pts = points(&p);
+        assert_eq!(
+            pts.iter().map(|x| x.max_concurrency).collect::<Vec<_>>(),
+            [Some(1), Some(4)]
+        );
+        assert_eq!(
+            point_label(p.sweep.as_ref(), &pts[1], None),
+            "concurrency 4"
+        );
+        let sc = Scenario::parse("D(128,96)").unwrap();
+        assert_eq!(
+            point_label(p.sweep.as_ref(), &pts[0], Some(&sc)),
+            "D(128,96) concurrency 1"
+        );
+
+        p.sweep = Some(Sweep::RequestRate(vec![40.0, f64::INFINITY]));
+        let pts = points(&p);
+        assert!(pts.iter().all(|x| x.max_concurrency == Some(3)));
+        let labels: Vec<String> = pts
+            .iter()
+            .map(|x| point_label(p.sweep.as_ref(), x, None))
+            .collect();
+        assert_eq!(labels, ["rate 40.0", "rate inf"]);
+        assert_eq!(point_label(None, &pts[0], Some(&sc)), "D(128,96)");
+    }
 }

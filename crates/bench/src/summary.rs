@@ -1,17 +1,15 @@
-//! Tabular outputs: one row per run (the summary table printed after sweeps and scenario
-//! lists, and `--summary-csv`) and one row per request (`--output-csv`).
+//! Tabular outputs: one row per run (`--summary-csv`, and the summary table the front end
+//! prints after sweeps and scenario lists) and one row per request (`--output-csv`). The CSVs
+//! keep every figure at full precision; rounding is for terminal tables only.
 
-use std::io::Write;
 use std::path::Path;
-
-use comfy_table::{Cell, CellAlignment, Table, presets::ASCII_MARKDOWN};
 
 use crate::beyond::Beyond;
 use crate::metrics::Summary;
-use crate::record::RequestRecord;
+use crate::outcome::RunOutcome;
 
 /// One run of a sweep, condensed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
     /// What varied: e.g. "concurrency 64", "rate 16.0", "D(128,96) concurrency 8".
     pub label: String,
@@ -29,6 +27,24 @@ pub struct RunRow {
     pub p99_e2e_incl_queue_ms: f64,
     pub request_goodput: Option<f64>,
 }
+
+/// The columns of a summary row, in the order of [`RunRow::figures`] after the label.
+pub const SUMMARY_HEADER: [&str; 14] = [
+    "run",
+    "completed",
+    "failed",
+    "duration_s",
+    "req_per_s",
+    "output_tok_per_s",
+    "mean_ttft_ms",
+    "p99_ttft_ms",
+    "mean_tpot_ms",
+    "p99_tpot_ms",
+    "mean_itl_ms",
+    "p99_e2e_ms",
+    "p99_e2e_incl_queue_ms",
+    "goodput_req_per_s",
+];
 
 impl RunRow {
     pub fn new(label: String, s: &Summary, b: &Beyond) -> Self {
@@ -50,92 +66,57 @@ impl RunRow {
         }
     }
 
-    fn cells(&self) -> Vec<String> {
-        vec![
-            self.label.clone(),
-            self.completed.to_string(),
-            self.failed.to_string(),
-            format!("{:.2}", self.duration),
-            format!("{:.2}", self.request_throughput),
-            format!("{:.1}", self.output_throughput),
-            format!("{:.2}", self.mean_ttft_ms),
-            format!("{:.2}", self.p99_ttft_ms),
-            format!("{:.2}", self.mean_tpot_ms),
-            format!("{:.2}", self.p99_tpot_ms),
-            format!("{:.2}", self.mean_itl_ms),
-            format!("{:.2}", self.p99_e2e_ms),
-            format!("{:.2}", self.p99_e2e_incl_queue_ms),
-            self.request_goodput
-                .map_or(String::new(), |g| format!("{g:.2}")),
+    /// The figures after `completed` and `failed`, in `SUMMARY_HEADER`'s order.
+    pub fn figures(&self) -> [f64; 10] {
+        [
+            self.duration,
+            self.request_throughput,
+            self.output_throughput,
+            self.mean_ttft_ms,
+            self.p99_ttft_ms,
+            self.mean_tpot_ms,
+            self.p99_tpot_ms,
+            self.mean_itl_ms,
+            self.p99_e2e_ms,
+            self.p99_e2e_incl_queue_ms,
         ]
     }
 }
 
-const HEADER: [&str; 14] = [
-    "run",
-    "completed",
-    "failed",
-    "duration_s",
-    "req_per_s",
-    "output_tok_per_s",
-    "mean_ttft_ms",
-    "p99_ttft_ms",
-    "mean_tpot_ms",
-    "p99_tpot_ms",
-    "mean_itl_ms",
-    "p99_e2e_ms",
-    "p99_e2e_incl_queue_ms",
-    "goodput_req_per_s",
-];
-
-/// The summary table printed after several runs.
-pub fn table(rows: &[RunRow]) -> String {
-    let mut t = Table::new();
-    t.load_style(ASCII_MARKDOWN);
-    t.set_header(HEADER.iter().map(|h| Cell::new(h.replace('_', " "))));
-    for r in rows {
-        t.add_row(r.cells().into_iter().enumerate().map(|(i, c)| {
-            let cell = Cell::new(c);
-            if i == 0 {
-                cell
-            } else {
-                cell.set_alignment(CellAlignment::Right)
-            }
-        }));
-    }
-    t.to_string()
+/// A CSV number: Rust's shortest representation that reads back to the same f64.
+fn full(x: f64) -> String {
+    x.to_string()
 }
 
-/// A CSV field, quoted when it needs to be.
-fn field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-fn write_rows(
+/// Write `rows` under `header` to `path`, whole or not at all.
+fn write_csv(
     path: &Path,
     header: &[&str],
     rows: impl Iterator<Item = Vec<String>>,
 ) -> std::io::Result<()> {
-    let mut out = String::new();
-    out.push_str(&header.join(","));
-    out.push('\n');
-    for r in rows {
-        let fields: Vec<String> = r.iter().map(|f| field(f)).collect();
-        out.push_str(&fields.join(","));
-        out.push('\n');
-    }
-    let tmp = path.with_extension("csv.tmp");
-    std::fs::File::create(&tmp)?.write_all(out.as_bytes())?;
-    std::fs::rename(&tmp, path)
+    loupe_trace::export::write_atomic(path, |w| {
+        let mut csv = csv::Writer::from_writer(w);
+        csv.write_record(header)?;
+        for r in rows {
+            csv.write_record(&r)?;
+        }
+        csv.flush()
+    })
 }
 
 /// `--summary-csv`: one row per run.
 pub fn write_summary_csv(path: &Path, rows: &[RunRow]) -> std::io::Result<()> {
-    write_rows(path, &HEADER, rows.iter().map(RunRow::cells))
+    let rows = rows.iter().map(|r| {
+        let mut v = vec![
+            r.label.clone(),
+            r.completed.to_string(),
+            r.failed.to_string(),
+        ];
+        v.extend(r.figures().into_iter().map(full));
+        v.push(r.request_goodput.map_or(String::new(), full));
+        v
+    });
+    write_csv(path, &SUMMARY_HEADER, rows)
 }
 
 const REQUEST_HEADER: [&str; 15] = [
@@ -157,78 +138,136 @@ const REQUEST_HEADER: [&str; 15] = [
 ];
 
 /// `--output-csv`: one row per request of every run.
-pub fn write_request_csv(
-    path: &Path,
-    runs: &[(String, Vec<RequestRecord>)],
-) -> std::io::Result<()> {
-    let rows = runs.iter().flat_map(|(label, recs)| {
-        recs.iter().enumerate().map(move |(i, r)| {
+pub fn write_request_csv(path: &Path, runs: &[RunOutcome]) -> std::io::Result<()> {
+    let rows = runs.iter().flat_map(|run| {
+        run.records.iter().enumerate().map(|(i, r)| {
             vec![
-                label.clone(),
+                run.label.clone(),
                 i.to_string(),
                 r.ok.to_string(),
                 r.prompt_len.to_string(),
                 r.output_len.to_string(),
-                format!("{:.6}", r.intended),
-                format!("{:.6}", r.dispatched),
-                format!("{:.6}", r.start),
-                format!("{:.3}", r.ttft * 1e3),
-                format!("{:.3}", r.latency * 1e3),
-                r.tpot()
-                    .map_or(String::new(), |t| format!("{:.3}", t * 1e3)),
-                format!("{:.3}", r.client_queue() * 1e3),
-                format!("{:.3}", r.schedule_lag() * 1e3),
+                full(r.intended),
+                full(r.dispatched),
+                full(r.start),
+                full(r.ttft * 1e3),
+                full(r.latency * 1e3),
+                r.tpot().map_or(String::new(), |t| full(t * 1e3)),
+                full(r.client_queue() * 1e3),
+                full(r.schedule_lag() * 1e3),
                 (r.gaps.len() + usize::from(r.ttft > 0.0)).to_string(),
                 r.error.clone(),
             ]
         })
     });
-    write_rows(path, &REQUEST_HEADER, rows)
+    write_csv(path, &REQUEST_HEADER, rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::RunInfo;
+    use crate::record::RequestRecord;
 
-    #[test]
-    fn csv_quotes_what_needs_quoting() {
-        assert_eq!(field("plain"), "plain");
-        assert_eq!(field("a,b"), "\"a,b\"");
-        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("r.csv");
-        let rec = RequestRecord {
-            ok: false,
-            error: "HTTP 500: boom, again".into(),
-            ..Default::default()
-        };
-        write_request_csv(&p, &[("run1".into(), vec![rec])]).unwrap();
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.starts_with("run,index,ok,"));
-        assert!(
-            text.contains("run1,0,false,") && text.ends_with("\"HTTP 500: boom, again\"\n"),
-            "{text}"
-        );
+    fn run(label: &str, records: Vec<RequestRecord>) -> RunOutcome {
+        RunOutcome {
+            label: label.into(),
+            info: RunInfo {
+                backend: "sglang".into(),
+                dataset_name: "random-ids".into(),
+                request_rate: f64::INFINITY,
+                rate_label: "inf".into(),
+                burstiness: 1.0,
+                max_concurrency: None,
+                sharegpt_output_len: None,
+                random_input_len: 1,
+                random_output_len: 1,
+                random_range_ratio: 0.0,
+                tag: None,
+                traffic_scenario: None,
+                server_info: serde_json::Value::Null,
+                accept_length: None,
+                cpu: None,
+                profile: None,
+                warnings: Vec::new(),
+            },
+            summary: Summary::default(),
+            beyond: Beyond::default(),
+            records,
+            retokenized: None,
+            native: true,
+        }
     }
 
     #[test]
-    fn summary_table_has_a_row_per_run() {
-        let row = RunRow::new(
-            "concurrency 4".into(),
-            &Summary::default(),
-            &Beyond::default(),
+    fn request_csv_quotes_what_needs_quoting_and_keeps_full_precision() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.csv");
+        let failed = RequestRecord {
+            ok: false,
+            error: "HTTP 500: boom, \"again\"".into(),
+            ..Default::default()
+        };
+        let ok = RequestRecord {
+            ok: true,
+            output_len: 3,
+            intended: 1.0 / 3.0,
+            dispatched: 0.5,
+            start: 0.5,
+            ttft: 0.0123456789,
+            latency: 0.1,
+            gaps: vec![0.04, 0.05],
+            ..Default::default()
+        };
+        write_request_csv(&p, &[run("run1", vec![failed, ok])]).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], REQUEST_HEADER.join(","));
+        assert!(
+            lines[1].starts_with("run1,0,false,")
+                && lines[1].ends_with(",\"HTTP 500: boom, \"\"again\"\"\""),
+            "{text}"
         );
-        let t = table(&[
+        let f: Vec<&str> = lines[2].split(',').collect();
+        assert_eq!(f[5], "0.3333333333333333", "intended_s at full precision");
+        assert_eq!(f[8].parse::<f64>().unwrap(), 0.0123456789 * 1e3);
+        assert_eq!(f[13], "3", "first token and two gaps");
+        assert_eq!(f[14], "", "no error");
+        // Written whole: no temporary file left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn summary_csv_has_a_row_per_run_at_full_precision() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.csv");
+        let mut s = Summary {
+            completed: 7,
+            duration: 2.0 / 3.0,
+            ..Default::default()
+        };
+        s.ttft.mean = 12.749490816227759;
+        let row = RunRow::new("concurrency 4".into(), &s, &Beyond::default());
+        let rows = [
             row.clone(),
             RunRow {
-                label: "concurrency 8".into(),
+                label: "D(1,2) concurrency 8".into(),
+                request_goodput: Some(1.5),
                 ..row
             },
-        ]);
+        ];
+        write_summary_csv(&p, &rows).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], SUMMARY_HEADER.join(","));
         assert!(
-            t.contains("concurrency 4") && t.contains("concurrency 8"),
-            "{t}"
+            lines[1].starts_with("concurrency 4,7,0,0.6666666666666666,"),
+            "{text}"
         );
-        assert!(t.contains("mean ttft ms"));
+        assert!(
+            lines[1].contains(",12.749490816227759,") && lines[1].ends_with(','),
+            "{text}"
+        );
+        assert!(lines[2].starts_with("\"D(1,2) concurrency 8\",") && lines[2].ends_with(",1.5"));
     }
 }

@@ -9,8 +9,8 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, weighted::WeightedIndex};
 
 use super::{DatasetConfig, Prompt, PromptInput, draw_len};
-use crate::args::GroupDistribution;
 use crate::error::{BenchError, Result};
+use crate::plan::GroupDistribution;
 use crate::tokenizer::BenchTokenizer;
 
 /// Random token ids from the whole vocabulary (bench_serving's `gen_prompt_ids`).
@@ -45,23 +45,23 @@ pub fn generate(
                 "generated-shared-prefix needs the vocabulary size; pass --tokenizer".into(),
             )
         })?;
-    if g.gsp_num_groups == 0 || g.gsp_prompts_per_group == 0 {
+    if g.num_groups == 0 || g.prompts_per_group == 0 {
         return Err(BenchError::Usage(
             "--gsp-num-groups and --gsp-prompts-per-group must be at least 1".into(),
         ));
     }
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let r = g.gsp_range_ratio;
+    let r = g.range_ratio;
     let sem = cfg.semantics;
-    let slots = g.gsp_num_groups * g.gsp_prompts_per_group;
-    let sys_lens: Vec<usize> = (0..g.gsp_num_groups)
-        .map(|_| draw_len(&mut rng, g.gsp_system_prompt_len, r, sem))
+    let slots = g.num_groups * g.prompts_per_group;
+    let sys_lens: Vec<usize> = (0..g.num_groups)
+        .map(|_| draw_len(&mut rng, g.system_prompt_len, r, sem))
         .collect();
     let q_lens: Vec<usize> = (0..slots)
-        .map(|_| draw_len(&mut rng, g.gsp_question_len, r, sem))
+        .map(|_| draw_len(&mut rng, g.question_len, r, sem))
         .collect();
     let out_lens: Vec<usize> = (0..slots)
-        .map(|_| draw_len(&mut rng, g.gsp_output_len, r, sem))
+        .map(|_| draw_len(&mut rng, g.output_len, r, sem))
         .collect();
     let text = |ids: &[u32]| -> Result<String> { tok_for_text.expect("text mode").decode(ids) };
     let systems: Vec<Vec<u32>> = sys_lens
@@ -72,11 +72,10 @@ pub fn generate(
         Some(_) => systems.iter().map(|s| text(s)).collect::<Result<_>>()?,
         None => Vec::new(),
     };
-    let assignment: Vec<usize> = match g.gsp_group_distribution {
-        GroupDistribution::Uniform => (0..slots).map(|s| s / g.gsp_prompts_per_group).collect(),
-        GroupDistribution::Zipf => {
-            let alpha = g.gsp_zipf_alpha.expect("validated");
-            let weights = (1..=g.gsp_num_groups).map(|rank| 1.0 / (rank as f64).powf(alpha));
+    let assignment: Vec<usize> = match g.distribution {
+        GroupDistribution::Uniform => (0..slots).map(|s| s / g.prompts_per_group).collect(),
+        GroupDistribution::Zipf { alpha } => {
+            let weights = (1..=g.num_groups).map(|rank| 1.0 / (rank as f64).powf(alpha));
             let dist = WeightedIndex::new(weights)
                 .map_err(|e| BenchError::Usage(format!("--gsp-zipf-alpha: {e}")))?;
             // A separate stream, so the prompts match the uniform mode's for the same seed.
@@ -111,10 +110,10 @@ pub fn generate(
             input,
             prompt_len,
             output_len: out_lens[slot],
-            routing_key: g.gsp_send_routing_key.then(|| format!("{run_key}_{group}")),
+            routing_key: g.send_routing_key.then(|| format!("{run_key}_{group}")),
         });
     }
-    if !g.gsp_ordered {
+    if !g.ordered {
         prompts.shuffle(&mut rng);
     }
     Ok(prompts)
@@ -123,26 +122,23 @@ pub fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::{DatasetName, GspArgs, RangeSemantics};
+    use crate::plan::{DatasetName, RangeSemantics, SharedPrefixPlan};
 
-    fn gsp(dist: GroupDistribution, alpha: Option<f64>) -> GspArgs {
-        GspArgs {
-            gsp_num_groups: 4,
-            gsp_prompts_per_group: 5,
-            gsp_system_prompt_len: 40,
-            gsp_question_len: 8,
-            gsp_output_len: 16,
-            gsp_range_ratio: 1.0,
-            gsp_fast_prepare: false,
-            gsp_send_routing_key: true,
-            gsp_num_turns: 1,
-            gsp_ordered: true,
-            gsp_group_distribution: dist,
-            gsp_zipf_alpha: alpha,
+    fn gsp(distribution: GroupDistribution) -> SharedPrefixPlan {
+        SharedPrefixPlan {
+            num_groups: 4,
+            prompts_per_group: 5,
+            system_prompt_len: 40,
+            question_len: 8,
+            output_len: 16,
+            range_ratio: 1.0,
+            send_routing_key: true,
+            ordered: true,
+            distribution,
         }
     }
 
-    fn cfg(g: &GspArgs) -> DatasetConfig<'_> {
+    fn cfg(g: &SharedPrefixPlan) -> DatasetConfig<'_> {
         DatasetConfig {
             name: DatasetName::GeneratedSharedPrefix,
             path: "",
@@ -164,7 +160,7 @@ mod tests {
 
     #[test]
     fn groups_share_their_system_prompt() {
-        let g = gsp(GroupDistribution::Uniform, None);
+        let g = gsp(GroupDistribution::Uniform);
         let p = generate(&cfg(&g), None, Some(1000)).unwrap();
         assert_eq!(p.len(), 20);
         let ids = |i: usize| match &p[i].input {
@@ -180,8 +176,8 @@ mod tests {
 
     #[test]
     fn zipf_makes_the_first_group_hottest() {
-        let mut g = gsp(GroupDistribution::Zipf, Some(1.5));
-        g.gsp_prompts_per_group = 200;
+        let mut g = gsp(GroupDistribution::Zipf { alpha: 1.5 });
+        g.prompts_per_group = 200;
         let p = generate(&cfg(&g), None, Some(1000)).unwrap();
         let count = |grp: usize| {
             p.iter()

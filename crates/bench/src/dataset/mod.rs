@@ -10,8 +10,8 @@ mod sharegpt;
 use rand::RngExt;
 use rand::rngs::StdRng;
 
-use crate::args::{DatasetName, GspArgs, RangeSemantics};
 use crate::error::{BenchError, Result};
+use crate::plan::{DatasetName, RangeSemantics, SharedPrefixPlan};
 use crate::tokenizer::BenchTokenizer;
 
 pub use scenario::Scenario;
@@ -50,7 +50,7 @@ pub struct DatasetConfig<'a> {
     pub sharegpt_context_len: Option<usize>,
     pub apply_chat_template: bool,
     pub prompt_suffix: &'a str,
-    pub gsp: &'a GspArgs,
+    pub gsp: &'a SharedPrefixPlan,
     pub seed: u64,
     /// A genai-bench scenario replaces the dataset's lengths (prompts as random-ids).
     pub scenario: Option<&'a Scenario>,

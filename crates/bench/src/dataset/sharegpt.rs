@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{DatasetConfig, Prompt, PromptInput};
-use crate::args::DatasetName;
 use crate::error::{BenchError, Result};
+use crate::plan::DatasetName;
 use crate::tokenizer::{BenchTokenizer, hf_cached_file};
 
 const SHAREGPT_REPO: &str = "anon8231489123/ShareGPT_Vicuna_unfiltered";

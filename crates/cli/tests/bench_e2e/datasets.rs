@@ -8,7 +8,7 @@ use crate::common::*;
 
 const SHAREGPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/sharegpt_small.json"
+    "/tests/bench_e2e/sharegpt_small.json"
 );
 
 fn lens(r: &Value, key: &str) -> Vec<u64> {
@@ -229,7 +229,7 @@ async fn custom_jsonl_and_traffic_scenarios() {
     .await
     .unwrap();
     assert!(outcome.success());
-    assert_eq!(outcome.requests, 3, "three usable lines");
+    assert_eq!(outcome.requests(), 3, "three usable lines");
 
     let summary = s.path("summary.csv");
     let summary_s = summary.display().to_string();
@@ -253,7 +253,7 @@ async fn custom_jsonl_and_traffic_scenarios() {
     ])
     .await
     .unwrap();
-    assert_eq!((outcome.runs, outcome.requests), (3, 24));
+    assert_eq!((outcome.runs.len(), outcome.requests()), (3, 24));
     let r = s.records();
     assert_eq!(r.len(), 4);
     assert_eq!(r[0]["dataset_name"], "custom");

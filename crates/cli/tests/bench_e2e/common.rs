@@ -1,10 +1,12 @@
 //! What the end-to-end tests share: `loupe serve` in-process on a free port, `loupe bench`
-//! from a command line, and readers for what a run leaves behind (JSONL, CSV, /metrics).
+//! from a command line (parsed and run in-process by the cli's bench command), and readers
+//! for what a run leaves behind (JSONL, CSV, /metrics).
 
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use loupe_bench::{BenchArgs, BenchError, BenchOutcome};
+use loupe_bench::BenchOutcome;
+use loupe_cli::cmd::bench::BenchArgs;
 use loupe_server::{RunningServer, ServeArgs};
 use serde_json::Value;
 
@@ -25,13 +27,14 @@ struct Cli {
     args: BenchArgs,
 }
 
-/// `loupe bench ARGS...` in this process (`--disable-tqdm` added).
-pub async fn bench(args: &[&str]) -> Result<BenchOutcome, BenchError> {
+/// `loupe bench ARGS...` in this process (`--disable-tqdm` added): the flags parsed as the
+/// binary parses them, the run shown as the binary shows it, the outcome returned.
+pub async fn bench(args: &[&str]) -> anyhow::Result<BenchOutcome> {
     let argv = std::iter::once("loupe-bench")
         .chain(args.iter().copied())
         .chain(["--disable-tqdm"]);
     let cli = Cli::try_parse_from(argv).expect("flags parse");
-    loupe_bench::run_cli(cli.args).await
+    loupe_cli::cmd::bench::execute(cli.args).await
 }
 
 /// A scratch directory and the JSONL file inside it.

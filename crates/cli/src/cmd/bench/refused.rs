@@ -5,8 +5,6 @@
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
-use crate::error::{BenchError, Result};
-
 /// (flag, why it is refused).
 const REFUSED: &[(&str, &str)] = &[
     ("lora-name", "LoRA adapter selection is not implemented"),
@@ -95,7 +93,7 @@ pub struct RefusedFlags {
 
 impl RefusedFlags {
     /// An error naming every refused flag given, with its reason.
-    pub fn check(&self) -> Result<()> {
+    pub fn check(&self) -> anyhow::Result<()> {
         if self.given.is_empty() {
             return Ok(());
         }
@@ -110,11 +108,11 @@ impl RefusedFlags {
                 format!("--{flag}: {why}")
             })
             .collect();
-        Err(BenchError::Usage(format!(
+        anyhow::bail!(
             "loupe bench does not implement these bench_serving flags (remove them, or use \
              bench_serving for this run):\n  {}",
             lines.join("\n  ")
-        )))
+        )
     }
 }
 

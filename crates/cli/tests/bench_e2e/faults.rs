@@ -92,7 +92,7 @@ async fn http_errors_from_the_server_are_recorded_per_request() {
         (u(&r, "completed") as usize, u(&r, "failed") as usize),
         (ok, 16 - ok)
     );
-    assert_eq!(outcome.failed, 16 - ok);
+    assert_eq!(outcome.failed(), 16 - ok);
     // Failed requests count no tokens; completed ones keep their figures.
     let outs: Vec<u64> = r["output_lens"]
         .as_array()
@@ -126,7 +126,7 @@ async fn broken_stalled_and_short_streams_fail_with_reasons() {
     .await;
     let s = Scratch::new();
     let outcome = mock_run(&m.url, &s, 10, &["--request-timeout", "1"]).await;
-    assert_eq!((outcome.requests, outcome.failed), (10, 8));
+    assert_eq!((outcome.requests(), outcome.failed()), (10, 8));
     let r = s.record();
     let errs = errors(&r);
     // The scripted server hands out behaviours in arrival order, which need not be the
@@ -181,7 +181,7 @@ async fn read_timeout_catches_a_silent_stream() {
         t0.elapsed().as_secs_f64() < 10.0,
         "the stall did not hold the run"
     );
-    assert_eq!(outcome.failed, 1);
+    assert_eq!(outcome.failed(), 1);
     let errs = errors(&s.record());
     assert!(
         errs[0].starts_with("stream broke after 2 content chunks") && errs[0].contains("timed out"),
@@ -195,7 +195,7 @@ async fn every_request_failing_is_a_failed_run_with_a_record() {
     let s = Scratch::new();
     let outcome = mock_run(&m.url, &s, 3, &[]).await;
     assert!(!outcome.success());
-    assert_eq!(outcome.failed, 3);
+    assert_eq!(outcome.failed(), 3);
     let r = s.record();
     assert_eq!(u(&r, "completed"), 0);
     assert!(

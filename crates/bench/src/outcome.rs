@@ -1,0 +1,106 @@
+//! What a benchmark did, as values: every run's settings, raw request records and metrics
+//! (bench_serving's and loupe's), so a report can be built from the outcome without reading
+//! any text. The terminal table, the JSONL record and the CSVs are all views of these.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::beyond::{Beyond, ClientCpu};
+use crate::metrics::Summary;
+use crate::profile::bench::ProfileReport;
+use crate::record::RequestRecord;
+use crate::summary::RunRow;
+
+/// A run's settings and context, as bench_serving records them plus loupe's.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub backend: String,
+    pub dataset_name: String,
+    /// The rate as a number (`inf` allowed); a ramp reports its label instead.
+    pub request_rate: f64,
+    pub rate_label: String,
+    pub burstiness: f64,
+    pub max_concurrency: Option<usize>,
+    pub sharegpt_output_len: Option<usize>,
+    pub random_input_len: usize,
+    pub random_output_len: usize,
+    pub random_range_ratio: f64,
+    pub tag: Option<String>,
+    pub traffic_scenario: Option<String>,
+    /// The server's /server_info after the run (null when it had none).
+    pub server_info: Value,
+    /// SGLang's speculative accept length, from `server_info`.
+    pub accept_length: Option<f64>,
+    pub cpu: Option<ClientCpu>,
+    pub profile: Option<ProfileReport>,
+    /// What may make the figures the client's rather than the server's.
+    pub warnings: Vec<String>,
+}
+
+/// One measured run (one scenario at one sweep point).
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// What varied: "concurrency 64", "rate 16.0", "D(128,96) concurrency 8", or "run".
+    pub label: String,
+    pub info: RunInfo,
+    /// bench_serving's metrics.
+    pub summary: Summary,
+    /// loupe's additions.
+    pub beyond: Beyond,
+    /// Every request, in the order they were scheduled.
+    pub records: Vec<RequestRecord>,
+    /// Output tokens of each record as the client tokenizer counts them.
+    pub retokenized: Option<Vec<usize>>,
+    /// The run used SGLang's native route (its ITL is split per token).
+    pub native: bool,
+}
+
+impl RunOutcome {
+    /// The first failed request, if any failed.
+    pub fn first_failure(&self) -> Option<&RequestRecord> {
+        self.records.iter().find(|r| !r.ok)
+    }
+
+    /// The run condensed to one summary row.
+    pub fn row(&self) -> RunRow {
+        RunRow::new(self.label.clone(), &self.summary, &self.beyond)
+    }
+}
+
+/// Every run of a `loupe bench` invocation.
+#[derive(Debug, Clone)]
+pub struct BenchOutcome {
+    pub runs: Vec<RunOutcome>,
+    /// The JSONL file every run appended its record to.
+    pub jsonl: PathBuf,
+    /// The plan swept a setting (its summary table is due even for a single point).
+    pub swept: bool,
+}
+
+impl BenchOutcome {
+    /// Requests sent over all runs.
+    pub fn requests(&self) -> usize {
+        self.runs.iter().map(|r| r.records.len()).sum()
+    }
+
+    /// Requests that failed over all runs.
+    pub fn failed(&self) -> usize {
+        self.runs.iter().map(|r| r.summary.failed).sum()
+    }
+
+    /// Every request of every run completed.
+    pub fn success(&self) -> bool {
+        self.failed() == 0 && self.requests() > 0
+    }
+
+    /// One row per run, for the summary table and `summary_csv`.
+    pub fn rows(&self) -> Vec<RunRow> {
+        self.runs.iter().map(RunOutcome::row).collect()
+    }
+
+    /// Whether the runs call for a summary table: a sweep, or several scenarios.
+    pub fn wants_summary(&self) -> bool {
+        self.swept || self.runs.len() > 1
+    }
+}

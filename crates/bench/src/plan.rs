@@ -1,0 +1,632 @@
+//! What a benchmark is asked to do, as plain data: the server (a URL, or the reference server
+//! started in this process), the backend's API, the dataset, the request bodies, the arrivals,
+//! the scenarios x sweep points, the metrics and the output files. A front end fills a
+//! [`BenchPlan`] (`loupe bench` from bench_serving's flags) and hands it to [`crate::run`].
+//!
+//! [`BenchPlan::validate`] checks what a plan means, whoever made it; its messages name
+//! settings by bench_serving's flag names, the names users know them by.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::dataset::Scenario;
+use crate::error::{BenchError, Result};
+use crate::profile::bench::ProfileArgs;
+
+/// `--backend`: the name is kept as given (it goes into the report and the file name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SGLang's native /generate.
+    Sglang,
+    SglangNative,
+    /// /v1/completions.
+    SglangOai,
+    Vllm,
+    Lmdeploy,
+    /// /v1/chat/completions.
+    SglangOaiChat,
+    VllmChat,
+    LmdeployChat,
+}
+
+/// The API a backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Native,
+    Completions,
+    Chat,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sglang => "sglang",
+            Backend::SglangNative => "sglang-native",
+            Backend::SglangOai => "sglang-oai",
+            Backend::Vllm => "vllm",
+            Backend::Lmdeploy => "lmdeploy",
+            Backend::SglangOaiChat => "sglang-oai-chat",
+            Backend::VllmChat => "vllm-chat",
+            Backend::LmdeployChat => "lmdeploy-chat",
+        }
+    }
+
+    pub fn api(self) -> Api {
+        match self {
+            Backend::Sglang | Backend::SglangNative => Api::Native,
+            Backend::SglangOai | Backend::Vllm | Backend::Lmdeploy => Api::Completions,
+            Backend::SglangOaiChat | Backend::VllmChat | Backend::LmdeployChat => Api::Chat,
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self.api() {
+            Api::Native => "/generate",
+            Api::Completions => "/v1/completions",
+            Api::Chat => "/v1/chat/completions",
+        }
+    }
+
+    /// bench_serving's default port per backend.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Backend::Vllm | Backend::VllmChat => 8000,
+            Backend::Lmdeploy | Backend::LmdeployChat => 23333,
+            _ => 30000,
+        }
+    }
+
+    pub fn is_sglang(self) -> bool {
+        self.name().starts_with("sglang")
+    }
+
+    pub fn is_vllm(self) -> bool {
+        self.name().starts_with("vllm")
+    }
+}
+
+/// `--dataset-name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatasetName {
+    /// ShareGPT prompts, token ids repeated or truncated to the drawn input length.
+    Random,
+    /// Token ids `(offset + i + j) % vocab`: no corpus needed.
+    RandomIds,
+    /// First human turn as the prompt, the first reply's length as the output length.
+    Sharegpt,
+    /// A JSONL file, one `{"conversations": [...]}` per line (`content` or `value` keys).
+    Custom,
+    /// Groups of prompts sharing a long system prompt (prefix-cache workloads).
+    GeneratedSharedPrefix,
+}
+
+impl DatasetName {
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetName::Random => "random",
+            DatasetName::RandomIds => "random-ids",
+            DatasetName::Sharegpt => "sharegpt",
+            DatasetName::Custom => "custom",
+            DatasetName::GeneratedSharedPrefix => "generated-shared-prefix",
+        }
+    }
+}
+
+/// How `--random-range-ratio r` turns a length L into a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RangeSemantics {
+    /// Uniform on [max(L*r, 1), L]: r = 0 means [1, L], r = 1 means exactly L.
+    #[default]
+    Sglang,
+    /// Uniform on [L*(1-r), L*(1+r)]: r = 0 means exactly L.
+    Vllm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RampUpStrategy {
+    Linear,
+    Exponential,
+}
+
+/// How generated-shared-prefix prompts are spread over the groups.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GroupDistribution {
+    /// Every group gets its `prompts_per_group`.
+    Uniform,
+    /// Group of rank k drawn with weight 1/k^alpha.
+    Zipf { alpha: f64 },
+}
+
+/// Goodput SLOs in milliseconds, in bench_serving's key names (ttft, tpot, e2el).
+pub type Slos = Vec<(String, f64)>;
+
+/// Everything one `loupe bench` invocation does.
+#[derive(Debug, Clone)]
+pub struct BenchPlan {
+    pub server: ServerPlan,
+    pub backend: Backend,
+    pub dataset: DatasetPlan,
+    pub requests: RequestPlan,
+    pub arrivals: ArrivalPlan,
+    /// One run per value of one setting (None: one run per scenario).
+    pub sweep: Option<Sweep>,
+    pub warmup: WarmupPlan,
+    pub metrics: MetricsPlan,
+    pub outputs: OutputPlan,
+    /// Server-side profiling around each measured run.
+    pub profile: ProfileArgs,
+}
+
+/// Which server is benchmarked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerTarget {
+    /// A running server (`http://host:port`, no trailing slash needed).
+    Url(String),
+    /// loupe's reference server, started in this process on a free port and stopped after
+    /// the runs. Its CPU counts as the client's, and the dataset defaults are smaller.
+    Embedded {
+        /// A preset (`tiny`, `small`) or a model directory.
+        model: String,
+    },
+}
+
+/// The server and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct ServerPlan {
+    pub target: ServerTarget,
+    /// Wait this long for /v1/models to answer before starting; zero skips the check.
+    pub ready_check_timeout: Duration,
+    /// Model name for the OpenAI routes (None: the first entry of /v1/models).
+    pub model: Option<String>,
+    /// The name to send when it differs from `model`.
+    pub served_model_name: Option<String>,
+    /// A tokenizer.json, a directory holding one, or a cached Hugging Face repo id (None: the
+    /// server's /model_info tokenizer_path).
+    pub tokenizer: Option<String>,
+    /// Bearer key.
+    pub api_key: Option<String>,
+    /// Extra HTTP headers sent with every request.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The prompts. `None` lengths and counts take their default from the target: a server gets
+/// bench_serving's (1000 prompts of 1024 in, 1024 out, ShareGPT), the embedded reference
+/// server a run it finishes quickly (200 prompts of 256 in, 128 out, random-ids).
+#[derive(Debug, Clone)]
+pub struct DatasetPlan {
+    pub name: Option<DatasetName>,
+    /// ShareGPT JSON (sharegpt, random) or JSONL (custom). Empty: the Hugging Face cache's copy.
+    pub path: String,
+    pub num_prompts: Option<usize>,
+    pub sharegpt_output_len: Option<usize>,
+    /// Drop ShareGPT prompts whose prompt + output exceed this many tokens.
+    pub sharegpt_context_len: Option<usize>,
+    pub random_input_len: Option<usize>,
+    pub random_output_len: Option<usize>,
+    pub random_range_ratio: f64,
+    /// How `random_range_ratio` and the shared-prefix range ratio widen a length.
+    pub range_semantics: RangeSemantics,
+    /// Send token ids instead of text, for exact prompt lengths.
+    pub tokenize_prompt: bool,
+    /// Wrap each prompt in the tokenizer's chat template (sharegpt, custom).
+    pub apply_chat_template: bool,
+    /// Appended to every ShareGPT/custom prompt, before the final "Assistant:".
+    pub prompt_suffix: String,
+    /// genai-bench traffic scenarios: one run each, in place of the dataset's lengths.
+    pub scenarios: Vec<Scenario>,
+    pub shared_prefix: SharedPrefixPlan,
+    pub seed: u64,
+    /// Re-count generated text with the client tokenizer (total_output_tokens_retokenized).
+    pub retokenize: bool,
+}
+
+/// bench_serving's generated-shared-prefix dataset.
+#[derive(Debug, Clone)]
+pub struct SharedPrefixPlan {
+    pub num_groups: usize,
+    pub prompts_per_group: usize,
+    pub system_prompt_len: usize,
+    pub question_len: usize,
+    pub output_len: usize,
+    pub range_ratio: f64,
+    /// Send X-SMG-Routing-Key with a per-group key.
+    pub send_routing_key: bool,
+    /// Keep the generated order instead of shuffling.
+    pub ordered: bool,
+    pub distribution: GroupDistribution,
+}
+
+/// What every request body asks for, and how long a request may take.
+#[derive(Debug, Clone)]
+pub struct RequestPlan {
+    pub temperature: f64,
+    pub top_p: f64,
+    /// Merged into every request body, last (it overrides loupe's fields).
+    pub extra_body: Map<String, Value>,
+    /// bench_serving ignores EOS by default.
+    pub ignore_eos: bool,
+    /// Ask OpenAI routes for usage on every chunk, so per-token ITL needs no tokenizer.
+    pub continuous_usage_stats: bool,
+    /// A request that takes longer than this in all fails.
+    pub timeout: Duration,
+    /// A request whose stream stays silent this long fails.
+    pub read_timeout: Option<Duration>,
+}
+
+/// When requests are due and how many may be in flight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ArrivalPlan {
+    /// Requests per second; inf sends everything at once.
+    pub request_rate: f64,
+    /// Gamma shape of the inter-arrival times: 1 = Poisson, inf = constant spacing.
+    pub burstiness: f64,
+    /// Ramp the rate over the run (replaces `request_rate`).
+    pub ramp: Option<Ramp>,
+    pub max_concurrency: Option<usize>,
+}
+
+/// vLLM's ramp-up: the rate moves from `start_rps` to `end_rps` over the requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ramp {
+    pub strategy: RampUpStrategy,
+    pub start_rps: f64,
+    pub end_rps: f64,
+}
+
+/// The setting a sweep varies, and its values (one run each, per scenario).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sweep {
+    MaxConcurrency(Vec<usize>),
+    RequestRate(Vec<f64>),
+}
+
+/// What happens before each measured run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WarmupPlan {
+    /// Open connections ahead of the run, this many at a time (0: with the requests).
+    pub connection_ramp: usize,
+    /// Requests of the first prompt (at most 32 output tokens) before the measured run.
+    pub requests: usize,
+    /// Flush the server's prefix cache after warmup.
+    pub flush_cache: bool,
+    pub flush_cache_timeout: Duration,
+}
+
+/// What is computed beyond bench_serving's fixed set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsPlan {
+    /// Percentiles reported from HdrHistograms.
+    pub percentiles: Vec<f64>,
+    /// Goodput SLOs (none: no goodput).
+    pub slos: Slos,
+}
+
+/// Where the results go.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputPlan {
+    /// The JSONL file each run appends its record to (None: bench_serving's auto-named file
+    /// in the working directory).
+    pub jsonl: Option<PathBuf>,
+    /// Add per-request arrays to each record.
+    pub details: bool,
+    pub tag: Option<String>,
+    /// One CSV row per request of every run.
+    pub request_csv: Option<PathBuf>,
+    /// One CSV row per run.
+    pub summary_csv: Option<PathBuf>,
+}
+
+/// A plan that means nothing runnable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("--request-rate must be positive (or inf), got {0}")]
+    RequestRate(f64),
+    #[error("--burstiness must be positive (1 = Poisson, inf = constant), got {0}")]
+    Burstiness(f64),
+    #[error("--max-concurrency must be at least 1")]
+    MaxConcurrency,
+    #[error("--sweep-request-rate: {0} is not a positive rate")]
+    SweepRate(f64),
+    #[error("a sweep needs at least one value")]
+    EmptySweep,
+    #[error(
+        "--ramp-up-start-rps and --ramp-up-end-rps must be positive and finite, got {0} and {1}"
+    )]
+    RampRates(f64, f64),
+    #[error("--ramp-up-strategy and --sweep-request-rate both set the rate; use one")]
+    RampAndRateSweep,
+    #[error("--random-range-ratio {0} is outside [0, 1] (SGLang's semantics)")]
+    RangeRatio(f64),
+    #[error("--top-p must be in (0, 1], got {0}")]
+    TopP(f64),
+    #[error("--request-timeout and --read-timeout must be positive")]
+    Timeout,
+    #[error("--sharegpt-output-len must be at least 4 (bench_serving's rule)")]
+    SharegptOutputLen,
+    #[error("--tokenize-prompt sends token ids, which chat backends cannot take")]
+    TokenIdsToChat,
+    #[error("--gsp-zipf-alpha must be finite and > 0, got {0}")]
+    ZipfAlpha(f64),
+    #[error("--percentiles: '{0}' is not a percentile between 0 and 100")]
+    Percentile(f64),
+    #[error("SLO {0}: '{1}' is not a positive number of ms")]
+    Slo(String, f64),
+    #[error("SLO key '{0}': use ttft, tpot or e2e (e2el)")]
+    SloKey(String),
+}
+
+fn positive_rate(r: f64) -> bool {
+    !r.is_nan() && r > 0.0
+}
+
+impl BenchPlan {
+    /// Checks that need no server: contradictions and out-of-range values.
+    pub fn validate(&self) -> Result<()> {
+        self.check().map_err(BenchError::Plan)?;
+        self.profile.validate()
+    }
+
+    fn check(&self) -> Result<(), PlanError> {
+        let a = &self.arrivals;
+        if !positive_rate(a.request_rate) {
+            return Err(PlanError::RequestRate(a.request_rate));
+        }
+        if !positive_rate(a.burstiness) {
+            return Err(PlanError::Burstiness(a.burstiness));
+        }
+        if a.max_concurrency == Some(0) {
+            return Err(PlanError::MaxConcurrency);
+        }
+        match &self.sweep {
+            Some(Sweep::MaxConcurrency(c)) if c.is_empty() => return Err(PlanError::EmptySweep),
+            Some(Sweep::RequestRate(r)) if r.is_empty() => return Err(PlanError::EmptySweep),
+            Some(Sweep::MaxConcurrency(c)) if c.contains(&0) => {
+                return Err(PlanError::MaxConcurrency);
+            }
+            Some(Sweep::RequestRate(rates)) => {
+                if let Some(r) = rates.iter().find(|r| !positive_rate(**r)) {
+                    return Err(PlanError::SweepRate(*r));
+                }
+            }
+            _ => {}
+        }
+        if let Some(r) = &a.ramp {
+            let (s, e) = (r.start_rps, r.end_rps);
+            if !(s > 0.0 && e > 0.0 && s.is_finite() && e.is_finite()) {
+                return Err(PlanError::RampRates(s, e));
+            }
+            if matches!(self.sweep, Some(Sweep::RequestRate(_))) {
+                return Err(PlanError::RampAndRateSweep);
+            }
+        }
+        let d = &self.dataset;
+        if !(0.0..=1.0).contains(&d.random_range_ratio)
+            && d.range_semantics == RangeSemantics::Sglang
+        {
+            return Err(PlanError::RangeRatio(d.random_range_ratio));
+        }
+        let top_p = self.requests.top_p;
+        if top_p.is_nan() || top_p <= 0.0 || top_p > 1.0 {
+            return Err(PlanError::TopP(top_p));
+        }
+        if self.requests.timeout.is_zero()
+            || self.requests.read_timeout.is_some_and(|t| t.is_zero())
+        {
+            return Err(PlanError::Timeout);
+        }
+        if d.sharegpt_output_len.is_some_and(|l| l < 4) {
+            return Err(PlanError::SharegptOutputLen);
+        }
+        if d.tokenize_prompt && self.backend.api() == Api::Chat {
+            return Err(PlanError::TokenIdsToChat);
+        }
+        if let GroupDistribution::Zipf { alpha } = d.shared_prefix.distribution
+            && !(alpha.is_finite() && alpha > 0.0)
+        {
+            return Err(PlanError::ZipfAlpha(alpha));
+        }
+        if let Some(p) = self
+            .metrics
+            .percentiles
+            .iter()
+            .find(|p| !(0.0..=100.0).contains(*p))
+        {
+            return Err(PlanError::Percentile(*p));
+        }
+        for (key, ms) in &self.metrics.slos {
+            if !matches!(key.as_str(), "ttft" | "tpot" | "e2el") {
+                return Err(PlanError::SloKey(key.clone()));
+            }
+            if ms.is_nan() || *ms <= 0.0 {
+                return Err(PlanError::Slo(key.clone(), *ms));
+            }
+        }
+        Ok(())
+    }
+
+    /// The target is the reference server started in this process.
+    pub fn embedded(&self) -> bool {
+        matches!(self.server.target, ServerTarget::Embedded { .. })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A plan as `loupe bench` makes it with no flags.
+    pub(crate) fn plan() -> BenchPlan {
+        BenchPlan {
+            server: ServerPlan {
+                target: ServerTarget::Embedded {
+                    model: "tiny".into(),
+                },
+                ready_check_timeout: Duration::from_secs(60),
+                model: None,
+                served_model_name: None,
+                tokenizer: None,
+                api_key: None,
+                headers: Vec::new(),
+            },
+            backend: Backend::Sglang,
+            dataset: DatasetPlan {
+                name: None,
+                path: String::new(),
+                num_prompts: None,
+                sharegpt_output_len: None,
+                sharegpt_context_len: None,
+                random_input_len: None,
+                random_output_len: None,
+                random_range_ratio: 0.0,
+                range_semantics: RangeSemantics::Sglang,
+                tokenize_prompt: false,
+                apply_chat_template: false,
+                prompt_suffix: String::new(),
+                scenarios: Vec::new(),
+                shared_prefix: SharedPrefixPlan {
+                    num_groups: 64,
+                    prompts_per_group: 16,
+                    system_prompt_len: 2048,
+                    question_len: 128,
+                    output_len: 256,
+                    range_ratio: 1.0,
+                    send_routing_key: false,
+                    ordered: false,
+                    distribution: GroupDistribution::Uniform,
+                },
+                seed: 42,
+                retokenize: true,
+            },
+            requests: RequestPlan {
+                temperature: 0.0,
+                top_p: 1.0,
+                extra_body: Map::new(),
+                ignore_eos: true,
+                continuous_usage_stats: false,
+                timeout: Duration::from_secs(6 * 3600),
+                read_timeout: None,
+            },
+            arrivals: ArrivalPlan {
+                request_rate: f64::INFINITY,
+                burstiness: 1.0,
+                ramp: None,
+                max_concurrency: None,
+            },
+            sweep: None,
+            warmup: WarmupPlan {
+                connection_ramp: 256,
+                requests: 1,
+                flush_cache: false,
+                flush_cache_timeout: Duration::from_secs(60),
+            },
+            metrics: MetricsPlan {
+                percentiles: vec![50.0, 90.0, 95.0, 99.0, 99.9],
+                slos: Vec::new(),
+            },
+            outputs: OutputPlan::default(),
+            profile: ProfileArgs {
+                profile_activities: vec!["CPU".into(), "GPU".into()],
+                profile_wait_timeout: 120.0,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn refused(p: BenchPlan) -> PlanError {
+        match p.validate() {
+            Err(BenchError::Plan(e)) => e,
+            other => panic!("expected a plan error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_plan_is_valid() {
+        plan().validate().unwrap();
+    }
+
+    #[test]
+    fn rates_concurrency_and_sweeps_must_mean_something() {
+        let mut p = plan();
+        p.arrivals.request_rate = 0.0;
+        assert_eq!(refused(p), PlanError::RequestRate(0.0));
+        let mut p = plan();
+        p.arrivals.burstiness = f64::NAN;
+        assert!(matches!(refused(p), PlanError::Burstiness(b) if b.is_nan()));
+        let mut p = plan();
+        p.sweep = Some(Sweep::MaxConcurrency(vec![4, 0]));
+        assert_eq!(refused(p), PlanError::MaxConcurrency);
+        let mut p = plan();
+        p.sweep = Some(Sweep::RequestRate(vec![]));
+        assert_eq!(refused(p), PlanError::EmptySweep);
+        let mut p = plan();
+        p.sweep = Some(Sweep::RequestRate(vec![2.0, -1.0]));
+        assert_eq!(
+            refused(p).to_string(),
+            "--sweep-request-rate: -1 is not a positive rate"
+        );
+        let ramp = Ramp {
+            strategy: RampUpStrategy::Linear,
+            start_rps: 1.0,
+            end_rps: f64::INFINITY,
+        };
+        let mut p = plan();
+        p.arrivals.ramp = Some(ramp);
+        assert_eq!(refused(p), PlanError::RampRates(1.0, f64::INFINITY));
+        let mut p = plan();
+        p.arrivals.ramp = Some(Ramp {
+            end_rps: 10.0,
+            ..ramp
+        });
+        p.sweep = Some(Sweep::RequestRate(vec![1.0]));
+        assert_eq!(refused(p), PlanError::RampAndRateSweep);
+    }
+
+    #[test]
+    fn datasets_bodies_and_metrics_must_mean_something() {
+        let mut p = plan();
+        p.dataset.random_range_ratio = 1.5;
+        assert_eq!(refused(p.clone()), PlanError::RangeRatio(1.5));
+        p.dataset.range_semantics = RangeSemantics::Vllm;
+        p.validate().unwrap();
+        let mut p = plan();
+        p.requests.top_p = 0.0;
+        assert_eq!(refused(p), PlanError::TopP(0.0));
+        let mut p = plan();
+        p.requests.read_timeout = Some(Duration::ZERO);
+        assert_eq!(refused(p), PlanError::Timeout);
+        let mut p = plan();
+        p.dataset.sharegpt_output_len = Some(3);
+        assert_eq!(refused(p), PlanError::SharegptOutputLen);
+        let mut p = plan();
+        p.dataset.tokenize_prompt = true;
+        p.backend = Backend::VllmChat;
+        assert_eq!(refused(p), PlanError::TokenIdsToChat);
+        let mut p = plan();
+        p.dataset.shared_prefix.distribution = GroupDistribution::Zipf { alpha: 0.0 };
+        assert_eq!(refused(p), PlanError::ZipfAlpha(0.0));
+        let mut p = plan();
+        p.metrics.percentiles = vec![50.0, 101.0];
+        assert_eq!(refused(p), PlanError::Percentile(101.0));
+        let mut p = plan();
+        p.metrics.slos = vec![("ttft".into(), -1.0)];
+        assert_eq!(refused(p), PlanError::Slo("ttft".into(), -1.0));
+        let mut p = plan();
+        p.metrics.slos = vec![("latency".into(), 5.0)];
+        assert_eq!(refused(p), PlanError::SloKey("latency".into()));
+        // Profiling settings are checked too.
+        let mut p = plan();
+        p.profile.profile_num_steps = Some(3);
+        assert!(matches!(p.validate(), Err(BenchError::Usage(m)) if m.contains("--profile")));
+    }
+
+    #[test]
+    fn backend_names_ports_and_routes() {
+        assert_eq!(Backend::Vllm.path(), "/v1/completions");
+        assert_eq!(Backend::VllmChat.default_port(), 8000);
+        assert_eq!(Backend::SglangNative.path(), "/generate");
+        assert_eq!(Backend::Lmdeploy.default_port(), 23333);
+        assert!(Backend::SglangOaiChat.is_sglang() && !Backend::Vllm.is_sglang());
+    }
+}

@@ -1,0 +1,38 @@
+//! `loupe bench`: bench_serving's flags (`args.rs`; the ones loupe refuses, `refused.rs`)
+//! become a `loupe_bench::BenchPlan`; the run is followed on the terminal (`terminal.rs`:
+//! status lines and the progress bar on stderr) and reported from its outcome (`table.rs`:
+//! bench_serving's result block and loupe's section after each run, the summary table after
+//! a sweep, on stdout).
+
+mod args;
+mod refused;
+mod table;
+mod terminal;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub use args::BenchArgs;
+use loupe_bench::BenchOutcome;
+
+/// Run the benchmark the flags describe, showing it as `loupe bench` does; the outcome holds
+/// every run's records and metrics.
+pub async fn execute(args: BenchArgs) -> anyhow::Result<BenchOutcome> {
+    let plan = args.plan()?;
+    let terminal = Arc::new(terminal::Terminal::new(!args.disable_tqdm));
+    Ok(loupe_bench::run(plan, terminal).await?)
+}
+
+/// The exit code says whether every request of every run completed.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let outcome = execute(args).await?;
+    if outcome.success() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "error: the benchmark failed: {} of {} requests did not complete (results were written)",
+        outcome.failed(),
+        outcome.requests()
+    );
+    Ok(ExitCode::from(1))
+}
