@@ -9,7 +9,7 @@ pub enum BenchError {
     Usage(String),
     /// The plan's settings contradict each other or are out of range.
     #[error(transparent)]
-    Plan(#[from] crate::plan::PlanError),
+    Plan(#[from] PlanError),
     /// A control request (readiness, model info, flush, profiling) failed.
     #[error("{url}: {message}")]
     Http { url: String, message: String },
@@ -47,3 +47,42 @@ impl BenchError {
 }
 
 pub type Result<T, E = BenchError> = std::result::Result<T, E>;
+
+/// A plan that means nothing runnable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("--request-rate must be positive (or inf), got {0}")]
+    RequestRate(f64),
+    #[error("--burstiness must be positive (1 = Poisson, inf = constant), got {0}")]
+    Burstiness(f64),
+    #[error("--max-concurrency must be at least 1")]
+    MaxConcurrency,
+    #[error("--sweep-request-rate: {0} is not a positive rate")]
+    SweepRate(f64),
+    #[error("a sweep needs at least one value")]
+    EmptySweep,
+    #[error(
+        "--ramp-up-start-rps and --ramp-up-end-rps must be positive and finite, got {0} and {1}"
+    )]
+    RampRates(f64, f64),
+    #[error("--ramp-up-strategy and --sweep-request-rate both set the rate; use one")]
+    RampAndRateSweep,
+    #[error("--random-range-ratio {0} is outside [0, 1] (SGLang's semantics)")]
+    RangeRatio(f64),
+    #[error("--top-p must be in (0, 1], got {0}")]
+    TopP(f64),
+    #[error("--request-timeout and --read-timeout must be positive")]
+    Timeout,
+    #[error("--sharegpt-output-len must be at least 4 (bench_serving's rule)")]
+    SharegptOutputLen,
+    #[error("--tokenize-prompt sends token ids, which chat backends cannot take")]
+    TokenIdsToChat,
+    #[error("--gsp-zipf-alpha must be finite and > 0, got {0}")]
+    ZipfAlpha(f64),
+    #[error("--percentiles: '{0}' is not a percentile between 0 and 100")]
+    Percentile(f64),
+    #[error("SLO {0}: '{1}' is not a positive number of ms")]
+    Slo(String, f64),
+    #[error("SLO key '{0}': use ttft, tpot or e2e (e2el)")]
+    SloKey(String),
+}

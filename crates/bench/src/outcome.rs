@@ -10,7 +10,6 @@ use crate::beyond::{Beyond, ClientCpu};
 use crate::metrics::Summary;
 use crate::profile::bench::ProfileReport;
 use crate::record::RequestRecord;
-use crate::summary::RunRow;
 
 /// A run's settings and context, as bench_serving records them plus loupe's.
 #[derive(Debug, Clone)]
@@ -102,5 +101,62 @@ impl BenchOutcome {
     /// Whether the runs call for a summary table: a sweep, or several scenarios.
     pub fn wants_summary(&self) -> bool {
         self.swept || self.runs.len() > 1
+    }
+}
+
+/// One run of a sweep, condensed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// What varied: e.g. "concurrency 64", "rate 16.0", "D(128,96) concurrency 8".
+    pub label: String,
+    pub completed: usize,
+    pub failed: usize,
+    pub duration: f64,
+    pub request_throughput: f64,
+    pub output_throughput: f64,
+    pub mean_ttft_ms: f64,
+    pub p99_ttft_ms: f64,
+    pub mean_tpot_ms: f64,
+    pub p99_tpot_ms: f64,
+    pub mean_itl_ms: f64,
+    pub p99_e2e_ms: f64,
+    pub p99_e2e_incl_queue_ms: f64,
+    pub request_goodput: Option<f64>,
+}
+
+impl RunRow {
+    pub fn new(label: String, s: &Summary, b: &Beyond) -> Self {
+        RunRow {
+            label,
+            completed: s.completed,
+            failed: s.failed,
+            duration: s.duration,
+            request_throughput: s.request_throughput,
+            output_throughput: s.output_throughput,
+            mean_ttft_ms: s.ttft.mean,
+            p99_ttft_ms: s.ttft.p99,
+            mean_tpot_ms: s.tpot.mean,
+            p99_tpot_ms: s.tpot.p99,
+            mean_itl_ms: s.itl.mean,
+            p99_e2e_ms: s.e2e.p99,
+            p99_e2e_incl_queue_ms: b.e2e_incl_queue.p99,
+            request_goodput: b.goodput.as_ref().map(|g| g.request_goodput),
+        }
+    }
+
+    /// The figures after `completed` and `failed`, in `SUMMARY_HEADER`'s order.
+    pub fn figures(&self) -> [f64; 10] {
+        [
+            self.duration,
+            self.request_throughput,
+            self.output_throughput,
+            self.mean_ttft_ms,
+            self.p99_ttft_ms,
+            self.mean_tpot_ms,
+            self.p99_tpot_ms,
+            self.mean_itl_ms,
+            self.p99_e2e_ms,
+            self.p99_e2e_incl_queue_ms,
+        ]
     }
 }

@@ -1,7 +1,7 @@
 //! What a benchmark is asked to do, as plain data: the server (a URL, or the reference server
 //! started in this process), the backend's API, the dataset, the request bodies, the arrivals,
 //! the scenarios x sweep points, the metrics and the output files. A front end fills a
-//! [`BenchPlan`] (`loupe bench` from bench_serving's flags) and hands it to [`crate::run`].
+//! [`BenchPlan`] (`loupe bench` from bench_serving's flags) and hands it to `loupe_bench::run`.
 //!
 //! [`BenchPlan::validate`] checks what a plan means, whoever made it; its messages name
 //! settings by bench_serving's flag names, the names users know them by.
@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::dataset::Scenario;
+use crate::dataset::scenario::Scenario;
+pub use crate::error::PlanError;
 use crate::error::{BenchError, Result};
 use crate::profile::bench::ProfileArgs;
 
@@ -316,45 +317,6 @@ pub struct OutputPlan {
     pub request_csv: Option<PathBuf>,
     /// One CSV row per run.
     pub summary_csv: Option<PathBuf>,
-}
-
-/// A plan that means nothing runnable.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PlanError {
-    #[error("--request-rate must be positive (or inf), got {0}")]
-    RequestRate(f64),
-    #[error("--burstiness must be positive (1 = Poisson, inf = constant), got {0}")]
-    Burstiness(f64),
-    #[error("--max-concurrency must be at least 1")]
-    MaxConcurrency,
-    #[error("--sweep-request-rate: {0} is not a positive rate")]
-    SweepRate(f64),
-    #[error("a sweep needs at least one value")]
-    EmptySweep,
-    #[error(
-        "--ramp-up-start-rps and --ramp-up-end-rps must be positive and finite, got {0} and {1}"
-    )]
-    RampRates(f64, f64),
-    #[error("--ramp-up-strategy and --sweep-request-rate both set the rate; use one")]
-    RampAndRateSweep,
-    #[error("--random-range-ratio {0} is outside [0, 1] (SGLang's semantics)")]
-    RangeRatio(f64),
-    #[error("--top-p must be in (0, 1], got {0}")]
-    TopP(f64),
-    #[error("--request-timeout and --read-timeout must be positive")]
-    Timeout,
-    #[error("--sharegpt-output-len must be at least 4 (bench_serving's rule)")]
-    SharegptOutputLen,
-    #[error("--tokenize-prompt sends token ids, which chat backends cannot take")]
-    TokenIdsToChat,
-    #[error("--gsp-zipf-alpha must be finite and > 0, got {0}")]
-    ZipfAlpha(f64),
-    #[error("--percentiles: '{0}' is not a percentile between 0 and 100")]
-    Percentile(f64),
-    #[error("SLO {0}: '{1}' is not a positive number of ms")]
-    Slo(String, f64),
-    #[error("SLO key '{0}': use ttft, tpot or e2e (e2el)")]
-    SloKey(String),
 }
 
 fn positive_rate(r: f64) -> bool {

@@ -8,7 +8,8 @@ use comfy_table::{Cell, CellAlignment, ColumnConstraint, Table, TableStyle, Widt
 use loupe_bench::RunOutcome;
 use loupe_bench::beyond::HdrSummary;
 use loupe_bench::metrics::Dist;
-use loupe_bench::summary::{RunRow, SUMMARY_HEADER};
+use loupe_bench::outcome::RunRow;
+use loupe_bench::summary::SUMMARY_HEADER;
 
 fn line(out: &mut String, label: &str, value: impl std::fmt::Display) {
     out.push_str(&format!("{label:<40} {value:<10}\n"));
