@@ -523,6 +523,96 @@ impl BenchArgs {
     }
 }
 
+/// bench_serving's `--profile*` flags. They parse into `profile::bench::ProfileArgs`, the
+/// plain values the profiling code takes (no clap there): `ProfileArgs` implements clap's
+/// traits by delegating to this struct, so `BenchArgs` flattens it as before.
+#[derive(clap::Args, Debug, Clone)]
+struct ProfileFlags {
+    /// Profile the server during the measured run (POST /start_profile, /stop_profile).
+    #[arg(long)]
+    profile: bool,
+    /// CPU, GPU, MEM, CUDA_PROFILER, XPU (and RPD on loupe servers).
+    #[arg(long, num_args = 1.., default_values = ["CPU", "GPU"],
+          value_parser = ["CPU", "GPU", "CUDA_PROFILER", "XPU", "MEM", "RPD"])]
+    profile_activities: Vec<String>,
+    /// Absolute forward step at which capture starts.
+    #[arg(long)]
+    profile_start_step: Option<u64>,
+    /// Capture this many steps; the server stops by itself (no /stop_profile).
+    #[arg(long)]
+    profile_steps: Option<u64>,
+    /// num_steps of the request (5 with --profile-by-stage when unset).
+    #[arg(long)]
+    profile_num_steps: Option<u64>,
+    #[arg(long)]
+    profile_by_stage: bool,
+    #[arg(long, num_args = 1..)]
+    profile_stages: Vec<String>,
+    /// Traces go to DIR/<timestamp> (default: $SGLANG_TORCH_PROFILER_DIR, else /tmp).
+    #[arg(long)]
+    profile_output_dir: Option<PathBuf>,
+    #[arg(long)]
+    profile_prefix: Option<String>,
+    /// Disaggregated serving: profile the prefill/decode workers named below.
+    #[arg(long)]
+    pd_separated: bool,
+    #[arg(long, num_args = 0.., conflicts_with = "profile_decode_url")]
+    profile_prefill_url: Vec<String>,
+    #[arg(long, num_args = 0..)]
+    profile_decode_url: Vec<String>,
+    /// How long to wait for the traces to be complete after the run.
+    #[arg(long, default_value_t = 120.0)]
+    profile_wait_timeout: f64,
+}
+
+impl From<ProfileFlags> for ProfileArgs {
+    fn from(f: ProfileFlags) -> Self {
+        ProfileArgs {
+            profile: f.profile,
+            profile_activities: f.profile_activities,
+            profile_start_step: f.profile_start_step,
+            profile_steps: f.profile_steps,
+            profile_num_steps: f.profile_num_steps,
+            profile_by_stage: f.profile_by_stage,
+            profile_stages: f.profile_stages,
+            profile_output_dir: f.profile_output_dir,
+            profile_prefix: f.profile_prefix,
+            pd_separated: f.pd_separated,
+            profile_prefill_url: f.profile_prefill_url,
+            profile_decode_url: f.profile_decode_url,
+            profile_wait_timeout: f.profile_wait_timeout,
+        }
+    }
+}
+
+impl clap::FromArgMatches for ProfileArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> std::result::Result<Self, clap::Error> {
+        ProfileFlags::from_arg_matches(m).map(Into::into)
+    }
+
+    fn update_from_arg_matches(
+        &mut self,
+        m: &clap::ArgMatches,
+    ) -> std::result::Result<(), clap::Error> {
+        *self = ProfileFlags::from_arg_matches(m)?.into();
+        Ok(())
+    }
+}
+
+impl clap::Args for ProfileArgs {
+    fn group_id() -> Option<clap::Id> {
+        ProfileFlags::group_id()
+    }
+
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        ProfileFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        ProfileFlags::augment_args_for_update(cmd)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,5 +37,4 @@ pub mod tokenizer;
 
 pub use args::BenchArgs;
 pub use error::BenchError;
-pub use profile::cli::ProfileCli;
 pub use run::{BenchOutcome, run_cli};
