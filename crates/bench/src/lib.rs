@@ -1,4 +1,4 @@
-//! `loupe bench` and `loupe profile`: a load generator with SGLang bench_serving's flags,
+//! `loupe bench`: a load generator with SGLang bench_serving's flags,
 //! metric definitions and JSONL keys, and the client side of server profiling.
 //!
 //! A run is: a dataset (`dataset`) and an arrival schedule (`arrival`), computed before the
