@@ -45,5 +45,4 @@ pub use error::BenchError;
 pub use observer::{BenchObserver, Quiet};
 pub use outcome::{BenchOutcome, RunOutcome};
 pub use plan::{BenchPlan, PlanError, ServerTarget};
-pub use profile::cli::ProfileCli;
 pub use run::run;

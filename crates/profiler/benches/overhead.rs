@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use loupe_engine::observer::StepObserver;
 use loupe_engine::{Engine, EngineArgs, GenerateRequest, SamplingParams};
-use loupe_profiler::{Profiler, ProfilerConfig, StartRequest};
+use loupe_profiler::{ProfileState, Profiler, ProfilerConfig, StartRequest};
 use serde_json::json;
 
 struct Opts {
@@ -239,10 +239,10 @@ async fn main() {
         let mut capture_done = None;
         loop {
             let st = p.status();
-            if capture_done.is_none() && st.state == "exporting" {
+            if capture_done.is_none() && st.state == ProfileState::Exporting {
                 capture_done = Some(Instant::now());
             }
-            if st.state == "idle" {
+            if st.state == ProfileState::Idle {
                 return (
                     started,
                     capture_done.unwrap_or(started),

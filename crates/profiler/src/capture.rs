@@ -109,13 +109,10 @@ pub fn rank_file_name(
     name
 }
 
-/// `merged-{profile_id}.trace.json.gz`, with the prefix in front when there is one (upstream
-/// drops prefixed files from its merge; loupe finds them).
+/// `merged-{profile_id}.trace.json.gz`, SGLang's name (`profile_merger.py`) whatever the
+/// `profile_prefix`: scripts glob for `merged-*`. The prefix still marks the per-rank files.
 pub fn merged_file_name(spec: &ExportSpec) -> String {
-    match &spec.request.profile_prefix {
-        Some(p) => format!("{p}-merged-{}.trace.json.gz", spec.profile_id),
-        None => format!("merged-{}.trace.json.gz", spec.profile_id),
-    }
+    format!("merged-{}.trace.json.gz", spec.profile_id)
 }
 
 /// A fresh profile id like SGLang's `str(time.time())`, e.g. `1769070226.0713482`.
@@ -174,7 +171,8 @@ mod tests {
         );
         assert_eq!(
             merged_file_name(&spec(Some("x"), 1, false)),
-            "x-merged-1769070226.0713482.trace.json.gz"
+            "merged-1769070226.0713482.trace.json.gz",
+            "SGLang names the merged trace without the prefix"
         );
     }
 

@@ -10,7 +10,6 @@
 //! stream 7) with one `kernel` event per op, linked to the host-side op by an `ac2g` flow
 //! whose id is unique within the rank.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -169,17 +168,17 @@ fn earliest(capture: &Capture) -> std::time::Instant {
     steps.chain(spans).min().unwrap_or(capture.started)
 }
 
-/// Write rank `tp`'s share of `capture` to `tmp` (the caller renames it to `final_path`, which
-/// the trace records as its `traceName`). Returns the number of events.
-pub fn write_rank(
-    tmp: &Path,
+/// Write rank `tp`'s share of `capture`, gzip-compressed, into `sink` (the caller's
+/// temporary file, renamed to `final_path` when complete; the trace records that path as its
+/// `traceName`). Returns the number of events.
+pub fn write_rank<W: Write>(
+    sink: W,
     final_path: &Path,
     spec: &ExportSpec,
     capture: &Capture,
     tp: usize,
 ) -> io::Result<usize> {
-    let file = File::create(tmp)?;
-    let gz = GzEncoder::new(BufWriter::with_capacity(1 << 20, file), Compression::new(3));
+    let gz = GzEncoder::new(sink, Compression::new(3));
     let mut out = BufWriter::with_capacity(1 << 20, gz);
     let base = base_time_ns(spec.clock.unix_ns(earliest(capture)));
     let req = &spec.request;
@@ -443,9 +442,7 @@ pub fn write_rank(
     serde_json::to_writer(&mut out, &final_path.display().to_string())?;
     out.write_all(b"}\n")?;
     let gz = out.into_inner().map_err(|e| e.into_error())?;
-    let file_writer = gz.finish()?;
-    let file = file_writer.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
+    gz.finish()?;
     Ok(count)
 }
 

@@ -4,7 +4,9 @@
 //! captured steps into Kineto-compatible traces, memory snapshots and RPD files.
 //!
 //! The profiler sees the engine only through `loupe_engine::observer::StepObserver`; it knows
-//! nothing of HTTP (the server maps its errors to status codes).
+//! nothing of HTTP (the server maps its errors to status codes). Its request body and status
+//! are loupe-client's wire types (`StartProfile`, `ProfileStatus`), so loupe's clients and its
+//! server read and write the same shapes.
 
 pub mod capture;
 pub mod error;
@@ -17,5 +19,6 @@ pub mod window;
 mod writer;
 
 pub use error::ProfileError;
-pub use profiler::{Outcome, Profiler, ProfilerConfig, Status};
+pub use loupe_client::{ProfileState, ProfileStatus, StartProfile};
+pub use profiler::{Outcome, Profiler, ProfilerConfig};
 pub use request::{Activity, StartRequest};

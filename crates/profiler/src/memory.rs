@@ -4,14 +4,13 @@
 //! (`{id}-TP-{tp}-memory[-STAGE].json`). The same numbers are counter tracks in the trace.
 
 use std::io::Write;
-use std::path::Path;
 
 use serde_json::json;
 
 use crate::capture::{Capture, ExportSpec};
 
-pub fn write_snapshot(
-    tmp: &Path,
+pub fn write_snapshot<W: Write>(
+    mut out: W,
     spec: &ExportSpec,
     capture: &Capture,
     tp: usize,
@@ -46,8 +45,6 @@ pub fn write_snapshot(
         "model": spec.model_name,
         "kv_cache": {"total_tokens": total, "peak_used_tokens": peak, "samples": samples},
     });
-    let mut f = std::fs::File::create(tmp)?;
-    serde_json::to_writer_pretty(&mut f, &doc).map_err(std::io::Error::other)?;
-    f.write_all(b"\n")?;
-    f.sync_all()
+    serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
 }

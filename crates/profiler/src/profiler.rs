@@ -1,16 +1,18 @@
 //! The profiler: a session state machine driven by `/start_profile`/`/stop_profile` and by
 //! the engine's step observer, and a background writer that turns finished captures into
 //! files. Serving never waits on an export: the scheduler thread only copies its step report
-//! into a buffer; the writer thread does all formatting, compression and disk I/O.
+//! into a buffer; the writer thread does all formatting, compression and disk I/O and reports
+//! each finished job on a channel, which a small thread of the profiler's applies to the
+//! session.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
+use loupe_client::{ProfileState, ProfileStatus};
 use loupe_engine::observer::{StepInfo, StepObserver, StepReport};
-use serde::Serialize;
 
 use crate::capture::{Capture, CapturedStep, Clock, ExportSpec, HostSpan, new_profile_id};
 use crate::error::{ALREADY_RUNNING, NOT_RUNNING, ProfileError};
@@ -27,21 +29,6 @@ pub struct ProfilerConfig {
     pub model_name: String,
     /// `--profile-output-root`: every output_dir must lie inside it.
     pub output_root: Option<PathBuf>,
-}
-
-/// `/profile_status`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Status {
-    /// `idle`, `armed` (waiting for its first step), `active` (recording) or `exporting`.
-    pub state: &'static str,
-    pub profile_id: Option<String>,
-    /// Stage being captured in by-stage mode (`EXTEND`/`DECODE`).
-    pub stage: Option<&'static str>,
-    pub steps_captured: u64,
-    pub output_dir: Option<String>,
-    /// Files written so far (for the last profile once idle).
-    pub files: Vec<String>,
-    pub errors: Vec<String>,
 }
 
 /// What a finished profile produced.
@@ -77,7 +64,7 @@ struct State {
     last: Option<Outcome>,
 }
 
-pub(crate) struct Shared {
+struct Shared {
     cfg: ProfilerConfig,
     clock: Clock,
     /// Armed or active: the only thing the step hooks read when nobody profiles.
@@ -170,11 +157,16 @@ impl Profiler {
             state: Mutex::new(State::default()),
             jobs: Mutex::new(tx),
         });
-        let weak = Arc::downgrade(&shared);
+        let (done_tx, done_rx) = channel();
         std::thread::Builder::new()
             .name("loupe-profile-writer".into())
-            .spawn(move || writer::run(rx, weak))
+            .spawn(move || writer::run(rx, done_tx))
             .expect("spawn the profile writer thread");
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("loupe-profile-done".into())
+            .spawn(move || apply_completions(done_rx, weak))
+            .expect("spawn the profile completion thread");
         Profiler { shared }
     }
 
@@ -293,7 +285,8 @@ impl Profiler {
             .map_err(|_| ProfileError::Export("the profile writer stopped before finishing".into()))
     }
 
-    pub fn status(&self) -> Status {
+    /// `/profile_status`.
+    pub fn status(&self) -> ProfileStatus {
         let sh = &self.shared;
         let st = sh.state.lock().expect("profiler state");
         match (&st.session, &st.last) {
@@ -302,28 +295,28 @@ impl Profiler {
                     w.capturing(sh.last_step[dp].load(Ordering::Relaxed)) || s.open[dp].is_some()
                 });
                 let state = if s.window_done {
-                    "exporting"
+                    ProfileState::Exporting
                 } else if capturing {
-                    "active"
+                    ProfileState::Active
                 } else {
-                    "armed"
+                    ProfileState::Armed
                 };
-                Status {
+                ProfileStatus {
                     state,
                     profile_id: Some(s.spec.profile_id.clone()),
                     stage: s
                         .windows
                         .iter()
                         .find_map(|w| w.active_stage())
-                        .map(|st| st.suffix(s.spec.v2)),
+                        .map(|st| st.suffix(s.spec.v2).to_string()),
                     steps_captured: s.steps_captured,
                     output_dir: Some(s.spec.output_dir.display().to_string()),
                     files: s.files.clone(),
                     errors: s.errors.clone(),
                 }
             }
-            (None, last) => Status {
-                state: "idle",
+            (None, last) => ProfileStatus {
+                state: ProfileState::Idle,
                 profile_id: last.as_ref().map(|l| l.profile_id.clone()),
                 stage: None,
                 steps_captured: last.as_ref().map_or(0, |l| l.steps_captured),
@@ -421,19 +414,22 @@ fn maybe_finish(sh: &Shared, st: &mut State) {
     sh.engaged.store(false, Ordering::Release);
 }
 
-/// The writer reports a finished job.
-pub(crate) fn job_done(sh: &Shared, profile_id: &str, files: Vec<String>, error: Option<String>) {
-    let mut st = sh.state.lock().expect("profiler state");
-    if let Some(s) = st
-        .session
-        .as_mut()
-        .filter(|s| s.spec.profile_id == profile_id)
-    {
-        s.pending -= 1;
-        s.files.extend(files);
-        s.errors.extend(error);
+/// Apply the writer's reports until the writer is gone or the profiler is dropped.
+fn apply_completions(done: Receiver<writer::Done>, shared: Weak<Shared>) {
+    while let Ok(d) = done.recv() {
+        let Some(sh) = shared.upgrade() else { return };
+        let mut st = sh.state.lock().expect("profiler state");
+        if let Some(s) = st
+            .session
+            .as_mut()
+            .filter(|s| s.spec.profile_id == d.profile_id)
+        {
+            s.pending -= 1;
+            s.files.extend(d.files);
+            s.errors.extend(d.error);
+        }
+        maybe_finish(&sh, &mut st);
     }
-    maybe_finish(sh, &mut st);
 }
 
 impl StepObserver for Profiler {

@@ -1,9 +1,10 @@
-//! `/start_profile` bodies, read as leniently as SGLang reads them (numbers sent as strings,
-//! unknown keys ignored, no body means defaults) but with SGLang's silent failures turned into
-//! errors: unknown activities, by-stage without a step count, and activities this build
-//! cannot record are refused at request time.
+//! `/start_profile` bodies resolved for this engine. The body is loupe-client's wire type,
+//! read as leniently as SGLang reads it (numbers sent as strings, unknown keys ignored, no
+//! body means defaults); SGLang's silent failures become errors here: unknown activities,
+//! by-stage without a step count, and activities this build cannot record are refused at
+//! request time.
 
-use serde_json::{Map, Value};
+use loupe_client::{LaxInt, StartProfile};
 
 use crate::error::ProfileError;
 
@@ -56,131 +57,54 @@ pub fn env_bool(name: &str, default: bool) -> bool {
     }
 }
 
-fn field_err(key: &str, what: &str, v: &Value) -> ProfileError {
-    ProfileError::BadRequest(format!("{key}: {what}, got {v}"))
-}
-
-/// Pydantic's lax mode: integers, integral floats and numeric strings; `0` and `null` are unset.
-fn lax_u64(obj: &Map<String, Value>, key: &str) -> Result<Option<u64>, ProfileError> {
-    let Some(v) = obj.get(key) else {
-        return Ok(None);
-    };
-    let n = match v {
-        Value::Null => return Ok(None),
-        Value::Number(n) => n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                .map(|f| f as u64)
-        }),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    match n {
-        Some(0) => Ok(None),
-        Some(n) => Ok(Some(n)),
-        None => Err(field_err(key, "must be a non-negative integer", v)),
-    }
-}
-
-fn lax_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ProfileError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => {
-            Ok(Some(n.as_u64() == Some(1)))
+fn activity(name: &str) -> Result<Activity, ProfileError> {
+    Ok(match name {
+        "CPU" => Activity::Cpu,
+        "GPU" => Activity::Gpu,
+        "MEM" => Activity::Mem,
+        "RPD" => Activity::Rpd,
+        "CUDA_PROFILER" => {
+            return Err(ProfileError::BadRequest(
+                "activity CUDA_PROFILER starts cudaProfilerStart for an nsys session; \
+                 loupe's reference engine runs on the CPU and has no CUDA context. \
+                 Use CPU, GPU, MEM or RPD, or profile a CUDA server under nsys."
+                    .into(),
+            ));
         }
-        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(Some(true)),
-            "false" | "0" | "no" | "off" => Ok(Some(false)),
-            _ => Err(field_err(key, "must be true or false", &obj[key])),
-        },
-        Some(v) => Err(field_err(key, "must be true or false", v)),
-    }
-}
-
-fn lax_str(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, ProfileError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v @ Value::Number(_)) => Ok(Some(v.to_string())),
-        Some(v) => Err(field_err(key, "must be a string", v)),
-    }
-}
-
-fn str_list(obj: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, ProfileError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| field_err(key, "must be a list of strings", v))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(v) => Err(field_err(key, "must be a list of strings", v)),
-    }
+        "XPU" => {
+            return Err(ProfileError::BadRequest(
+                "activity XPU needs an Intel GPU build; loupe's reference engine \
+                 runs on the CPU. Use CPU, GPU, MEM or RPD."
+                    .into(),
+            ));
+        }
+        other => {
+            return Err(ProfileError::BadRequest(format!(
+                "activities: unknown activity '{other}' (known: CPU, GPU, MEM, RPD, \
+                 CUDA_PROFILER, XPU)"
+            )));
+        }
+    })
 }
 
 impl StartRequest {
     /// Parse a body (empty means all defaults).
     pub fn parse(body: &[u8]) -> Result<Self, ProfileError> {
-        let obj: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
-            Map::new()
-        } else {
-            match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Object(m)) => m,
-                Ok(Value::Null) => Map::new(),
-                Ok(other) => {
-                    return Err(ProfileError::BadRequest(format!(
-                        "the request body must be a JSON object, got {other}"
-                    )));
-                }
-                Err(e) => {
-                    return Err(ProfileError::BadRequest(format!(
-                        "the request body is not valid JSON: {e} (line {}, column {})",
-                        e.line(),
-                        e.column()
-                    )));
-                }
-            }
-        };
-        let activities = match str_list(&obj, "activities")? {
+        let wire =
+            StartProfile::from_json(body).map_err(|e| ProfileError::BadRequest(e.to_string()))?;
+        StartRequest::resolve(wire)
+    }
+
+    /// Apply the defaults (SGLang's, and its environment variables) and refuse what this
+    /// engine cannot do or SGLang would mishandle.
+    pub fn resolve(wire: StartProfile) -> Result<Self, ProfileError> {
+        let activities = match wire.activities {
             None => vec![Activity::Cpu, Activity::Gpu],
             Some(names) if names.is_empty() => vec![Activity::Cpu, Activity::Gpu],
             Some(names) => {
                 let mut out = Vec::new();
                 for n in names {
-                    let a = match n.as_str() {
-                        "CPU" => Activity::Cpu,
-                        "GPU" => Activity::Gpu,
-                        "MEM" => Activity::Mem,
-                        "RPD" => Activity::Rpd,
-                        "CUDA_PROFILER" => {
-                            return Err(ProfileError::BadRequest(
-                                "activity CUDA_PROFILER starts cudaProfilerStart for an nsys session; \
-                                 loupe's reference engine runs on the CPU and has no CUDA context. \
-                                 Use CPU, GPU, MEM or RPD, or profile a CUDA server under nsys."
-                                    .into(),
-                            ));
-                        }
-                        "XPU" => {
-                            return Err(ProfileError::BadRequest(
-                                "activity XPU needs an Intel GPU build; loupe's reference engine \
-                                 runs on the CPU. Use CPU, GPU, MEM or RPD."
-                                    .into(),
-                            ));
-                        }
-                        other => {
-                            return Err(ProfileError::BadRequest(format!(
-                                "activities: unknown activity '{other}' (known: CPU, GPU, MEM, RPD, \
-                                 CUDA_PROFILER, XPU)"
-                            )));
-                        }
-                    };
+                    let a = activity(&n)?;
                     if !out.contains(&a) {
                         out.push(a);
                     }
@@ -188,8 +112,8 @@ impl StartRequest {
                 out
             }
         };
-        let profile_by_stage = lax_bool(&obj, "profile_by_stage")?.unwrap_or(false);
-        let num_steps = lax_u64(&obj, "num_steps")?;
+        let profile_by_stage = wire.profile_by_stage.unwrap_or(false);
+        let num_steps = wire.num_steps.map(LaxInt::get);
         if profile_by_stage && num_steps.is_none() {
             // Upstream crashes its scheduler loop on `None += 1` here.
             return Err(ProfileError::BadRequest(
@@ -197,8 +121,7 @@ impl StartRequest {
                     .into(),
             ));
         }
-        let profile_stages = str_list(&obj, "profile_stages")?;
-        if let Some(stages) = &profile_stages {
+        if let Some(stages) = &wire.profile_stages {
             for s in stages {
                 if crate::window::Stage::parse(s).is_none() {
                     return Err(ProfileError::BadRequest(format!(
@@ -207,22 +130,22 @@ impl StartRequest {
                 }
             }
         }
-        let with_stack = lax_bool(&obj, "with_stack")? != Some(false)
-            && env_bool("SGLANG_PROFILE_WITH_STACK", true);
-        let record_shapes = lax_bool(&obj, "record_shapes")? != Some(false)
-            && env_bool("SGLANG_PROFILE_RECORD_SHAPES", true);
+        let with_stack =
+            wire.with_stack != Some(false) && env_bool("SGLANG_PROFILE_WITH_STACK", true);
+        let record_shapes =
+            wire.record_shapes != Some(false) && env_bool("SGLANG_PROFILE_RECORD_SHAPES", true);
         Ok(StartRequest {
-            output_dir: lax_str(&obj, "output_dir")?,
-            start_step: lax_u64(&obj, "start_step")?,
+            output_dir: wire.output_dir,
+            start_step: wire.start_step.map(LaxInt::get),
             num_steps,
             activities,
             profile_by_stage,
-            profile_stages,
+            profile_stages: wire.profile_stages,
             with_stack,
             record_shapes,
-            merge_profiles: lax_bool(&obj, "merge_profiles")?.unwrap_or(false),
-            profile_prefix: lax_str(&obj, "profile_prefix")?,
-            profile_id: lax_str(&obj, "profile_id")?,
+            merge_profiles: wire.merge_profiles.unwrap_or(false),
+            profile_prefix: wire.profile_prefix,
+            profile_id: wire.profile_id,
         })
     }
 

@@ -7,7 +7,7 @@
 //! Times are Unix nanoseconds (ROCm's tracer uses a boot-relative clock; tools only subtract).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Write;
 
 use rusqlite::{Connection, params};
 
@@ -83,10 +83,10 @@ fn sql(e: rusqlite::Error) -> std::io::Error {
     std::io::Error::other(format!("SQLite: {e}"))
 }
 
-/// Write every rank of `capture` into a new SQLite file at `tmp`.
-pub fn write(tmp: &Path, spec: &ExportSpec, capture: &Capture) -> std::io::Result<()> {
-    let _ = std::fs::remove_file(tmp);
-    let mut conn = Connection::open(tmp).map_err(sql)?;
+/// Build every rank of `capture` as an SQLite database in memory and write its file image
+/// into `out` (the caller's temporary file).
+pub fn write(out: &mut impl Write, spec: &ExportSpec, capture: &Capture) -> std::io::Result<()> {
+    let mut conn = Connection::open_in_memory().map_err(sql)?;
     conn.execute_batch(SCHEMA).map_err(sql)?;
     let tx = conn.transaction().map_err(sql)?;
     {
@@ -190,5 +190,6 @@ pub fn write(tmp: &Path, spec: &ExportSpec, capture: &Capture) -> std::io::Resul
         }
     }
     tx.commit().map_err(sql)?;
-    conn.close().map_err(|(_, e)| sql(e))
+    let image = conn.serialize(rusqlite::MAIN_DB).map_err(sql)?;
+    out.write_all(&image)
 }

@@ -1,20 +1,30 @@
 //! The background writer: one thread that turns finished captures into files (every file
-//! written under a temporary name and renamed when complete) and merges a profile's files,
-//! so that the scheduler and the HTTP handlers never wait on disk or compression.
+//! through `loupe_trace::export::write_atomic`: a temporary name, renamed when complete) and
+//! merges a profile's files, so that the scheduler and the HTTP handlers never wait on disk
+//! or compression. It reports each finished job on a channel; it knows nothing of the
+//! session that asked for it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::Weak;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
+
+use loupe_trace::export::write_atomic;
 
 use crate::capture::{Capture, ExportSpec, merged_file_name, rank_file_name};
-use crate::profiler::{Shared, job_done};
 use crate::request::Activity;
 
 pub(crate) enum Job {
     Export(Arc<ExportSpec>, Capture),
     /// `merge_profiles`: every rank's trace of the profile, once all of them are written.
     Merge(Arc<ExportSpec>, Vec<PathBuf>),
+}
+
+/// A finished job: the files it wrote, or why it failed.
+#[derive(Debug)]
+pub(crate) struct Done {
+    pub profile_id: String,
+    pub files: Vec<String>,
+    pub error: Option<String>,
 }
 
 /// Run the calling thread under SCHED_IDLE (the kernel's lowest class: it gets the CPU when
@@ -34,46 +44,39 @@ fn lower_priority() {
     }
 }
 
-pub(crate) fn run(rx: Receiver<Job>, shared: Weak<Shared>) {
+/// Run jobs until the job channel closes (the profiler is gone) or nobody listens for
+/// completions any more.
+pub(crate) fn run(jobs: Receiver<Job>, done: Sender<Done>) {
     lower_priority();
-    while let Ok(job) = rx.recv() {
-        let (id, result) = match job {
+    while let Ok(job) = jobs.recv() {
+        let (profile_id, result) = match job {
             Job::Export(spec, capture) => (spec.profile_id.clone(), export(&spec, &capture)),
             Job::Merge(spec, files) => (spec.profile_id.clone(), merge(&spec, &files)),
         };
-        let Some(sh) = shared.upgrade() else { return };
-        match result {
-            Ok(files) => job_done(&sh, &id, files, None),
+        let (files, error) = match result {
+            Ok(files) => (files, None),
             Err(e) => {
-                tracing::error!("profile {id}: {e}");
-                job_done(&sh, &id, Vec::new(), Some(e));
+                tracing::error!("profile {profile_id}: {e}");
+                (Vec::new(), Some(e))
             }
+        };
+        let report = Done {
+            profile_id,
+            files,
+            error,
+        };
+        if done.send(report).is_err() {
+            return;
         }
     }
 }
 
-/// A temporary sibling of `path` (same directory, so the rename is atomic).
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
-/// Write to a temporary name with `f`, then rename into place; on failure nothing is left.
-pub(crate) fn write_atomically<T>(
+/// Write `path` atomically; the error names the file.
+fn write_file<T>(
     path: &Path,
-    f: impl FnOnce(&Path) -> std::io::Result<T>,
+    f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<T>,
 ) -> Result<T, String> {
-    let tmp = temp_path(path);
-    match f(&tmp).and_then(|v| std::fs::rename(&tmp, path).map(|_| v)) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(format!("{}: {e}", path.display()))
-        }
-    }
+    write_atomic(path, f).map_err(|e| e.to_string())
 }
 
 fn export(spec: &ExportSpec, capture: &Capture) -> Result<Vec<String>, String> {
@@ -91,8 +94,8 @@ fn export(spec: &ExportSpec, capture: &Capture) -> Result<Vec<String>, String> {
                 capture.stage,
                 ".trace.json.gz",
             ));
-            let events = write_atomically(&path, |tmp| {
-                crate::kineto::write_rank(tmp, &path, spec, capture, tp)
+            let events = write_file(&path, |w| {
+                crate::kineto::write_rank(w, &path, spec, capture, tp)
             })?;
             tracing::debug!("wrote {} ({events} events)", path.display());
             files.push(path.display().to_string());
@@ -105,8 +108,8 @@ fn export(spec: &ExportSpec, capture: &Capture) -> Result<Vec<String>, String> {
                 capture.stage,
                 "-memory.json",
             )));
-            write_atomically(&path, |tmp| {
-                crate::memory::write_snapshot(tmp, spec, capture, tp)
+            write_file(&path, |w| {
+                crate::memory::write_snapshot(w, spec, capture, tp)
             })?;
             files.push(path.display().to_string());
         }
@@ -115,13 +118,12 @@ fn export(spec: &ExportSpec, capture: &Capture) -> Result<Vec<String>, String> {
         let path = dir.join(
             rank_file_name(spec, 0, capture.dp_rank, capture.stage, ".rpd").replace("-TP-0", ""),
         );
-        write_atomically(&path, |tmp| crate::rpd::write(tmp, spec, capture))?;
+        write_file(&path, |w| crate::rpd::write(w, spec, capture))?;
         files.push(path.display().to_string());
     }
     Ok(files)
 }
 
-/// SGLang puts the stage after `-memory`: `{id}-TP-{tp}-memory[-STAGE]`.
 /// `merge_profiles` through loupe-trace's streaming merge: SGLang's `[TP01-DP00]` process
 /// labels, flow ids kept within their rank, ranks aligned on `baseTimeNanoseconds`; written
 /// under a temporary name and renamed. Unlike SGLang's merger it runs after every DP group's
@@ -150,6 +152,7 @@ fn merge(spec: &ExportSpec, files: &[PathBuf]) -> Result<Vec<String>, String> {
     Ok(vec![out.display().to_string()])
 }
 
+/// SGLang puts the stage after `-memory`: `{id}-TP-{tp}-memory[-STAGE]`.
 fn memory_name(name: &str) -> String {
     for stage in ["-EXTEND", "-DECODE", "-prefill", "-decode"] {
         if let Some(head) = name.strip_suffix(&format!("{stage}-memory.json")) {
@@ -176,11 +179,12 @@ mod tests {
     fn failed_writes_leave_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.json");
-        let r: Result<(), String> = write_atomically(&path, |tmp| {
-            std::fs::write(tmp, b"partial")?;
+        let r: Result<(), String> = write_file(&path, |w| {
+            std::io::Write::write_all(w, b"partial")?;
             Err(std::io::Error::other("disk full"))
         });
-        assert!(r.unwrap_err().contains("disk full"));
+        let e = r.unwrap_err();
+        assert!(e.contains("disk full") && e.contains("a.json"), "{e}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::plan::{Plan, Traffic, bench_command, shell_line};
+use loupe_client::{Server, StartProfile, WaitFor, is_profiler_output};
+
+use crate::plan::{Plan, ProfilePhase, Traffic, bench_command, shell_line};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -239,70 +241,73 @@ async fn bench(
     }
 }
 
-/// After a phase: stop the capture if it did not stop by itself, then wait for its files.
-async fn finish_profile(
-    client: &reqwest::Client,
-    url: &str,
-    dir: &Path,
+/// Start a phase's capture on its worker.
+async fn start_profile(
+    server: &Server,
+    p: &ProfilePhase,
     log: &mut RunLog,
-) -> Vec<String> {
-    if let Ok(r) = client
-        .post(format!("{url}/stop_profile"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-    {
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
-        log.line(format!(
-            "POST {url}/stop_profile -> {status} {}",
-            text.trim()
-        ));
-    }
-    // Servers with /profile_status say when the export is done; others: wait for the
-    // directory's files to stop growing.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut last: Option<Vec<(String, u64)>> = None;
-    while Instant::now() < deadline {
-        match client.get(format!("{url}/profile_status")).send().await {
-            Ok(r) if r.status().is_success() => {
-                let st: serde_json::Value = r.json().await.unwrap_or_default();
-                if st["state"] == "idle" {
-                    return st["files"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|f| f.as_str().map(str::to_string))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                }
-            }
-            _ => {
-                let now: Vec<(String, u64)> = std::fs::read_dir(dir)
-                    .map(|rd| {
-                        rd.flatten()
-                            .map(|e| {
-                                (
-                                    e.path().display().to_string(),
-                                    e.metadata().map_or(0, |m| m.len()),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if !now.is_empty() && last.as_ref() == Some(&now) {
-                    return now.into_iter().map(|(p, _)| p).collect();
-                }
-                last = Some(now);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+) -> Result<(), RunError> {
+    let body = StartProfile {
+        output_dir: Some(p.output_dir.display().to_string()),
+        start_step: Some(p.start_step.into()),
+        num_steps: Some(p.num_steps.into()),
+        activities: Some(p.activities.iter().map(|a| a.to_string()).collect()),
+        ..Default::default()
+    };
     log.line(format!(
-        "gave up waiting for the trace files of {url} after 600 s"
+        "phase {}: POST {} {}",
+        p.name,
+        server.url("/start_profile"),
+        body.to_json()
     ));
-    Vec::new()
+    server
+        .start_profile(&body)
+        .await
+        .map_err(|e| RunError::Failed(format!("phase {}: {e}", p.name)))?;
+    Ok(())
+}
+
+/// After a phase: stop the capture if it did not stop by itself, then wait for its files
+/// (loupe-client's wait: `/profile_status` where the server has it, else the directory's
+/// files until they stop growing).
+async fn finish_profile(server: &Server, dir: &Path, log: &mut RunLog) -> Vec<String> {
+    let url = server.url("/stop_profile");
+    match server.stop_profile().await {
+        Ok(text) => log.line(format!("POST {url} -> {}", text.trim())),
+        Err(e) => log.line(format!("POST {url} -> {}", e.kind)),
+    }
+    let wait = WaitFor {
+        dir: Some(dir.to_path_buf()),
+        status_poll: Duration::from_millis(500),
+        dir_poll: Duration::from_millis(500),
+        ..WaitFor::new(None, Duration::from_secs(600))
+    };
+    let outcome = match server.wait_for_files(&wait, &is_profiler_output).await {
+        Ok(o) => Some(o),
+        Err(e) => {
+            // A status route that fails (e.g. it wants a key this run does not have): the
+            // directory still tells when the files are complete.
+            log.line(format!("{e}; watching {} instead", dir.display()));
+            let dir_only = WaitFor {
+                use_status: false,
+                ..wait
+            };
+            server
+                .wait_for_files(&dir_only, &is_profiler_output)
+                .await
+                .ok()
+        }
+    };
+    match outcome {
+        Some(o) if o.complete => o.files,
+        _ => {
+            log.line(format!(
+                "gave up waiting for the trace files of {} after 600 s",
+                server.base()
+            ));
+            Vec::new()
+        }
+    }
 }
 
 /// Execute `plan`. Workers are always stopped before this returns (or when it is dropped).
@@ -350,30 +355,10 @@ pub async fn execute(plan: &Plan, source: &str) -> Result<Report, RunError> {
         for p in &plan.phases {
             let url = plan.workers[p.worker].url(&plan.host);
             std::fs::create_dir_all(&p.output_dir).map_err(io(&p.output_dir))?;
-            let body = serde_json::json!({
-                "output_dir": p.output_dir, "start_step": p.start_step, "num_steps": p.num_steps,
-                "activities": p.activities,
-            });
-            log.line(format!("phase {}: POST {url}/start_profile {body}", p.name));
-            let r = client
-                .post(format!("{url}/start_profile"))
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| {
-                    RunError::Failed(format!("phase {}: {url}/start_profile: {e}", p.name))
-                })?;
-            if !r.status().is_success() {
-                let status = r.status();
-                let text = r.text().await.unwrap_or_default();
-                return Err(RunError::Failed(format!(
-                    "phase {}: {url}/start_profile answered {status}: {}",
-                    p.name,
-                    text.trim()
-                )));
-            }
+            let server = Server::with_client(client.clone(), &url, Default::default());
+            start_profile(&server, p, &mut log).await?;
             let outcome = bench(plan, &url, &p.traffic, &mut log).await;
-            let files = finish_profile(&client, &url, &p.output_dir, &mut log).await;
+            let files = finish_profile(&server, &p.output_dir, &mut log).await;
             log.line(format!(
                 "phase {}: {} trace file(s) in {}",
                 p.name,

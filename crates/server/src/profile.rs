@@ -1,5 +1,7 @@
 //! `/start_profile`, `/stop_profile` (and `/end_profile`), `/profile_status`: SGLang's
-//! profiling endpoints over `loupe_profiler`. Success bodies are SGLang's plain text; failures
+//! profiling endpoints over `loupe_profiler`. Bodies are loupe-client's wire types: the start
+//! body is read as `loupe_client::StartProfile` (through `StartRequest::parse`), the status is
+//! served as `loupe_client::ProfileStatus`. Success bodies are SGLang's plain text; failures
 //! carry SGLang's message in a JSON error with a 4xx status (upstream answers a bare 500).
 
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use loupe_profiler::{ProfileError, StartRequest};
+use loupe_profiler::{ProfileError, ProfileStatus, StartRequest};
 use serde_json::json;
 
 use crate::state::AppState;
@@ -52,5 +54,6 @@ pub async fn stop(State(st): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn status(State(st): State<Arc<AppState>>) -> Response {
-    axum::Json(st.profiler.status()).into_response()
+    let status: ProfileStatus = st.profiler.status();
+    axum::Json(status).into_response()
 }

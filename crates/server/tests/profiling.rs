@@ -291,7 +291,8 @@ async fn merge_profiles_writes_one_trace_with_every_rank_labelled() {
     assert_eq!(code, 200, "{text}");
     let st = wait_idle(&s).await;
     assert!(st["errors"].as_array().is_none_or(|e| e.is_empty()), "{st}");
-    let merged = dir.path().join("exp-merged-m1.trace.json.gz");
+    // SGLang's name for the merged trace, prefix or not (scripts glob for `merged-*`).
+    let merged = dir.path().join("merged-m1.trace.json.gz");
     assert!(
         st["files"]
             .as_array()

@@ -1,52 +1,41 @@
-//! `loupe bench --profile`: bench_serving's profiling flags and request bodies, wrapped around
-//! the measured phase. Unlike bench_serving, the run waits for the traces to be complete
-//! (through `/profile_status` on loupe servers, by watching the output directory otherwise)
-//! and reports the files it produced.
+//! `loupe bench --profile`: bench_serving's profiling request bodies, wrapped around the
+//! measured phase. Unlike bench_serving, the run waits for the traces to be complete
+//! (through `/profile_status` on loupe servers, by watching the output directory otherwise;
+//! loupe-client's one wait loop) and reports the files it produced. It prints nothing: what
+//! happened is in the `ProfileReport`, and start/stop are logged through `tracing`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Value, json};
+use loupe_client::{LaxInt, Server, StartProfile, WaitFor, Watched, is_profiler_output};
 
-use super::{ProfileEndpoint, summarize_traces, wait_files_stable};
+use super::{ProfileEndpoint, summarize_traces};
 use crate::error::{BenchError, Result};
 
-#[derive(clap::Args, Debug, Clone, Default)]
+/// What to profile around a run: bench_serving's `--profile*` flags (parsed in the command
+/// layer) as plain values.
+#[derive(Debug, Clone, Default)]
 pub struct ProfileArgs {
     /// Profile the server during the measured run (POST /start_profile, /stop_profile).
-    #[arg(long)]
     pub profile: bool,
     /// CPU, GPU, MEM, CUDA_PROFILER, XPU (and RPD on loupe servers).
-    #[arg(long, num_args = 1.., default_values = ["CPU", "GPU"],
-          value_parser = ["CPU", "GPU", "CUDA_PROFILER", "XPU", "MEM", "RPD"])]
     pub profile_activities: Vec<String>,
     /// Absolute forward step at which capture starts.
-    #[arg(long)]
     pub profile_start_step: Option<u64>,
     /// Capture this many steps; the server stops by itself (no /stop_profile).
-    #[arg(long)]
     pub profile_steps: Option<u64>,
-    /// num_steps of the request (5 with --profile-by-stage when unset).
-    #[arg(long)]
+    /// num_steps of the request (5 with `profile_by_stage` when unset).
     pub profile_num_steps: Option<u64>,
-    #[arg(long)]
     pub profile_by_stage: bool,
-    #[arg(long, num_args = 1..)]
     pub profile_stages: Vec<String>,
     /// Traces go to DIR/<timestamp> (default: $SGLANG_TORCH_PROFILER_DIR, else /tmp).
-    #[arg(long)]
     pub profile_output_dir: Option<PathBuf>,
-    #[arg(long)]
     pub profile_prefix: Option<String>,
     /// Disaggregated serving: profile the prefill/decode workers named below.
-    #[arg(long)]
     pub pd_separated: bool,
-    #[arg(long, num_args = 0.., conflicts_with = "profile_decode_url")]
     pub profile_prefill_url: Vec<String>,
-    #[arg(long, num_args = 0..)]
     pub profile_decode_url: Vec<String>,
-    /// How long to wait for the traces to be complete after the run.
-    #[arg(long, default_value_t = 120.0)]
+    /// How long to wait for the traces to be complete after the run, in seconds.
     pub profile_wait_timeout: f64,
 }
 
@@ -81,28 +70,26 @@ impl ProfileArgs {
     }
 
     /// bench_serving's start body, plus loupe's `profile_id` (older servers ignore it).
-    pub fn start_body(&self, output_dir: &Path, profile_id: &str) -> Value {
-        let mut num_steps = self.profile_num_steps.map(|n| json!(n));
+    pub fn start_body(&self, output_dir: &Path, profile_id: &str) -> StartProfile {
+        let mut num_steps = self.profile_num_steps.map(LaxInt::Number);
         if self.profile_by_stage && num_steps.is_none() {
-            num_steps = Some(json!(5));
+            num_steps = Some(LaxInt::Number(5));
         }
         // bench_serving sends these two as strings; SGLang's lax validation coerces them.
         if let Some(n) = self.profile_steps {
-            num_steps = Some(json!(n.to_string()));
+            num_steps = Some(LaxInt::Text(n));
         }
-        let mut body = json!({
-            "activities": self.profile_activities,
-            "num_steps": num_steps,
-            "profile_by_stage": self.profile_by_stage,
-            "profile_stages": (!self.profile_stages.is_empty()).then_some(&self.profile_stages),
-            "output_dir": output_dir.display().to_string(),
-            "profile_prefix": self.profile_prefix,
-            "profile_id": profile_id,
-        });
-        if let Some(s) = self.profile_start_step {
-            body["start_step"] = json!(s.to_string());
+        StartProfile {
+            activities: Some(self.profile_activities.clone()),
+            num_steps,
+            start_step: self.profile_start_step.map(LaxInt::Text),
+            profile_by_stage: Some(self.profile_by_stage),
+            profile_stages: (!self.profile_stages.is_empty()).then(|| self.profile_stages.clone()),
+            output_dir: Some(output_dir.display().to_string()),
+            profile_prefix: self.profile_prefix.clone(),
+            profile_id: Some(profile_id.to_string()),
+            ..Default::default()
         }
-        body
     }
 
     /// Whether bench_serving would call /stop_profile after the run.
@@ -127,8 +114,8 @@ pub struct ProfileReport {
 
 /// A profile started around a run.
 pub struct ProfileRun {
-    /// (label, endpoint, whether its /start_profile succeeded).
-    endpoints: Vec<(String, ProfileEndpoint, bool)>,
+    /// (label, server, whether its /start_profile succeeded).
+    endpoints: Vec<(String, Server, bool)>,
     args: ProfileArgs,
     output_dir: PathBuf,
     profile_id: String,
@@ -149,7 +136,7 @@ fn output_dir(args: &ProfileArgs, stamp: &str) -> PathBuf {
 }
 
 impl ProfileRun {
-    /// Start profiling on the server (or the PD workers). Failures are recorded, printed and
+    /// Start profiling on the server (or the PD workers). Failures are recorded, logged and
     /// reported, but do not stop the benchmark (as bench_serving).
     pub async fn start(args: &ProfileArgs, main: ProfileEndpoint) -> Self {
         let now = SystemTime::now()
@@ -159,16 +146,9 @@ impl ProfileRun {
         let stamp = format!("{now:.6}");
         let output_dir = output_dir(args, &stamp);
         let _ = std::fs::create_dir_all(&output_dir);
-        let endpoints: Vec<(String, ProfileEndpoint)> = if args.pd_separated {
-            let worker = |kind: &str, i: usize, url: &str| {
-                (
-                    format!("{kind}-{i}"),
-                    ProfileEndpoint {
-                        base: url.trim_end_matches('/').to_string(),
-                        ..main.clone()
-                    },
-                )
-            };
+        let main = main.server();
+        let endpoints: Vec<(String, Server)> = if args.pd_separated {
+            let worker = |kind: &str, i: usize, url: &str| (format!("{kind}-{i}"), main.at(url));
             let prefill = args
                 .profile_prefill_url
                 .iter()
@@ -192,14 +172,14 @@ impl ProfileRun {
             errors: Vec::new(),
         };
         let body = args.start_body(&run.output_dir, &run.profile_id);
-        for (label, ep, started) in &mut run.endpoints {
-            match ep.start(&body).await {
+        for (label, server, started) in &mut run.endpoints {
+            match server.start_profile(&body).await {
                 Ok(_) => {
                     *started = true;
-                    eprintln!("Profiler started ({label} at {})", ep.base);
+                    tracing::info!("Profiler started ({label} at {})", server.base());
                 }
                 Err(e) => {
-                    eprintln!("Failed to start the profiler ({label}): {e}");
+                    tracing::warn!("Failed to start the profiler ({label}): {e}");
                     run.errors.push(format!("start ({label}): {e}"));
                 }
             }
@@ -216,56 +196,58 @@ impl ProfileRun {
             complete: true,
             ..Default::default()
         };
-        for (label, ep, started) in &self.endpoints {
+        let wait_for = WaitFor {
+            dir: Some(self.output_dir.clone()),
+            since: Some(self.started_at),
+            ..WaitFor::new(Some(&self.profile_id), wait)
+        };
+        for (label, server, started) in &self.endpoints {
             if !started {
                 // Its start was refused (the error is already recorded): nothing to wait for.
                 report.complete = false;
                 continue;
             }
             if self.args.sends_stop() {
-                eprintln!("Stopping the profiler ({label})...");
-                if let Err(e) = ep.stop().await {
+                tracing::info!("Stopping the profiler ({label})...");
+                if let Err(e) = server.stop_profile().await {
                     self.errors.push(format!("stop ({label}): {e}"));
                 }
             }
-            match ep.wait_finished(Some(&self.profile_id), wait).await {
-                Ok(Some((st, done))) => {
-                    let (st, done) = if done {
-                        (st, true)
-                    } else {
-                        // The server went idle before its step window completed: stop it so
-                        // what was captured is written.
-                        report.notes.push(format!(
-                            "{label}: the profile was still {} after {:.0} s; stopped it so the \
-                             steps captured ({}) are written",
-                            st.state, self.args.profile_wait_timeout, st.steps_captured
-                        ));
-                        let _ = ep.stop().await;
-                        match ep.wait_finished(Some(&self.profile_id), wait).await {
-                            Ok(Some((st, done))) => (st, done),
-                            _ => (st, false),
-                        }
-                    };
-                    report.complete &= done;
-                    report.files.extend(st.files);
-                    self.errors
-                        .extend(st.errors.into_iter().map(|e| format!("{label}: {e}")));
+            let mut outcome = server.wait_for_files(&wait_for, &is_profiler_output).await;
+            if let Ok(o) = &outcome
+                && let Watched::Status(st) = &o.watched
+                && !o.complete
+            {
+                // The server went idle before its step window completed: stop it so what
+                // was captured is written.
+                report.notes.push(format!(
+                    "{label}: the profile was still {} after {:.0} s; stopped it so the steps \
+                     captured ({}) are written",
+                    st.state, self.args.profile_wait_timeout, st.steps_captured
+                ));
+                let _ = server.stop_profile().await;
+                if let Ok(again) = server.wait_for_files(&wait_for, &is_profiler_output).await {
+                    outcome = Ok(again);
                 }
-                Ok(None) => {
-                    // No status route (an SGLang server): watch the directory if it is here.
-                    let (files, stable) =
-                        wait_files_stable(&self.output_dir, Some(self.started_at), wait).await;
-                    if files.is_empty() {
-                        report.notes.push(format!(
-                            "{label}: no trace files appeared in {} (traces are written on the \
-                             server's machine)",
-                            self.output_dir.display()
-                        ));
+            }
+            match outcome {
+                Ok(o) => {
+                    match o.watched {
+                        Watched::Status(st) => self
+                            .errors
+                            .extend(st.errors.into_iter().map(|e| format!("{label}: {e}"))),
+                        // No status route (an SGLang server): the directory was watched.
+                        Watched::Directory(_) | Watched::Nothing if o.files.is_empty() => {
+                            report.notes.push(format!(
+                                "{label}: no trace files appeared in {} (traces are written on \
+                                 the server's machine)",
+                                self.output_dir.display()
+                            ));
+                        }
+                        Watched::Directory(_) | Watched::Nothing => {}
                     }
-                    report.complete &= stable;
-                    report
-                        .files
-                        .extend(files.iter().map(|f| f.display().to_string()));
+                    report.complete &= o.complete;
+                    report.files.extend(o.files);
                 }
                 Err(e) => {
                     report.complete = false;
@@ -285,6 +267,7 @@ impl ProfileRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn start_body_follows_bench_serving() {
@@ -295,7 +278,10 @@ mod tests {
             profile_wait_timeout: 1.0,
             ..Default::default()
         };
-        let b = a.start_body(Path::new("/x/1.5"), "1.5");
+        let body = |a: &ProfileArgs, dir: &str, id: &str| {
+            serde_json::to_value(a.start_body(Path::new(dir), id)).unwrap()
+        };
+        let b = body(&a, "/x/1.5", "1.5");
         assert_eq!(b["num_steps"], 5, "by-stage defaults to 5 steps");
         assert_eq!(b["output_dir"], "/x/1.5");
         assert_eq!(b["profile_stages"], Value::Null);
@@ -306,7 +292,7 @@ mod tests {
         );
         a.profile_steps = Some(7);
         a.profile_start_step = Some(3);
-        let b = a.start_body(Path::new("/x"), "1");
+        let b = body(&a, "/x", "1");
         assert_eq!(
             (b["num_steps"].clone(), b["start_step"].clone()),
             (json!("7"), json!("3"))
