@@ -179,3 +179,106 @@ fn every_kind_of_bad_input_exits_2_names_the_file_and_leaves_no_output() {
         }
     }
 }
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = loupe(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn terminal_tables_round_while_csv_and_json_keep_full_precision() {
+    let trace = data("sglang_Qwen3-8B_decode.json.gz");
+    let trace = trace.to_str().unwrap();
+    let text = stdout_of(&["summary", trace]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[1], "type                 time ms  percent");
+    assert_eq!(lines[3], "computation_time       9.760     2.06");
+    assert_eq!(lines[8], "total_time           473.750   100.00");
+    assert!(!text.contains("2.060105577680249"), "{text}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout_of(&["summary", trace, "--format", "json"])).unwrap();
+    assert_eq!(json[0]["timeline"]["computation_ns"], 9_759_749);
+    assert_eq!(json[0]["timeline"]["total_ns"], 473_749_943);
+
+    // RPD's `top`: two decimals on the terminal, RPD's four in CSV.
+    let rpd = data("matmul_result.rpd");
+    let rpd = rpd.to_str().unwrap();
+    let text = stdout_of(&["top", rpd]);
+    let row = text.lines().nth(3).unwrap();
+    assert!(row.starts_with("CopyHostToDevice "), "{text}");
+    assert!(
+        row.ends_with("     2            157178  78589.031       85.46"),
+        "{row}"
+    );
+    let csv = stdout_of(&["top", rpd, "--format", "csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "# top",
+            "Name,TotalCalls,TotalDuration_us,Ave_us,Percentage"
+        ]
+    );
+    assert_eq!(lines[2], "CopyHostToDevice,2,157178,78589.031,85.4609");
+}
+
+#[test]
+fn csv_quotes_kernel_names_with_commas() {
+    let trace = data("sglang_Qwen3-8B_decode.json.gz");
+    let csv = stdout_of(&[
+        "summary",
+        trace.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--table",
+        "kernels",
+        "--top",
+        "2",
+    ]);
+    let row = csv.lines().nth(2).unwrap();
+    assert!(
+        row.starts_with(
+            "\"void paged_attention_ll4mi_QKV_mfma16_kernel<0, __hip_bfloat16, __hip_bfloat16, "
+        ),
+        "{row}"
+    );
+    assert!(
+        row.ends_with(
+            "ck_tile::ComposedAttention<0u, false> const*)\",36,1.950,54.154,51.596,59.728,19.94"
+        ),
+        "{row}"
+    );
+}
+
+#[test]
+fn an_output_that_is_an_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("rank-0.json.gz");
+    std::fs::copy(data("sampled_rank-0.json.gz"), &input).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    let i = input.to_str().unwrap();
+    let other = data("sampled_rank-1.json.gz");
+    for args in [
+        vec!["slice", i, "--time", "0%..50%", "-o", i],
+        vec!["convert", i, "-o", i],
+        vec!["merge", other.to_str().unwrap(), i, "-o", i],
+    ] {
+        let out = loupe(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!("error: {i}: the output would replace one of the inputs"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
+}

@@ -373,7 +373,7 @@ fn maybe_finish(sh: &Shared, st: &mut State) {
     }
     if s.spec.request.merge_profiles && !s.merge_submitted {
         s.merge_submitted = true;
-        let traces = loupe_trace::cli::rank_traces(&s.files);
+        let traces = loupe_trace::files::rank_traces(&s.files);
         if traces.is_empty() {
             s.errors.push(format!(
                 "merge_profiles: no trace files were written for profile {} (the CPU, GPU or \

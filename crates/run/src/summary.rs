@@ -51,12 +51,12 @@ pub fn write(plan: &Plan, report: &Report) -> std::io::Result<()> {
         }
         let _ = writeln!(o);
         for (phase, files) in &report.trace_files {
-            let traces = loupe_trace::cli::rank_traces(files);
+            let traces = loupe_trace::files::rank_traces(files);
             if traces.is_empty() {
                 continue;
             }
             let _ = writeln!(o, "### {phase}: where the time goes\n");
-            match loupe_trace::cli::summary_text(&traces, 10) {
+            match loupe_trace::report::summary_text(&traces, 10) {
                 Ok(text) => {
                     let _ = writeln!(o, "```\n{}```\n", text);
                 }

@@ -42,7 +42,8 @@ pub enum TraceError {
     #[error("cannot use a temporary file in the system's temporary directory: {0}")]
     Temp(io::Error),
 
-    /// A command-line value that cannot be used (a bad `--time` range, an invalid regex).
+    /// A value that cannot be used (a bad `--time` range, an invalid rank regex, an output
+    /// that is one of the inputs).
     #[error("{0}")]
     Usage(String),
 }

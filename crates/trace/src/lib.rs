@@ -1,24 +1,50 @@
 //! loupe-trace: profiler traces as streams.
 //!
-//! Kineto / Chrome-trace JSON (plain or gzip) is read event by event into one event model
-//! ([`Event`], integer-nanosecond times); analyses fold over that stream (`summary`, `ranks`,
-//! `diff`, the TraceLens GPU-timeline breakdown) and writers stream it back out (`merge`).
-//! Memory stays bounded whatever the trace size: nothing holds every event, and what must be
-//! sorted goes through an external sort.
+//! Kineto / Chrome-trace JSON (plain or gzip), AMD RPD and Nsight Systems SQLite exports are
+//! read event by event into one event model ([`Event`], integer-nanosecond times); analyses
+//! fold over that stream and return plain structs; writers stream it back out. Memory stays
+//! bounded whatever the trace size: nothing holds every event, and what must be sorted goes
+//! through an external sort.
 //!
-//! This crate is not a viewer and does not talk to servers: it reads files and writes files
-//! and reports. It has no async code; the `loupe trace` command line lives in [`cli`].
+//! # Public API
+//!
+//! - Import ([`import`]): [`import::open_all`] / [`import::Input::open`] sniff each file's
+//!   format from its bytes and its rank from its name; [`import::Input::read`] streams its
+//!   events into any [`EventSink`]; [`import::ReadOptions`] (lenient reading).
+//! - Profile file names ([`files`]): [`files::ProfileFile::of`], the one filter for what
+//!   SGLang's and loupe's profilers write, and [`files::rank_traces`].
+//! - Ranks ([`rank`]): [`rank::RankId`] from file names and `distributedInfo`, SGLang's
+//!   `[TP01-DP00]` labels, [`rank::RankFilter`] (`--ranks`).
+//! - Analyses ([`analyze`]): [`analyze::summarize`] / [`analyze::summarize_all`] ->
+//!   [`analyze::summary::TraceSummary`] (per-name stats, categories, steps, stages and the
+//!   TraceLens GPU timeline); [`analyze::ranks::compare`] -> `RanksReport`;
+//!   [`analyze::diff::diff`] -> `DiffReport`; [`analyze::top::top`] -> RPD's `top` rows.
+//! - Exports ([`export`]): [`export::merge::merge`], [`export::slice::slice`],
+//!   [`export::json::convert`], [`export::perfetto::convert`] (chosen by
+//!   [`export::TraceFormat::for_output`]), each taking plain option structs and returning
+//!   what it wrote; [`export::write_atomic`], the one whole-file atomic write.
+//! - Reports ([`report`]): each analysis as a terminal table, Markdown, CSV or JSON
+//!   ([`report::summary`], [`report::ranks`], [`report::diff`], [`report::top`] with
+//!   [`report::ReportOptions`]); the [`report::Table`]s themselves; [`report::summary_text`]
+//!   for reports that embed a profile's summary.
+//! - Errors: [`TraceError`] names the file (and byte offset) of every failure;
+//!   [`TraceError::exit_code`] classifies it (2: bad input or arguments, 1: unwritable output).
+//!
+//! # What this crate is not
+//!
+//! Not a command line: it has no flags and prints nothing (warnings go through `tracing`);
+//! `loupe trace` lives in the `loupe` crate. Not a viewer, and not a client: it knows nothing
+//! of HTTP, servers or async code; it reads files and writes files and reports.
 
 pub mod analyze;
 pub mod buffers;
-pub mod cli;
 pub mod error;
 pub mod export;
 pub mod external_sort;
+pub mod files;
 pub mod import;
 pub mod model;
 pub mod rank;
-mod render;
 pub mod report;
 pub mod time;
 

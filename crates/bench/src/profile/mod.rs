@@ -29,11 +29,11 @@ impl ProfileEndpoint {
 /// again), as are memory snapshots and RPD files. A trace that cannot be read is said in the
 /// summary's place: the benchmark's own results stand.
 pub fn summarize_traces(files: &[PathBuf]) -> Option<String> {
-    let traces = loupe_trace::cli::rank_traces(files);
+    let traces = loupe_trace::files::rank_traces(files);
     if traces.is_empty() {
         return None;
     }
-    Some(match loupe_trace::cli::summary_text(&traces, 10) {
+    Some(match loupe_trace::report::summary_text(&traces, 10) {
         Ok(text) => text,
         Err(e) => format!("(no trace summary: {e})\n"),
     })

@@ -1,16 +1,378 @@
-//! `loupe trace`.
+//! `loupe trace ...`: the flags of each subcommand, their conversion into loupe-trace's option
+//! structs, the calls, and what the terminal shows. Reports go to stdout; progress, warnings
+//! and errors to stderr. Exit status: 2 for bad input or arguments, 1 when an output cannot be
+//! written (loupe-trace's `TraceError::exit_code`).
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub use loupe_trace::cli::TraceArgs;
+use clap::{Args, Subcommand, ValueEnum};
+use loupe_trace::analyze::summary::TraceSummary;
+use loupe_trace::analyze::{diff, ranks, summarize, top};
+use loupe_trace::export::merge::{CategoryFilter, merge};
+use loupe_trace::export::slice::{SliceSpec, Window, slice};
+use loupe_trace::export::{TraceFormat, json, perfetto};
+use loupe_trace::import::{Input, ReadOptions, open_all};
+use loupe_trace::rank::RankFilter;
+use loupe_trace::report::{self, ReportFormat, ReportOptions};
+use loupe_trace::{Result, time};
 
-/// Exit 2 for bad input, 1 when an output cannot be written.
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    #[command(subcommand)]
+    pub command: TraceCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TraceCommand {
+    /// Where the time goes: top GPU kernels and CPU ops, categories, stages, and the GPU
+    /// timeline breakdown (computation, exposed communication/memcpy, idle).
+    Summary(SummaryArgs),
+    /// Compare ranks: per-step x per-rank compute time, imbalance, stragglers, key kernels.
+    Ranks(RanksArgs),
+    /// Merge per-rank traces into one, every rank labelled, time-aligned, flows kept apart.
+    Merge(MergeArgs),
+    /// Cut a window (time, steps, ranks, categories) small enough for the Perfetto UI.
+    Slice(SliceArgs),
+    /// What changed between two traces: operations added, removed, slower, faster.
+    Diff(DiffArgs),
+    /// Convert a trace: RPD or Nsight SQLite -> Chrome JSON, any trace -> Perfetto protobuf.
+    Convert(ConvertArgs),
+    /// GPU operations by total time, like RPD's `top` view (exactly it for .rpd files).
+    Top(TopArgs),
+}
+
+/// How inputs are read and which rank each is.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Accept broken writers' output: raw control characters in strings, trailing commas, an
+    /// event array cut off by a crash (the events before the cut are kept).
+    #[arg(long)]
+    pub lenient: bool,
+    /// Regex applied to each file name to find its rank: a named group `rank`, else the first
+    /// group (default: SGLang's TP-/DP-/PP-/EP- names, `rank3`, `rank[3]`, then
+    /// `distributedInfo.rank` inside the trace).
+    #[arg(long, value_name = "REGEX")]
+    pub rank_regex: Option<String>,
+}
+
+impl InputArgs {
+    fn options(&self) -> ReadOptions {
+        ReadOptions {
+            lenient: self.lenient,
+        }
+    }
+
+    fn open<P: AsRef<Path>>(&self, files: &[P]) -> Result<Vec<Input>> {
+        open_all(files, self.rank_regex.as_deref())
+    }
+
+    fn open_one(&self, file: &Path) -> Result<Input> {
+        Ok(self.open(&[file])?.remove(0))
+    }
+
+    /// Summarises each file in turn, warning as soon as one turns out to be cut off.
+    fn summaries(&self, files: &[PathBuf]) -> Result<Vec<TraceSummary>> {
+        let opts = self.options();
+        let inputs = self.open(files)?;
+        let mut out = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            let s = summarize(input, &opts, i)?;
+            if s.truncated {
+                eprintln!(
+                    "warning: {}: the event array is cut off; summarising the {} events before the cut",
+                    s.file, s.events
+                );
+            }
+            out.push(s);
+        }
+        Ok(out)
+    }
+}
+
+/// `--format` of the reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    #[default]
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    pub format: FormatArg,
+    /// Rows per operation table (0: all).
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Only this table (ids: timeline, kernels, ops, categories, stages, steps, ranks, key_ops,
+    /// stragglers, diff). With `--format csv`, TraceLens's exact CSV columns for `timeline`.
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+impl ReportArgs {
+    fn options(&self) -> ReportOptions {
+        ReportOptions {
+            format: match self.format {
+                FormatArg::Table => ReportFormat::Table,
+                FormatArg::Csv => ReportFormat::Csv,
+                FormatArg::Json => ReportFormat::Json,
+            },
+            top: self.top,
+            table: self.table.clone(),
+        }
+    }
+
+    /// Key kernels compared across ranks: `--top`, at least 1 and at most 50.
+    fn key_ops(&self) -> usize {
+        self.top.clamp(1, 50)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SummaryArgs {
+    /// Trace files (Kineto/Chrome JSON or .json.gz). Several files are summed; the GPU
+    /// timeline is given per file.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RanksArgs {
+    /// One trace per rank.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Per-rank traces, in any order (output order follows the ranks).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output file (`.json` or `.json.gz`); written under a temporary name, renamed at the end.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Drop events of these categories (comma-separated or repeated), e.g. python_function.
+    #[arg(long, value_delimiter = ',')]
+    pub drop_cat: Vec<String>,
+    /// Keep only events of these categories (metadata events are always kept).
+    #[arg(long, value_delimiter = ',')]
+    pub keep_cat: Option<Vec<String>>,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SliceArgs {
+    /// The trace to cut (a single rank's or a merged one).
+    pub file: PathBuf,
+    /// Output file (`.json` or `.json.gz`).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Time window after the first event: `1.5s..2s`, `200ms..`, `..500us`, `10%..20%`.
+    #[arg(long, conflicts_with = "steps")]
+    pub time: Option<String>,
+    /// Steps `N..M` (inclusive): ProfilerStep numbers, or positions (from 0) of SGLang's
+    /// `step[...]` spans.
+    #[arg(long)]
+    pub steps: Option<String>,
+    /// Ranks to keep: numbers and ranges (`0,2-3`) or label parts (`TP1`, `TP0-DP1`); matched
+    /// against a merged trace's pid labels, or the file's own rank.
+    #[arg(long)]
+    pub ranks: Option<String>,
+    /// Keep only these categories (comma-separated); metadata events are always kept.
+    #[arg(long, value_delimiter = ',')]
+    pub cats: Option<Vec<String>>,
+    /// Drop these categories, e.g. python_function.
+    #[arg(long, value_delimiter = ',')]
+    pub drop_cat: Vec<String>,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The baseline trace.
+    pub a: PathBuf,
+    /// The trace compared with it.
+    pub b: PathBuf,
+    /// Relative change of an operation's total time below which it counts as unchanged.
+    #[arg(long, default_value_t = 0.05)]
+    pub threshold: f64,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Chrome / Kineto JSON (`.json`, `.json.gz`).
+    Json,
+    /// Perfetto's native protobuf (`.pftrace`).
+    Perfetto,
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Input: Kineto/Chrome JSON (.gz), RPD (.rpd) or an Nsight Systems SQLite export.
+    pub file: PathBuf,
+    /// Output file; its name picks the format unless --to says (`.pftrace`,
+    /// `.perfetto-trace`, `.pb`: Perfetto; anything else: JSON, gzipped for `.gz`).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    #[arg(long, value_enum)]
+    pub to: Option<OutputFormat>,
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// Runs one `loupe trace` subcommand; an error is printed and mapped to its exit status.
 pub fn run(args: TraceArgs) -> ExitCode {
-    match loupe_trace::cli::run(args) {
+    match execute(args.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+fn execute(command: TraceCommand) -> Result<()> {
+    match command {
+        TraceCommand::Summary(a) => {
+            let summaries = a.input.summaries(&a.files)?;
+            print(&report::summary(&summaries, &a.report.options()));
+        }
+        TraceCommand::Ranks(a) => {
+            let summaries = a.input.summaries(&a.files)?;
+            let r = ranks::compare(&summaries, a.report.key_ops());
+            print(&report::ranks(&r, &a.report.options()));
+        }
+        TraceCommand::Diff(a) => {
+            let mut s = a.input.summaries(&[a.a.clone(), a.b.clone()])?;
+            let b = s.pop().expect("two inputs");
+            let base = s.pop().expect("two inputs");
+            let d = diff::diff(&base, &b, a.threshold);
+            print(&report::diff(&d, &a.report.options()));
+        }
+        TraceCommand::Top(a) => {
+            let input = a.input.open_one(&a.file)?;
+            let rows = top::top(&input, &a.input.options())?;
+            print(&report::top(&rows, &a.report.options()));
+        }
+        TraceCommand::Slice(a) => slice_cmd(a)?,
+        TraceCommand::Convert(a) => convert_cmd(a)?,
+        TraceCommand::Merge(a) => {
+            let inputs = a.input.open(&a.files)?;
+            let filter = CategoryFilter {
+                drop: a.drop_cat,
+                keep: a.keep_cat,
+            };
+            let r = merge(&inputs, &a.output, &a.input.options(), &filter)?;
+            for (label, file) in &r.ranks {
+                eprintln!("{label} {file}");
+            }
+            eprintln!(
+                "merged {} files, {} events -> {}",
+                r.files,
+                r.events_written,
+                a.output.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn slice_cmd(a: SliceArgs) -> Result<()> {
+    let window = match (&a.time, &a.steps) {
+        (Some(t), _) => Some(Window::parse_time(t)?),
+        (None, Some(s)) => Some(Window::parse_steps(s)?),
+        (None, None) => None,
+    };
+    let spec = SliceSpec {
+        window,
+        ranks: a.ranks.as_deref().map(RankFilter::parse).transpose()?,
+        categories: CategoryFilter {
+            drop: a.drop_cat.clone(),
+            keep: a.cats.clone(),
+        },
+    };
+    let input = a.input.open_one(&a.file)?;
+    let r = slice(&input, &a.output, &spec, &a.input.options())?;
+    if let Some((start, end)) = r.range {
+        eprintln!(
+            "window: {} us .. {} us on the trace's clock ({} ms)",
+            time::ns_to_us_string(start),
+            time::ns_to_us_string(end),
+            report::ms(end - start)
+        );
+    }
+    if r.flows_dropped > 0 {
+        eprintln!(
+            "{} flow events dropped (one end outside the window)",
+            r.flows_dropped
+        );
+    }
+    eprintln!("{} events -> {}", r.events_written, a.output.display());
+    Ok(())
+}
+
+fn convert_cmd(a: ConvertArgs) -> Result<()> {
+    let input = a.input.open_one(&a.file)?;
+    let opts = a.input.options();
+    let to = match a.to {
+        Some(OutputFormat::Json) => TraceFormat::Json,
+        Some(OutputFormat::Perfetto) => TraceFormat::Perfetto,
+        None => TraceFormat::for_output(&a.output),
+    };
+    match to {
+        TraceFormat::Json => {
+            let n = json::convert(&input, &a.output, &opts)?;
+            eprintln!("{n} events -> {}", a.output.display());
+        }
+        TraceFormat::Perfetto => {
+            let r = perfetto::convert(&input, &a.output, &opts)?;
+            let overflow = if r.overflow_lanes > 0 {
+                format!(
+                    " ({} extra tracks for overlapping slices)",
+                    r.overflow_lanes
+                )
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "{} events -> {} packets{overflow} -> {}",
+                r.events_in,
+                r.packets,
+                a.output.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A report on stdout; a closed pipe (`| head`) is not an error worth reporting.
+fn print(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

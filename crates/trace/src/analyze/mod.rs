@@ -1,5 +1,18 @@
 //! Analyses: streaming folds over one trace ([`summary`], with [`timeline`] and [`steps`]),
 //! comparisons built from their results ([`ranks`], [`diff`]), and RPD-style [`top`].
+//!
+//! Each returns a plain, serialisable struct; the `report` module renders them.
+//!
+//! ```no_run
+//! use loupe_trace::analyze::{ranks, summarize_all};
+//! use loupe_trace::import::{ReadOptions, open_all};
+//!
+//! let inputs = open_all(&["a-TP-0.trace.json.gz", "a-TP-1.trace.json.gz"], None)?;
+//! let summaries = summarize_all(&inputs, &ReadOptions::default())?;
+//! let report = ranks::compare(&summaries, 10);
+//! println!("straggler: {:?}", report.straggler);
+//! # Ok::<(), loupe_trace::TraceError>(())
+//! ```
 
 pub mod diff;
 pub mod ranks;
@@ -29,4 +42,13 @@ pub fn summarize(input: &Input, opts: &ReadOptions, index: usize) -> Result<Trac
     let rank = input.rank_with(&info);
     let label = rank.label(index);
     fold.finish(&info, input.path.display().to_string(), rank, label)
+}
+
+/// [`summarize`] of every input in turn, labelled by position; the first failure is the error.
+pub fn summarize_all(inputs: &[Input], opts: &ReadOptions) -> Result<Vec<TraceSummary>> {
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| summarize(input, opts, i))
+        .collect()
 }

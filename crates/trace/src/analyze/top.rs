@@ -3,11 +3,13 @@
 
 use crate::analyze::summarize;
 use crate::error::Result;
+use crate::import::database::{Database, open};
 use crate::import::rpd::TopRow;
 use crate::import::source::Container;
-use crate::import::sqlite::{Database, open};
 use crate::import::{Input, ReadOptions};
 
+/// GPU operations by total time: from RPD's own `top` view for an `.rpd` file, else from the
+/// trace's summary (kernels, memcpy and memset).
 pub fn top(input: &Input, opts: &ReadOptions) -> Result<Vec<TopRow>> {
     if input.container == Container::Sqlite
         && let Database::Rpd(db) = open(&input.path)?

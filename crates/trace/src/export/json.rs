@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::buffers::BufferPool;
 use crate::error::Result;
-use crate::export::output::AtomicOutput;
+use crate::export::output::{AtomicOutput, ensure_not_an_input};
 use crate::import::source::Container;
 use crate::import::{Input, ReadOptions};
 use crate::model::{Event, Id, TraceInfo};
@@ -99,9 +99,11 @@ impl JsonTraceWriter {
     }
 }
 
-/// Any input as Chrome JSON. The trace's metadata (time base, devices, `distributedInfo`)
+/// Any input as Chrome JSON at `out` (gzipped for `.gz`), returning the number of events
+/// written. The trace's metadata (time base, devices, `distributedInfo`)
 /// goes before the events when it is known up front (SQLite inputs), after them otherwise.
 pub fn convert(input: &Input, out: &Path, opts: &ReadOptions) -> Result<u64> {
+    ensure_not_an_input(out, [input.path.as_path()])?;
     let upfront = input.container == Container::Sqlite;
     let header_info = if upfront {
         Some(input.probe(opts)?)

@@ -19,6 +19,7 @@ use std::path::Path;
 use crate::buffers::BufferPool;
 use crate::error::Result;
 use crate::export::json::{JsonTraceWriter, Rewrite, write_event, write_str};
+use crate::export::output::ensure_not_an_input;
 use crate::import::parallel::{BlockWorker, read_parallel, workers};
 use crate::import::{Input, ReadOptions};
 use crate::model::{Event, EventSink, Id, Phase, TraceInfo, gpu_class};
@@ -43,6 +44,7 @@ impl CategoryFilter {
     }
 }
 
+/// What [`merge`] wrote.
 #[derive(Clone, Debug)]
 pub struct MergeReport {
     pub files: usize,
@@ -64,12 +66,17 @@ struct Part<'a> {
 /// JavaScript viewers read them exactly.
 const FLOW_ID_STRIDE_BITS: u32 = 40;
 
+/// Merges per-rank traces into `out` (`.json`, or gzipped `.json.gz`), ranks in SGLang's
+/// order (DP, EP, PP, TP, then global rank) whatever the input order: each rank's processes
+/// under its `[TP01-DP00]` label, flow ids kept apart per file, times aligned on
+/// `baseTimeNanoseconds`, `filter` applied to every event but metadata.
 pub fn merge(
     inputs: &[Input],
     out: &Path,
     opts: &ReadOptions,
     filter: &CategoryFilter,
 ) -> Result<MergeReport> {
+    ensure_not_an_input(out, inputs.iter().map(|i| i.path.as_path()))?;
     let mut parts = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.iter().enumerate() {
         let info = input.probe(opts)?;

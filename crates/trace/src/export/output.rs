@@ -54,6 +54,27 @@ pub fn write_atomic<T>(
     Ok(v)
 }
 
+/// Refuses an output that is one of the inputs (the same file, by canonical path): writing it
+/// would replace what is still being read. Every export checks this before it writes.
+pub fn ensure_not_an_input<'a>(
+    out: &Path,
+    inputs: impl IntoIterator<Item = &'a Path>,
+) -> Result<()> {
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    let Some(o) = canon(out) else {
+        return Ok(());
+    };
+    if inputs.into_iter().any(|i| canon(i).as_ref() == Some(&o)) {
+        return Err(TraceError::Usage(format!(
+            "{}: the output would replace one of the inputs",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A file being written: bytes go through a writer thread (gzip for `.gz` names) into a
+/// temporary file that [`AtomicOutput::commit`] renames onto the destination.
 pub struct AtomicOutput {
     path: PathBuf,
     temp: Option<TempPath>,
@@ -231,7 +252,11 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("out.csv: disk full"), "{err}");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
         super::write_atomic(&p, |w| std::io::Write::write_all(w, b"new")).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

@@ -13,6 +13,7 @@ use crate::analyze::steps::step_marker;
 use crate::error::{Result, TraceError};
 use crate::export::json::{JsonTraceWriter, Rewrite, metadata_members};
 use crate::export::merge::CategoryFilter;
+use crate::export::output::ensure_not_an_input;
 use crate::import::{Input, ReadOptions};
 use crate::model::{Event, Id, Phase, TraceInfo};
 use crate::rank::RankFilter;
@@ -88,6 +89,7 @@ fn bad_time(text: &str) -> TraceError {
     ))
 }
 
+/// What [`slice()`] keeps: a window (time or steps; none: the whole trace), ranks, categories.
 #[derive(Clone, Debug, Default)]
 pub struct SliceSpec {
     pub window: Option<Window>,
@@ -95,6 +97,7 @@ pub struct SliceSpec {
     pub categories: CategoryFilter,
 }
 
+/// What [`slice()`] wrote.
 #[derive(Clone, Debug)]
 pub struct SliceReport {
     /// The window on the trace's clock, when one was asked for.
@@ -103,12 +106,15 @@ pub struct SliceReport {
     pub flows_dropped: u64,
 }
 
+/// Writes the part of `input` that `spec` selects to `out`: events clipped to the window, flows
+/// kept only when both ends are inside.
 pub fn slice(
     input: &Input,
     out: &Path,
     spec: &SliceSpec,
     opts: &ReadOptions,
 ) -> Result<SliceReport> {
+    ensure_not_an_input(out, [input.path.as_path()])?;
     let window = spec.window.clone().unwrap_or(Window::All);
     let (info, range) = match window {
         Window::All => (input.probe(opts)?, None),

@@ -2,6 +2,7 @@
 //! [`TraceInfo`]. The format is found from the file's first bytes (and a SQLite file's
 //! tables), never from its name.
 
+pub mod database;
 pub mod kineto;
 pub mod nsys;
 pub mod parallel;
@@ -15,7 +16,7 @@ use regex::Regex;
 
 use crate::error::Result;
 use crate::model::{EventSink, TraceInfo};
-use crate::rank::RankId;
+use crate::rank::{RankId, compile_rank_regex};
 use source::Container;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -24,6 +25,17 @@ pub struct ReadOptions {
     /// (pytorch/pytorch#130622), trailing commas, and an event array cut off by a crash (the
     /// events before the cut are kept).
     pub lenient: bool,
+}
+
+/// Opens every file (its container sniffed from its first bytes, its rank read from its name),
+/// in order; the first file that cannot be opened is the error. `rank_regex` is `--rank-regex`:
+/// a regex whose named group `rank` (else first group) gives the global rank from the name.
+pub fn open_all<P: AsRef<Path>>(files: &[P], rank_regex: Option<&str>) -> Result<Vec<Input>> {
+    let re = rank_regex.map(compile_rank_regex).transpose()?;
+    files
+        .iter()
+        .map(|f| Input::open(f.as_ref(), re.as_ref()))
+        .collect()
 }
 
 /// An input file with its detected container and the rank identity its name gives.
@@ -35,6 +47,7 @@ pub struct Input {
 }
 
 impl Input {
+    /// Sniffs `path`'s container and reads its rank from the name (`rank_regex` first).
     pub fn open(path: &Path, rank_regex: Option<&Regex>) -> Result<Input> {
         Ok(Input {
             path: path.to_path_buf(),
@@ -49,9 +62,9 @@ impl Input {
             Container::Json | Container::GzipJson => {
                 kineto::read(&self.path, self.container, opts, sink)
             }
-            Container::Sqlite => match sqlite::open(&self.path)? {
-                sqlite::Database::Rpd(db) => db.read(sink),
-                sqlite::Database::Nsys(db) => db.read(sink),
+            Container::Sqlite => match database::open(&self.path)? {
+                database::Database::Rpd(db) => db.read(sink),
+                database::Database::Nsys(db) => db.read(sink),
             },
         }
     }
@@ -63,9 +76,9 @@ impl Input {
             Container::Json | Container::GzipJson => {
                 kineto::probe(&self.path, self.container, opts)
             }
-            Container::Sqlite => match sqlite::open(&self.path)? {
-                sqlite::Database::Rpd(db) => Ok(db.info()),
-                sqlite::Database::Nsys(db) => db.info(),
+            Container::Sqlite => match database::open(&self.path)? {
+                database::Database::Rpd(db) => Ok(db.info()),
+                database::Database::Nsys(db) => db.info(),
             },
         }
     }

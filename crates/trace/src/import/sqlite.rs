@@ -1,5 +1,6 @@
-//! SQLite inputs: opening read-only, telling RPD from Nsight exports by their tables, and the
-//! row helpers both importers use.
+//! SQLite inputs, below both SQLite importers: opening read-only, listing the tables, and the
+//! row helpers `rpd.rs` and `nsys.rs` use. Telling the two apart is `database.rs`'s job, so
+//! this module knows neither.
 
 use std::path::Path;
 
@@ -10,14 +11,8 @@ use crate::error::{Result, TraceError};
 use crate::export::json::write_str;
 use crate::model::{Event, EventSink, Id, Phase};
 
-pub enum Database {
-    Rpd(super::rpd::Rpd),
-    Nsys(super::nsys::Nsys),
-}
-
-/// Opens `path` and recognises its schema: RPD has `rocpd_api` and `rocpd_op`; an Nsight
-/// Systems export has `StringIds` and CUPTI or session tables.
-pub fn open(path: &Path) -> Result<Database> {
+/// Opens `path` read-only and lists its tables and views, sorted by name.
+pub fn connect(path: &Path) -> Result<(Connection, Vec<String>)> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -31,31 +26,7 @@ pub fn open(path: &Path) -> Result<Database> {
             .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
             .map_err(|e| TraceError::sqlite(path, e))?
     };
-    let has = |t: &str| tables.iter().any(|x| x == t);
-    if has("rocpd_api") && has("rocpd_op") {
-        return Ok(Database::Rpd(super::rpd::Rpd::open(conn, path, tables)?));
-    }
-    if has("StringIds")
-        && (tables.iter().any(|t| t.starts_with("CUPTI_ACTIVITY_KIND_"))
-            || has("TARGET_INFO_SESSION_START_TIME"))
-    {
-        return Ok(Database::Nsys(super::nsys::Nsys::open(conn, path, tables)));
-    }
-    let mut listed: Vec<&str> = tables.iter().map(String::as_str).take(12).collect();
-    if tables.len() > 12 {
-        listed.push("...");
-    }
-    Err(TraceError::format(
-        path,
-        format!(
-            "unknown SQLite schema (tables: {}): neither RPD (rocpd_api + rocpd_op) nor an Nsight Systems export (StringIds + CUPTI_ACTIVITY_KIND_*); rocprofv3's rocpd databases are not supported",
-            if listed.is_empty() {
-                "none".to_string()
-            } else {
-                listed.join(", ")
-            }
-        ),
-    ))
+    Ok((conn, tables))
 }
 
 /// Runs `sql` and calls `f` for every row, streaming.

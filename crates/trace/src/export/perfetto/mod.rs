@@ -21,7 +21,7 @@ use std::path::Path;
 use prost::Message;
 
 use crate::error::{Result, TraceError};
-use crate::export::output::AtomicOutput;
+use crate::export::output::{AtomicOutput, ensure_not_an_input};
 use crate::external_sort::{ExternalSorter, Record, read_exact_or_end};
 use crate::import::{Input, ReadOptions};
 use crate::model::{Event, EventSink, Id, Phase};
@@ -31,6 +31,7 @@ const SORT_BUDGET: usize = 64 << 20;
 /// Synthetic pids for string pids (`"Spans"`, `"[TP01] 4037"`) start here, above real ones.
 const SYNTHETIC_PID: i32 = 0x4000_0000;
 
+/// What a Perfetto conversion wrote.
 #[derive(Clone, Debug, Default)]
 pub struct PerfettoReport {
     pub events_in: u64,
@@ -39,7 +40,10 @@ pub struct PerfettoReport {
     pub overflow_lanes: u64,
 }
 
+/// Any input as a Perfetto protobuf trace at `out`, written under a temporary name and renamed
+/// when complete.
 pub fn convert(input: &Input, out: &Path, opts: &ReadOptions) -> Result<PerfettoReport> {
+    ensure_not_an_input(out, [input.path.as_path()])?;
     let mut collect = Collect::default();
     let info = input.read(opts, &mut collect)?;
     let mut w = Writer::new(out, info.base_ns.unwrap_or(0))?;

@@ -1,17 +1,20 @@
-//! The tables each command prints, built from the analyses' results.
+//! The tables of each analysis, built from its result: what `loupe trace summary|ranks|diff|top`
+//! print, and what a report that embeds an analysis shows. `top` is the number of rows of each
+//! operation table (0: all).
 
+use super::table::{Cell, Table};
 use crate::analyze::diff::DiffReport;
 use crate::analyze::ranks::RanksReport;
 use crate::analyze::summary::{OpStats, TraceSummary, combine_categories, combine_ops, stages};
 use crate::analyze::timeline::Breakdown;
-use crate::cli::ReportArgs;
 use crate::import::rpd::TopRow;
-use crate::report::{Table, ms, percent, ratio, us};
 
 /// Rank columns shown in a terminal before the per-step table switches to min/mean/max.
 const MAX_RANK_COLUMNS: usize = 16;
 
-pub fn summary(summaries: &[TraceSummary], args: &ReportArgs) -> Vec<Table> {
+/// `summary`'s tables: the GPU timeline of each trace, then GPU kernels, CPU ops, categories
+/// and stages over all of them.
+pub fn summary(summaries: &[TraceSummary], top: usize) -> Vec<Table> {
     let mut tables = Vec::new();
     for s in summaries {
         tables.push(timeline(s, summaries.len() > 1));
@@ -22,13 +25,13 @@ pub fn summary(summaries: &[TraceSummary], args: &ReportArgs) -> Vec<Table> {
         "kernels",
         "GPU kernels, memcpy and memset",
         &kernels,
-        args.top,
+        top,
     ));
     tables.push(op_table(
         "ops",
         "CPU ops (cpu_op, inclusive time)",
         &ops,
-        args.top,
+        top,
     ));
 
     let mut t = Table::new(
@@ -42,7 +45,11 @@ pub fn summary(summaries: &[TraceSummary], args: &ReportArgs) -> Vec<Table> {
         } else {
             c.category
         };
-        t.row(vec![name, c.events.to_string(), ms(c.total_ns)]);
+        t.row(vec![
+            Cell::text(name),
+            Cell::int(c.events),
+            Cell::ms(c.total_ns),
+        ]);
     }
     tables.push(t);
 
@@ -61,13 +68,13 @@ pub fn summary(summaries: &[TraceSummary], args: &ReportArgs) -> Vec<Table> {
     );
     for st in stages(summaries) {
         t.row(vec![
-            st.stage.map_or("(unknown)", |s| s.name()).to_string(),
-            st.steps.to_string(),
-            ms(st.span_ns),
-            ms(st.gpu_busy_ns),
-            ms(st.computation_ns),
-            ms(st.exposed_comm_ns),
-            st.gpu_ops.to_string(),
+            Cell::text(st.stage.map_or("(unknown)", |s| s.name())),
+            Cell::int(st.steps),
+            Cell::ms(st.span_ns),
+            Cell::ms(st.gpu_busy_ns),
+            Cell::ms(st.computation_ns),
+            Cell::ms(st.exposed_comm_ns),
+            Cell::int(st.gpu_ops),
         ]);
     }
     tables.push(t);
@@ -97,39 +104,21 @@ fn timeline(s: &TraceSummary, with_file: bool) -> Table {
     for (name, ns) in b.rows() {
         let mut row = Vec::new();
         if with_file {
-            row.push(s.file.clone());
+            row.push(Cell::text(&s.file));
         }
-        row.push(name.to_string());
-        row.push(format_ms_full(ns));
-        row.push(if b.total_ns == 0 {
-            "0.0".into()
-        } else {
-            python_float(ns as f64 * 100.0 / b.total_ns as f64)
+        row.push(Cell::text(name));
+        row.push(Cell::ms_exact(ns));
+        row.push(Cell::Percent {
+            value: if b.total_ns == 0 {
+                0.0
+            } else {
+                ns as f64 * 100.0 / b.total_ns as f64
+            },
+            csv_decimals: None,
         });
         t.row(row);
     }
     t
-}
-
-/// Shortest round-trip form with Python's `.0` on integral values, as TraceLens writes.
-fn python_float(x: f64) -> String {
-    let s = format!("{x}");
-    if s.contains(['.', 'e', 'i', 'N']) {
-        s
-    } else {
-        format!("{s}.0")
-    }
-}
-
-/// Milliseconds at full nanosecond precision, without trailing zeros (`9.75975`).
-fn format_ms_full(ns: i64) -> String {
-    let s = format!("{:.6}", ns as f64 / 1e6);
-    let s = s.trim_end_matches('0');
-    if s.ends_with('.') {
-        format!("{s}0")
-    } else {
-        s.to_string()
-    }
 }
 
 fn op_table(id: &'static str, what: &str, ops: &[OpStats], top: usize) -> Table {
@@ -148,18 +137,19 @@ fn op_table(id: &'static str, what: &str, ops: &[OpStats], top: usize) -> Table 
     );
     for o in &ops[..shown] {
         t.row(vec![
-            o.name.clone(),
-            o.calls.to_string(),
-            ms(o.total_ns),
-            us(o.avg_ns()),
-            us(o.min_ns),
-            us(o.max_ns),
-            percent(o.total_ns, total),
+            Cell::text(&o.name),
+            Cell::int(o.calls),
+            Cell::ms(o.total_ns),
+            Cell::us(o.avg_ns()),
+            Cell::us(o.min_ns),
+            Cell::us(o.max_ns),
+            Cell::share(o.total_ns, total),
         ]);
     }
     t
 }
 
+/// `ranks`' tables: per-rank totals, the per-step x per-rank table, stragglers and key kernels.
 pub fn ranks(r: &RanksReport) -> Vec<Table> {
     let mut tables = Vec::new();
     let mut t = Table::new(
@@ -179,15 +169,15 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
     );
     for row in &r.ranks {
         t.row(vec![
-            row.label.clone(),
-            row.events.to_string(),
-            row.steps.to_string(),
-            ms(row.mean_step_ns),
-            ms(row.gpu.busy_ns),
-            ms(row.gpu.computation_ns),
-            ms(row.gpu.exposed_comm_ns),
-            ms(row.gpu.total_comm_ns),
-            ms(row.gpu.idle_ns),
+            Cell::text(&row.label),
+            Cell::int(row.events),
+            Cell::int(row.steps),
+            Cell::ms(row.mean_step_ns),
+            Cell::ms(row.gpu.busy_ns),
+            Cell::ms(row.gpu.computation_ns),
+            Cell::ms(row.gpu.exposed_comm_ns),
+            Cell::ms(row.gpu.total_comm_ns),
+            Cell::ms(row.gpu.idle_ns),
         ]);
     }
     tables.push(t);
@@ -216,14 +206,17 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
     t.header = header;
     t.left = vec![0, 1];
     for s in &r.steps {
-        let mut row = vec![s.step.clone(), s.stage.map_or("", |x| x.name()).to_string()];
+        let mut row = vec![
+            Cell::text(&s.step),
+            Cell::text(s.stage.map_or("", |x| x.name())),
+        ];
         let values: Vec<Option<i64>> = s
             .per_rank
             .iter()
             .map(|c| c.map(|c| c.computation_ns))
             .collect();
         if wide {
-            row.extend(values.iter().map(|v| v.map_or("-".into(), ms)));
+            row.extend(values.iter().map(|v| v.map_or(Cell::text("-"), Cell::ms)));
         } else {
             let present: Vec<(usize, i64)> = values
                 .iter()
@@ -237,15 +230,17 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
             } else {
                 present.iter().map(|p| p.1).sum::<i64>() / present.len() as i64
             };
-            row.push(ms(min));
-            row.push(ms(mean));
-            row.push(ms(max.map_or(0, |m| m.1)));
-            row.push(max.map_or("-".into(), |m| r.ranks[m.0].label.clone()));
+            row.push(Cell::ms(min));
+            row.push(Cell::ms(mean));
+            row.push(Cell::ms(max.map_or(0, |m| m.1)));
+            row.push(Cell::text(max.map_or("-", |m| r.ranks[m.0].label.as_str())));
         }
-        row.push(ratio(s.compute_imbalance));
-        row.push(ratio(s.span_imbalance));
-        row.push(s.latecomer.map_or("-".into(), |i| r.ranks[i].label.clone()));
-        row.push(s.lateness_ns.map_or("-".into(), us));
+        row.push(Cell::ratio(s.compute_imbalance));
+        row.push(Cell::ratio(s.span_imbalance));
+        row.push(Cell::text(
+            s.latecomer.map_or("-", |i| r.ranks[i].label.as_str()),
+        ));
+        row.push(s.lateness_ns.map_or(Cell::text("-"), Cell::us));
         t.row(row);
     }
     tables.push(t);
@@ -261,9 +256,9 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
     );
     for s in &r.stragglers {
         t.row(vec![
-            s.label.clone(),
-            s.late_steps.to_string(),
-            us(s.mean_lateness_ns),
+            Cell::text(&s.label),
+            Cell::int(s.late_steps),
+            Cell::us(s.mean_lateness_ns),
         ]);
     }
     tables.push(t);
@@ -277,35 +272,41 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
     let mut t = Table::new("key_ops", "Key GPU kernels per rank (total time)", &[]);
     t.header = header;
     for k in &r.key_ops {
-        let mut row = vec![k.name.clone()];
+        let mut row = vec![Cell::text(&k.name)];
         if wide_ops {
-            row.extend(k.total_ns.iter().map(|&v| ms(v)));
+            row.extend(k.total_ns.iter().map(|&v| Cell::ms(v)));
         }
-        row.push(format!("{:.3}", k.imbalance));
+        row.push(Cell::ratio(Some(k.imbalance)));
         t.row(row);
     }
     tables.push(t);
     tables
 }
 
-pub fn diff(d: &DiffReport, args: &ReportArgs) -> Vec<Table> {
+/// `diff`'s tables: the two GPU timelines side by side, then the changed operations.
+pub fn diff(d: &DiffReport, top: usize) -> Vec<Table> {
     let mut t = Table::new(
         "timeline",
         format!("GPU timeline: A = {}, B = {}", d.a, d.b),
         &["type", "A ms", "B ms", "B - A ms"],
     );
     for ((name, a), (_, b)) in d.timeline_a.rows().into_iter().zip(d.timeline_b.rows()) {
-        t.row(vec![name.to_string(), ms(a), ms(b), ms(b - a)]);
+        t.row(vec![
+            Cell::text(name),
+            Cell::ms(a),
+            Cell::ms(b),
+            Cell::ms(b - a),
+        ]);
     }
     let counts: Vec<String> = d
         .counts
         .iter()
         .map(|(c, n)| format!("{n} {}", c.name()))
         .collect();
-    let shown = if args.top == 0 {
+    let shown = if top == 0 {
         d.rows.len()
     } else {
-        args.top.min(d.rows.len())
+        top.min(d.rows.len())
     };
     let mut ops = Table::new(
         "diff",
@@ -327,24 +328,25 @@ pub fn diff(d: &DiffReport, args: &ReportArgs) -> Vec<Table> {
     ops.left = vec![0, 1, 2];
     for r in &d.rows[..shown] {
         ops.row(vec![
-            r.name.clone(),
-            r.kind.to_string(),
-            r.change.name().to_string(),
-            r.calls_a.to_string(),
-            r.calls_b.to_string(),
-            ms(r.total_a_ns),
-            ms(r.total_b_ns),
-            ms(r.delta_ns),
+            Cell::text(&r.name),
+            Cell::text(r.kind),
+            Cell::text(r.change.name()),
+            Cell::int(r.calls_a),
+            Cell::int(r.calls_b),
+            Cell::ms(r.total_a_ns),
+            Cell::ms(r.total_b_ns),
+            Cell::ms(r.delta_ns),
         ]);
     }
     vec![t, ops]
 }
 
-pub fn top(rows: &[TopRow], args: &ReportArgs) -> Vec<Table> {
-    let shown = if args.top == 0 {
+/// `top`'s table: GPU operations by total time, RPD's columns.
+pub fn top(rows: &[TopRow], top: usize) -> Vec<Table> {
+    let shown = if top == 0 {
         rows.len()
     } else {
-        args.top.min(rows.len())
+        top.min(rows.len())
     };
     let mut t = Table::new(
         "top",
@@ -359,26 +361,18 @@ pub fn top(rows: &[TopRow], args: &ReportArgs) -> Vec<Table> {
     );
     for r in &rows[..shown] {
         t.row(vec![
-            r.name.clone(),
-            r.calls.to_string(),
-            r.total_us.to_string(),
-            format!("{:.3}", r.avg_us),
-            format!("{:.4}", r.percent),
+            Cell::text(&r.name),
+            Cell::int(r.calls),
+            Cell::int(r.total_us),
+            Cell::Fixed {
+                value: r.avg_us,
+                decimals: 3,
+            },
+            Cell::Percent {
+                value: r.percent,
+                csv_decimals: Some(4),
+            },
         ]);
     }
     vec![t]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn full_precision_milliseconds() {
-        assert_eq!(format_ms_full(9_759_750), "9.75975");
-        assert_eq!(format_ms_full(0), "0.0");
-        assert_eq!(format_ms_full(473_749_943), "473.749943");
-        assert_eq!(python_float(100.0), "100.0");
-        assert_eq!(python_float(2.5), "2.5");
-    }
 }

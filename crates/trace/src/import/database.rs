@@ -1,0 +1,46 @@
+//! Which SQLite schema a file holds: RPD has `rocpd_api` and `rocpd_op`; an Nsight Systems
+//! export has `StringIds` and CUPTI or session tables. Anything else is refused with the
+//! tables it does have.
+
+use std::path::Path;
+
+use super::nsys::Nsys;
+use super::rpd::Rpd;
+use super::sqlite::connect;
+use crate::error::{Result, TraceError};
+
+/// An opened SQLite trace, by schema.
+pub enum Database {
+    Rpd(Rpd),
+    Nsys(Nsys),
+}
+
+/// Opens `path` read-only and recognises its schema.
+pub fn open(path: &Path) -> Result<Database> {
+    let (conn, tables) = connect(path)?;
+    let has = |t: &str| tables.iter().any(|x| x == t);
+    if has("rocpd_api") && has("rocpd_op") {
+        return Ok(Database::Rpd(Rpd::open(conn, path, tables)?));
+    }
+    if has("StringIds")
+        && (tables.iter().any(|t| t.starts_with("CUPTI_ACTIVITY_KIND_"))
+            || has("TARGET_INFO_SESSION_START_TIME"))
+    {
+        return Ok(Database::Nsys(Nsys::open(conn, path, tables)));
+    }
+    let mut listed: Vec<&str> = tables.iter().map(String::as_str).take(12).collect();
+    if tables.len() > 12 {
+        listed.push("...");
+    }
+    Err(TraceError::format(
+        path,
+        format!(
+            "unknown SQLite schema (tables: {}): neither RPD (rocpd_api + rocpd_op) nor an Nsight Systems export (StringIds + CUPTI_ACTIVITY_KIND_*); rocprofv3's rocpd databases are not supported",
+            if listed.is_empty() {
+                "none".to_string()
+            } else {
+                listed.join(", ")
+            }
+        ),
+    ))
+}
