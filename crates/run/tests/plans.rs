@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use loupe_run::{job, plan, slurm};
 
-fn opts(timestamp: String) -> plan::RunOptions {
-    plan::RunOptions {
+fn opts(timestamp: String) -> plan::PlanOptions {
+    plan::PlanOptions {
         loupe_bin: PathBuf::from("/opt/loupe/bin/loupe"),
         log_root: PathBuf::from("/runs"),
         timestamp,
@@ -39,15 +39,11 @@ fn dry_run_and_sbatch_output_match_the_golden_files() {
     assert!(files.len() >= 6, "{files:?}");
     for file in files {
         let jobs = job::load(&file).unwrap();
+        let plans = plan::build_all(&jobs, &opts("20260101_000000".into()));
         let (mut dry, mut sbatch) = (String::new(), String::new());
-        for (i, j) in jobs.iter().enumerate() {
-            let mut ts = "20260101_000000".to_string();
-            if jobs.len() > 1 {
-                ts = format!("{ts}_{i}");
-            }
-            let p = plan::build(j, &opts(ts));
-            dry.push_str(&plan::render(&p));
-            sbatch.push_str(&slurm::render(&p, j.job.slurm.as_ref()));
+        for (j, p) in jobs.iter().zip(&plans) {
+            dry.push_str(&plan::render(p));
+            sbatch.push_str(&slurm::render(p, j.job.slurm.as_ref()));
         }
         check(&file.with_extension("plan.txt"), &dry);
         check(&file.with_extension("sbatch"), &sbatch);
