@@ -190,20 +190,10 @@ pub fn append_jsonl(path: &std::path::Path, v: &Value) -> std::io::Result<()> {
     f.write_all(&line)
 }
 
-/// Today's `MMDD` in local time, for bench_serving's auto-named output file.
+/// Today's `MMDD` in local time, for bench_serving's auto-named output file. The local zone
+/// comes from TZ or /etc/localtime; where neither names a zone, jiff uses UTC's date.
 pub fn month_day() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as libc::time_t;
-    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
-    // SAFETY: localtime_r fills the tm it is given from a valid time_t.
-    let ok = unsafe { !libc::localtime_r(&now, tm.as_mut_ptr()).is_null() };
-    if !ok {
-        return "0101".into();
-    }
-    // SAFETY: localtime_r succeeded.
-    let tm = unsafe { tm.assume_init() };
-    format!("{:02}{:02}", tm.tm_mon + 1, tm.tm_mday)
+    jiff::Zoned::now().strftime("%m%d").to_string()
 }
 
 /// bench_serving's default output file name.

@@ -215,3 +215,44 @@ fn nsys_jobs_need_nsys() {
     assert!(text.contains("nsys profile -t cuda,nvtx --cuda-graph-trace=node -c cudaProfilerApi --capture-range-end stop"), "{text}");
     assert!(text.contains(r#""activities":["CUDA_PROFILER"]"#), "{text}");
 }
+
+/// The command prints the library's renderings byte for byte: the golden files of
+/// crates/run/tests/plans.rs (the dry run differs only in the host name of worker labels).
+#[test]
+fn dry_run_and_slurm_print_the_golden_renderings() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../run/tests/data/plans");
+    let job = data.join("disagg.yaml");
+    let print = |mode: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_loupe"))
+            .args(["run", job.to_str().unwrap(), mode])
+            .args(["--loupe-bin", "/opt/loupe/bin/loupe"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let sbatch = print("--slurm");
+    assert_eq!(
+        sbatch,
+        std::fs::read_to_string(data.join("disagg.sbatch")).unwrap()
+    );
+    let dry = print("--dry-run");
+    let host = dry
+        .lines()
+        .find_map(|l| l.strip_prefix("worker ")?.split_once("_prefill_w0 "))
+        .map(|(h, _)| h.to_string())
+        .expect("a prefill worker line");
+    assert_eq!(
+        dry.replace(&format!("{host}_"), "node0_"),
+        std::fs::read_to_string(data.join("disagg.plan.txt")).unwrap()
+    );
+}

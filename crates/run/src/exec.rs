@@ -6,41 +6,28 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use loupe_client::{Server, StartProfile, WaitFor, is_profiler_output};
 
+use crate::error::{RunError, io};
+use crate::outcome::{BenchOutcome, JobOutcome, PhaseOutcome};
 use crate::plan::{Plan, ProfilePhase, Traffic, bench_command, shell_line};
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("{0}")]
-    Failed(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
-    move |source| RunError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
+/// Where each line of `run.log` also goes as it is written (the command line shows them).
+pub type Progress = Box<dyn FnMut(&str) + Send>;
 
 /// The orchestrator's own log (`run.log`): every command line and environment, every step.
 pub struct RunLog {
     file: File,
     started: Instant,
+    progress: Progress,
 }
 
 impl RunLog {
-    fn open(path: &Path) -> Result<Self, RunError> {
+    fn open(path: &Path, progress: Progress) -> Result<Self, RunError> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -49,17 +36,20 @@ impl RunLog {
         Ok(RunLog {
             file,
             started: Instant::now(),
+            progress,
         })
     }
 
+    /// `[   12.345s] msg`, appended to run.log and handed to the progress callback (without
+    /// the newline).
     pub fn line(&mut self, msg: impl AsRef<str>) {
         let line = format!(
-            "[{:9.3}s] {}\n",
+            "[{:9.3}s] {}",
             self.started.elapsed().as_secs_f64(),
             msg.as_ref()
         );
-        let _ = self.file.write_all(line.as_bytes());
-        eprint!("{line}");
+        let _ = self.file.write_all(format!("{line}\n").as_bytes());
+        (self.progress)(&line);
     }
 }
 
@@ -138,15 +128,6 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// What a run produced.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub log_dir: PathBuf,
-    pub trace_files: Vec<(String, Vec<String>)>,
-    pub bench_results: Vec<(String, serde_json::Value)>,
-    pub failures: Vec<String>,
 }
 
 async fn wait_healthy(
@@ -310,19 +291,26 @@ async fn finish_profile(server: &Server, dir: &Path, log: &mut RunLog) -> Vec<St
     }
 }
 
-/// Execute `plan`. Workers are always stopped before this returns (or when it is dropped).
-pub async fn execute(plan: &Plan, source: &str) -> Result<Report, RunError> {
+/// Write a whole file of the run directory (whole or not at all).
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    loupe_trace::export::write_atomic(path, |w| w.write_all(bytes)).map_err(RunError::Write)
+}
+
+/// Execute `plan` (`source` is the job's text, kept as config.yaml); every run.log line also
+/// goes to `progress`. Workers are always stopped before this returns (or when it is dropped).
+pub async fn execute(
+    plan: &Plan,
+    source: &str,
+    progress: Progress,
+) -> Result<JobOutcome, RunError> {
     let dir = &plan.log_dir;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let config = dir.join("config.yaml");
-    std::fs::write(&config, source).map_err(io(&config))?;
-    let plan_path = dir.join("plan.json");
-    std::fs::write(
-        &plan_path,
-        serde_json::to_vec_pretty(plan).expect("plan serialises"),
-    )
-    .map_err(io(&plan_path))?;
-    let mut log = RunLog::open(&dir.join("run.log"))?;
+    write_file(&dir.join("config.yaml"), source.as_bytes())?;
+    write_file(
+        &dir.join("plan.json"),
+        &serde_json::to_vec_pretty(plan).expect("plan serialises"),
+    )?;
+    let mut log = RunLog::open(&dir.join("run.log"), progress)?;
     let mut procs = Processes::default();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -346,9 +334,11 @@ pub async fn execute(plan: &Plan, source: &str) -> Result<Report, RunError> {
         }
         procs.spawn(&name, &w.command, &w.env, &w.stdout, &w.stderr)?;
     }
-    let mut report = Report {
+    let mut report = JobOutcome {
+        job: plan.job.clone(),
         log_dir: dir.clone(),
-        ..Default::default()
+        phases: Vec::new(),
+        benches: Vec::new(),
     };
     let result = async {
         wait_healthy(plan, &mut procs, &client, &mut log).await?;
@@ -365,35 +355,29 @@ pub async fn execute(plan: &Plan, source: &str) -> Result<Report, RunError> {
                 files.len(),
                 p.output_dir.display()
             ));
-            if files.is_empty() {
-                report
-                    .failures
-                    .push(format!("phase {}: no trace files were written", p.name));
-            }
-            report.trace_files.push((p.name.to_string(), files));
-            match outcome {
-                Ok(r) => report.bench_results.push((format!("phase {}", p.name), r)),
-                Err(e) => report.failures.push(format!("phase {}: {e}", p.name)),
-            }
+            report.phases.push(PhaseOutcome {
+                name: p.name.to_string(),
+                trace_files: files,
+                bench: outcome,
+            });
         }
         if let Some(w) = plan.workers.first() {
             let url = w.url(&plan.host);
             for t in &plan.benches {
-                match bench(plan, &url, t, &mut log).await {
-                    Ok(r) => report
-                        .bench_results
-                        .push((format!("concurrency {}", t.concurrency), r)),
-                    Err(e) => report.failures.push(e),
-                }
+                let result = bench(plan, &url, t, &mut log).await;
+                report.benches.push(BenchOutcome {
+                    concurrency: t.concurrency,
+                    result,
+                });
             }
         }
-        Ok(())
+        Ok::<(), RunError>(())
     }
     .await;
     log.line("stopping the workers");
     procs.stop_all(Duration::from_secs(10));
     result?;
-    crate::summary::write(plan, &report).map_err(io(&dir.join("summary.md")))?;
-    log.line(format!("summary: {}", dir.join("summary.md").display()));
+    crate::summary::write(plan, &report).map_err(RunError::Write)?;
+    log.line(format!("summary: {}", report.summary_path().display()));
     Ok(report)
 }

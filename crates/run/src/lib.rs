@@ -1,67 +1,146 @@
 //! `loupe run`: srtctl-style profiling jobs from a YAML file on one machine — launch the
 //! server(s), wait for health, profile each phase while `loupe bench` drives its traffic,
 //! collect traces and results into one run directory, and always take the servers down.
-//! `--dry-run` prints the plan; `--slurm` renders the same plan as an sbatch script.
+//! The same plan renders as text (`--dry-run`) or as an sbatch script (`--slurm`).
+//!
+//! The API: [`plan_jobs`] loads a job file into [`PlannedJob`]s (one per sweep point, nothing
+//! started); each renders itself ([`PlannedJob::dry_run`], [`PlannedJob::sbatch`]) or runs
+//! ([`PlannedJob::execute`]) into a [`JobOutcome`]. Nothing here prints: the run's progress
+//! lines go to the caller's callback as they are written to `run.log`.
 //!
 //! Not here: the server (loupe serve, or any SGLang-compatible command), the load generator
-//! (`loupe bench`, run as a child process so its flags are the interface).
+//! (`loupe bench`, run as a child process so its flags are the interface), the command line
+//! (crates/cli).
 
-pub mod exec;
+mod error;
+mod exec;
 pub mod job;
+mod outcome;
 pub mod plan;
 pub mod slurm;
 mod summary;
 mod sweep;
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use exec::{Report, RunError};
+pub use error::RunError;
 pub use job::JobError;
+pub use outcome::{BenchOutcome, JobOutcome, PhaseOutcome};
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
+/// What to run and where.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
     /// The job file (YAML, srtctl's vocabulary).
     pub job: PathBuf,
-    /// Print what would run (commands, URLs, phases, files) and start nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print the job as an sbatch script (one srun step per worker) instead of running it.
-    #[arg(long)]
-    pub slurm: bool,
     /// Parent directory of run directories (`<job>_<timestamp>`), unless output.log_dir is set.
-    #[arg(long, default_value = "logs")]
     pub log_root: PathBuf,
     /// First worker port; worker i gets base + 32 i.
-    #[arg(long, default_value_t = 6100)]
     pub base_port: u16,
-    /// The loupe binary for `serve` and `bench` children (default: this one).
-    #[arg(long)]
-    pub loupe_bin: Option<PathBuf>,
+    /// The loupe binary for `serve` and `bench` children.
+    pub loupe_bin: PathBuf,
+    /// The nsys binary that wraps workers when `profiling.type: nsys`.
+    pub nsys_bin: String,
+    /// When the run started; names the run directories (see [`timestamp`]).
+    pub started: jiff::Timestamp,
 }
 
-/// `YYYYMMDD_HHMMSS` in UTC.
-pub fn timestamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}_{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+impl RunOptions {
+    /// The command line's defaults: `logs`, port 6100, `nsys` from PATH, started now.
+    pub fn new(job: PathBuf, loupe_bin: PathBuf) -> Self {
+        RunOptions {
+            job,
+            log_root: PathBuf::from("logs"),
+            base_port: 6100,
+            loupe_bin,
+            nsys_bin: "nsys".into(),
+            started: jiff::Timestamp::now(),
+        }
+    }
+}
+
+/// One job of the file (one sweep point), planned and not started.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    pub job: job::LoadedJob,
+    pub plan: plan::Plan,
+    nsys_bin: String,
+}
+
+impl PlannedJob {
+    /// `conc=2, isl=16` for a sweep's job; `None` without a sweep.
+    pub fn sweep_point(&self) -> Option<String> {
+        if self.job.sweep_point.is_empty() {
+            return None;
+        }
+        let point: Vec<String> = self
+            .job
+            .sweep_point
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        Some(point.join(", "))
+    }
+
+    /// What would run: commands, URLs, phases, files (`--dry-run`).
+    pub fn dry_run(&self) -> String {
+        plan::render(&self.plan)
+    }
+
+    /// The job as an sbatch script, one srun step per worker (`--slurm`).
+    pub fn sbatch(&self) -> String {
+        slurm::render(&self.plan, self.job.job.slurm.as_ref())
+    }
+
+    /// The tools the plan needs beyond the servers themselves are installed (nsys for
+    /// `profiling.type: nsys`).
+    pub fn check_tools(&self) -> Result<(), RunError> {
+        if self.plan.profiling == "nsys" && !nsys_available(&self.nsys_bin) {
+            return Err(RunError::NsysMissing {
+                file: self.job.file.clone(),
+                bin: self.nsys_bin.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Run the job: start the workers, profile each phase, run the benchmarks, write
+    /// summary.md, and stop the workers before returning (or when the future is dropped).
+    /// Every line of `run.log` also goes to `progress` as it is written.
+    pub async fn execute(
+        &self,
+        progress: impl FnMut(&str) + Send + 'static,
+    ) -> Result<JobOutcome, RunError> {
+        exec::execute(&self.plan, &self.job.source, Box::new(progress)).await
+    }
+}
+
+/// Load the job file (expanding its sweep) and plan every job; starts nothing.
+pub fn plan_jobs(opts: &RunOptions) -> Result<Vec<PlannedJob>, RunError> {
+    let jobs = job::load(&opts.job)?;
+    let plan_opts = plan::PlanOptions {
+        loupe_bin: opts.loupe_bin.clone(),
+        log_root: opts.log_root.clone(),
+        timestamp: timestamp(opts.started),
+        host: "127.0.0.1".into(),
+        hostname: hostname(),
+        base_port: opts.base_port,
+        nsys_bin: opts.nsys_bin.clone(),
+    };
+    let plans = plan::build_all(&jobs, &plan_opts);
+    Ok(jobs
+        .into_iter()
+        .zip(plans)
+        .map(|(job, plan)| PlannedJob {
+            job,
+            plan,
+            nsys_bin: opts.nsys_bin.clone(),
+        })
+        .collect())
+}
+
+/// `YYYYMMDD_HHMMSS` of `at` in UTC: run directory names sort by start time.
+pub fn timestamp(at: jiff::Timestamp) -> String {
+    at.strftime("%Y%m%d_%H%M%S").to_string()
 }
 
 fn hostname() -> String {
@@ -90,88 +169,35 @@ fn nsys_available(bin: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
 }
 
-/// Load, plan and (unless dry-run or slurm) execute every job of the file. Returns whether
-/// every run succeeded.
-pub async fn run(args: RunArgs) -> Result<bool, String> {
-    let jobs = job::load(&args.job).map_err(|e| e.to_string())?;
-    let loupe_bin = match &args.loupe_bin {
-        Some(p) => p.clone(),
-        None => {
-            std::env::current_exe().map_err(|e| format!("cannot find the loupe binary: {e}"))?
-        }
-    };
-    let opts = plan::RunOptions {
-        loupe_bin,
-        log_root: args.log_root.clone(),
-        timestamp: timestamp(),
-        host: "127.0.0.1".into(),
-        hostname: hostname(),
-        base_port: args.base_port,
-        nsys_bin: std::env::var("SRTCTL_NSYS_BIN").unwrap_or_else(|_| "nsys".into()),
-    };
-    let mut all_ok = true;
-    for (i, j) in jobs.iter().enumerate() {
-        let mut opts = opts.clone();
-        if jobs.len() > 1 {
-            opts.timestamp = format!("{}_{i}", opts.timestamp);
-        }
-        let plan = plan::build(j, &opts);
-        if !j.sweep_point.is_empty() {
-            let point: Vec<String> = j
-                .sweep_point
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            eprintln!("sweep point {}: {}", i + 1, point.join(", "));
-        }
-        if args.dry_run {
-            print!("{}", plan::render(&plan));
-            continue;
-        }
-        if args.slurm {
-            print!("{}", slurm::render(&plan, j.job.slurm.as_ref()));
-            continue;
-        }
-        if plan.profiling == "nsys" && !nsys_available(&opts.nsys_bin) {
-            return Err(format!(
-                "{}: profiling.type nsys needs Nsight Systems: '{}' is not installed (install nsys or set SRTCTL_NSYS_BIN)",
-                args.job.display(),
-                opts.nsys_bin
-            ));
-        }
-        let outcome = tokio::select! {
-            r = exec::execute(&plan, &j.source) => r.map_err(|e| e.to_string()),
-            _ = tokio::signal::ctrl_c() => Err("interrupted: the workers were stopped".to_string()),
-        };
-        match outcome {
-            Ok(report) if report.failures.is_empty() => {
-                eprintln!(
-                    "job {} done: {}",
-                    plan.job,
-                    report.log_dir.join("summary.md").display()
-                );
-            }
-            Ok(report) => {
-                all_ok = false;
-                for f in &report.failures {
-                    eprintln!("job {}: {f}", plan.job);
-                }
-            }
-            Err(e) => {
-                all_ok = false;
-                eprintln!("job {} failed: {e}", plan.job);
-            }
-        }
-    }
-    Ok(all_ok)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::timestamp;
+    use jiff::Timestamp;
+
+    fn at(secs: i64) -> String {
+        timestamp(Timestamp::from_second(secs).unwrap())
+    }
+
     #[test]
-    fn timestamps_are_sortable_utc() {
-        let t = super::timestamp();
-        assert_eq!(t.len(), 15);
-        assert!(t.starts_with("20") && t.as_bytes()[8] == b'_');
+    fn timestamps_are_utc_civil_dates() {
+        assert_eq!(at(0), "19700101_000000");
+        // A leap day in a year divisible by 400.
+        assert_eq!(at(951_782_400), "20000229_000000");
+        // The last second of a year.
+        assert_eq!(at(1_735_689_599), "20241231_235959");
+        assert_eq!(at(1_735_689_600), "20250101_000000");
+        // Before the epoch.
+        assert_eq!(at(-1), "19691231_235959");
+    }
+
+    #[test]
+    fn timestamps_sort_like_the_instants() {
+        let stamps: Vec<String> = [0, 59, 3_600, 86_399, 951_782_400, 1_735_689_599]
+            .into_iter()
+            .map(at)
+            .collect();
+        let mut sorted = stamps.clone();
+        sorted.sort();
+        assert_eq!(stamps, sorted);
     }
 }

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::job::{BackendType, HealthCheck, LoadedJob, ProfilingType};
+use crate::job::{
+    Backend, BackendType, BenchmarkType, HealthCheck, Job, LoadedJob, Profiling, ProfilingType,
+    Resources,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,9 +42,9 @@ impl Role {
     }
 }
 
-/// Where and how to run things; the executor fills it from the command line.
+/// Where and how to run things (`crate::plan_jobs` fills it from [`crate::RunOptions`]).
 #[derive(Debug, Clone)]
-pub struct RunOptions {
+pub struct PlanOptions {
     /// The `loupe` binary used for `serve` and `bench` children.
     pub loupe_bin: PathBuf,
     /// Default parent of the run directory (`logs`).
@@ -139,7 +142,7 @@ fn flag_args(flags: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
 
 /// The run directory: `output.log_dir` with `{job}`/`{timestamp}`, or `<root>/<job>_<timestamp>`.
 /// Absolute, because the servers receive it as their profile `output_dir`.
-pub fn log_dir(job: &LoadedJob, opts: &RunOptions) -> PathBuf {
+pub fn log_dir(job: &LoadedJob, opts: &PlanOptions) -> PathBuf {
     let name = &job.job.name;
     let dir = match job.job.output.as_ref().and_then(|o| o.log_dir.as_ref()) {
         Some(t) => PathBuf::from(
@@ -155,217 +158,282 @@ pub fn log_dir(job: &LoadedJob, opts: &RunOptions) -> PathBuf {
     }
 }
 
-pub fn build(job: &LoadedJob, opts: &RunOptions) -> Plan {
+/// One plan per job of a file. A sweep's jobs get `_<i>` after the timestamp, so that their
+/// run directories differ.
+pub fn build_all(jobs: &[LoadedJob], opts: &PlanOptions) -> Vec<Plan> {
+    jobs.iter()
+        .enumerate()
+        .map(|(i, j)| {
+            let mut opts = opts.clone();
+            if jobs.len() > 1 {
+                opts.timestamp = format!("{}_{i}", opts.timestamp);
+            }
+            build(j, &opts)
+        })
+        .collect()
+}
+
+/// The plan of one job: its workers, then the profiling phases on them, then the benchmark
+/// runs against the first.
+pub fn build(job: &LoadedJob, opts: &PlanOptions) -> Plan {
     let j = &job.job;
     let dir = log_dir(job, opts);
-    let backend = j.backend.as_ref().map(|b| &b.value);
-    let kind = backend.map_or(BackendType::Embedded, |b| b.kind);
-    let profiling = j
-        .profiling
+    let profiling = active_profiling(j);
+    let workers = workers(j, profiling, &dir, opts);
+    let phases = profiling.map_or_else(Vec::new, |p| profile_phases(p, &workers, &dir));
+    Plan {
+        job: j.name.clone(),
+        benches: benchmark_runs(j, &dir),
+        log_dir: dir,
+        host: opts.host.clone(),
+        workers,
+        phases,
+        health: j.health_check.unwrap_or_default(),
+        profiling: profiling.map_or("none", |p| profile_type(p.kind)),
+        loupe_bin: opts.loupe_bin.clone(),
+        hostname: opts.hostname.clone(),
+    }
+}
+
+/// `profiling`, unless absent or `type: none`.
+fn active_profiling(j: &Job) -> Option<&Profiling> {
+    j.profiling
         .as_ref()
         .map(|p| &p.value)
-        .filter(|p| p.kind != ProfilingType::None);
-    let res = &j.resources.value;
-    let roles: Vec<Role> = if res.disaggregated() {
+        .filter(|p| p.kind != ProfilingType::None)
+}
+
+/// `PROFILE_TYPE` and the plan's `profiling`: nsys, or torch for everything else.
+fn profile_type(kind: ProfilingType) -> &'static str {
+    if kind == ProfilingType::Nsys {
+        "nsys"
+    } else {
+        "torch"
+    }
+}
+
+/// One role per worker: the prefill workers then the decode workers, or the aggregated ones.
+fn roles(res: &Resources) -> Vec<Role> {
+    if res.disaggregated() {
         let mut r = vec![Role::Prefill; res.prefill_workers.unwrap_or(0) as usize];
         r.extend(vec![Role::Decode; res.decode_workers.unwrap_or(0) as usize]);
         r
     } else {
         vec![Role::Aggregated; res.agg_workers.unwrap_or(1) as usize]
-    };
+    }
+}
+
+/// Every worker: its index within its role, its port (base + 32 i over all workers), its
+/// command line (nsys-wrapped when profiling with nsys), environment and log files.
+fn workers(j: &Job, profiling: Option<&Profiling>, dir: &Path, opts: &PlanOptions) -> Vec<Worker> {
+    let backend = j.backend.as_ref().map(|b| &b.value);
     let mut per_role = BTreeMap::new();
     let mut workers = Vec::new();
-    for (i, role) in roles.into_iter().enumerate() {
+    for (i, role) in roles(&j.resources.value).into_iter().enumerate() {
         let index = *per_role
             .entry(role.mode())
             .and_modify(|n| *n += 1)
             .or_insert(0usize);
         let port = opts.base_port + 32 * i as u16;
-        let flags = backend
-            .and_then(|b| b.sglang_config.get(role.config_key()))
-            .map(flag_args)
-            .unwrap_or_default();
-        let model = &j.model.value.path;
-        let mut command: Vec<String> = match kind {
-            BackendType::Embedded => [opts.loupe_bin.display().to_string(), "serve".into()].into(),
-            BackendType::Sglang => ["python3", "-m", "sglang.launch_server"]
-                .map(String::from)
-                .into(),
-            BackendType::Command => {
-                let template = backend.and_then(|b| b.command.clone()).unwrap_or_default();
-                let line = template
-                    .replace("{port}", &port.to_string())
-                    .replace("{host}", &opts.host)
-                    .replace("{model_path}", model);
-                ["bash".into(), "-c".into(), line].into()
-            }
-        };
-        if kind != BackendType::Command {
-            command.extend([
-                "--model-path".into(),
-                model.clone(),
-                "--host".into(),
-                opts.host.clone(),
-                "--port".into(),
-                port.to_string(),
-            ]);
-            if kind == BackendType::Sglang && role != Role::Aggregated {
-                command.extend(["--disaggregation-mode".into(), role.mode().into()]);
-            }
-            command.extend(flags);
-        }
         let label = format!("{}_{}_w{index}", opts.hostname, role.mode());
+        let mut command = server_command(backend, role, &j.model.value.path, port, opts);
         if let Some(p) = profiling.filter(|p| p.kind == ProfilingType::Nsys) {
             let out = dir
                 .join("profiles")
                 .join(role.mode())
                 .join(format!("{label}_profile"));
-            let mut wrapped: Vec<String> = [
-                opts.nsys_bin.as_str(),
-                "profile",
-                "-t",
-                "cuda,nvtx",
-                "--cuda-graph-trace=node",
-                "-c",
-                "cudaProfilerApi",
-                "--capture-range-end",
-                "stop",
-                "--force-overwrite",
-                "true",
-            ]
-            .map(String::from)
-            .into();
-            wrapped.extend(p.extra_nsys_args.iter().cloned());
-            wrapped.extend(["-o".into(), out.display().to_string()]);
-            wrapped.extend(command);
-            command = wrapped;
-        }
-        let mut env = j.environment.clone();
-        if let Some(b) = backend {
-            let role_env = match role {
-                Role::Prefill => &b.prefill_environment,
-                Role::Decode => &b.decode_environment,
-                Role::Aggregated => &b.aggregated_environment,
-            };
-            env.extend(role_env.clone());
-        }
-        if let Some(p) = profiling {
-            env.insert("PROFILING_MODE".into(), role.mode().into());
-            env.insert(
-                "PROFILE_TYPE".into(),
-                if p.kind == ProfilingType::Nsys {
-                    "nsys"
-                } else {
-                    "torch"
-                }
-                .into(),
-            );
-            env.insert(
-                "SGLANG_TORCH_PROFILER_DIR".into(),
-                dir.join("profiles").join(role.mode()).display().to_string(),
-            );
+            command = nsys_wrapped(p, &out, command, opts);
         }
         workers.push(Worker {
             role,
             index,
             port,
             command,
-            env,
+            env: worker_env(j, backend, role, profiling, dir),
             stdout: dir.join(format!("{label}.out")),
             stderr: dir.join(format!("{label}.err")),
         });
     }
-    let mut phases = Vec::new();
-    if let Some(p) = profiling {
-        for (name, role, phase) in [
-            ("prefill", Role::Prefill, &p.prefill),
-            ("decode", Role::Decode, &p.decode),
-            ("aggregated", Role::Aggregated, &p.aggregated),
-        ] {
-            let Some(ph) = phase else { continue };
-            let v = &ph.value;
-            let worker = workers
-                .iter()
-                .position(|w| w.role == role)
-                .expect("validated: one worker per phase");
-            let (start, stop) = (v.start_step.unwrap_or(0), v.stop_step.unwrap_or(50));
-            let concurrency = v.concurrency.or(p.concurrency).expect("validated");
-            let (isl, osl) = (
-                v.isl.or(p.isl).expect("validated"),
-                v.osl.or(p.osl).expect("validated"),
-            );
-            phases.push(ProfilePhase {
-                name,
-                worker,
-                start_step: start,
-                num_steps: stop - start,
-                activities: if p.kind == ProfilingType::Nsys {
-                    vec!["CUDA_PROFILER"]
-                } else {
-                    vec!["CPU", "GPU"]
-                },
-                output_dir: dir.join("profiles").join(role.mode()),
-                traffic: Traffic {
-                    isl,
-                    osl,
-                    concurrency,
-                    // Enough requests for the window: srtctl sends 128; more when concurrent.
-                    num_prompts: (4 * concurrency).max(128),
-                    warmup: 0,
-                    range_ratio: 1.0,
-                    output_file: dir
-                        .join(format!("profile_{name}_isl_{isl}_osl_{osl}"))
-                        .join(format!("concurrency_{concurrency}.json")),
-                },
-            });
+    workers
+}
+
+/// The server's command line: `loupe serve` or SGLang with the role's `sglang_config` flags,
+/// or the backend's own command with its placeholders filled in.
+fn server_command(
+    backend: Option<&Backend>,
+    role: Role,
+    model: &str,
+    port: u16,
+    opts: &PlanOptions,
+) -> Vec<String> {
+    let kind = backend.map_or(BackendType::Embedded, |b| b.kind);
+    let mut command: Vec<String> = match kind {
+        BackendType::Embedded => [opts.loupe_bin.display().to_string(), "serve".into()].into(),
+        BackendType::Sglang => ["python3", "-m", "sglang.launch_server"]
+            .map(String::from)
+            .into(),
+        BackendType::Command => {
+            let template = backend.and_then(|b| b.command.clone()).unwrap_or_default();
+            let line = template
+                .replace("{port}", &port.to_string())
+                .replace("{host}", &opts.host)
+                .replace("{model_path}", model);
+            return ["bash".into(), "-c".into(), line].into();
         }
+    };
+    command.extend([
+        "--model-path".into(),
+        model.to_string(),
+        "--host".into(),
+        opts.host.clone(),
+        "--port".into(),
+        port.to_string(),
+    ]);
+    if kind == BackendType::Sglang && role != Role::Aggregated {
+        command.extend(["--disaggregation-mode".into(), role.mode().into()]);
     }
-    let mut benches = Vec::new();
-    if let Some(b) = j
+    let flags = backend
+        .and_then(|b| b.sglang_config.get(role.config_key()))
+        .map(flag_args)
+        .unwrap_or_default();
+    command.extend(flags);
+    command
+}
+
+/// srtctl's nsys wrapper: capture between cudaProfilerStart/Stop, the report at `out`.
+fn nsys_wrapped(
+    p: &Profiling,
+    out: &Path,
+    command: Vec<String>,
+    opts: &PlanOptions,
+) -> Vec<String> {
+    let mut wrapped: Vec<String> = [
+        opts.nsys_bin.as_str(),
+        "profile",
+        "-t",
+        "cuda,nvtx",
+        "--cuda-graph-trace=node",
+        "-c",
+        "cudaProfilerApi",
+        "--capture-range-end",
+        "stop",
+        "--force-overwrite",
+        "true",
+    ]
+    .map(String::from)
+    .into();
+    wrapped.extend(p.extra_nsys_args.iter().cloned());
+    wrapped.extend(["-o".into(), out.display().to_string()]);
+    wrapped.extend(command);
+    wrapped
+}
+
+/// The job's environment, the role's, and srtctl's profiling variables.
+fn worker_env(
+    j: &Job,
+    backend: Option<&Backend>,
+    role: Role,
+    profiling: Option<&Profiling>,
+    dir: &Path,
+) -> BTreeMap<String, String> {
+    let mut env = j.environment.clone();
+    if let Some(b) = backend {
+        let role_env = match role {
+            Role::Prefill => &b.prefill_environment,
+            Role::Decode => &b.decode_environment,
+            Role::Aggregated => &b.aggregated_environment,
+        };
+        env.extend(role_env.clone());
+    }
+    if let Some(p) = profiling {
+        env.insert("PROFILING_MODE".into(), role.mode().into());
+        env.insert("PROFILE_TYPE".into(), profile_type(p.kind).into());
+        env.insert(
+            "SGLANG_TORCH_PROFILER_DIR".into(),
+            dir.join("profiles").join(role.mode()).display().to_string(),
+        );
+    }
+    env
+}
+
+/// One phase per configured window, on the worker of its role, with the phase's traffic
+/// (falling back to the profiling-level isl/osl/concurrency).
+fn profile_phases(p: &Profiling, workers: &[Worker], dir: &Path) -> Vec<ProfilePhase> {
+    let mut phases = Vec::new();
+    for (name, role, phase) in [
+        ("prefill", Role::Prefill, &p.prefill),
+        ("decode", Role::Decode, &p.decode),
+        ("aggregated", Role::Aggregated, &p.aggregated),
+    ] {
+        let Some(ph) = phase else { continue };
+        let v = &ph.value;
+        let worker = workers
+            .iter()
+            .position(|w| w.role == role)
+            .expect("validated: one worker per phase");
+        let (start, stop) = (v.start_step.unwrap_or(0), v.stop_step.unwrap_or(50));
+        let concurrency = v.concurrency.or(p.concurrency).expect("validated");
+        let (isl, osl) = (
+            v.isl.or(p.isl).expect("validated"),
+            v.osl.or(p.osl).expect("validated"),
+        );
+        phases.push(ProfilePhase {
+            name,
+            worker,
+            start_step: start,
+            num_steps: stop - start,
+            activities: if p.kind == ProfilingType::Nsys {
+                vec!["CUDA_PROFILER"]
+            } else {
+                vec!["CPU", "GPU"]
+            },
+            output_dir: dir.join("profiles").join(role.mode()),
+            traffic: Traffic {
+                isl,
+                osl,
+                concurrency,
+                // Enough requests for the window: srtctl sends 128; more when concurrent.
+                num_prompts: (4 * concurrency).max(128),
+                warmup: 0,
+                range_ratio: 1.0,
+                output_file: dir
+                    .join(format!("profile_{name}_isl_{isl}_osl_{osl}"))
+                    .join(format!("concurrency_{concurrency}.json")),
+            },
+        });
+    }
+    phases
+}
+
+/// `benchmark.type: loupe`: one run per concurrency, srtctl's prompt and warm-up multiples.
+fn benchmark_runs(j: &Job, dir: &Path) -> Vec<Traffic> {
+    let Some(b) = j
         .benchmark
         .as_ref()
         .map(|b| &b.value)
-        .filter(|b| b.kind == crate::job::BenchmarkType::Loupe)
-    {
-        let (isl, osl) = (b.isl.expect("validated"), b.osl.expect("validated"));
-        for c in b
-            .concurrencies
-            .as_ref()
-            .expect("validated")
-            .values()
-            .expect("validated")
-        {
-            benches.push(Traffic {
-                isl,
-                osl,
-                concurrency: c,
-                num_prompts: c * b.num_prompts_mult.unwrap_or(10),
-                warmup: c * b.num_warmup_mult.unwrap_or(2),
-                range_ratio: b.random_range_ratio.unwrap_or(0.8),
-                output_file: dir
-                    .join(format!("loupe-bench_isl_{isl}_osl_{osl}"))
-                    .join(format!("concurrency_{c}.json")),
-            });
-        }
-    }
-    Plan {
-        job: j.name.clone(),
-        log_dir: dir,
-        host: opts.host.clone(),
-        workers,
-        phases,
-        benches,
-        health: j.health_check.unwrap_or_default(),
-        profiling: profiling.map_or("none", |p| {
-            if p.kind == ProfilingType::Nsys {
-                "nsys"
-            } else {
-                "torch"
-            }
-        }),
-        loupe_bin: opts.loupe_bin.clone(),
-        hostname: opts.hostname.clone(),
-    }
+        .filter(|b| b.kind == BenchmarkType::Loupe)
+    else {
+        return Vec::new();
+    };
+    let (isl, osl) = (b.isl.expect("validated"), b.osl.expect("validated"));
+    b.concurrencies
+        .as_ref()
+        .expect("validated")
+        .values()
+        .expect("validated")
+        .into_iter()
+        .map(|c| Traffic {
+            isl,
+            osl,
+            concurrency: c,
+            num_prompts: c * b.num_prompts_mult.unwrap_or(10),
+            warmup: c * b.num_warmup_mult.unwrap_or(2),
+            range_ratio: b.random_range_ratio.unwrap_or(0.8),
+            output_file: dir
+                .join(format!("loupe-bench_isl_{isl}_osl_{osl}"))
+                .join(format!("concurrency_{c}.json")),
+        })
+        .collect()
 }
 
 /// The `loupe bench` command line of one traffic run against `url`.

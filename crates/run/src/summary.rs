@@ -2,8 +2,9 @@
 //! `loupe trace summary` of each phase's traces (with `loupe trace ranks` for several ranks).
 
 use std::fmt::Write;
+use std::io::Write as _;
 
-use crate::exec::Report;
+use crate::outcome::JobOutcome;
 use crate::plan::Plan;
 
 fn num(v: &serde_json::Value, key: &str) -> String {
@@ -12,7 +13,8 @@ fn num(v: &serde_json::Value, key: &str) -> String {
         .map_or_else(|| "-".into(), |x| format!("{x:.2}"))
 }
 
-pub fn write(plan: &Plan, report: &Report) -> std::io::Result<()> {
+/// The markdown of `summary.md`.
+pub fn render(plan: &Plan, outcome: &JobOutcome) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# {}\n", plan.job);
     let _ = writeln!(
@@ -21,14 +23,15 @@ pub fn write(plan: &Plan, report: &Report) -> std::io::Result<()> {
         plan.log_dir.display(),
         plan.profiling
     );
-    if !report.bench_results.is_empty() {
+    let results = outcome.bench_results();
+    if !results.is_empty() {
         let _ = writeln!(o, "## Benchmarks\n");
         let _ = writeln!(
             o,
             "| run | completed | output tok/s | mean TTFT ms | mean TPOT ms | p99 ITL ms |"
         );
         let _ = writeln!(o, "|---|---|---|---|---|---|");
-        for (name, r) in &report.bench_results {
+        for (name, r) in &results {
             let _ = writeln!(
                 o,
                 "| {name} | {} | {} | {} | {} | {} |",
@@ -41,21 +44,21 @@ pub fn write(plan: &Plan, report: &Report) -> std::io::Result<()> {
         }
         let _ = writeln!(o);
     }
-    if !report.trace_files.is_empty() {
+    if !outcome.phases.is_empty() {
         let _ = writeln!(o, "## Traces\n");
-        for (phase, files) in &report.trace_files {
-            let _ = writeln!(o, "- {phase}: {} file(s)", files.len());
-            for f in files {
+        for p in &outcome.phases {
+            let _ = writeln!(o, "- {}: {} file(s)", p.name, p.trace_files.len());
+            for f in &p.trace_files {
                 let _ = writeln!(o, "  - `{f}`");
             }
         }
         let _ = writeln!(o);
-        for (phase, files) in &report.trace_files {
-            let traces = loupe_trace::files::rank_traces(files);
+        for p in &outcome.phases {
+            let traces = loupe_trace::files::rank_traces(&p.trace_files);
             if traces.is_empty() {
                 continue;
             }
-            let _ = writeln!(o, "### {phase}: where the time goes\n");
+            let _ = writeln!(o, "### {}: where the time goes\n", p.name);
             match loupe_trace::report::summary_text(&traces, 10) {
                 Ok(text) => {
                     let _ = writeln!(o, "```\n{}```\n", text);
@@ -66,11 +69,87 @@ pub fn write(plan: &Plan, report: &Report) -> std::io::Result<()> {
             }
         }
     }
-    if !report.failures.is_empty() {
+    let failures = outcome.failures();
+    if !failures.is_empty() {
         let _ = writeln!(o, "## Failures\n");
-        for f in &report.failures {
+        for f in &failures {
             let _ = writeln!(o, "- {f}");
         }
     }
-    std::fs::write(plan.log_dir.join("summary.md"), o)
+    o
+}
+
+/// Write `summary.md` into the run directory (whole or not at all).
+pub fn write(plan: &Plan, outcome: &JobOutcome) -> std::io::Result<()> {
+    let text = render(plan, outcome);
+    loupe_trace::export::write_atomic(&outcome.summary_path(), |w| w.write_all(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::outcome::{BenchOutcome, PhaseOutcome};
+
+    fn plan(dir: PathBuf) -> Plan {
+        Plan {
+            job: "pd".into(),
+            log_dir: dir,
+            host: "127.0.0.1".into(),
+            workers: Vec::new(),
+            phases: Vec::new(),
+            benches: Vec::new(),
+            health: Default::default(),
+            profiling: "torch",
+            loupe_bin: PathBuf::from("loupe"),
+            hostname: "node0".into(),
+        }
+    }
+
+    #[test]
+    fn the_summary_lists_results_traces_and_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let outcome = JobOutcome {
+            job: "pd".into(),
+            log_dir: dir.path().to_path_buf(),
+            phases: vec![
+                PhaseOutcome {
+                    name: "prefill".into(),
+                    // Not a trace file loupe trace reads: listed, not summarised.
+                    trace_files: vec!["/x/prefill.nsys-rep".into()],
+                    bench: Ok(json!({"completed": 128, "output_throughput": 1234.5678,
+                        "mean_ttft_ms": 1.0, "mean_tpot_ms": 2.25})),
+                },
+                PhaseOutcome {
+                    name: "decode".into(),
+                    trace_files: Vec::new(),
+                    bench: Err("the benchmark at concurrency 4 generated 0 tokens".into()),
+                },
+            ],
+            benches: vec![BenchOutcome {
+                concurrency: 8,
+                result: Ok(json!({"completed": 80, "output_throughput": 10.0,
+                    "mean_ttft_ms": 3.0, "mean_tpot_ms": 4.0, "p99_itl_ms": 5.5})),
+            }],
+        };
+        write(&plan(dir.path().to_path_buf()), &outcome).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+        let want = format!(
+            "# pd\n\nRun directory: `{}`; profiling: torch.\n\n## Benchmarks\n\n\
+             | run | completed | output tok/s | mean TTFT ms | mean TPOT ms | p99 ITL ms |\n\
+             |---|---|---|---|---|---|\n\
+             | phase prefill | 128 | 1234.57 | 1.00 | 2.25 | - |\n\
+             | concurrency 8 | 80 | 10.00 | 3.00 | 4.00 | 5.50 |\n\n\
+             ## Traces\n\n- prefill: 1 file(s)\n  - `/x/prefill.nsys-rep`\n- decode: 0 file(s)\n\n\
+             ## Failures\n\n- phase decode: no trace files were written\n\
+             - phase decode: the benchmark at concurrency 4 generated 0 tokens\n",
+            dir.path().display()
+        );
+        assert_eq!(text, want);
+        // Written whole through a temporary file: nothing else is left in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }
