@@ -34,6 +34,6 @@ pub use metrics::{MetricsError, Sample};
 pub use server::{Engine, Server, headers, http_client};
 pub use start::{BodyError, LaxInt, StartProfile};
 pub use status::{ProfileState, ProfileStatus};
-pub use wait::{CompletionRule, Observation, is_profiler_output, list_outputs};
+pub use wait::{CompletionRule, Observation, list_outputs};
 #[cfg(feature = "http")]
 pub use wait::{FilesOutcome, WaitFor, Watched};

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loupe_client::{Server, StartProfile, WaitFor, is_profiler_output};
+use loupe_client::{Server, StartProfile, WaitFor};
 
 use crate::error::{RunError, io};
 use crate::outcome::{BenchOutcome, JobOutcome, PhaseOutcome};
@@ -263,7 +263,10 @@ async fn finish_profile(server: &Server, dir: &Path, log: &mut RunLog) -> Vec<St
         dir_poll: Duration::from_millis(500),
         ..WaitFor::new(None, Duration::from_secs(600))
     };
-    let outcome = match server.wait_for_files(&wait, &is_profiler_output).await {
+    let outcome = match server
+        .wait_for_files(&wait, &loupe_trace::files::is_profile_file)
+        .await
+    {
         Ok(o) => Some(o),
         Err(e) => {
             // A status route that fails (e.g. it wants a key this run does not have): the
@@ -274,7 +277,7 @@ async fn finish_profile(server: &Server, dir: &Path, log: &mut RunLog) -> Vec<St
                 ..wait
             };
             server
-                .wait_for_files(&dir_only, &is_profiler_output)
+                .wait_for_files(&dir_only, &loupe_trace::files::is_profile_file)
                 .await
                 .ok()
         }

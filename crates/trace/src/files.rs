@@ -2,7 +2,9 @@
 //! profile file names. SGLang's torch profiler writes one Kineto trace per rank
 //! (`<id>-TP-0[-DP-0][-EXTEND].trace.json.gz`), its merger `merged-<id>.trace.json.gz`, its
 //! memory profiler `<id>-TP-0-memory[-STAGE].pickle`; loupe's profiler writes memory snapshots
-//! as `-memory[-STAGE].json` and RPD databases as `.rpd`.
+//! as `-memory[-STAGE].json` and RPD databases as `.rpd`; Nsight Systems writes `.nsys-rep`
+//! (`.qdrep` before 2021.3). A name starting with `.` is a file still being written under a
+//! temporary name and is nothing yet.
 //!
 //! The name only says which file to pick up; what a file holds is always read from its bytes
 //! ([`import`](crate::import)).
@@ -22,13 +24,17 @@ pub enum ProfileFile {
     MemorySnapshot,
     /// An RPD (rocmProfileData) SQLite database.
     Rpd,
+    /// An Nsight Systems report.
+    NsysReport,
 }
 
 impl ProfileFile {
     /// What the file name `name` (no directory) says the file is; `None` for anything a
     /// profiler does not write.
     pub fn of(name: &str) -> Option<ProfileFile> {
-        if name.ends_with(".trace.json.gz") || name.ends_with(".trace.json") {
+        if name.starts_with('.') {
+            None
+        } else if name.ends_with(".trace.json.gz") || name.ends_with(".trace.json") {
             Some(
                 if name.starts_with("merged-") || name.contains("-merged-") {
                     ProfileFile::MergedTrace
@@ -40,6 +46,8 @@ impl ProfileFile {
             Some(ProfileFile::MemorySnapshot)
         } else if name.ends_with(".rpd") {
             Some(ProfileFile::Rpd)
+        } else if name.ends_with(".nsys-rep") || name.ends_with(".qdrep") {
+            Some(ProfileFile::NsysReport)
         } else {
             None
         }
@@ -51,6 +59,12 @@ impl ProfileFile {
             .and_then(|n| n.to_str())
             .and_then(ProfileFile::of)
     }
+}
+
+/// Is `name` (a file name) anything a profiler writes? The predicate loupe-client's wait
+/// loop is given, so a profile counts the same files whatever waits for it.
+pub fn is_profile_file(name: &str) -> bool {
+    ProfileFile::of(name).is_some()
 }
 
 /// loupe's memory snapshots: `<id>-TP-0-memory.json`, with SGLang's stage after `-memory`
@@ -117,7 +131,12 @@ mod tests {
             Some(ProfileFile::MemorySnapshot)
         );
         assert_eq!(kind("1769070226.07-DP-0.rpd"), Some(ProfileFile::Rpd));
+        assert_eq!(kind("w0_profile.nsys-rep"), Some(ProfileFile::NsysReport));
+        assert_eq!(kind("old.qdrep"), Some(ProfileFile::NsysReport));
         for other in [
+            ".1-TP-0.trace.json.gz.a1b2.tmp",
+            ".1-TP-0.trace.json.gz",
+            "report.qdstrm",
             "server.log",
             "a.json",
             "plan.json",

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use loupe_client::{LaxInt, Server, StartProfile, WaitFor, Watched, is_profiler_output};
+use loupe_client::{LaxInt, Server, StartProfile, WaitFor, Watched};
 
 use super::{ProfileEndpoint, summarize_traces};
 use crate::error::{BenchError, Result};
@@ -213,7 +213,9 @@ impl ProfileRun {
                     self.errors.push(format!("stop ({label}): {e}"));
                 }
             }
-            let mut outcome = server.wait_for_files(&wait_for, &is_profiler_output).await;
+            let mut outcome = server
+                .wait_for_files(&wait_for, &loupe_trace::files::is_profile_file)
+                .await;
             if let Ok(o) = &outcome
                 && let Watched::Status(st) = &o.watched
                 && !o.complete
@@ -226,7 +228,10 @@ impl ProfileRun {
                     st.state, self.args.profile_wait_timeout, st.steps_captured
                 ));
                 let _ = server.stop_profile().await;
-                if let Ok(again) = server.wait_for_files(&wait_for, &is_profiler_output).await {
+                if let Ok(again) = server
+                    .wait_for_files(&wait_for, &loupe_trace::files::is_profile_file)
+                    .await
+                {
                     outcome = Ok(again);
                 }
             }

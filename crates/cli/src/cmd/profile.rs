@@ -10,9 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
 use loupe_client::nsys::{self, NsysCommand as Nsys};
-use loupe_client::{
-    LaxInt, ProfileStatus, Server, StartProfile, WaitFor, Watched, is_profiler_output,
-};
+use loupe_client::{LaxInt, ProfileStatus, Server, StartProfile, WaitFor, Watched};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProfileArgs {
@@ -192,7 +190,9 @@ async fn wait_and_list(
         since: Some(SystemTime::now() - Duration::from_secs(1)),
         ..WaitFor::new(id, Duration::from_secs_f64(timeout.max(0.0)))
     };
-    let out = server.wait_for_files(&w, &is_profiler_output).await?;
+    let out = server
+        .wait_for_files(&w, &loupe_trace::files::is_profile_file)
+        .await?;
     match out.watched {
         Watched::Status(st) => {
             print_status(&st);
