@@ -149,6 +149,20 @@ impl ByteLevel {
         }
     }
 
+    /// Whether the bytes of `ids` end in the first bytes of a UTF-8 character, which more
+    /// bytes could complete (and not in a byte that no continuation makes valid).
+    pub fn ends_in_partial_char(&self, ids: &[u32], skip_special: bool) -> bool {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            self.push_bytes(id, skip_special, &mut bytes);
+        }
+        // A character has at most 4 bytes: its start is among the last 3 if it is cut off.
+        (bytes.len().saturating_sub(3)..bytes.len()).any(|i| {
+            matches!(std::str::from_utf8(&bytes[i..]),
+                Err(e) if e.valid_up_to() == 0 && e.error_len().is_none())
+        })
+    }
+
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> String {
         let mut bytes = Vec::with_capacity(ids.len());
         for &id in ids {

@@ -135,6 +135,18 @@ impl Tokenizer {
         }
     }
 
+    /// Whether the text of `ids` (whose decode ends in U+FFFD) may end in the first bytes of a
+    /// character that later ids complete, so that a streamed delta should wait for them.
+    /// The byte-level tokenizer knows: a byte that no continuation can make valid (a random
+    /// model emits many) is U+FFFD for good and streams at once. Of a Hugging Face tokenizer
+    /// only the text is known, and a trailing U+FFFD waits (SGLang's rule).
+    fn may_complete_a_char(&self, ids: &[u32], skip_special_tokens: bool) -> bool {
+        match &self.kind {
+            Kind::Byte(b) => b.ends_in_partial_char(ids, skip_special_tokens),
+            Kind::Hf(_) => true,
+        }
+    }
+
     pub fn has_chat_template(&self) -> bool {
         self.chat_template.is_some()
     }
@@ -177,7 +189,7 @@ impl Tokenizer {
 /// Turns a growing list of generated ids into text deltas. Decodes a small window so that
 /// tokenizers which drop a leading space at the start of a decode (SentencePiece) and
 /// characters split over several byte tokens both come out right: a delta is released only
-/// when it no longer ends in an incomplete character (U+FFFD).
+/// when it no longer ends in an incomplete character (U+FFFD that later ids may complete).
 #[derive(Debug, Default, Clone)]
 pub struct IncrementalDetokenizer {
     ids: Vec<u32>,
@@ -208,8 +220,10 @@ impl IncrementalDetokenizer {
             &self.ids[self.prefix_offset..self.read_offset],
             skip_special,
         )?;
-        let full = tok.decode(&self.ids[self.prefix_offset..], skip_special)?;
-        if full.len() > prefix.len() && !full.ends_with('\u{FFFD}') && full.starts_with(&prefix) {
+        let window = &self.ids[self.prefix_offset..];
+        let full = tok.decode(window, skip_special)?;
+        let partial = full.ends_with('\u{FFFD}') && tok.may_complete_a_char(window, skip_special);
+        if full.len() > prefix.len() && !partial && full.starts_with(&prefix) {
             let delta = full[prefix.len()..].to_string();
             self.prefix_offset = self.read_offset;
             self.read_offset = self.ids.len();
@@ -278,6 +292,48 @@ mod tests {
         let mut d = IncrementalDetokenizer::new(&[]);
         assert_eq!(d.push(&t, 0xE2 + BYTE_OFFSET, true).unwrap(), "");
         assert_eq!(d.flush(&t, true).unwrap(), "\u{FFFD}");
+    }
+
+    /// A byte that no continuation can make valid streams as U+FFFD at once, instead of
+    /// holding back every delta after it until the end (a random model emits many).
+    #[test]
+    fn incremental_detokenizer_streams_invalid_bytes_at_once() {
+        let t = Tokenizer::byte_level(512);
+        let b = |c: u8| c as u32 + BYTE_OFFSET;
+        let mut d = IncrementalDetokenizer::new(&[]);
+        let deltas: Vec<String> = [
+            b(0x80),
+            b(0x80),
+            b(0xE2),
+            b(b'A'),
+            b(0xC3),
+            b(0xA9),
+            b(0xFF),
+        ]
+        .iter()
+        .map(|&i| d.push(&t, i, true).unwrap())
+        .collect();
+        assert_eq!(
+            deltas,
+            ["\u{FFFD}", "\u{FFFD}", "", "\u{FFFD}A", "", "é", "\u{FFFD}"]
+        );
+        assert_eq!(d.flush(&t, true).unwrap(), "");
+    }
+
+    /// Streamed deltas add up to the whole decode, whatever the ids.
+    #[test]
+    fn incremental_deltas_add_up_to_the_decode() {
+        use rand::{RngExt, SeedableRng};
+        let t = Tokenizer::byte_level(512);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..50 {
+            // Mostly bytes, so that split and invalid characters are common.
+            let ids: Vec<u32> = (0..200).map(|_| rng.random_range(0..300)).collect();
+            let mut d = IncrementalDetokenizer::new(&[]);
+            let mut text: String = ids.iter().map(|&i| d.push(&t, i, true).unwrap()).collect();
+            text.push_str(&d.flush(&t, true).unwrap());
+            assert_eq!(text, t.decode(&ids, true).unwrap());
+        }
     }
 
     #[test]
