@@ -51,7 +51,7 @@ pub fn attend_row(
         let q = &q_row[lh * hd..end * hd];
         let o = &mut out[lh * hd..end * hd];
         #[cfg(target_arch = "x86_64")]
-        if avx512::available()
+        if crate::simd::avx512::available()
             && avx512::group(heads, q, end - lh, g, &slots[..ctx], kc, vc, o, scores)
         {
             lh = end;
@@ -93,42 +93,11 @@ fn portable_group(
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512 {
+mod avx512 {
     use std::arch::x86_64::*;
 
     use super::Heads;
-
-    pub fn available() -> bool {
-        std::is_x86_feature_detected!("avx512f")
-    }
-
-    /// e^x for 16 lanes: 2^(x·log2 e) split into an integer power (scalef) and a degree-6
-    /// polynomial on [-1/2, 1/2] (relative error about 2e-7).
-    #[inline(always)]
-    pub unsafe fn exp(x: __m512) -> __m512 {
-        // SAFETY: AVX-512F is available (callers are avx512f target functions).
-        unsafe {
-            let x = _mm512_max_ps(
-                _mm512_min_ps(x, _mm512_set1_ps(88.0)),
-                _mm512_set1_ps(-88.0),
-            );
-            let t = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E));
-            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
-            let f = _mm512_sub_ps(t, n);
-            let mut p = _mm512_set1_ps(1.540_353_1e-4);
-            for c in [
-                1.333_355_8e-3,
-                9.618_129e-3,
-                5.550_411e-2,
-                0.240_226_5,
-                std::f32::consts::LN_2,
-                1.0,
-            ] {
-                p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
-            }
-            _mm512_scalef_ps(p, n)
-        }
-    }
+    use crate::simd::avx512::exp;
 
     /// Shapes with a register-resident kernel: (heads per group, head_dim / 16).
     macro_rules! dispatch {

@@ -28,7 +28,7 @@ pub fn silu_mul(out: &mut [f32], gu: &[f32], inter: usize) {
     for (o, row) in out.chunks_exact_mut(inter).zip(gu.chunks_exact(2 * inter)) {
         let (g, u) = row.split_at(inter);
         #[cfg(target_arch = "x86_64")]
-        if crate::attention::avx512::available() {
+        if crate::simd::avx512::available() {
             // SAFETY: AVX-512F is available; the three slices have `inter` elements.
             unsafe { x86::silu_mul_avx512(o, g, u) };
             continue;
@@ -134,23 +134,12 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Dot product.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if crate::simd::avx2_fma() {
         // SAFETY: the CPU supports the features the function is compiled for.
         return unsafe { x86::dot(a, b) };
     }
@@ -178,7 +167,7 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
 pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     debug_assert_eq!(x.len(), y.len());
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if crate::simd::avx2_fma() {
         // SAFETY: the CPU supports the features the function is compiled for.
         return unsafe { x86::axpy(y, alpha, x) };
     }
@@ -208,7 +197,7 @@ mod x86 {
                 };
                 let gv = _mm512_maskz_loadu_ps(mask, g.as_ptr().add(i));
                 let uv = _mm512_maskz_loadu_ps(mask, u.as_ptr().add(i));
-                let e = crate::attention::avx512::exp(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+                let e = crate::simd::avx512::exp(_mm512_sub_ps(_mm512_setzero_ps(), gv));
                 let r = _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), uv);
                 _mm512_mask_storeu_ps(o.as_mut_ptr().add(i), mask, r);
                 i += 16;

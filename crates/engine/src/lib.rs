@@ -7,6 +7,7 @@
 //! steps through [`observer::StepObserver`] and nothing else.
 
 pub mod attention;
+pub mod collective;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod parallel;
 pub mod request;
 pub mod sampling;
 pub mod scheduler;
+pub mod simd;
 pub mod tokenizer;
 pub mod weights;
 

@@ -174,7 +174,7 @@ pub fn matmul(out: &mut [f32], x: &[f32], m: usize, w: &Matrix, threads: usize) 
             WeightData::F32(_) => SMALL_M_F32,
             _ => SMALL_M_16BIT,
         };
-        if m <= limit && k > 0 && avx512::available() {
+        if m <= limit && k > 0 && crate::simd::avx512::available_bw_vl() {
             small_m_avx512(out, x, m, w, threads);
             return;
         }
@@ -292,12 +292,6 @@ mod avx512 {
 
     pub const MR: usize = 4;
     pub const NR: usize = 4;
-
-    pub fn available() -> bool {
-        std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512vl")
-    }
 
     /// How 16 consecutive weights of one storage type become 16 f32 lanes.
     pub trait Lanes {

@@ -10,12 +10,12 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::attention;
+use crate::collective::Collective;
 use crate::config::ModelConfig;
 use crate::error::EngineError;
 use crate::kernels;
 use crate::matmul::{self, Matrix, WeightDtype};
 use crate::observer::{OpEvent, OpKind};
-use crate::parallel::Collective;
 use crate::weights::WeightSource;
 
 /// One sequence's part of a batch.

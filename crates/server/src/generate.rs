@@ -393,7 +393,7 @@ pub async fn generate(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Re
         return Ok(axum::Json(body).into_response());
     }
 
-    let incremental = st.args.incremental_streaming_output;
+    let incremental = st.config.incremental_streaming_output;
     let batch = inputs.batch;
     let streams = pending.into_iter().map(|p| {
         let st = st.clone();

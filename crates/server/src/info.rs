@@ -93,15 +93,15 @@ pub async fn model_info(State(st): State<Arc<AppState>>) -> Response {
     let engine = &st.engine;
     let cfg = engine.config();
     axum::Json(json!({
-        "model_path": st.args.model_path,
+        "model_path": st.config.model_path,
         "served_model_name": st.served_model_name,
         "tokenizer_path": st.tokenizer_path,
         "is_generation": true,
         "preferred_sampling_params": null,
         "weight_version": "default",
-        "load_format": st.args.load_format,
-        "reasoning_parser": st.args.reasoning_parser,
-        "tool_call_parser": st.args.tool_call_parser,
+        "load_format": st.config.load_format,
+        "reasoning_parser": st.config.reasoning_parser,
+        "tool_call_parser": st.config.tool_call_parser,
         "disaggregation_mode": "null",
         "has_image_understanding": false,
         "has_audio_understanding": false,
@@ -115,7 +115,7 @@ pub async fn model_info(State(st): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn server_info(State(st): State<Arc<AppState>>) -> Response {
-    let mut info = st.args.redacted_json();
+    let mut info = st.config.redacted_json();
     let engine = &st.engine;
     let stats = engine.stats();
     let internal: Vec<Value> = stats

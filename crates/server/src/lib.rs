@@ -6,7 +6,7 @@
 //! token ids to the engine, and turn engine outputs into SGLang's chunks. Nothing here does
 //! model arithmetic or scheduling.
 
-pub mod args;
+pub mod config;
 pub mod error;
 mod generate;
 mod info;
@@ -28,7 +28,11 @@ use loupe_engine::Engine;
 use loupe_profiler::{Profiler, ProfilerConfig};
 use tokio::net::TcpListener;
 
-pub use args::ServeArgs;
+pub use config::ServerConfig;
+/// The configuration's former name, kept while callers outside this crate move to
+/// [`ServerConfig`].
+#[doc(hidden)]
+pub type ServeArgs = ServerConfig;
 pub use error::ApiError;
 pub use state::AppState;
 
@@ -52,12 +56,12 @@ fn auth_level(path: &str) -> Option<bool> {
 async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(admin) = auth_level(req.uri().path()) {
         let want = if admin {
-            st.args
+            st.config
                 .admin_api_key
                 .as_deref()
-                .or(st.args.api_key.as_deref())
+                .or(st.config.api_key.as_deref())
         } else {
-            st.args.api_key.as_deref()
+            st.config.api_key.as_deref()
         };
         if let Some(key) = want {
             let given = req
@@ -120,9 +124,12 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Start the engine (loading weights on a blocking thread) with the profiler as its step
 /// observer, and build the state.
-pub async fn start_state(args: ServeArgs, launch_command: String) -> Result<Arc<AppState>, String> {
-    let mut engine_args = args.engine_args()?;
-    if let Some(root) = &args.profile_output_root
+pub async fn start_state(
+    config: ServerConfig,
+    launch_command: String,
+) -> Result<Arc<AppState>, String> {
+    let mut engine_args = config.engine_args()?;
+    if let Some(root) = &config.profile_output_root
         && !root.is_dir()
     {
         return Err(format!(
@@ -131,13 +138,13 @@ pub async fn start_state(args: ServeArgs, launch_command: String) -> Result<Arc<
         ));
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let ranks = (args.tp_size * args.dp_size).max(1);
+    let ranks = (config.tp_size * config.dp_size).max(1);
     let profiler = Profiler::new(ProfilerConfig {
-        tp_size: args.tp_size,
-        dp_size: args.dp_size,
-        threads_per_rank: (args.threads.unwrap_or(cores) / ranks).max(1),
-        model_name: args.served_model_name(),
-        output_root: args.profile_output_root.clone(),
+        tp_size: config.tp_size,
+        dp_size: config.dp_size,
+        threads_per_rank: (config.threads.unwrap_or(cores) / ranks).max(1),
+        model_name: config.served_model_name(),
+        output_root: config.profile_output_root.clone(),
     });
     engine_args.observer = Some(Arc::new(profiler.clone()));
     let engine = tokio::task::spawn_blocking(move || Engine::start(engine_args))
@@ -146,7 +153,7 @@ pub async fn start_state(args: ServeArgs, launch_command: String) -> Result<Arc<
         .map_err(|e| e.to_string())?;
     Ok(Arc::new(AppState::new(
         Arc::new(engine),
-        args,
+        config,
         launch_command,
         profiler,
     )))
@@ -185,14 +192,14 @@ pub async fn serve(
         .await
 }
 
-/// Start engine and server on `args.host:args.port` (port 0 picks a free one).
-pub async fn spawn(args: ServeArgs) -> Result<RunningServer, String> {
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+/// Start engine and server on `config.host:config.port` (port 0 picks a free one).
+pub async fn spawn(config: ServerConfig) -> Result<RunningServer, String> {
+    let addr: SocketAddr = format!("{}:{}", config.host, config.port)
         .parse()
-        .map_err(|e| format!("--host {} --port {}: {e}", args.host, args.port))?;
+        .map_err(|e| format!("--host {} --port {}: {e}", config.host, config.port))?;
     let listener = bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let state = start_state(args, String::from("loupe (in-process)")).await?;
+    let state = start_state(config, String::from("loupe (in-process)")).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, state.clone(), async {
         let _ = rx.await;

@@ -54,7 +54,7 @@ fn read_common(st: &AppState, f: &Fields<'_>, route: Route) -> Result<Common, Ap
     let include_usage = match &opts {
         Some(o) => o.bool("include_usage")?.unwrap_or(false),
         None => false,
-    } || st.args.stream_response_default_include_usage;
+    } || st.config.stream_response_default_include_usage;
     let continuous_usage = match &opts {
         Some(o) => o.bool("continuous_usage_stats")?.unwrap_or(false),
         None => false,
@@ -302,7 +302,7 @@ async fn run(
         Route::Completions => rid,
         Route::Chat => format!("chatcmpl-{rid}"),
     };
-    let report_cache = st.args.enable_cache_report;
+    let report_cache = st.config.enable_cache_report;
     if !c.stream {
         let mut choices = Vec::new();
         let (mut prompt, mut completion, mut cached) = (0, 0, 0);

@@ -8,13 +8,13 @@ use loupe_engine::{Engine, FinishReason, GenerateRequest, RequestOutput, Samplin
 use loupe_profiler::Profiler;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::args::ServeArgs;
+use crate::config::ServerConfig;
 use crate::error::{ApiError, Surface};
 use crate::metrics::HttpMetrics;
 
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub args: ServeArgs,
+    pub config: ServerConfig,
     pub served_model_name: String,
     pub metrics: HttpMetrics,
     /// Unix seconds at start-up (`created` of /v1/models, `startup_time` of /server_info).
@@ -35,17 +35,17 @@ pub fn unix_now() -> u64 {
 impl AppState {
     pub fn new(
         engine: Arc<Engine>,
-        args: ServeArgs,
+        config: ServerConfig,
         launch_command: String,
         profiler: Profiler,
     ) -> Self {
-        let tokenizer_path = tokenizer_path_for_clients(&engine, &args);
+        let tokenizer_path = tokenizer_path_for_clients(&engine, &config);
         AppState {
             profiler,
             tokenizer_path,
-            served_model_name: args.served_model_name(),
+            served_model_name: config.served_model_name(),
             engine,
-            args,
+            config,
             metrics: HttpMetrics::default(),
             started_unix: unix_now(),
             launch_command,
@@ -197,8 +197,8 @@ impl Drop for Pending {
 /// so its byte-level tokenizer is written as Hugging Face files into loupe's cache
 /// (`$LOUPE_CACHE_DIR`, else `$XDG_CACHE_HOME/loupe`, else `~/.cache/loupe`): bench_serving
 /// and transformers then load it unchanged.
-fn tokenizer_path_for_clients(engine: &Engine, args: &ServeArgs) -> Option<String> {
-    if let Some(p) = &args.tokenizer_path {
+fn tokenizer_path_for_clients(engine: &Engine, config: &ServerConfig) -> Option<String> {
+    if let Some(p) = &config.tokenizer_path {
         return Some(p.display().to_string());
     }
     let preset = match &engine.model_source {

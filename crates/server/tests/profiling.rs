@@ -5,14 +5,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use loupe_server::{RunningServer, ServeArgs};
+use loupe_server::{RunningServer, ServerConfig};
 use serde_json::{Value, json};
 
 mod common;
 
 use common::{client, post_text as post};
 
-async fn start(f: impl FnOnce(&mut ServeArgs)) -> RunningServer {
+async fn start(f: impl FnOnce(&mut ServerConfig)) -> RunningServer {
     common::start(2, f).await
 }
 

@@ -1,130 +1,129 @@
-//! `loupe serve` flags, named as SGLang's `launch_server` names them so that launch scripts
-//! keep working. They are also what `/server_info` reports (keys redacted).
+//! The server's configuration: what `loupe serve` reads from SGLang's `launch_server` flags
+//! (the flags themselves live in the command layer, crates/cli), with the same field names,
+//! so that `/server_info` reports them under SGLang's keys (API keys redacted).
 
 use std::path::PathBuf;
 
 use loupe_engine::{EngineArgs, LoadBalance, LoadFormat, SchedulePolicy};
 use serde::Serialize;
 
-#[derive(clap::Args, Debug, Clone, Serialize)]
-pub struct ServeArgs {
+/// Everything the server and its engine are started with. `Default` holds `loupe serve`'s
+/// defaults; the field order is `/server_info`'s key order.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerConfig {
     /// A model directory (config.json, safetensors, tokenizer.json) or a preset: tiny, small.
-    #[arg(long, default_value = "tiny")]
     pub model_path: String,
     /// Directory holding tokenizer.json (default: the model directory).
-    #[arg(long)]
     pub tokenizer_path: Option<PathBuf>,
     /// The model name clients use (default: --model-path).
-    #[arg(long)]
     pub served_model_name: Option<String>,
-    #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    #[arg(long, default_value_t = 30000)]
     pub port: u16,
     /// Tensor-parallel ranks (threads) per data-parallel group.
-    #[arg(long, default_value_t = 1)]
     pub tp_size: usize,
     /// Data-parallel scheduler groups behind the router.
-    #[arg(long, default_value_t = 1)]
     pub dp_size: usize,
     /// round_robin or shortest_queue.
-    #[arg(long, default_value = "round_robin")]
     pub load_balance_method: String,
     /// Require `Authorization: Bearer KEY` on every route but health and metrics.
-    #[arg(long)]
     pub api_key: Option<String>,
     /// Key for admin routes (flush_cache, profiling); the plain key is refused there.
-    #[arg(long)]
     pub admin_api_key: Option<String>,
     /// auto, dummy or safetensors.
-    #[arg(long, default_value = "auto")]
     pub load_format: String,
     /// Weight storage: auto (the config's torch_dtype), float32, bfloat16, float16. Compute is
     /// always float32; 16-bit weights are widened in registers.
-    #[arg(long, default_value = "auto")]
     pub dtype: String,
     /// JSON merged into config.json, e.g. '{"num_hidden_layers": 2}'.
-    #[arg(long, default_value = "{}")]
     pub json_model_override_args: String,
     /// Accept only input_ids; no tokenizer is loaded.
-    #[arg(long)]
     pub skip_tokenizer_init: bool,
     /// Context length (default: the model's max_position_embeddings).
-    #[arg(long)]
     pub context_length: Option<usize>,
     /// KV cache size in tokens per data-parallel group.
-    #[arg(long)]
     pub max_total_tokens: Option<usize>,
     /// Tokens per KV page (1 = token-granular prefix matching).
-    #[arg(long, default_value_t = 1)]
     pub page_size: usize,
     /// Prefill chunk size in tokens; -1 disables chunking.
-    #[arg(long, default_value_t = 2048, allow_hyphen_values = true)]
     pub chunked_prefill_size: i64,
     /// Upper bound on the tokens of one prefill batch.
-    #[arg(long, default_value_t = 16384)]
     pub max_prefill_tokens: usize,
-    #[arg(long)]
     pub max_running_requests: Option<usize>,
     /// Refuse requests with 503 once this many wait in a group's queue.
-    #[arg(long)]
     pub max_queued_requests: Option<usize>,
     /// fcfs or lpm (longest prefix match).
-    #[arg(long, default_value = "fcfs")]
     pub schedule_policy: String,
-    #[arg(long, default_value_t = 1.0)]
     pub schedule_conservativeness: f64,
-    #[arg(long)]
     pub disable_radix_cache: bool,
     /// Stream deltas on /generate instead of cumulative text.
-    #[arg(long)]
     pub incremental_streaming_output: bool,
     /// Tokens per streamed chunk.
-    #[arg(long, default_value_t = 1)]
     pub stream_interval: usize,
     /// Always send the final usage chunk on OpenAI streams.
-    #[arg(long)]
     pub stream_response_default_include_usage: bool,
     /// Report prompt_tokens_details.cached_tokens in OpenAI usage.
-    #[arg(long)]
     pub enable_cache_report: bool,
     /// Accepted for compatibility: loupe always serves /metrics.
-    #[arg(long)]
     pub enable_metrics: bool,
-    #[arg(long, default_value_t = 42)]
     pub random_seed: u64,
     /// Reported in /model_info; loupe does not parse reasoning.
-    #[arg(long)]
     pub reasoning_parser: Option<String>,
     /// Reported in /model_info; loupe does not parse tool calls.
-    #[arg(long)]
     pub tool_call_parser: Option<String>,
     /// Confine every profile's output_dir to this directory (403 otherwise).
-    #[arg(long)]
     pub profile_output_root: Option<PathBuf>,
     /// Compute threads in all (default: every core), split over TP x DP ranks.
-    #[arg(long)]
     pub threads: Option<usize>,
     /// Accepted for compatibility: there are no CUDA graphs on the CPU.
-    #[arg(long)]
     pub disable_cuda_graph: bool,
     /// Accepted for compatibility: loupe never runs model code from the model directory.
-    #[arg(long)]
     pub trust_remote_code: bool,
 }
 
-impl Default for ServeArgs {
+impl Default for ServerConfig {
     fn default() -> Self {
-        #[derive(clap::Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            args: ServeArgs,
+        ServerConfig {
+            model_path: "tiny".into(),
+            tokenizer_path: None,
+            served_model_name: None,
+            host: "127.0.0.1".into(),
+            port: 30000,
+            tp_size: 1,
+            dp_size: 1,
+            load_balance_method: "round_robin".into(),
+            api_key: None,
+            admin_api_key: None,
+            load_format: "auto".into(),
+            dtype: "auto".into(),
+            json_model_override_args: "{}".into(),
+            skip_tokenizer_init: false,
+            context_length: None,
+            max_total_tokens: None,
+            page_size: 1,
+            chunked_prefill_size: 2048,
+            max_prefill_tokens: 16384,
+            max_running_requests: None,
+            max_queued_requests: None,
+            schedule_policy: "fcfs".into(),
+            schedule_conservativeness: 1.0,
+            disable_radix_cache: false,
+            incremental_streaming_output: false,
+            stream_interval: 1,
+            stream_response_default_include_usage: false,
+            enable_cache_report: false,
+            enable_metrics: false,
+            random_seed: 42,
+            reasoning_parser: None,
+            tool_call_parser: None,
+            profile_output_root: None,
+            threads: None,
+            disable_cuda_graph: false,
+            trust_remote_code: false,
         }
-        <Wrapper as clap::Parser>::parse_from(["loupe"]).args
     }
 }
 
-impl ServeArgs {
+impl ServerConfig {
     pub fn served_model_name(&self) -> String {
         self.served_model_name
             .clone()
@@ -210,5 +209,92 @@ impl ServeArgs {
             }
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/server_info`'s keys, in SGLang's flag order, and the defaults they report.
+    #[test]
+    fn serializes_every_field_with_keys_redacted() {
+        let mut c = ServerConfig {
+            api_key: Some("sk-secret".into()),
+            ..Default::default()
+        };
+        let v = c.redacted_json();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "model_path",
+                "tokenizer_path",
+                "served_model_name",
+                "host",
+                "port",
+                "tp_size",
+                "dp_size",
+                "load_balance_method",
+                "api_key",
+                "admin_api_key",
+                "load_format",
+                "dtype",
+                "json_model_override_args",
+                "skip_tokenizer_init",
+                "context_length",
+                "max_total_tokens",
+                "page_size",
+                "chunked_prefill_size",
+                "max_prefill_tokens",
+                "max_running_requests",
+                "max_queued_requests",
+                "schedule_policy",
+                "schedule_conservativeness",
+                "disable_radix_cache",
+                "incremental_streaming_output",
+                "stream_interval",
+                "stream_response_default_include_usage",
+                "enable_cache_report",
+                "enable_metrics",
+                "random_seed",
+                "reasoning_parser",
+                "tool_call_parser",
+                "profile_output_root",
+                "threads",
+                "disable_cuda_graph",
+                "trust_remote_code",
+            ]
+        );
+        assert_eq!(v["api_key"], "<redacted>");
+        assert_eq!(v["admin_api_key"], serde_json::Value::Null);
+        assert!(!v.to_string().contains("sk-secret"));
+        assert_eq!(v["model_path"], "tiny");
+        assert_eq!(v["port"], 30000);
+        assert_eq!(v["chunked_prefill_size"], 2048);
+        assert_eq!(v["schedule_conservativeness"], 1.0);
+        c.admin_api_key = Some("sk-admin".into());
+        assert_eq!(c.redacted_json()["admin_api_key"], "<redacted>");
+    }
+
+    #[test]
+    fn engine_args_check_every_value() {
+        let ok = ServerConfig::default().engine_args().unwrap();
+        assert_eq!(ok.chunked_prefill_size, Some(2048));
+        let bad = |f: fn(&mut ServerConfig)| {
+            let mut c = ServerConfig::default();
+            f(&mut c);
+            c.engine_args().err().expect("refused")
+        };
+        assert!(bad(|c| c.chunked_prefill_size = 0).contains("--chunked-prefill-size"));
+        assert!(bad(|c| c.schedule_policy = "lifo".into()).contains("--schedule-policy"));
+        assert!(bad(|c| c.dtype = "int4".into()).contains("--dtype"));
+        assert!(bad(|c| c.stream_interval = 0).contains("--stream-interval"));
+        assert!(bad(|c| c.served_model_name = Some("a:b".into())).contains("':'"));
+        let off = ServerConfig {
+            chunked_prefill_size: -1,
+            ..Default::default()
+        };
+        assert_eq!(off.engine_args().unwrap().chunked_prefill_size, None);
     }
 }

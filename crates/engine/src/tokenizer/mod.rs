@@ -10,16 +10,10 @@ use serde_json::Value;
 
 use crate::error::EngineError;
 
-/// Byte tokenizer ids: three specials, then the 256 byte values.
-pub const BYTE_BOS: u32 = 0;
-pub const BYTE_EOS: u32 = 1;
-pub const BYTE_PAD: u32 = 2;
-const BYTE_OFFSET: u32 = 3;
-const BYTE_SPECIALS: [&str; 3] = ["<s>", "</s>", "<pad>"];
+mod byte_level;
 
-/// The presets' chat template, in the ChatML shape most current models use.
-const PRESET_CHAT_TEMPLATE: &str = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n\
-{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+pub use byte_level::{BYTE_BOS, BYTE_EOS, BYTE_PAD, byte_level_hf_files, write_byte_level_hf_dir};
+use byte_level::{BYTE_SPECIALS, ByteLevel, PRESET_CHAT_TEMPLATE};
 
 /// One chat message as the OpenAI API sends it (content already flattened to text).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -29,11 +23,8 @@ pub struct ChatMessage {
 }
 
 enum Kind {
-    /// ids 0..3 specials, 3..259 bytes, and above that synthetic word pieces so that models
-    /// whose vocabulary is larger than 259 still produce readable, non-empty text per token.
-    Byte {
-        vocab_size: usize,
-    },
+    /// The presets' byte-level vocabulary (`byte_level.rs`).
+    Byte(ByteLevel),
     Hf(Box<tokenizers::Tokenizer>),
 }
 
@@ -61,7 +52,7 @@ impl Tokenizer {
     /// The presets' tokenizer: bytes, with `vocab_size` ids in all.
     pub fn byte_level(vocab_size: usize) -> Self {
         Tokenizer {
-            kind: Kind::Byte { vocab_size },
+            kind: Kind::Byte(ByteLevel { vocab_size }),
             chat_template: Some(PRESET_CHAT_TEMPLATE.to_string()),
             bos_token: Some(BYTE_SPECIALS[0].into()),
             eos_token: Some(BYTE_SPECIALS[1].into()),
@@ -115,26 +106,19 @@ impl Tokenizer {
     }
 
     pub fn is_byte_level(&self) -> bool {
-        matches!(self.kind, Kind::Byte { .. })
+        matches!(self.kind, Kind::Byte(_))
     }
 
     pub fn vocab_size(&self) -> usize {
         match &self.kind {
-            Kind::Byte { vocab_size } => *vocab_size,
+            Kind::Byte(b) => b.vocab_size,
             Kind::Hf(t) => t.get_vocab_size(true),
         }
     }
 
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, EngineError> {
         match &self.kind {
-            Kind::Byte { .. } => {
-                let mut ids = Vec::with_capacity(text.len() + 1);
-                if add_special_tokens {
-                    ids.push(BYTE_BOS);
-                }
-                ids.extend(text.bytes().map(|b| b as u32 + BYTE_OFFSET));
-                Ok(ids)
-            }
+            Kind::Byte(b) => Ok(b.encode(text, add_special_tokens)),
             Kind::Hf(t) => t
                 .encode(text, add_special_tokens)
                 .map(|e| e.get_ids().to_vec())
@@ -144,16 +128,22 @@ impl Tokenizer {
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, EngineError> {
         match &self.kind {
-            Kind::Byte { .. } => {
-                let mut bytes = Vec::with_capacity(ids.len());
-                for &id in ids {
-                    byte_token_bytes(id, skip_special_tokens, &mut bytes);
-                }
-                Ok(String::from_utf8_lossy(&bytes).into_owned())
-            }
+            Kind::Byte(b) => Ok(b.decode(ids, skip_special_tokens)),
             Kind::Hf(t) => t
                 .decode(ids, skip_special_tokens)
                 .map_err(|e| EngineError::Tokenizer(e.to_string())),
+        }
+    }
+
+    /// Whether the text of `ids` (whose decode ends in U+FFFD) may end in the first bytes of a
+    /// character that later ids complete, so that a streamed delta should wait for them.
+    /// The byte-level tokenizer knows: a byte that no continuation can make valid (a random
+    /// model emits many) is U+FFFD for good and streams at once. Of a Hugging Face tokenizer
+    /// only the text is known, and a trailing U+FFFD waits (SGLang's rule).
+    fn may_complete_a_char(&self, ids: &[u32], skip_special_tokens: bool) -> bool {
+        match &self.kind {
+            Kind::Byte(b) => b.ends_in_partial_char(ids, skip_special_tokens),
+            Kind::Hf(_) => true,
         }
     }
 
@@ -196,139 +186,10 @@ impl Tokenizer {
     }
 }
 
-fn byte_token_bytes(id: u32, skip_special: bool, out: &mut Vec<u8>) {
-    if id < BYTE_OFFSET {
-        if !skip_special {
-            out.extend_from_slice(BYTE_SPECIALS[id as usize].as_bytes());
-        }
-    } else if id < BYTE_OFFSET + 256 {
-        out.push((id - BYTE_OFFSET) as u8);
-    } else {
-        synthetic_word(id - BYTE_OFFSET - 256, out);
-    }
-}
-
-/// A deterministic pronounceable piece (" ka", " lotu", ...) for ids past the byte range.
-fn synthetic_word(mut n: u32, out: &mut Vec<u8>) {
-    const CONS: &[u8] = b"bdfgklmnprstvz";
-    const VOWELS: &[u8] = b"aeiou";
-    out.push(b' ');
-    loop {
-        out.push(CONS[(n % CONS.len() as u32) as usize]);
-        n /= CONS.len() as u32;
-        out.push(VOWELS[(n % VOWELS.len() as u32) as usize]);
-        n /= VOWELS.len() as u32;
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-/// GPT-2's byte-to-unicode table: the printable character that stands for each byte in a
-/// byte-level BPE vocabulary.
-fn bytes_to_unicode() -> [char; 256] {
-    let mut table = ['\0'; 256];
-    let mut extra = 0u32;
-    for b in 0..=255u32 {
-        let printable =
-            (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
-        let c = if printable {
-            b
-        } else {
-            extra += 1;
-            255 + extra
-        };
-        table[b as usize] = char::from_u32(c).expect("valid code point");
-    }
-    table
-}
-
-/// The byte-level preset tokenizer as Hugging Face files (`tokenizer.json`,
-/// `tokenizer_config.json`) that decode and encode exactly as [`Tokenizer::byte_level`], so
-/// that Python clients (bench_serving's `AutoTokenizer`) can load a preset's tokenizer.
-pub fn byte_level_hf_files(vocab_size: usize) -> (serde_json::Value, serde_json::Value) {
-    use serde_json::json;
-    let table = bytes_to_unicode();
-    let mut vocab = serde_json::Map::new();
-    for (i, name) in BYTE_SPECIALS.iter().enumerate() {
-        vocab.insert(name.to_string(), json!(i));
-    }
-    for b in 0..256u32 {
-        vocab.insert(table[b as usize].to_string(), json!(b + BYTE_OFFSET));
-    }
-    for id in BYTE_OFFSET + 256..vocab_size as u32 {
-        let mut bytes = Vec::new();
-        synthetic_word(id - BYTE_OFFSET - 256, &mut bytes);
-        let piece: String = bytes.iter().map(|b| table[*b as usize]).collect();
-        vocab.insert(piece, json!(id));
-    }
-    let added: Vec<serde_json::Value> = BYTE_SPECIALS
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            json!({"id": i, "content": c, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": true})
-        })
-        .collect();
-    let tokenizer = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": BYTE_SPECIALS[0], "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": BYTE_SPECIALS[0], "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 1}}],
-            "special_tokens": {BYTE_SPECIALS[0]: {"id": BYTE_SPECIALS[0], "ids": [BYTE_BOS], "tokens": [BYTE_SPECIALS[0]]}}
-        },
-        "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-                  "ignore_merges": false, "vocab": vocab, "merges": []}
-    });
-    let config = json!({
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": BYTE_SPECIALS[0],
-        "eos_token": BYTE_SPECIALS[1],
-        "pad_token": BYTE_SPECIALS[2],
-        "model_max_length": 1_000_000_000,
-        "chat_template": PRESET_CHAT_TEMPLATE,
-    });
-    (tokenizer, config)
-}
-
-/// Write [`byte_level_hf_files`] and `config` into `dir` (each file written whole, then renamed).
-pub fn write_byte_level_hf_dir(
-    dir: &Path,
-    vocab_size: usize,
-    config: &Value,
-) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let (tok, cfg) = byte_level_hf_files(vocab_size);
-    for (name, v) in [
-        ("tokenizer.json", &tok),
-        ("tokenizer_config.json", &cfg),
-        ("config.json", config),
-    ] {
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(v).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(&tmp, dir.join(name))?;
-    }
-    Ok(())
-}
-
 /// Turns a growing list of generated ids into text deltas. Decodes a small window so that
 /// tokenizers which drop a leading space at the start of a decode (SentencePiece) and
 /// characters split over several byte tokens both come out right: a delta is released only
-/// when it no longer ends in an incomplete character (U+FFFD).
+/// when it no longer ends in an incomplete character (U+FFFD that later ids may complete).
 #[derive(Debug, Default, Clone)]
 pub struct IncrementalDetokenizer {
     ids: Vec<u32>,
@@ -359,8 +220,10 @@ impl IncrementalDetokenizer {
             &self.ids[self.prefix_offset..self.read_offset],
             skip_special,
         )?;
-        let full = tok.decode(&self.ids[self.prefix_offset..], skip_special)?;
-        if full.len() > prefix.len() && !full.ends_with('\u{FFFD}') && full.starts_with(&prefix) {
+        let window = &self.ids[self.prefix_offset..];
+        let full = tok.decode(window, skip_special)?;
+        let partial = full.ends_with('\u{FFFD}') && tok.may_complete_a_char(window, skip_special);
+        if full.len() > prefix.len() && !partial && full.starts_with(&prefix) {
             let delta = full[prefix.len()..].to_string();
             self.prefix_offset = self.read_offset;
             self.read_offset = self.ids.len();
@@ -395,6 +258,7 @@ impl IncrementalDetokenizer {
 
 #[cfg(test)]
 mod tests {
+    use super::byte_level::BYTE_OFFSET;
     use super::*;
 
     #[test]
@@ -428,6 +292,48 @@ mod tests {
         let mut d = IncrementalDetokenizer::new(&[]);
         assert_eq!(d.push(&t, 0xE2 + BYTE_OFFSET, true).unwrap(), "");
         assert_eq!(d.flush(&t, true).unwrap(), "\u{FFFD}");
+    }
+
+    /// A byte that no continuation can make valid streams as U+FFFD at once, instead of
+    /// holding back every delta after it until the end (a random model emits many).
+    #[test]
+    fn incremental_detokenizer_streams_invalid_bytes_at_once() {
+        let t = Tokenizer::byte_level(512);
+        let b = |c: u8| c as u32 + BYTE_OFFSET;
+        let mut d = IncrementalDetokenizer::new(&[]);
+        let deltas: Vec<String> = [
+            b(0x80),
+            b(0x80),
+            b(0xE2),
+            b(b'A'),
+            b(0xC3),
+            b(0xA9),
+            b(0xFF),
+        ]
+        .iter()
+        .map(|&i| d.push(&t, i, true).unwrap())
+        .collect();
+        assert_eq!(
+            deltas,
+            ["\u{FFFD}", "\u{FFFD}", "", "\u{FFFD}A", "", "é", "\u{FFFD}"]
+        );
+        assert_eq!(d.flush(&t, true).unwrap(), "");
+    }
+
+    /// Streamed deltas add up to the whole decode, whatever the ids.
+    #[test]
+    fn incremental_deltas_add_up_to_the_decode() {
+        use rand::{RngExt, SeedableRng};
+        let t = Tokenizer::byte_level(512);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for _ in 0..50 {
+            // Mostly bytes, so that split and invalid characters are common.
+            let ids: Vec<u32> = (0..200).map(|_| rng.random_range(0..300)).collect();
+            let mut d = IncrementalDetokenizer::new(&[]);
+            let mut text: String = ids.iter().map(|&i| d.push(&t, i, true).unwrap()).collect();
+            text.push_str(&d.flush(&t, true).unwrap());
+            assert_eq!(text, t.decode(&ids, true).unwrap());
+        }
     }
 
     #[test]
