@@ -88,7 +88,7 @@ impl Resolved {
 
 /// Start the reference server (`model`) in this process, on a free port.
 async fn start_embedded(model: &str, observer: &dyn BenchObserver) -> Result<RunningServer> {
-    let serve = loupe_server::ServeArgs {
+    let serve = loupe_server::ServerConfig {
         model_path: model.to_string(),
         port: 0,
         ..Default::default()

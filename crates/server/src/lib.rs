@@ -29,10 +29,6 @@ use loupe_profiler::{Profiler, ProfilerConfig};
 use tokio::net::TcpListener;
 
 pub use config::ServerConfig;
-/// The configuration's former name, kept while callers outside this crate move to
-/// [`ServerConfig`].
-#[doc(hidden)]
-pub type ServeArgs = ServerConfig;
 pub use error::ApiError;
 pub use state::AppState;
 

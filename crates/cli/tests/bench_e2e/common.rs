@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use loupe_bench::BenchOutcome;
 use loupe_cli::cmd::bench::BenchArgs;
-use loupe_server::{RunningServer, ServeArgs};
+use loupe_server::{RunningServer, ServerConfig};
 use serde_json::Value;
 
 /// `loupe serve --model-path tiny` on 127.0.0.1:0 with one compute thread.
-pub async fn server(f: impl FnOnce(&mut ServeArgs)) -> RunningServer {
-    let mut args = ServeArgs {
+pub async fn server(f: impl FnOnce(&mut ServerConfig)) -> RunningServer {
+    let mut args = ServerConfig {
         port: 0,
         threads: Some(1),
         ..Default::default()
