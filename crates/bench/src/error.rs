@@ -1,4 +1,4 @@
-//! The one error type of `loupe bench` and `loupe profile`. Every message says what was wrong,
+//! The one error type of a benchmark run. Every message says what was wrong,
 //! where (flag, URL, file) and, where there is one, what to do about it.
 
 /// What stopped a benchmark or a profiling command before it could report.
@@ -26,8 +26,6 @@ pub enum BenchError {
     /// The embedded reference server could not start or stop.
     #[error("embedded server: {0}")]
     Server(String),
-    #[error("nsys: {0}")]
-    Nsys(String),
 }
 
 impl BenchError {

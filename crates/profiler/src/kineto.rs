@@ -34,7 +34,7 @@ pub fn base_time_ns(any_ns: i64) -> i64 {
 /// Where in loupe's source each op and phase runs (`with_stack`).
 fn op_source(kind: OpKind) -> &'static str {
     match kind {
-        OpKind::AllReduce | OpKind::AllGather => "crates/engine/src/parallel.rs (Collective)",
+        OpKind::AllReduce | OpKind::AllGather => "crates/engine/src/collective.rs (Collective)",
         OpKind::Attention => "crates/engine/src/attention.rs (attend_row)",
         OpKind::Sampling => "crates/engine/src/scheduler.rs (Scheduler::sample)",
         k if k.is_projection() => "crates/engine/src/matmul.rs (matmul)",
