@@ -10,7 +10,7 @@
 //! let inputs = open_all(&["a-TP-0.trace.json.gz", "a-TP-1.trace.json.gz"], None)?;
 //! let summaries = summarize_all(&inputs, &ReadOptions::default())?;
 //! let report = ranks::compare(&summaries, 10);
-//! println!("straggler: {:?}", report.straggler);
+//! let straggler = report.straggler; // the slowest rank, when one stands out
 //! # Ok::<(), loupe_trace::TraceError>(())
 //! ```
 
