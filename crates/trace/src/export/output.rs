@@ -30,18 +30,8 @@ pub fn write_atomic<T>(
     f: impl FnOnce(&mut BufWriter<File>) -> io::Result<T>,
 ) -> io::Result<T> {
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| named(io::Error::other("not a file name")))?;
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
+    let temp = temp_beside(path)
+        .ok_or_else(|| named(io::Error::other("not a file name")))?
         .map_err(named)?;
     let (file, temp) = temp.into_parts();
     let mut w = BufWriter::new(file);
@@ -75,6 +65,22 @@ pub fn ensure_not_an_input<'a>(
 
 /// A file being written: bytes go through a writer thread (gzip for `.gz` names) into a
 /// temporary file that [`AtomicOutput::commit`] renames onto the destination.
+/// A temporary file beside `path` (same directory, so the final rename stays on one
+/// filesystem), named `.<name>.<random>.tmp`; `None` when `path` has no file name.
+fn temp_beside(path: &Path) -> Option<io::Result<tempfile::NamedTempFile>> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    Some(
+        tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir),
+    )
+}
+
 pub struct AtomicOutput {
     path: PathBuf,
     temp: Option<TempPath>,
@@ -88,21 +94,11 @@ pub struct AtomicOutput {
 impl AtomicOutput {
     /// Starts writing `path`; gzip-compressed when the name ends in `.gz`.
     pub fn create(path: &Path) -> Result<AtomicOutput> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| TraceError::Usage(format!("{}: not a file name", path.display())))?;
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(dir)
+        let temp = temp_beside(path)
+            .ok_or_else(|| TraceError::Usage(format!("{}: not a file name", path.display())))?
             .map_err(|e| TraceError::write(path, e))?;
         let (file, temp) = temp.into_parts();
-        let gzip = name.ends_with(".gz");
+        let gzip = path.to_string_lossy().ends_with(".gz");
         let (tx, rx) = sync_channel::<Vec<u8>>(4);
         let buffers = BufferPool::new(FLUSH_AT + (FLUSH_AT >> 2));
         let give_back = buffers.clone();
