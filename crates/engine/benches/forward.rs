@@ -262,6 +262,7 @@ fn scheduler_overhead(
                 },
                 stream: true,
                 stream_interval: None,
+                log_metrics: true,
                 output: tx,
             })
             .expect("submit");

@@ -15,6 +15,9 @@ pub struct GenerateRequest {
     pub stream: bool,
     /// Tokens per streamed output (`sampling_params.stream_interval`); default: the server's.
     pub stream_interval: Option<usize>,
+    /// Count this request in the token and request counters (`log_metrics`, default true).
+    /// SGLang's health checks run with it off, so `/health` leaves `/metrics` unchanged.
+    pub log_metrics: bool,
     /// Outputs go here. Dropping the receiver aborts the request and frees its KV.
     pub output: UnboundedSender<RequestOutput>,
 }

@@ -104,6 +104,7 @@ struct Req {
     params: SamplingParams,
     stream: bool,
     stream_interval: Option<usize>,
+    log_metrics: bool,
     tx: tokio::sync::mpsc::UnboundedSender<RequestOutput>,
     sampler: SamplerState,
     slots: Vec<u32>,
@@ -293,9 +294,11 @@ impl Scheduler {
                     self.seed_counter
                 });
                 let detok = IncrementalDetokenizer::new(&g.input_ids);
-                self.stats
-                    .prompt_tokens_total
-                    .fetch_add(g.input_ids.len() as u64, Ordering::Relaxed);
+                if g.log_metrics {
+                    self.stats
+                        .prompt_tokens_total
+                        .fetch_add(g.input_ids.len() as u64, Ordering::Relaxed);
+                }
                 self.waiting.push_back(Req {
                     rid: g.rid,
                     prompt: g.input_ids,
@@ -303,6 +306,7 @@ impl Scheduler {
                     params: g.params,
                     stream: g.stream,
                     stream_interval: g.stream_interval,
+                    log_metrics: g.log_metrics,
                     tx: g.output,
                     sampler: SamplerState::new(seed),
                     slots: Vec::new(),
@@ -490,9 +494,11 @@ impl Scheduler {
                 r.cached_len = slots.len();
                 r.kv_len = slots.len();
                 r.cached_tokens += slots.len();
-                self.stats
-                    .cached_tokens_total
-                    .fetch_add(slots.len() as u64, Ordering::Relaxed);
+                if r.log_metrics {
+                    self.stats
+                        .cached_tokens_total
+                        .fetch_add(slots.len() as u64, Ordering::Relaxed);
+                }
                 r.slots = slots;
                 r.handle = h;
             }
@@ -783,9 +789,11 @@ impl Scheduler {
             }
             let tok = *sampled.next().expect("a token per sampled request");
             r.output.push(tok);
-            self.stats
-                .generation_tokens_total
-                .fetch_add(1, Ordering::Relaxed);
+            if r.log_metrics {
+                self.stats
+                    .generation_tokens_total
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             self.log_tokens += 1;
             Self::check_finish(
                 r,
@@ -821,9 +829,11 @@ impl Scheduler {
             let mut r = self.running.remove(idx);
             self.release_kv(&mut r);
             Self::emit_req(&mut r);
-            self.stats
-                .requests_finished_total
-                .fetch_add(1, Ordering::Relaxed);
+            if r.log_metrics {
+                self.stats
+                    .requests_finished_total
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             self.stats.inflight.fetch_sub(1, Ordering::Relaxed);
         }
     }

@@ -162,6 +162,7 @@ fn greedy_tokens(name: &str, tp: usize) -> Vec<u32> {
             },
             stream: true,
             stream_interval: None,
+            log_metrics: true,
             output: tx,
         })
         .unwrap();

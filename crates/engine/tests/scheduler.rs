@@ -55,6 +55,7 @@ fn run(e: &Engine, reqs: &[(Vec<u32>, SamplingParams)]) -> Vec<(Vec<u32>, Reques
                 params: p.clone(),
                 stream: true,
                 stream_interval: None,
+                log_metrics: true,
                 output: tx,
             })
             .expect("accepted");

@@ -138,6 +138,7 @@ async fn drive(
             params: params(tokens),
             stream: true,
             stream_interval: None,
+            log_metrics: true,
             output: tx,
         })
         .expect("submit");

@@ -351,6 +351,7 @@ pub async fn generate(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Re
     let sampling = read_sampling(&f, n)?;
     let rids = read_rids(&st, &f, n)?;
     let stream = f.bool("stream")?.unwrap_or(false);
+    let log_metrics = f.bool("log_metrics")?.unwrap_or(true);
 
     let mut pending = Vec::with_capacity(n);
     for (i, ((ids, (params, interval)), rid)) in inputs
@@ -366,6 +367,7 @@ pub async fn generate(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Re
             params,
             stream,
             stream_interval: interval.map(|n| n as usize),
+            log_metrics,
         };
         pending.push(st.submit(Surface::Native, i, req)?);
     }

@@ -54,6 +54,7 @@ async fn check(st: &Arc<AppState>, always_generate: bool) -> Response {
         params,
         stream: false,
         stream_interval: None,
+        log_metrics: false,
     };
     let mut pending = match st.submit(Surface::Native, 0, req) {
         Ok(p) => p,

@@ -258,6 +258,7 @@ pub async fn completions(
             params: c.params.clone(),
             stream: c.stream,
             stream_interval: None,
+            log_metrics: true,
         };
         pending.push(st.submit(S, i, req)?);
     }
@@ -285,6 +286,7 @@ pub async fn chat_completions(
         params: c.params.clone(),
         stream: c.stream,
         stream_interval: None,
+        log_metrics: true,
     };
     let pending = vec![st.submit(S, 0, req)?];
     run(st, Route::Chat, c, rid, pending).await

@@ -98,16 +98,20 @@ impl AppState {
                 params: req.params,
                 stream: req.stream,
                 stream_interval: req.stream_interval,
+                log_metrics: req.log_metrics,
                 output: tx,
             })
             .map_err(|e| ApiError::from_submit(surface, e))?;
-        self.metrics.requests_total.fetch_add(1, Ordering::Relaxed);
+        if req.log_metrics {
+            self.metrics.requests_total.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Pending {
             state: self.clone(),
             index,
             rid,
             rx,
             prompt_tokens,
+            log_metrics: req.log_metrics,
             started: Instant::now(),
             last_token_at: None,
             done: false,
@@ -122,6 +126,8 @@ pub struct NewRequest {
     pub params: SamplingParams,
     pub stream: bool,
     pub stream_interval: Option<usize>,
+    /// SGLang's `log_metrics`: false keeps the request out of `/metrics` (health checks).
+    pub log_metrics: bool,
 }
 
 /// A submitted request whose outputs are being awaited.
@@ -131,6 +137,7 @@ pub struct Pending {
     pub rid: String,
     rx: UnboundedReceiver<RequestOutput>,
     prompt_tokens: usize,
+    log_metrics: bool,
     pub started: Instant,
     last_token_at: Option<Instant>,
     done: bool,
@@ -157,6 +164,10 @@ impl Pending {
             },
         };
         let now = Instant::now();
+        if !self.log_metrics {
+            self.done = out.finish.is_some();
+            return Some(out);
+        }
         if !out.token_ids.is_empty() {
             match self.last_token_at {
                 None => metrics.ttft.observe((now - self.started).as_secs_f64()),
@@ -184,7 +195,7 @@ impl Drop for Pending {
     /// A request dropped before its end (the client went away): the engine aborts it when it
     /// sees the closed channel; count it here.
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && self.log_metrics {
             self.state
                 .metrics
                 .aborted_total
