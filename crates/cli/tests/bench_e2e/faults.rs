@@ -249,9 +249,12 @@ async fn timings_of_a_known_stream_and_megabyte_lines() {
     );
     // bench_serving's ITL on the native route: per token, here one token per chunk.
     let (ttft, itl) = (f(&r, "mean_ttft_ms"), f(&r, "mean_itl_ms"));
-    // Lower bounds only: no chunk can arrive before the script sends it, whatever the load,
-    // but how much later a busy 2-core machine delivers and times a megabyte line is a
-    // measurement, not a test (it is 180-190 ms against 120 ms here, alone on a quiet machine).
+    // Lower bounds only: no chunk can arrive before the script sends it, whatever the load.
+    // How much later it is timed is a measurement: this test is an unoptimised build in which
+    // the mock and the client share one process and two threads, and the four first lines
+    // (200 KiB each) arrive together, so each waits for the others' unoptimised scanning and
+    // JSON parsing (180-190 ms mean TTFT alone on a quiet machine, 290-350 ms beside four
+    // builds; the client tokenizer is not on this path, it runs after the run).
     assert!(ttft >= 118.0, "TTFT {ttft}");
     assert!(itl >= 35.0, "ITL {itl}");
     assert!(f(&r, "mean_tpot_ms") >= 35.0);
