@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use foldhash::fast::FixedState;
 use serde::Serialize;
 
+use crate::analyze::host::{CpuStepStats, HostBuilder, HostProfile};
+use crate::analyze::hta::{HtaBuilder, HtaOptions, HtaReport};
 use crate::analyze::steps::StepCollector;
 use crate::analyze::timeline::{Breakdown, TimelineBuilder, WindowStats};
 use crate::error::{Result, TraceError};
@@ -63,6 +65,9 @@ pub struct StepStats {
     pub span_ns: i64,
     /// GPU activity attributed to the step.
     pub gpu: WindowStats,
+    /// CPU activity (outermost ops, collectives) of the step.
+    #[serde(default)]
+    pub cpu: CpuStepStats,
 }
 
 /// Everything `summary`, `ranks` and `diff` need from one trace.
@@ -87,6 +92,12 @@ pub struct TraceSummary {
     pub categories: Vec<CategoryStats>,
     pub steps: Vec<StepStats>,
     pub truncated: bool,
+    /// Self time per host event, and torch's key_averages grouped by input shape.
+    #[serde(default)]
+    pub host: HostProfile,
+    /// HTA's analyses of this trace (one rank).
+    #[serde(default)]
+    pub hta: HtaReport,
 }
 
 type NameMap<V> = HashMap<Box<str>, V, FixedState>;
@@ -161,6 +172,8 @@ pub struct SummaryBuilder {
     categories: NameMap<(u64, i64)>,
     steps: StepCollector,
     timeline: TimelineBuilder,
+    host: HostBuilder,
+    hta: HtaBuilder,
     first_ts: Option<i64>,
     last_ts: i64,
 }
@@ -187,6 +200,7 @@ impl EventSink for SummaryBuilder {
         if ev.ph != Phase::COMPLETE {
             return Ok(());
         }
+        self.hta.event(ev);
         if matches!(ev.cat.as_ref(), "kernel" | "gpu_memcpy" | "gpu_memset") {
             let by_name = self
                 .kernels
@@ -206,6 +220,7 @@ impl EventSink for SummaryBuilder {
             if ev.cat == "cpu_op" {
                 self.ops.add(&ev.name, ev.dur, || ());
             }
+            self.host.event(ev).map_err(TraceError::Temp)?;
             self.steps.event(ev);
         }
         Ok(())
@@ -213,11 +228,19 @@ impl EventSink for SummaryBuilder {
 }
 
 impl BlockWorker for SummaryBuilder {
-    type Output = ();
+    /// GPU streams first seen in the block: the file's stream order, which HTA's idle-time
+    /// table keeps.
+    type Output = Vec<i64>;
 
-    fn finish_block(&mut self) -> Result<()> {
-        Ok(())
+    fn finish_block(&mut self) -> Result<Vec<i64>> {
+        Ok(self.hta.take_new_streams())
     }
+}
+
+/// What a summary computes beyond reading.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SummaryOptions {
+    pub hta: HtaOptions,
 }
 
 impl SummaryBuilder {
@@ -225,6 +248,7 @@ impl SummaryBuilder {
     pub fn with_sort_budget(sort_budget: usize) -> Self {
         SummaryBuilder {
             timeline: TimelineBuilder::with_budget(sort_budget),
+            host: HostBuilder::with_budget(sort_budget),
             ..SummaryBuilder::default()
         }
     }
@@ -242,6 +266,8 @@ impl SummaryBuilder {
         self.timeline
             .absorb(other.timeline)
             .map_err(TraceError::Temp)?;
+        self.host.absorb(other.host).map_err(TraceError::Temp)?;
+        self.hta.absorb(other.hta);
         self.first_ts = match (self.first_ts, other.first_ts) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -250,27 +276,38 @@ impl SummaryBuilder {
         Ok(())
     }
 
+    /// `stream_order`: the GPU streams in order of first appearance (the blocks' outputs).
     pub fn finish(
         self,
         info: &TraceInfo,
         file: String,
         rank: RankId,
         label: String,
+        stream_order: &[i64],
+        opts: &SummaryOptions,
     ) -> Result<TraceSummary> {
-        let steps = self.steps.finish();
+        let host = self.host.finish().map_err(TraceError::Temp)?;
+        let mut steps = self.steps.finish();
+        if steps.is_empty() && !host.repeating.is_empty() {
+            // No step markers: a span repeated at the top of the host's call trees is one.
+            steps = StepCollector::from_spans(&host.repeating);
+        }
         let windows: Vec<_> = steps.iter().map(|(_, w)| *w).collect();
+        let cpu_steps = host.steps(&windows);
         let (timeline, per_step) = self.timeline.finish(&windows).map_err(TraceError::Temp)?;
         let steps = steps
             .into_iter()
             .zip(per_step)
+            .zip(cpu_steps)
             .enumerate()
-            .map(|(index, ((span, _), gpu))| StepStats {
+            .map(|(index, (((span, _), gpu), cpu))| StepStats {
                 index,
                 number: span.number,
                 stage: span.stage.or(rank.stage),
                 start_ns: span.start,
                 span_ns: span.end - span.start,
                 gpu,
+                cpu,
             })
             .collect();
         let mut categories: Vec<CategoryStats> = self
@@ -302,6 +339,8 @@ impl SummaryBuilder {
             categories,
             steps,
             truncated: info.truncated,
+            host: host.profile,
+            hta: self.hta.finish(stream_order, opts.hta),
         })
     }
 }
