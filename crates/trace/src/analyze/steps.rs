@@ -66,6 +66,9 @@ fn vllm_stage(rest: &str) -> Option<Stage> {
 pub struct StepCollector {
     cpu: Vec<StepSpan>,
     gpu: Vec<StepSpan>,
+    /// vLLM's `execute_*` spans, kept apart: SGLang's ROCm traces carry them too, around the
+    /// same forward as its own `step[...]`.
+    vllm: Vec<StepSpan>,
 }
 
 impl StepCollector {
@@ -79,6 +82,8 @@ impl StepCollector {
             };
             if gpu {
                 self.gpu.push(span);
+            } else if ev.name.starts_with("execute_") {
+                self.vllm.push(span);
             } else {
                 self.cpu.push(span);
             }
@@ -98,6 +103,7 @@ impl StepCollector {
                 })
                 .collect(),
             gpu: Vec::new(),
+            vllm: Vec::new(),
         }
         .finish()
     }
@@ -105,11 +111,15 @@ impl StepCollector {
     pub fn absorb(&mut self, other: StepCollector) {
         self.cpu.extend(other.cpu);
         self.gpu.extend(other.gpu);
+        self.vllm.extend(other.vllm);
     }
 
     /// The steps in time order, each with the window its GPU time is attributed to.
     pub fn finish(mut self) -> Vec<(StepSpan, Window)> {
-        // SGLang's per-forward spans are finer than the profiler's steps when both exist.
+        // Per-forward spans (SGLang's, else vLLM's) are finer than the profiler's steps.
+        if !self.cpu.iter().any(|s| s.number.is_none()) && !self.vllm.is_empty() {
+            self.cpu = std::mem::take(&mut self.vllm);
+        }
         if self.cpu.iter().any(|s| s.number.is_none()) {
             self.cpu.retain(|s| s.number.is_none());
         }

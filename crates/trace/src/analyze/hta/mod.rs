@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Event;
 pub use breakdown::{KernelTypeRow, Temporal, TopKernelRow, kernel_type_shares};
-pub use launch::{IdleRow, IdleStatsRow, LaunchRow, LaunchSummary};
+pub use launch::{Distribution, IdleCategory, IdleRow, IdleStatsRow, LaunchRow, LaunchSummary};
 
 /// How closely to follow HTA where it is wrong.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
