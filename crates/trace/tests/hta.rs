@@ -97,16 +97,16 @@ fn check_temporal(golden_file: &str, reports: &[&HtaReport]) {
             num(row, "kernel_time(us)"),
             Some(us(t.kernel_ns)),
         );
-        close(&w("idle%"), num(row, "idle_time_pctg"), Some(t.idle_pctg));
+        close(&w("idle%"), num(row, "idle_time_pctg"), t.idle_pctg);
         close(
             &w("compute%"),
             num(row, "compute_time_pctg"),
-            Some(t.compute_pctg),
+            t.compute_pctg,
         );
         close(
             &w("non_compute%"),
             num(row, "non_compute_time_pctg"),
-            Some(t.non_compute_pctg),
+            t.non_compute_pctg,
         );
     }
 }

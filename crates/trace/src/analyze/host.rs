@@ -109,6 +109,14 @@ pub struct HostProfile {
     pub busy_ns: i64,
 }
 
+/// A module frame's class: `Linear_3` -> `Linear` (TraceLens strips `_\d+` the same way).
+fn strip_instance(module: &str) -> &str {
+    match module.rsplit_once('_') {
+        Some((class, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => class,
+        _ => module,
+    }
+}
+
 /// Host-side collectives: c10d's ops, gloo's and NCCL's host calls, the functional
 /// collectives and their waits.
 pub fn is_collective(name: &str) -> bool {
@@ -129,6 +137,8 @@ struct HostRecord {
     kind: HostKind,
     name: String,
     dims: String,
+    /// `args.correlation` of a runtime call (-1 otherwise): the key to the GPU work it launched.
+    correlation: i64,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -152,6 +162,7 @@ impl Record for HostRecord {
         out.push(self.kind as u8);
         put_str(out, &self.name);
         put_str(out, &self.dims);
+        out.extend_from_slice(&self.correlation.to_le_bytes());
     }
 
     fn decode(input: &mut impl Read) -> io::Result<Option<Self>> {
@@ -178,12 +189,29 @@ impl Record for HostRecord {
             kind,
             name: get_str(input)?,
             dims: get_str(input)?,
+            correlation: {
+                let mut c = [0u8; 8];
+                input.read_exact(&mut c)?;
+                i64::from_le_bytes(c)
+            },
         }))
     }
 
     fn mem_size(&self) -> usize {
         std::mem::size_of::<HostRecord>() + self.thread.len() + self.name.len() + self.dims.len()
     }
+}
+
+#[derive(Deserialize)]
+struct CorrelationArgs {
+    correlation: Option<i64>,
+}
+
+fn correlation(args: Option<&str>) -> i64 {
+    args.filter(|a| memchr::memmem::find(a.as_bytes(), b"\"correlation\"").is_some())
+        .and_then(|a| serde_json::from_str::<CorrelationArgs>(a).ok())
+        .and_then(|c| c.correlation)
+        .unwrap_or(-1)
 }
 
 #[derive(Deserialize)]
@@ -247,6 +275,26 @@ pub struct HostOutcome {
     /// The outermost span name repeated most often (at least twice; largest total time among
     /// equals), with its spans: steps for traces without step markers.
     pub repeating: Vec<(i64, i64)>,
+    /// Every runtime call with a correlation: what launched the GPU work it names.
+    pub launches: Vec<LaunchSite>,
+    /// The names [`LaunchSite`] refers to.
+    pub names: Vec<String>,
+}
+
+/// A runtime call with a correlation, and where in the host's call tree it was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchSite {
+    pub correlation: i64,
+    pub ts: i64,
+    /// The nearest enclosing `cpu_op` (TraceLens's leaf cpu_op), else the runtime call itself:
+    /// an index into [`HostOutcome::names`].
+    pub op: u32,
+    /// `nn.Module` frames above it, outermost first, instance numbers dropped (`Qwen3Model/
+    /// Qwen3DecoderLayer/Qwen3MLP`); `None` without `with_stack` module frames.
+    pub module: Option<u32>,
+    /// The module path down to the first layer-like module (`...Layer_3`, `...Block_3`), with
+    /// its instance number kept: one row per layer.
+    pub layer: Option<u32>,
 }
 
 impl HostOutcome {
@@ -295,6 +343,11 @@ impl HostBuilder {
         } else {
             String::new()
         };
+        let correlation = if kind == HostKind::Runtime {
+            correlation(ev.args.as_deref())
+        } else {
+            -1
+        };
         self.events += 1;
         self.sorter.push(HostRecord {
             thread: format!("{}\u{0}{}", ev.pid, ev.tid),
@@ -303,6 +356,7 @@ impl HostBuilder {
             kind,
             name: ev.name.to_string(),
             dims,
+            correlation,
         })
     }
 
@@ -343,6 +397,9 @@ struct TreeFold {
     outer_ops: Vec<(i64, i64)>,
     collectives: Vec<(i64, i64)>,
     busy_ns: i64,
+    launches: Vec<LaunchSite>,
+    names: Vec<String>,
+    name_ids: Map<String, u32>,
 }
 
 impl TreeFold {
@@ -439,6 +496,10 @@ impl TreeFold {
                 }
             }
         }
+        if rec.kind == HostKind::Runtime && rec.correlation >= 0 {
+            let site = self.launch_site(&f);
+            self.launches.push(site);
+        }
         if rec.kind == HostKind::CpuOp {
             if !f.under_op {
                 self.outer_ops.push((rec.ts, dur));
@@ -446,6 +507,54 @@ impl TreeFold {
             if f.in_collective && !self.stack.last().is_some_and(|p| p.in_collective) {
                 self.collectives.push((rec.ts, dur));
             }
+        }
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.name_ids.insert(name.to_string(), id);
+        id
+    }
+
+    /// Where the runtime call `f` (just popped) sits in its thread's call tree.
+    fn launch_site(&mut self, f: &Frame) -> LaunchSite {
+        let op_name = self
+            .stack
+            .iter()
+            .rev()
+            .find(|p| p.rec.kind == HostKind::CpuOp)
+            .map_or(f.rec.name.clone(), |p| p.rec.name.clone());
+        let modules: Vec<&str> = self
+            .stack
+            .iter()
+            .filter(|p| p.rec.kind == HostKind::PythonFunction)
+            .filter_map(|p| p.rec.name.strip_prefix("nn.Module: "))
+            .collect();
+        let (module, layer) = if modules.is_empty() {
+            (None, None)
+        } else {
+            let path: Vec<&str> = modules.iter().map(|m| strip_instance(m)).collect();
+            let cut = modules
+                .iter()
+                .position(|m| {
+                    let class = strip_instance(m);
+                    class.ends_with("Layer") || class.ends_with("Block")
+                })
+                .unwrap_or(0);
+            let mut layer: Vec<&str> = path[..cut].to_vec();
+            layer.push(modules[cut]);
+            (Some(path.join("/")), Some(layer.join("/")))
+        };
+        LaunchSite {
+            correlation: f.rec.correlation,
+            ts: f.rec.ts,
+            op: self.intern(&op_name),
+            module: module.map(|m| self.intern(&m)),
+            layer: layer.map(|l| self.intern(&l)),
         }
     }
 
@@ -489,6 +598,8 @@ impl TreeFold {
             outer_ops: self.outer_ops,
             collectives: self.collectives,
             repeating,
+            launches: self.launches,
+            names: self.names,
         }
     }
 }

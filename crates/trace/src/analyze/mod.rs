@@ -14,7 +14,9 @@
 //! # Ok::<(), loupe_trace::TraceError>(())
 //! ```
 
+pub mod attribution;
 pub mod diff;
+pub mod gate;
 pub mod host;
 pub mod hta;
 pub mod ranks;

@@ -3,11 +3,13 @@
 //! grows with distinct names and steps, never with events (GPU intervals go through the
 //! timeline's external sort).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use foldhash::fast::FixedState;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::analyze::attribution::{Attribution, attribute};
 use crate::analyze::host::{CpuStepStats, HostBuilder, HostProfile};
 use crate::analyze::hta::{HtaBuilder, HtaOptions, HtaReport};
 use crate::analyze::steps::StepCollector;
@@ -18,7 +20,7 @@ use crate::model::{Event, EventSink, GpuClass, Phase, TraceInfo, kernel_class};
 use crate::rank::{RankId, Stage};
 
 /// Statistics of one operation name.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OpStats {
     pub name: String,
     pub calls: u64,
@@ -44,7 +46,7 @@ impl OpStats {
     }
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CategoryStats {
     pub category: String,
     pub events: u64,
@@ -52,7 +54,7 @@ pub struct CategoryStats {
     pub total_ns: i64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepStats {
     /// Position among the trace's steps.
     pub index: usize,
@@ -70,14 +72,16 @@ pub struct StepStats {
     pub cpu: CpuStepStats,
 }
 
-/// Everything `summary`, `ranks` and `diff` need from one trace.
-#[derive(Clone, Debug, Serialize)]
+/// Everything `summary`, `ranks` and `diff` need from one trace. Its JSON (`summary --format
+/// json`) reads back ([`TraceSummary::from_json`]), so `ranks --from-summaries` compares ranks
+/// summarised where their traces are.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TraceSummary {
     pub file: String,
     pub label: String,
     #[serde(skip)]
     pub rank: RankId,
-    pub format: &'static str,
+    pub format: Cow<'static, str>,
     pub events: u64,
     pub base_ns: Option<i64>,
     /// First to last event timestamp.
@@ -98,6 +102,36 @@ pub struct TraceSummary {
     /// HTA's analyses of this trace (one rank).
     #[serde(default)]
     pub hta: HtaReport,
+    /// GPU time by launching op, module and layer, and per op and position in the step.
+    #[serde(default)]
+    pub attribution: Attribution,
+}
+
+impl TraceSummary {
+    /// Reads what `summary --format json` wrote (an array of summaries, or one summary).
+    pub fn from_json(path: &std::path::Path) -> Result<Vec<TraceSummary>> {
+        let bytes = std::fs::read(path).map_err(|e| TraceError::read(path, e))?;
+        let parsed = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(serde_json::Value::Array(_)) => serde_json::from_slice::<Vec<TraceSummary>>(&bytes),
+            Ok(_) => serde_json::from_slice::<TraceSummary>(&bytes).map(|s| vec![s]),
+            Err(e) => Err(e),
+        };
+        parsed.map_err(|e| {
+            // serde_json reports lines and columns; the other errors here report bytes
+            let offset: usize = bytes
+                .split_inclusive(|&b| b == b'\n')
+                .take(e.line().saturating_sub(1))
+                .map(<[u8]>::len)
+                .sum::<usize>()
+                + e.column().saturating_sub(1);
+            TraceError::Json {
+                path: path.to_path_buf(),
+                offset: offset as u64,
+                compressed: false,
+                message: format!("not a `loupe trace summary --format json` file: {e}"),
+            }
+        })
+    }
 }
 
 type NameMap<V> = HashMap<Box<str>, V, FixedState>;
@@ -294,6 +328,7 @@ impl SummaryBuilder {
         }
         let windows: Vec<_> = steps.iter().map(|(_, w)| *w).collect();
         let cpu_steps = host.steps(&windows);
+        let attribution = attribute(&host, self.hta.gpu_ops(), &windows);
         let (timeline, per_step) = self.timeline.finish(&windows).map_err(TraceError::Temp)?;
         let steps = steps
             .into_iter()
@@ -329,7 +364,7 @@ impl SummaryBuilder {
             label,
             stage: rank.stage,
             rank,
-            format: info.format.name(),
+            format: Cow::Borrowed(info.format.name()),
             events: info.events,
             base_ns: info.base_ns,
             span_ns: self.first_ts.map_or(0, |f| self.last_ts - f),
@@ -341,6 +376,7 @@ impl SummaryBuilder {
             truncated: info.truncated,
             host: host.profile,
             hta: self.hta.finish(stream_order, opts.hta),
+            attribution,
         })
     }
 }

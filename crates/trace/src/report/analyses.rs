@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 
 use super::table::{Cell, Table};
+use crate::analyze::attribution::AttributionRow;
+use crate::analyze::diff::DiffReport;
 use crate::analyze::host::{SelfTimeRow, ShapeRow};
 use crate::analyze::hta::{Distribution, kernel_type_shares};
 use crate::analyze::summary::TraceSummary;
@@ -166,9 +168,9 @@ pub fn hta(summaries: &[TraceSummary]) -> Vec<Table> {
             Cell::us(h.compute_ns),
             Cell::us(h.non_compute_ns),
             Cell::us(h.kernel_ns),
-            pct(h.idle_pctg, 2),
-            pct(h.compute_pctg, 2),
-            pct(h.non_compute_pctg, 2),
+            pct(h.idle_pctg.unwrap_or(f64::NAN), 2),
+            pct(h.compute_pctg.unwrap_or(f64::NAN), 2),
+            pct(h.non_compute_pctg.unwrap_or(f64::NAN), 2),
         ]);
     }
     tables.push(t);
@@ -302,4 +304,114 @@ fn distribution(d: &Distribution) -> [Cell; 6] {
         us_f(d.p90_ns),
         us_f(d.max_ns),
     ]
+}
+
+/// What GPU time is attributed to in `summary --by`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttributionKey {
+    Op,
+    Module,
+    Layer,
+}
+
+/// GPU time by launching op, `nn.Module` path or layer, over all traces.
+pub fn attribution(summaries: &[TraceSummary], key: AttributionKey, top: usize) -> Table {
+    let mut map: HashMap<&str, AttributionRow> = HashMap::new();
+    let mut unattributed = 0;
+    for s in summaries {
+        let a = &s.attribution;
+        unattributed += a.unattributed;
+        let rows = match key {
+            AttributionKey::Op => &a.by_op,
+            AttributionKey::Module => &a.by_module,
+            AttributionKey::Layer => &a.by_layer,
+        };
+        for r in rows {
+            map.entry(r.name.as_str())
+                .and_modify(|m| {
+                    m.launches += r.launches;
+                    m.kernels += r.kernels;
+                    m.gpu_ns += r.gpu_ns;
+                    m.sum_ns += r.sum_ns;
+                })
+                .or_insert_with(|| r.clone());
+        }
+    }
+    let mut rows: Vec<AttributionRow> = map.into_values().collect();
+    rows.sort_by(|a, b| b.gpu_ns.cmp(&a.gpu_ns).then_with(|| a.name.cmp(&b.name)));
+    let whole: i64 = rows.iter().map(|r| r.gpu_ns).sum();
+    let shown = if top == 0 {
+        rows.len()
+    } else {
+        top.min(rows.len())
+    };
+    let (id, what) = match key {
+        AttributionKey::Op => ("by_op", "launching cpu_op"),
+        AttributionKey::Module => ("by_module", "nn.Module path"),
+        AttributionKey::Layer => ("by_layer", "layer"),
+    };
+    let mut t = Table::new(
+        id,
+        format!(
+            "GPU time by {what} (union of its kernels): top {shown} of {}; {unattributed} GPU operations with no launch call in the trace",
+            rows.len()
+        ),
+        &[what, "launches", "GPU ops", "GPU ms", "summed ms", "%"],
+    );
+    for r in &rows[..shown] {
+        t.row(vec![
+            Cell::text(&r.name),
+            Cell::int(r.launches),
+            Cell::int(r.kernels),
+            Cell::ms(r.gpu_ns),
+            Cell::ms(r.sum_ns),
+            Cell::share(r.gpu_ns, whole),
+        ]);
+    }
+    t
+}
+
+/// `diff`'s pairing by launching op and position in the step.
+pub fn op_diff(d: &DiffReport, top: usize) -> Table {
+    let shown = if top == 0 {
+        d.by_op.len()
+    } else {
+        top.min(d.by_op.len())
+    };
+    let mut t = Table::new(
+        "diff_ops",
+        format!(
+            "GPU time by launching op, paired by position in the step (median over steps): top {shown} of {}",
+            d.by_op.len()
+        ),
+        &[
+            "op",
+            "change",
+            "positions A",
+            "positions B",
+            "paired",
+            "median A ms",
+            "median B ms",
+            "B - A ms",
+            "p90 A ms",
+            "p90 B ms",
+        ],
+    );
+    t.left = vec![0, 1];
+    let ms = |ns: f64| Cell::ms(ns.round() as i64);
+    for r in &d.by_op[..shown] {
+        t.row(vec![
+            Cell::text(&r.op),
+            Cell::text(r.change.name()),
+            Cell::int(r.positions_a),
+            Cell::int(r.positions_b),
+            Cell::int(r.matched),
+            ms(r.median_a_ns),
+            ms(r.median_b_ns),
+            ms(r.delta_ns),
+            ms(r.p90_a_ns),
+            ms(r.p90_b_ns),
+        ]);
+    }
+    t
 }

@@ -67,6 +67,21 @@ pub fn by_shape(summaries: &[TraceSummary], opts: &ReportOptions) -> String {
     )
 }
 
+/// `summary --by op|module|layer`: GPU time by what launched it (JSON: the summaries'
+/// attribution).
+pub fn attribution(
+    summaries: &[TraceSummary],
+    key: analyses::AttributionKey,
+    opts: &ReportOptions,
+) -> String {
+    let rows: Vec<_> = summaries.iter().map(|s| &s.attribution).collect();
+    render(
+        &rows,
+        || vec![analyses::attribution(summaries, key, opts.top)],
+        opts,
+    )
+}
+
 /// The `ranks` report.
 pub fn ranks(report: &RanksReport, opts: &ReportOptions) -> String {
     render(report, || tables::ranks(report), opts)

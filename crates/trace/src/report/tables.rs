@@ -373,7 +373,11 @@ pub fn diff(d: &DiffReport, top: usize) -> Vec<Table> {
             Cell::ms(r.delta_ns),
         ]);
     }
-    vec![t, ops]
+    let mut tables = vec![t, ops];
+    if !d.by_op.is_empty() {
+        tables.push(analyses::op_diff(d, top));
+    }
+    tables
 }
 
 /// `top`'s table: GPU operations by total time, RPD's columns.

@@ -16,9 +16,10 @@ pub struct Temporal {
     pub non_compute_ns: i64,
     /// First GPU start to last GPU end.
     pub kernel_ns: i64,
-    pub idle_pctg: f64,
-    pub compute_pctg: f64,
-    pub non_compute_pctg: f64,
+    /// Shares of `kernel_ns`, percent with 2 decimals (`None` without GPU time).
+    pub idle_pctg: Option<f64>,
+    pub compute_pctg: Option<f64>,
+    pub non_compute_pctg: Option<f64>,
     /// Rows with a negative duration, counted as empty (HTA asserts on some of them).
     pub negative_durations: u64,
 }
@@ -38,13 +39,7 @@ pub(super) fn temporal(rows: &[GpuRow]) -> Temporal {
     ));
     let idle_ns = kernel_ns - busy;
     let non_compute_ns = busy - compute_ns;
-    let pct = |x: i64| {
-        if kernel_ns == 0 {
-            f64::NAN
-        } else {
-            round_to(100.0 * x as f64 / kernel_ns as f64, 2)
-        }
-    };
+    let pct = |x: i64| (kernel_ns != 0).then(|| round_to(100.0 * x as f64 / kernel_ns as f64, 2));
     Temporal {
         idle_ns,
         compute_ns,

@@ -272,6 +272,14 @@ impl HtaBuilder {
         }
     }
 
+    /// GPU operations (kernels, memcpy, memset) as `(start, end, correlation)`.
+    pub fn gpu_ops(&self) -> impl Iterator<Item = (i64, i64, i64)> + '_ {
+        self.gpu
+            .iter()
+            .filter(|r| r.cat != RowCat::Other)
+            .map(|r| (r.ts, r.end, r.correlation))
+    }
+
     /// The streams first seen since the last call (a block's share of the stream order).
     pub fn take_new_streams(&mut self) -> Vec<i64> {
         std::mem::take(&mut self.new_streams)
