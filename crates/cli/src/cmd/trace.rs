@@ -13,6 +13,7 @@ use loupe_trace::analyze::hta::HtaOptions;
 use loupe_trace::analyze::summary::{SummaryOptions, TraceSummary};
 use loupe_trace::analyze::{diff, ranks, summarize_with, top};
 use loupe_trace::export::merge::{CategoryFilter, merge};
+use loupe_trace::export::parts::parse_size;
 use loupe_trace::export::slice::{SliceSpec, Window, slice};
 use loupe_trace::export::{TraceFormat, json, perfetto};
 use loupe_trace::import::{Input, ReadOptions, open_all};
@@ -248,6 +249,10 @@ pub struct SliceArgs {
     /// Drop these categories, e.g. python_function.
     #[arg(long, value_delimiter = ',')]
     pub drop_cat: Vec<String>,
+    /// Cut the window into files of at most this much JSON each (`500MB`, `1GiB`; before
+    /// gzip), named OUTPUT.part1.json ... in time order, so each opens in the Perfetto UI.
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
     #[command(flatten)]
     pub input: InputArgs,
 }
@@ -427,6 +432,7 @@ fn slice_cmd(a: SliceArgs) -> Result<()> {
             drop: a.drop_cat.clone(),
             keep: a.cats.clone(),
         },
+        max_size: a.max_size.as_deref().map(parse_size).transpose()?,
     };
     let input = a.input.open_one(&a.file)?;
     let r = slice(&input, &a.output, &spec, &a.input.options())?;
@@ -444,7 +450,8 @@ fn slice_cmd(a: SliceArgs) -> Result<()> {
             r.flows_dropped
         );
     }
-    eprintln!("{} events -> {}", r.events_written, a.output.display());
+    let names: Vec<String> = r.files.iter().map(|f| f.display().to_string()).collect();
+    eprintln!("{} events -> {}", r.events_written, names.join(", "));
     Ok(())
 }
 
