@@ -5,6 +5,12 @@
 #   scripts/bench_trace.sh                 # a 1 GB set (2 ranks) with every tool, then a 4 GB
 #                                          # set (4 ranks) with loupe and gzip only
 #   SIZES_GB="1" scripts/bench_trace.sh    # only the 1 GB set
+#   LOUPE_BASE=path/to/old/loupe scripts/bench_trace.sh
+#                                          # also time an older binary's summary beside this
+#                                          # one's (the analyses' budget: at most 1.3x)
+#
+# On the 1 GB set HTA 0.5.0 (scripts/bench_hta.py: load, temporal/idle/overlap/launch/kernel
+# breakdowns) runs too, unless HTA=0; it needs several GB of memory per GB of JSON.
 #
 # Inputs are synthetic SGLang-style traces (scripts/gen_trace.py: python_function frames,
 # cpu_op, cudaLaunchKernel with ac2g flows, kernels, NCCL all-reduce, step spans), gzipped at
@@ -73,6 +79,9 @@ for gb in $SIZES_GB; do
   unset WALL RSS; declare -A WALL RSS
   measure gzip sh -c "gzip -dc ${files[*]} > /dev/null"
   measure summary "$LOUPE" trace summary "${files[@]}"
+  if [[ -n ${LOUPE_BASE:-} ]]; then
+    measure summary_base "$LOUPE_BASE" trace summary "${files[@]}"
+  fi
   measure merge_json "$LOUPE" trace merge "${files[@]}" -o "$BENCH_DIR/merged.json"
   measure merge_gz "$LOUPE" trace merge "${files[@]}" -o "$BENCH_DIR/merged.json.gz"
   rm -f "$BENCH_DIR/merged.json" "$BENCH_DIR/merged.json.gz"
@@ -84,6 +93,9 @@ for p in sys.argv[1:]:
         json.load(f)" "${files[@]}"
     measure python_merge "$PYTHON" scripts/bench_sglang_merge.py "$BENCH_DIR" "bench${gb}g"
     rm -f "$BENCH_DIR/merged-bench${gb}g.trace.json.gz"
+    if [[ ${HTA:-1} == 1 ]]; then
+      measure python_hta "$PYTHON" scripts/bench_hta.py "${files[@]}"
+    fi
   fi
   echo
   printf '### %s GB: %d ranks, %.0f MB of JSON (%.0f MB gzipped), %s events\n\n' "$gb" "$ranks" \
@@ -93,10 +105,16 @@ for p in sys.argv[1:]:
   echo '|---|---|---|---|---|---|---|'
   row gzip 'gzip -dc > /dev/null'
   row summary 'loupe trace summary'
+  if [[ -n ${WALL[summary_base]:-} ]]; then
+    row summary_base "older loupe trace summary ($(awk "BEGIN {printf \"%.2f\", ${WALL[summary]} / ${WALL[summary_base]}}")x of it)"
+  fi
   row merge_json 'loupe trace merge -o merged.json'
   row merge_gz 'loupe trace merge -o merged.json.gz'
   if [[ $gb == 1 ]]; then
     row python_load 'Python json.load'
     row python_merge 'SGLang ProfileMerger (Python)'
+    if [[ -n ${WALL[python_hta]:-} ]]; then
+      row python_hta "HTA 0.5.0 load + 5 analyses ($(ratio python_hta summary) of loupe's summary time)"
+    fi
   fi
 done

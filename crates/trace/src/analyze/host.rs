@@ -387,13 +387,16 @@ struct Frame {
     under_op: bool,
 }
 
+/// An outermost span name's count, total time and spans.
+type OuterSpans = (u64, i64, Vec<(i64, i64)>);
+
 #[derive(Default)]
 struct TreeFold {
     thread: String,
     stack: Vec<Frame>,
     self_time: Map<(HostKind, String), SelfTimeRow>,
     shapes: Map<(String, String), ShapeRow>,
-    outer: Map<String, (u64, i64, Vec<(i64, i64)>)>,
+    outer: Map<String, OuterSpans>,
     outer_ops: Vec<(i64, i64)>,
     collectives: Vec<(i64, i64)>,
     busy_ns: i64,

@@ -110,7 +110,7 @@ mod tests {
         assert!(parse_size("3 parsecs").is_err());
         assert_eq!(
             part_path(Path::new("a/b.trace.json.gz"), 2),
-            Path::new("a/b.part2.trace.json.gz")
+            Path::new("a/b.trace.part2.json.gz")
         );
         assert_eq!(part_path(Path::new("x.pb"), 1), Path::new("x.pb.part1"));
     }
@@ -119,7 +119,7 @@ mod tests {
     fn cuts_keep_parts_under_the_limit() {
         let mut h = SizeHistogram::new(0, 8192 * 10);
         for t in 0..8192 {
-            h.add(t * 10, 1000 - 96 as usize);
+            h.add(t * 10, 1000 - EVENT_OVERHEAD as usize);
         }
         // 1000 bytes per bucket, 8.192 MB in all: 900 KB per part at a 1 MB limit
         let cuts = h.cuts(1_000_000);

@@ -232,16 +232,17 @@ pub fn slice(
                 return Ok(());
             }
             let (from, to) = (ts.max(a), end.min(b));
-            for k in part_of(from)..=part_of((to - 1).max(from)) {
+            let (first, last) = (part_of(from), part_of((to - 1).max(from)));
+            for (k, w) in writers.iter_mut().enumerate().take(last + 1).skip(first) {
                 let (pa, pb) = bounds(k);
                 let (s, e) = (from.max(pa), to.min(pb));
                 if (s, e) == (ts, end) {
-                    writers[k].write(ev, &Rewrite::default())?;
+                    w.write(ev, &Rewrite::default())?;
                 } else {
                     let mut clipped = ev.clone();
                     clipped.ts = Some(s);
                     clipped.dur = e - s;
-                    writers[k].write(&clipped, &Rewrite::default())?;
+                    w.write(&clipped, &Rewrite::default())?;
                 }
             }
             return Ok(());
