@@ -119,6 +119,32 @@ fn kernels_go_to_their_op_module_and_layer() {
     let layers: Vec<&str> = a.by_layer.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(layers, vec!["DecoderLayer_0", "DecoderLayer_1"]);
     assert_eq!(a.by_layer[0].gpu_ns, 2 * 110_000);
+    // each step: 4 launches of 10 us against 220 us of GPU work
+    assert_eq!(a.steps.len(), 2);
+    assert_eq!(
+        (
+            a.steps[0].launches,
+            a.steps[0].launch_ns,
+            a.steps[0].gpu_ns,
+            a.steps[0].launch_bound
+        ),
+        (4, 40_000, 220_000, false)
+    );
+    let tiny = vendor_trace(
+        dir.path(),
+        "b.json",
+        "cudaLaunchKernel",
+        "sm90_gemm",
+        &[2, 2],
+        &[1, 1],
+    );
+    assert!(
+        summary(&tiny)
+            .attribution
+            .steps
+            .iter()
+            .all(|t| t.launch_bound)
+    );
 }
 
 #[test]

@@ -59,6 +59,20 @@ pub struct Attribution {
     pub unattributed: u64,
     /// Per op and position in the step, for `diff`.
     pub positions: Vec<PositionRow>,
+    /// Per step (in step order): launch calls against the GPU time they launched.
+    #[serde(default)]
+    pub steps: Vec<StepLaunches>,
+}
+
+/// The launches of one step. A step is launch-bound when its launch calls take longer on the
+/// CPU than the GPU work they launch: the GPU waits for the host (HTA's short-kernel
+/// condition, over a whole step).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepLaunches {
+    pub launches: u64,
+    pub launch_ns: i64,
+    pub gpu_ns: i64,
+    pub launch_bound: bool,
 }
 
 /// Joins GPU operations `(start, end, correlation)` to the host's launch sites; `windows` are
@@ -114,7 +128,31 @@ pub fn attribute(
         by_layer: group(|s| s.layer),
         unattributed,
         positions: positions(sites, &of_site, names, windows),
+        steps: step_launches(sites, &of_site, windows),
     }
+}
+
+fn step_launches(
+    sites: &[LaunchSite],
+    of_site: &[Vec<(i64, i64)>],
+    windows: &[Window],
+) -> Vec<StepLaunches> {
+    let mut out = vec![StepLaunches::default(); windows.len()];
+    for (site, ivs) in sites.iter().zip(of_site) {
+        if ivs.is_empty() {
+            continue;
+        }
+        let i = windows.partition_point(|w| w.end <= site.ts);
+        if let Some(s) = out.get_mut(i).filter(|_| windows[i].start <= site.ts) {
+            s.launches += 1;
+            s.launch_ns += site.dur;
+            s.gpu_ns += ivs.iter().map(|(a, b)| b - a).sum::<i64>();
+        }
+    }
+    for s in &mut out {
+        s.launch_bound = s.launches > 0 && s.launch_ns > s.gpu_ns;
+    }
+    out
 }
 
 fn union(mut ivs: Vec<(i64, i64)>) -> i64 {

@@ -286,6 +286,8 @@ pub struct HostOutcome {
 pub struct LaunchSite {
     pub correlation: i64,
     pub ts: i64,
+    /// Duration of the launch call.
+    pub dur: i64,
     /// The nearest enclosing `cpu_op` (TraceLens's leaf cpu_op), else the runtime call itself:
     /// an index into [`HostOutcome::names`].
     pub op: u32,
@@ -555,6 +557,7 @@ impl TreeFold {
         LaunchSite {
             correlation: f.rec.correlation,
             ts: f.rec.ts,
+            dur: f.rec.end.0 - f.rec.ts,
             op: self.intern(&op_name),
             module: module.map(|m| self.intern(&m)),
             layer: layer.map(|l| self.intern(&l)),

@@ -220,6 +220,7 @@ pub fn hta(summaries: &[TraceSummary]) -> Vec<Table> {
         "short_gpu_kernels",
         "runtime_outliers_gt_50us",
         "launch_delay_outliers_gt_100us",
+        "launch_bound_steps",
     ];
     let cols = ["cpu_duration", "gpu_duration", "launch_delay"];
     let stats = ["sum", "mean", "min", "p50", "p90", "max"];
@@ -241,6 +242,15 @@ pub fn hta(summaries: &[TraceSummary]) -> Vec<Table> {
             Cell::int(l.short_gpu_kernels),
             Cell::int(l.runtime_outliers),
             Cell::int(l.launch_delay_outliers),
+            Cell::text(format!(
+                "{}/{}",
+                s.attribution
+                    .steps
+                    .iter()
+                    .filter(|t| t.launch_bound)
+                    .count(),
+                s.attribution.steps.len()
+            )),
         ];
         for d in [&l.cpu, &l.gpu, &l.delay] {
             row.extend(distribution(d));
