@@ -11,6 +11,7 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::{self, Read};
 
 use foldhash::fast::FixedState;
@@ -130,7 +131,8 @@ pub fn is_collective(name: &str) -> bool {
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct HostRecord {
-    thread: String,
+    /// A hash of `(pid, tid)`: records sort by thread first, and only grouping matters.
+    thread: u64,
     ts: i64,
     /// Longer events first at equal starts, so a parent precedes its children.
     end: Reverse<i64>,
@@ -156,7 +158,7 @@ fn get_str(input: &mut impl Read) -> io::Result<String> {
 
 impl Record for HostRecord {
     fn encode(&self, out: &mut Vec<u8>) {
-        put_str(out, &self.thread);
+        out.extend_from_slice(&self.thread.to_le_bytes());
         out.extend_from_slice(&self.ts.to_le_bytes());
         out.extend_from_slice(&self.end.0.to_le_bytes());
         out.push(self.kind as u8);
@@ -166,14 +168,11 @@ impl Record for HostRecord {
     }
 
     fn decode(input: &mut impl Read) -> io::Result<Option<Self>> {
-        let mut n = [0u8; 4];
-        if !read_exact_or_end(input, &mut n)? {
+        let mut t = [0u8; 8];
+        if !read_exact_or_end(input, &mut t)? {
             return Ok(None);
         }
-        let mut t = vec![0u8; u32::from_le_bytes(n) as usize];
-        input.read_exact(&mut t)?;
-        let thread =
-            String::from_utf8(t).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let thread = u64::from_le_bytes(t);
         let mut b = [0u8; 17];
         input.read_exact(&mut b)?;
         let kind = match b[16] {
@@ -198,7 +197,7 @@ impl Record for HostRecord {
     }
 
     fn mem_size(&self) -> usize {
-        std::mem::size_of::<HostRecord>() + self.thread.len() + self.name.len() + self.dims.len()
+        std::mem::size_of::<HostRecord>() + self.name.len() + self.dims.len()
     }
 }
 
@@ -352,7 +351,11 @@ impl HostBuilder {
         };
         self.events += 1;
         self.sorter.push(HostRecord {
-            thread: format!("{}\u{0}{}", ev.pid, ev.tid),
+            thread: {
+                let mut h = FixedState::default().build_hasher();
+                (&ev.pid, &ev.tid).hash(&mut h);
+                h.finish()
+            },
             ts,
             end: Reverse(ts + ev.dur.max(0)),
             kind,
@@ -394,7 +397,7 @@ type OuterSpans = (u64, i64, Vec<(i64, i64)>);
 
 #[derive(Default)]
 struct TreeFold {
-    thread: String,
+    thread: u64,
     stack: Vec<Frame>,
     self_time: Map<(HostKind, String), SelfTimeRow>,
     shapes: Map<(String, String), ShapeRow>,
@@ -411,7 +414,7 @@ impl TreeFold {
     fn record(&mut self, rec: HostRecord) {
         if rec.thread != self.thread {
             self.close_all();
-            self.thread = rec.thread.clone();
+            self.thread = rec.thread;
         }
         while self.stack.last().is_some_and(|f| f.rec.end.0 <= rec.ts) {
             self.close();
