@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::analyze::hta::HtaReport;
 use crate::analyze::summary::{OpStats, TraceSummary, combine_ops};
 use crate::analyze::timeline::Breakdown;
 use crate::rank::Stage;
@@ -31,6 +32,33 @@ pub struct RanksReport {
     /// communication, when there is one.
     pub straggler: Option<String>,
     pub key_ops: Vec<KeyOpRow>,
+    /// HTA's analyses of each rank, in the order of `ranks`.
+    pub hta: Vec<RankHta>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RankHta {
+    pub label: String,
+    pub report: HtaReport,
+    /// Steps whose launch calls take longer than the GPU work they launch, of `steps`.
+    pub launch_bound_steps: usize,
+    pub steps: usize,
+}
+
+impl RankHta {
+    pub fn of(s: &TraceSummary) -> RankHta {
+        RankHta {
+            label: s.label.clone(),
+            report: s.hta.clone(),
+            launch_bound_steps: s
+                .attribution
+                .steps
+                .iter()
+                .filter(|t| t.launch_bound)
+                .count(),
+            steps: s.attribution.steps.len(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -234,6 +262,7 @@ pub fn compare(summaries: &[TraceSummary], key_ops: usize) -> RanksReport {
         stragglers,
         straggler,
         key_ops,
+        hta: summaries.iter().map(RankHta::of).collect(),
     }
 }
 

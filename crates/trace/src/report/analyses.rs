@@ -9,6 +9,7 @@ use crate::analyze::attribution::AttributionRow;
 use crate::analyze::diff::DiffReport;
 use crate::analyze::host::{SelfTimeRow, ShapeRow};
 use crate::analyze::hta::{Distribution, kernel_type_shares};
+use crate::analyze::ranks::RankHta;
 use crate::analyze::summary::TraceSummary;
 
 fn us_f(v: Option<f64>) -> Cell {
@@ -138,10 +139,26 @@ pub fn by_shape(summaries: &[TraceSummary], top: usize) -> Table {
 
 /// HTA's tables over the traces (one rank each).
 pub fn hta(summaries: &[TraceSummary]) -> Vec<Table> {
+    let ranks: Vec<RankHta> = summaries.iter().map(RankHta::of).collect();
+    hta_ranks(&ranks)
+}
+
+/// HTA's tables over ranks.
+pub fn hta_ranks(ranks: &[RankHta]) -> Vec<Table> {
+    struct View<'a> {
+        label: &'a str,
+        hta: &'a crate::analyze::hta::HtaReport,
+        bound: (usize, usize),
+    }
     let mut tables = Vec::new();
-    let with_gpu: Vec<&TraceSummary> = summaries
+    let with_gpu: Vec<View<'_>> = ranks
         .iter()
-        .filter(|s| s.hta.temporal.kernel_ns > 0)
+        .filter(|r| r.report.temporal.kernel_ns > 0)
+        .map(|r| View {
+            label: &r.label,
+            hta: &r.report,
+            bound: (r.launch_bound_steps, r.steps),
+        })
         .collect();
     if with_gpu.is_empty() {
         return tables;
@@ -163,7 +180,7 @@ pub fn hta(summaries: &[TraceSummary]) -> Vec<Table> {
     for s in &with_gpu {
         let h = &s.hta.temporal;
         t.row(vec![
-            Cell::text(&s.label),
+            Cell::text(s.label),
             Cell::us(h.idle_ns),
             Cell::us(h.compute_ns),
             Cell::us(h.non_compute_ns),
@@ -189,7 +206,7 @@ pub fn hta(summaries: &[TraceSummary]) -> Vec<Table> {
     for s in &with_gpu {
         for r in &s.hta.idle {
             t.row(vec![
-                Cell::text(&s.label),
+                Cell::text(s.label),
                 Cell::int(r.stream),
                 Cell::text(r.category.name()),
                 Cell::us(r.idle_ns),
@@ -206,7 +223,7 @@ pub fn hta(summaries: &[TraceSummary]) -> Vec<Table> {
     );
     for s in &with_gpu {
         t.row(vec![
-            Cell::text(&s.label),
+            Cell::text(s.label),
             s.hta
                 .comm_comp_overlap_pctg
                 .map_or(Cell::text("NaN"), |v| pct(v, 2)),
@@ -237,20 +254,12 @@ pub fn hta(summaries: &[TraceSummary]) -> Vec<Table> {
     for s in &with_gpu {
         let l = &s.hta.launches;
         let mut row = vec![
-            Cell::text(&s.label),
+            Cell::text(s.label),
             Cell::int(l.launches),
             Cell::int(l.short_gpu_kernels),
             Cell::int(l.runtime_outliers),
             Cell::int(l.launch_delay_outliers),
-            Cell::text(format!(
-                "{}/{}",
-                s.attribution
-                    .steps
-                    .iter()
-                    .filter(|t| t.launch_bound)
-                    .count(),
-                s.attribution.steps.len()
-            )),
+            Cell::text(format!("{}/{}", s.bound.0, s.bound.1)),
         ];
         for d in [&l.cpu, &l.gpu, &l.delay] {
             row.extend(distribution(d));
@@ -290,7 +299,7 @@ pub fn hta(summaries: &[TraceSummary]) -> Vec<Table> {
     for s in &with_gpu {
         for k in &s.hta.top_kernels {
             t.row(vec![
-                Cell::text(&s.label),
+                Cell::text(s.label),
                 Cell::text(k.kernel_type.name()),
                 Cell::text(&k.name),
                 Cell::us(k.sum_ns),

@@ -315,6 +315,7 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
         t.row(row);
     }
     tables.push(t);
+    tables.extend(analyses::hta_ranks(&r.hta));
     tables
 }
 
