@@ -11,7 +11,7 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::io::{self, Read};
 
 use foldhash::fast::FixedState;
@@ -351,11 +351,7 @@ impl HostBuilder {
         };
         self.events += 1;
         self.sorter.push(HostRecord {
-            thread: {
-                let mut h = FixedState::default().build_hasher();
-                (&ev.pid, &ev.tid).hash(&mut h);
-                h.finish()
-            },
+            thread: FixedState::default().hash_one((&ev.pid, &ev.tid)),
             ts,
             end: Reverse(ts + ev.dur.max(0)),
             kind,
