@@ -5,6 +5,14 @@
 #   scripts/bench_trace.sh                 # a 1 GB set (2 ranks) with every tool, then a 4 GB
 #                                          # set (4 ranks) with loupe and gzip only
 #   SIZES_GB="1" scripts/bench_trace.sh    # only the 1 GB set
+#   LOUPE_BASE=path/to/old/loupe scripts/bench_trace.sh
+#                                          # also time an older binary's summary beside this
+#                                          # one's (the analyses' budget: at most 1.3x)
+#
+#   QUICK=1 scripts/bench_trace.sh         # gzip, summary (and the older summary) and HTA only
+#
+# On the 1 GB set HTA 0.5.0 (scripts/bench_hta.py: load, temporal/idle/overlap/launch/kernel
+# breakdowns) runs too, unless HTA=0; it needs several GB of memory per GB of JSON.
 #
 # Inputs are synthetic SGLang-style traces (scripts/gen_trace.py: python_function frames,
 # cpu_op, cudaLaunchKernel with ac2g flows, kernels, NCCL all-reduce, step spans), gzipped at
@@ -21,7 +29,7 @@ BENCH_DIR=${BENCH_DIR:-target/bench-trace}
 RUNS=${RUNS:-3}
 mkdir -p "$BENCH_DIR"
 cargo build --release -q -p loupe
-LOUPE=target/release/loupe
+LOUPE=${CARGO_TARGET_DIR:-target}/release/loupe
 
 # measure LABEL CMD... : best wall time of $RUNS runs (1 for Python) and the largest peak RSS.
 declare -A WALL RSS
@@ -73,10 +81,15 @@ for gb in $SIZES_GB; do
   unset WALL RSS; declare -A WALL RSS
   measure gzip sh -c "gzip -dc ${files[*]} > /dev/null"
   measure summary "$LOUPE" trace summary "${files[@]}"
-  measure merge_json "$LOUPE" trace merge "${files[@]}" -o "$BENCH_DIR/merged.json"
-  measure merge_gz "$LOUPE" trace merge "${files[@]}" -o "$BENCH_DIR/merged.json.gz"
-  rm -f "$BENCH_DIR/merged.json" "$BENCH_DIR/merged.json.gz"
-  if [[ $gb == 1 ]]; then
+  if [[ -n ${LOUPE_BASE:-} ]]; then
+    measure summary_base "$LOUPE_BASE" trace summary "${files[@]}"
+  fi
+  if [[ ${QUICK:-0} != 1 ]]; then
+    measure merge_json "$LOUPE" trace merge "${files[@]}" -o "$BENCH_DIR/merged.json"
+    measure merge_gz "$LOUPE" trace merge "${files[@]}" -o "$BENCH_DIR/merged.json.gz"
+    rm -f "$BENCH_DIR/merged.json" "$BENCH_DIR/merged.json.gz"
+  fi
+  if [[ $gb == 1 && ${QUICK:-0} != 1 ]]; then
     measure python_load "$PYTHON" -c "
 import gzip, json, sys
 for p in sys.argv[1:]:
@@ -84,6 +97,9 @@ for p in sys.argv[1:]:
         json.load(f)" "${files[@]}"
     measure python_merge "$PYTHON" scripts/bench_sglang_merge.py "$BENCH_DIR" "bench${gb}g"
     rm -f "$BENCH_DIR/merged-bench${gb}g.trace.json.gz"
+  fi
+  if [[ $gb == 1 && ${HTA:-1} == 1 ]]; then
+    measure python_hta "$PYTHON" scripts/bench_hta.py "${files[@]}"
   fi
   echo
   printf '### %s GB: %d ranks, %.0f MB of JSON (%.0f MB gzipped), %s events\n\n' "$gb" "$ranks" \
@@ -93,10 +109,18 @@ for p in sys.argv[1:]:
   echo '|---|---|---|---|---|---|---|'
   row gzip 'gzip -dc > /dev/null'
   row summary 'loupe trace summary'
-  row merge_json 'loupe trace merge -o merged.json'
-  row merge_gz 'loupe trace merge -o merged.json.gz'
-  if [[ $gb == 1 ]]; then
+  if [[ -n ${WALL[summary_base]:-} ]]; then
+    row summary_base "older loupe trace summary (the new one takes $(awk "BEGIN {printf \"%.2f\", ${WALL[summary]} / ${WALL[summary_base]}}")x its time)"
+  fi
+  if [[ -n ${WALL[merge_json]:-} ]]; then
+    row merge_json 'loupe trace merge -o merged.json'
+    row merge_gz 'loupe trace merge -o merged.json.gz'
+  fi
+  if [[ -n ${WALL[python_load]:-} ]]; then
     row python_load 'Python json.load'
     row python_merge 'SGLang ProfileMerger (Python)'
+  fi
+  if [[ -n ${WALL[python_hta]:-} ]]; then
+    row python_hta "HTA 0.5.0 load + 5 analyses ($(ratio python_hta summary) of loupe's summary time)"
   fi
 done

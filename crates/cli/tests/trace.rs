@@ -282,3 +282,161 @@ fn an_output_that_is_an_input_is_refused() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
 }
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn summary_groups_cpu_ops_by_shape_like_torch() {
+    let trace = data("cpu_mlp.trace.json.gz");
+    let text = ok(&loupe(&[
+        "summary",
+        trace.to_str().unwrap(),
+        "--group-by-shape",
+        "--format",
+        "csv",
+        "--top",
+        "0",
+    ]));
+    let lines: Vec<&str> = text.lines().filter(|l| *l != "# shapes").collect();
+    assert_eq!(
+        lines[0],
+        "Name,Self CPU %,Self CPU us,CPU total %,CPU total us,CPU time avg us,# of Calls,Input Shapes"
+    );
+    assert!(lines[1].starts_with("ProfilerStep*,"), "{}", lines[1]);
+    assert!(lines[2].starts_with("aten::gelu,"), "{}", lines[2]);
+    assert!(lines[2].ends_with(",4,\"[[8, 128], []]\""), "{}", lines[2]);
+    assert_eq!(lines.len(), 1 + 38);
+    // the default summary of a CPU-only trace shows self time, not an empty GPU timeline
+    let text = ok(&loupe(&["summary", trace.to_str().unwrap()]));
+    assert!(text.contains("CPU self time"), "{text}");
+    assert!(!text.contains("GPU timeline"), "{text}");
+}
+
+#[test]
+fn ranks_from_summaries_equal_ranks_from_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let traces = [
+        data("cpu_gloo-rank0.trace.json.gz"),
+        data("cpu_gloo-rank1.trace.json.gz"),
+    ];
+    let mut jsons = Vec::new();
+    for (i, t) in traces.iter().enumerate() {
+        let text = ok(&loupe(&[
+            "summary",
+            t.to_str().unwrap(),
+            "--format",
+            "json",
+        ]));
+        let p = dir.path().join(format!("rank{i}.summary.json"));
+        std::fs::write(&p, text).unwrap();
+        jsons.push(p);
+    }
+    let direct = ok(&loupe(&[
+        "ranks",
+        traces[0].to_str().unwrap(),
+        traces[1].to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    let combined = ok(&loupe(&[
+        "ranks",
+        "--from-summaries",
+        jsons[0].to_str().unwrap(),
+        jsons[1].to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    assert_eq!(direct, combined);
+    let report: serde_json::Value = serde_json::from_str(&direct).unwrap();
+    assert_eq!(report["straggler"], report["ranks"][1]["label"]);
+    // the terminal report names it
+    let text = ok(&loupe(&[
+        "ranks",
+        traces[0].to_str().unwrap(),
+        traces[1].to_str().unwrap(),
+    ]));
+    let label = report["ranks"][1]["label"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "Stragglers: {label} starts its last collective latest"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("CPU compute time per step and rank"),
+        "{text}"
+    );
+    // something that is not a summary is an error that says where
+    std::fs::write(&jsons[1], "{\"label\": 3}").unwrap();
+    let out = loupe(&["ranks", "--from-summaries", jsons[1].to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("rank1.summary.json: invalid JSON at byte"),
+        "{err}"
+    );
+}
+
+#[test]
+fn diff_fail_if_gates_with_exit_status_1() {
+    let a = data("sampled_rank-0.json.gz");
+    let b = data("sampled_rank-1.json.gz");
+    let run = |cond: &str| {
+        loupe(&[
+            "diff",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--fail-if",
+            cond,
+        ])
+    };
+    let held = run("total>-100%");
+    assert_eq!(held.status.code(), Some(1));
+    let err = String::from_utf8(held.stderr).unwrap();
+    assert!(err.contains("fail-if total>-100%: A "), "{err}");
+    assert!(
+        String::from_utf8(held.stdout)
+            .unwrap()
+            .contains("paired by position")
+    );
+    assert_eq!(run("total>+1000%").status.code(), Some(0));
+    let bad = run("totl>5%");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8(bad.stderr)
+            .unwrap()
+            .contains("--fail-if \"totl>5%\"")
+    );
+}
+
+#[test]
+fn summary_by_op_and_hta_tables() {
+    let trace = data("sampled_rank-0.json.gz");
+    let text = ok(&loupe(&["summary", trace.to_str().unwrap(), "--by", "op"]));
+    assert!(text.contains("GPU time by launching cpu_op"), "{text}");
+    let csv = ok(&loupe(&[
+        "summary",
+        trace.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--table",
+        "hta_temporal",
+    ]));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "rank,idle_time(us),compute_time(us),non_compute_time(us),kernel_time(us),idle_time_pctg,compute_time_pctg,non_compute_time_pctg"
+    );
+    assert!(
+        lines[1].ends_with(",321378.000,106252.000,172428.000,600058.000,53.56,17.71,28.74"),
+        "{}",
+        lines[1]
+    );
+}

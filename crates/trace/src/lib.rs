@@ -1,10 +1,11 @@
 //! loupe-trace: profiler traces as streams.
 //!
-//! Kineto / Chrome-trace JSON (plain or gzip), AMD RPD and Nsight Systems SQLite exports are
-//! read event by event into one event model ([`Event`], integer-nanosecond times); analyses
-//! fold over that stream and return plain structs; writers stream it back out. Memory stays
-//! bounded whatever the trace size: nothing holds every event, and what must be sorted goes
-//! through an external sort.
+//! Kineto / Chrome-trace JSON (plain or gzip), AMD RPD, rocprofv3 rocpd and Nsight Systems
+//! SQLite exports are read event by event into one event model ([`Event`],
+//! integer-nanosecond times); analyses fold over that stream and return plain structs;
+//! writers stream it back out. Memory stays bounded: nothing holds every event, what must be
+//! sorted goes through an external sort, and the HTA analyses keep one compact row per GPU
+//! operation and per launch call.
 //!
 //! # Public API
 //!
@@ -17,8 +18,13 @@
 //!   `[TP01-DP00]` labels, [`rank::RankFilter`] (`--ranks`).
 //! - Analyses ([`analyze`]): [`analyze::summarize`] / [`analyze::summarize_all`] ->
 //!   [`analyze::summary::TraceSummary`] (per-name stats, categories, steps, stages and the
-//!   TraceLens GPU timeline); [`analyze::ranks::compare`] -> `RanksReport`;
-//!   [`analyze::diff::diff`] -> `DiffReport`; [`analyze::top::top`] -> RPD's `top` rows.
+//!   TraceLens GPU timeline, plus [`analyze::hta`]'s HTA analyses, [`analyze::host`]'s CPU
+//!   self time and key_averages by input shape, and [`analyze::attribution`]'s GPU time by
+//!   launching op, module and layer); [`analyze::summarize_with`] takes
+//!   [`analyze::summary::SummaryOptions`]; [`analyze::summary::TraceSummary::from_json`]
+//!   reads a summary back; [`analyze::ranks::compare`] -> `RanksReport`;
+//!   [`analyze::diff::diff`] -> `DiffReport` with [`analyze::gate::FailIf`] conditions;
+//!   [`analyze::top::top`] -> RPD's `top` rows.
 //! - Exports ([`export`]): [`export::merge::merge`], [`export::slice::slice`],
 //!   [`export::json::convert`], [`export::perfetto::convert`] (chosen by
 //!   [`export::TraceFormat::for_output`]), each taking plain option structs and returning

@@ -170,6 +170,8 @@ pub enum Format {
     #[default]
     ChromeJson,
     Rpd,
+    /// rocprofv3's rocpd database (rocprofiler-sdk).
+    Rocpd,
     Nsys,
 }
 
@@ -178,6 +180,7 @@ impl Format {
         match self {
             Format::ChromeJson => "chrome-json",
             Format::Rpd => "rpd",
+            Format::Rocpd => "rocpd",
             Format::Nsys => "nsys-sqlite",
         }
     }

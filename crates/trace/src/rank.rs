@@ -11,7 +11,9 @@ use regex::Regex;
 use crate::error::{Result, TraceError};
 
 /// The prefill/decode stage a trace (or a step) covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Prefill,

@@ -174,3 +174,61 @@ fn ranks_of_a_merged_trace() {
     );
     assert!(read_all(&none).1.is_empty());
 }
+
+#[test]
+fn max_size_cuts_the_window_into_parts_that_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cut.json");
+    let whole = dir.path().join("whole.json");
+    let input = Input::open(&data("sampled_rank-0.json.gz"), None).unwrap();
+    let plain = slice(
+        &input,
+        &whole,
+        &SliceSpec::default(),
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    let limit = 400_000u64;
+    let r = slice(
+        &input,
+        &out,
+        &SliceSpec {
+            max_size: Some(limit),
+            ..SliceSpec::default()
+        },
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    assert!(r.files.len() >= 3, "{:?}", r.files);
+    assert!(!out.exists(), "only the parts are written");
+    let mut kernel_ns = 0;
+    let mut last_end = i64::MIN;
+    for (k, f) in r.files.iter().enumerate() {
+        assert_eq!(f, &dir.path().join(format!("cut.part{}.json", k + 1)));
+        let size = std::fs::metadata(f).unwrap().len();
+        assert!(size <= limit, "{}: {size} bytes", f.display());
+        let (_, evs) = read_all(f);
+        assert!(
+            evs.iter().any(|e| e.ph == Phase::METADATA),
+            "metadata in every part"
+        );
+        let timed: Vec<_> = evs.iter().filter(|e| e.ph == Phase::COMPLETE).collect();
+        let first = timed.iter().map(|e| e.ts.unwrap()).min().unwrap();
+        assert!(first >= last_end, "parts follow each other in time");
+        last_end = timed.iter().map(|e| e.end()).max().unwrap();
+        kernel_ns += timed
+            .iter()
+            .filter(|e| e.cat == "kernel")
+            .map(|e| e.dur)
+            .sum::<i64>();
+    }
+    // a kernel crossing a cut is clipped into both parts, so nothing is lost or doubled
+    let (_, evs) = read_all(&whole);
+    let whole_ns: i64 = evs
+        .iter()
+        .filter(|e| e.cat == "kernel")
+        .map(|e| e.dur)
+        .sum();
+    assert_eq!(kernel_ns, whole_ns);
+    assert!(r.events_written >= plain.events_written);
+}

@@ -8,13 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use loupe_trace::analyze::summary::TraceSummary;
-use loupe_trace::analyze::{diff, ranks, summarize, top};
+use loupe_trace::analyze::gate::FailIf;
+use loupe_trace::analyze::hta::HtaOptions;
+use loupe_trace::analyze::summary::{SummaryOptions, TraceSummary};
+use loupe_trace::analyze::{diff, ranks, summarize_with, top};
 use loupe_trace::export::merge::{CategoryFilter, merge};
+use loupe_trace::export::parts::parse_size;
 use loupe_trace::export::slice::{SliceSpec, Window, slice};
 use loupe_trace::export::{TraceFormat, json, perfetto};
 use loupe_trace::import::{Input, ReadOptions, open_all};
 use loupe_trace::rank::RankFilter;
+use loupe_trace::report::analyses::AttributionKey;
 use loupe_trace::report::{self, ReportFormat, ReportOptions};
 use loupe_trace::{Result, time};
 
@@ -73,12 +77,13 @@ impl InputArgs {
     }
 
     /// Summarises each file in turn, warning as soon as one turns out to be cut off.
-    fn summaries(&self, files: &[PathBuf]) -> Result<Vec<TraceSummary>> {
+    fn summaries(&self, files: &[PathBuf], analysis: &AnalysisArgs) -> Result<Vec<TraceSummary>> {
         let opts = self.options();
+        let analysis = analysis.options();
         let inputs = self.open(files)?;
         let mut out = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
-            let s = summarize(input, &opts, i)?;
+            let s = summarize_with(input, &opts, i, &analysis)?;
             if s.truncated {
                 eprintln!(
                     "warning: {}: the event array is cut off; summarising the {} events before the cut",
@@ -88,6 +93,27 @@ impl InputArgs {
             out.push(s);
         }
         Ok(out)
+    }
+}
+
+/// How the analyses follow HTA where it is wrong.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AnalysisArgs {
+    /// HTA 0.5.0's exact figures: its µs rounding of fractional-µs traces (which loses up to
+    /// 2 µs per kernel) and its CUDA-only launch names (no hip*, cuLaunchKernel or graph
+    /// launches). Default: exact nanoseconds and every launch API.
+    #[arg(long)]
+    pub hta_compat: bool,
+}
+
+impl AnalysisArgs {
+    fn options(&self) -> SummaryOptions {
+        SummaryOptions {
+            hta: HtaOptions {
+                hta_rounding: self.hta_compat,
+                hta_launch_names: self.hta_compat,
+            },
+        }
     }
 }
 
@@ -138,19 +164,45 @@ pub struct SummaryArgs {
     /// timeline is given per file.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Only CPU ops by name and input shape (`args["Input Dims"]`, from `record_shapes`) with
+    /// self and total time and calls, sorted by self time: torch's
+    /// `key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total")`.
+    #[arg(long, conflicts_with = "by")]
+    pub group_by_shape: bool,
+    /// Only GPU time by: `kernel` name, launching `op` (the cpu_op around the launch call,
+    /// joined by correlation), `module` (`nn.Module` path, from `with_stack` traces) or
+    /// `layer` (that path down to its first `*Layer`/`*Block` instance).
+    #[arg(long, value_enum)]
+    pub by: Option<ByArg>,
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
     #[command(flatten)]
     pub report: ReportArgs,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ByArg {
+    Kernel,
+    Op,
+    Module,
+    Layer,
+}
+
 #[derive(Args, Debug)]
 pub struct RanksArgs {
-    /// One trace per rank.
+    /// One trace per rank (with --from-summaries: `summary --format json` outputs).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// The files are `loupe trace summary --format json` outputs (one or more ranks each),
+    /// made where the traces are: the same report as reading every trace.
+    #[arg(long)]
+    pub from_summaries: bool,
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
     #[command(flatten)]
     pub report: ReportArgs,
 }
@@ -197,6 +249,10 @@ pub struct SliceArgs {
     /// Drop these categories, e.g. python_function.
     #[arg(long, value_delimiter = ',')]
     pub drop_cat: Vec<String>,
+    /// Cut the window into files of at most this much JSON each (`500MB`, `1GiB`; before
+    /// gzip), named OUTPUT.part1.json ... in time order, so each opens in the Perfetto UI.
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
     #[command(flatten)]
     pub input: InputArgs,
 }
@@ -210,8 +266,16 @@ pub struct DiffArgs {
     /// Relative change of an operation's total time below which it counts as unchanged.
     #[arg(long, default_value_t = 0.05)]
     pub threshold: f64,
+    /// Exit with status 1 if B - A passes a limit (repeatable): `total>+5%` (GPU busy time,
+    /// host busy time for CPU traces), `op:aten::mm>+10%` (GPU time the op launched, paired by
+    /// position in the step, medians over steps), `kernel:NAME<-2ms`; limits in %, ns, us,
+    /// ms or s.
+    #[arg(long, value_name = "EXPR")]
+    pub fail_if: Vec<String>,
     #[command(flatten)]
     pub input: InputArgs,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
     #[command(flatten)]
     pub report: ReportArgs,
 }
@@ -250,7 +314,7 @@ pub struct TopArgs {
 /// Runs one `loupe trace` subcommand; an error is printed and mapped to its exit status.
 pub fn run(args: TraceArgs) -> ExitCode {
     match execute(args.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
@@ -258,23 +322,74 @@ pub fn run(args: TraceArgs) -> ExitCode {
     }
 }
 
-fn execute(command: TraceCommand) -> Result<()> {
+/// Status 1 without an error: a `diff --fail-if` condition held.
+fn execute(command: TraceCommand) -> Result<ExitCode> {
     match command {
         TraceCommand::Summary(a) => {
-            let summaries = a.input.summaries(&a.files)?;
-            print(&report::summary(&summaries, &a.report.options()));
+            let summaries = a.input.summaries(&a.files, &a.analysis)?;
+            let opts = a.report.options();
+            let key = match a.by {
+                Some(ByArg::Op) => Some(AttributionKey::Op),
+                Some(ByArg::Module) => Some(AttributionKey::Module),
+                Some(ByArg::Layer) => Some(AttributionKey::Layer),
+                Some(ByArg::Kernel) | None => None,
+            };
+            if a.group_by_shape {
+                print(&report::by_shape(&summaries, &opts));
+            } else if let Some(key) = key {
+                print(&report::attribution(&summaries, key, &opts));
+            } else if a.by == Some(ByArg::Kernel) {
+                let only = ReportOptions {
+                    table: Some("kernels".into()),
+                    ..opts
+                };
+                print(&report::summary(&summaries, &only));
+            } else {
+                print(&report::summary(&summaries, &opts));
+            }
         }
         TraceCommand::Ranks(a) => {
-            let summaries = a.input.summaries(&a.files)?;
+            let summaries = if a.from_summaries {
+                let mut all = Vec::new();
+                for f in &a.files {
+                    all.extend(TraceSummary::from_json(f)?);
+                }
+                all
+            } else {
+                a.input.summaries(&a.files, &a.analysis)?
+            };
             let r = ranks::compare(&summaries, a.report.key_ops());
             print(&report::ranks(&r, &a.report.options()));
         }
         TraceCommand::Diff(a) => {
-            let mut s = a.input.summaries(&[a.a.clone(), a.b.clone()])?;
+            // a bad condition is a usage error before any reading
+            let gates = a
+                .fail_if
+                .iter()
+                .map(|e| FailIf::parse(e))
+                .collect::<Result<Vec<_>>>()?;
+            let mut s = a
+                .input
+                .summaries(&[a.a.clone(), a.b.clone()], &a.analysis)?;
             let b = s.pop().expect("two inputs");
             let base = s.pop().expect("two inputs");
             let d = diff::diff(&base, &b, a.threshold);
             print(&report::diff(&d, &a.report.options()));
+            let hits: Vec<_> = gates.iter().filter_map(|g| g.check(&d)).collect();
+            for h in &hits {
+                let rel = h
+                    .relative
+                    .map_or("new".to_string(), |r| format!("{:+.2}%", r * 100.0));
+                eprintln!(
+                    "fail-if {}: A {} ms -> B {} ms ({rel})",
+                    h.condition,
+                    report::ms(h.a_ns.round() as i64),
+                    report::ms(h.b_ns.round() as i64)
+                );
+            }
+            if !hits.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
         }
         TraceCommand::Top(a) => {
             let input = a.input.open_one(&a.file)?;
@@ -301,7 +416,7 @@ fn execute(command: TraceCommand) -> Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn slice_cmd(a: SliceArgs) -> Result<()> {
@@ -317,6 +432,7 @@ fn slice_cmd(a: SliceArgs) -> Result<()> {
             drop: a.drop_cat.clone(),
             keep: a.cats.clone(),
         },
+        max_size: a.max_size.as_deref().map(parse_size).transpose()?,
     };
     let input = a.input.open_one(&a.file)?;
     let r = slice(&input, &a.output, &spec, &a.input.options())?;
@@ -334,7 +450,8 @@ fn slice_cmd(a: SliceArgs) -> Result<()> {
             r.flows_dropped
         );
     }
-    eprintln!("{} events -> {}", r.events_written, a.output.display());
+    let names: Vec<String> = r.files.iter().map(|f| f.display().to_string()).collect();
+    eprintln!("{} events -> {}", r.events_written, names.join(", "));
     Ok(())
 }
 

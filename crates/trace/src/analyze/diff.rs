@@ -1,11 +1,17 @@
 //! What changed between two traces: operations added, removed, slower and faster (by total
 //! time, with call counts beside), and the GPU-timeline totals side by side. HTA's `ops_diff`
 //! classifies the same way (added/deleted/increased/decreased/unchanged).
+//!
+//! Names of kernels differ across hardware (an H100's `sm90_xmma_gemm_*` is an MI300's
+//! `Cijk_*`), so [`DiffReport::by_op`] pairs GPU work by what launched it instead: the k-th
+//! launch of an op in a step on one side with the k-th on the other, compared on its median
+//! over the steps (a slow outlier step does not move it), with the 90th percentile beside.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::analyze::attribution::PositionRow;
 use crate::analyze::summary::{OpStats, TraceSummary};
 use crate::analyze::timeline::Breakdown;
 
@@ -53,6 +59,99 @@ pub struct DiffReport {
     pub counts: Vec<(Change, usize)>,
     /// Every changed operation, largest absolute time change first.
     pub rows: Vec<DiffRow>,
+    /// GPU time by launching op, paired by position in the step; every op, largest absolute
+    /// change first.
+    pub by_op: Vec<OpDiffRow>,
+    /// GPU busy time of each side (host busy time for CPU-only traces): `total` of `--fail-if`.
+    pub total_a_ns: i64,
+    pub total_b_ns: i64,
+}
+
+/// One launching op on both sides.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpDiffRow {
+    pub op: String,
+    pub change: Change,
+    /// Launch positions per step on each side, and how many both have.
+    pub positions_a: u32,
+    pub positions_b: u32,
+    pub matched: u32,
+    /// Σ over positions of the median over steps of the GPU time it launched.
+    pub median_a_ns: f64,
+    pub median_b_ns: f64,
+    /// The same with each position's 90th percentile.
+    pub p90_a_ns: f64,
+    pub p90_b_ns: f64,
+    pub delta_ns: f64,
+}
+
+fn by_op(a: &[PositionRow], b: &[PositionRow], threshold: f64) -> Vec<OpDiffRow> {
+    #[derive(Default)]
+    struct Side {
+        positions: u32,
+        median: f64,
+        p90: f64,
+        keys: std::collections::HashSet<u32>,
+    }
+    let mut ops: std::collections::BTreeMap<&str, (Side, Side)> = Default::default();
+    for (rows, second) in [(a, false), (b, true)] {
+        for r in rows {
+            let e = ops.entry(r.op.as_str()).or_default();
+            let side = if second { &mut e.1 } else { &mut e.0 };
+            side.positions += 1;
+            side.median += r.median_ns;
+            side.p90 += r.p90_ns;
+            side.keys.insert(r.position);
+        }
+    }
+    let mut out: Vec<OpDiffRow> = ops
+        .into_iter()
+        .map(|(op, (x, y))| {
+            let delta = y.median - x.median;
+            let change = if x.positions == 0 {
+                Change::Added
+            } else if y.positions == 0 {
+                Change::Removed
+            } else {
+                let rel = delta / x.median.max(1.0);
+                if rel > threshold {
+                    Change::Slower
+                } else if rel < -threshold {
+                    Change::Faster
+                } else {
+                    Change::Unchanged
+                }
+            };
+            OpDiffRow {
+                op: op.to_string(),
+                change,
+                positions_a: x.positions,
+                positions_b: y.positions,
+                matched: x.keys.intersection(&y.keys).count() as u32,
+                median_a_ns: x.median,
+                median_b_ns: y.median,
+                p90_a_ns: x.p90,
+                p90_b_ns: y.p90,
+                delta_ns: delta,
+            }
+        })
+        .collect();
+    out.sort_by(|x, y| {
+        y.delta_ns
+            .abs()
+            .total_cmp(&x.delta_ns.abs())
+            .then_with(|| x.op.cmp(&y.op))
+    });
+    out
+}
+
+/// What `total` means in a diff: GPU busy time, or host busy time without GPU work.
+fn total(s: &TraceSummary) -> i64 {
+    if s.timeline.busy_ns > 0 {
+        s.timeline.busy_ns
+    } else {
+        s.host.busy_ns
+    }
 }
 
 /// `threshold` is the relative change of total time below which an operation counts as
@@ -84,6 +183,13 @@ pub fn diff(a: &TraceSummary, b: &TraceSummary, threshold: f64) -> DiffReport {
         timeline_b: b.timeline,
         counts,
         rows,
+        by_op: by_op(
+            &a.attribution.positions,
+            &b.attribution.positions,
+            threshold,
+        ),
+        total_a_ns: total(a),
+        total_b_ns: total(b),
     }
 }
 

@@ -14,7 +14,11 @@
 //! # Ok::<(), loupe_trace::TraceError>(())
 //! ```
 
+pub mod attribution;
 pub mod diff;
+pub mod gate;
+pub mod host;
+pub mod hta;
 pub mod ranks;
 pub mod steps;
 pub mod summary;
@@ -24,24 +28,46 @@ pub mod top;
 use crate::error::Result;
 use crate::import::parallel::{read_parallel, workers};
 use crate::import::{Input, ReadOptions};
-use summary::{SummaryBuilder, TraceSummary};
+use summary::{SummaryBuilder, SummaryOptions, TraceSummary};
 use timeline::SORT_BUDGET;
 
 /// Reads one input (on every core) and folds it into a [`TraceSummary`]. `index` is the
 /// input's position on the command line (the label of a file that names no rank).
 pub fn summarize(input: &Input, opts: &ReadOptions, index: usize) -> Result<TraceSummary> {
+    summarize_with(input, opts, index, &SummaryOptions::default())
+}
+
+/// [`summarize`] with analysis options (HTA's rounding and launch names).
+pub fn summarize_with(
+    input: &Input,
+    opts: &ReadOptions,
+    index: usize,
+    analysis: &SummaryOptions,
+) -> Result<TraceSummary> {
     let n = workers();
     let mut folds: Vec<SummaryBuilder> = (0..n)
         .map(|_| SummaryBuilder::with_sort_budget(SORT_BUDGET / n))
         .collect();
-    let info = read_parallel(input, opts, &mut folds, &mut |()| Ok(()))?;
+    let mut streams: Vec<i64> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let info = read_parallel(input, opts, &mut folds, &mut |new: Vec<i64>| {
+        streams.extend(new.into_iter().filter(|s| seen.insert(*s)));
+        Ok(())
+    })?;
     let mut fold = folds.pop().expect("at least one worker");
     for other in folds {
         fold.absorb(other)?;
     }
     let rank = input.rank_with(&info);
     let label = rank.label(index);
-    fold.finish(&info, input.path.display().to_string(), rank, label)
+    fold.finish(
+        &info,
+        input.path.display().to_string(),
+        rank,
+        label,
+        &streams,
+        analysis,
+    )
 }
 
 /// [`summarize`] of every input in turn, labelled by position; the first failure is the error.

@@ -8,11 +8,17 @@
 //! lateness is measured against the median rank. Communication kernels are recognised by name
 //! for every NCCL era (`ncclKernel_*`, `ncclDevKernel_*`), RCCL, HCCL and custom all-reduce
 //! (HTA matches only `ncclKernel` and finds none in modern traces, HTA#360).
+//!
+//! CPU-only traces (gloo jobs, CPU inference backends) compare the same way on the host: per
+//! step, CPU compute (outermost ops outside collectives) and time in collectives (c10d, gloo),
+//! and the latecomer is the rank whose last collective of the step starts latest; the ranks
+//! that wait for it show it as collective time.
 
 use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::analyze::hta::HtaReport;
 use crate::analyze::summary::{OpStats, TraceSummary, combine_ops};
 use crate::analyze::timeline::Breakdown;
 use crate::rank::Stage;
@@ -26,6 +32,33 @@ pub struct RanksReport {
     /// communication, when there is one.
     pub straggler: Option<String>,
     pub key_ops: Vec<KeyOpRow>,
+    /// HTA's analyses of each rank, in the order of `ranks`.
+    pub hta: Vec<RankHta>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RankHta {
+    pub label: String,
+    pub report: HtaReport,
+    /// Steps whose launch calls take longer than the GPU work they launch, of `steps`.
+    pub launch_bound_steps: usize,
+    pub steps: usize,
+}
+
+impl RankHta {
+    pub fn of(s: &TraceSummary) -> RankHta {
+        RankHta {
+            label: s.label.clone(),
+            report: s.hta.clone(),
+            launch_bound_steps: s
+                .attribution
+                .steps
+                .iter()
+                .filter(|t| t.launch_bound)
+                .count(),
+            steps: s.attribution.steps.len(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -36,6 +69,12 @@ pub struct RankRow {
     pub steps: usize,
     pub mean_step_ns: i64,
     pub gpu: Breakdown,
+    /// CPU compute over the steps (outermost ops outside collectives).
+    #[serde(default)]
+    pub cpu_compute_ns: i64,
+    /// Time in host-side collectives over the steps (mostly waiting for the other ranks).
+    #[serde(default)]
+    pub collective_ns: i64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -49,7 +88,11 @@ pub struct StepRow {
     pub compute_imbalance: Option<f64>,
     /// max / mean of the step span.
     pub span_imbalance: Option<f64>,
-    /// Index (into `ranks`) of the rank whose last communication kernel starts latest.
+    /// max / mean of CPU compute time.
+    #[serde(default)]
+    pub cpu_compute_imbalance: Option<f64>,
+    /// Index (into `ranks`) of the rank whose last communication kernel starts latest (the
+    /// last host collective for steps without communication kernels).
     pub latecomer: Option<usize>,
     /// How much later than the median rank it starts it.
     pub lateness_ns: Option<i64>,
@@ -63,6 +106,13 @@ pub struct StepCell {
     pub comm_ns: i64,
     /// Unix-clock start of the step's last communication kernel.
     pub last_comm_start_ns: Option<i64>,
+    #[serde(default)]
+    pub cpu_compute_ns: i64,
+    #[serde(default)]
+    pub collective_ns: i64,
+    /// Unix-clock start of the step's last host collective.
+    #[serde(default)]
+    pub last_collective_start_ns: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -96,6 +146,8 @@ pub fn compare(summaries: &[TraceSummary], key_ops: usize) -> RanksReport {
                 s.steps.iter().map(|t| t.span_ns).sum::<i64>() / s.steps.len() as i64
             },
             gpu: s.timeline,
+            cpu_compute_ns: s.steps.iter().map(|t| t.cpu.compute_ns).sum(),
+            collective_ns: s.steps.iter().map(|t| t.cpu.collective_ns).sum(),
         })
         .collect();
 
@@ -128,6 +180,12 @@ pub fn compare(summaries: &[TraceSummary], key_ops: usize) -> RanksReport {
                     computation_ns: t.gpu.computation_ns,
                     comm_ns: t.gpu.comm_ns,
                     last_comm_start_ns: t.gpu.last_comm_start.map(|c| c + s.base_ns.unwrap_or(0)),
+                    cpu_compute_ns: t.cpu.compute_ns,
+                    collective_ns: t.cpu.collective_ns,
+                    last_collective_start_ns: t
+                        .cpu
+                        .last_collective_start
+                        .map(|c| c + s.base_ns.unwrap_or(0)),
                 })
             })
             .collect();
@@ -141,6 +199,7 @@ pub fn compare(summaries: &[TraceSummary], key_ops: usize) -> RanksReport {
             stage,
             compute_imbalance: imbalance(per_rank.iter().flatten().map(|c| c.computation_ns)),
             span_imbalance: imbalance(per_rank.iter().flatten().map(|c| c.span_ns)),
+            cpu_compute_imbalance: imbalance(per_rank.iter().flatten().map(|c| c.cpu_compute_ns)),
             per_rank,
             latecomer,
             lateness_ns,
@@ -203,6 +262,7 @@ pub fn compare(summaries: &[TraceSummary], key_ops: usize) -> RanksReport {
         stragglers,
         straggler,
         key_ops,
+        hta: summaries.iter().map(RankHta::of).collect(),
     }
 }
 
@@ -221,13 +281,20 @@ pub fn imbalance(values: impl Iterator<Item = i64>) -> Option<f64> {
 }
 
 /// The rank whose last communication kernel starts latest, and by how much after the median
-/// (the lower middle, so with two ranks the lateness is their whole gap).
+/// (the lower middle, so with two ranks the lateness is their whole gap). Without
+/// communication kernels, the same over the last host collectives.
 fn latecomer(cells: &[Option<StepCell>]) -> (Option<usize>, Option<i64>) {
-    let mut starts: Vec<(i64, usize)> = cells
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| Some((c.as_ref()?.last_comm_start_ns?, i)))
-        .collect();
+    let starts_of = |pick: fn(&StepCell) -> Option<i64>| -> Vec<(i64, usize)> {
+        cells
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((pick(c.as_ref()?)?, i)))
+            .collect()
+    };
+    let mut starts = starts_of(|c| c.last_comm_start_ns);
+    if starts.len() < 2 {
+        starts = starts_of(|c| c.last_collective_start_ns);
+    }
     if starts.len() < 2 {
         return (None, None);
     }
@@ -248,6 +315,9 @@ mod tests {
             computation_ns: compute,
             comm_ns: 0,
             last_comm_start_ns: comm_start,
+            cpu_compute_ns: 0,
+            collective_ns: 0,
+            last_collective_start_ns: None,
         })
     }
 

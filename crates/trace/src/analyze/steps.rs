@@ -1,6 +1,9 @@
 //! Steps: the iterations a trace is cut into. PyTorch's profiler marks them `ProfilerStep#N`
 //! (on the CPU, and as `gpu_user_annotation` on the GPU streams); SGLang marks each forward
-//! `step[EXTEND bs=.. toks=..]` / `step[DECODE bs=..]`. GPU time is attributed to a step by
+//! `step[EXTEND bs=.. toks=..]` / `step[DECODE bs=..]`; vLLM each worker step
+//! `execute_context_<n>(<toks>)_generation_<n>(<toks>)` (`execute_<total>_context_...` when
+//! detailed). Traces without markers take the span repeated most often at the top of the host's
+//! call trees ([`StepCollector::from_spans`]). GPU time is attributed to a step by
 //! time: with GPU-side step annotations exactly, otherwise from one CPU step's start to the
 //! next one's (GPU work of a step runs after its launches, before the next step's).
 
@@ -31,15 +34,41 @@ pub fn step_marker(ev: &Event<'_>) -> Option<(Option<u64>, Option<Stage>, bool)>
     if let Some(n) = name.strip_prefix("ProfilerStep#") {
         return Some((n.trim().parse().ok(), None, gpu));
     }
+    if let Some(rest) = name.strip_prefix("execute_")
+        && (rest.contains("context_") || rest.contains("generation_"))
+    {
+        return Some((None, vllm_stage(rest), gpu));
+    }
     let inner = name.strip_prefix("step[")?.strip_suffix(']')?;
     let mode = inner.split_whitespace().next().unwrap_or("");
     Some((None, Stage::from_mode(mode), gpu))
+}
+
+/// The stage of a vLLM step span: prefill when it has context (prompt) tokens only, decode
+/// when it has generation tokens only, none when mixed.
+fn vllm_stage(rest: &str) -> Option<Stage> {
+    let count = |key: &str| -> Option<u64> {
+        let at = rest.find(key)? + key.len();
+        let digits: String = rest[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    match (count("context_"), count("generation_")) {
+        (Some(c), Some(0) | None) if c > 0 => Some(Stage::Prefill),
+        (Some(0) | None, Some(g)) if g > 0 => Some(Stage::Decode),
+        _ => None,
+    }
 }
 
 #[derive(Default)]
 pub struct StepCollector {
     cpu: Vec<StepSpan>,
     gpu: Vec<StepSpan>,
+    /// vLLM's `execute_*` spans, kept apart: SGLang's ROCm traces carry them too, around the
+    /// same forward as its own `step[...]`.
+    vllm: Vec<StepSpan>,
 }
 
 impl StepCollector {
@@ -53,20 +82,44 @@ impl StepCollector {
             };
             if gpu {
                 self.gpu.push(span);
+            } else if ev.name.starts_with("execute_") {
+                self.vllm.push(span);
             } else {
                 self.cpu.push(span);
             }
         }
     }
 
+    /// Steps from spans `(start, end)` that are not step markers (a repeated top-level span).
+    pub fn from_spans(spans: &[(i64, i64)]) -> Vec<(StepSpan, Window)> {
+        StepCollector {
+            cpu: spans
+                .iter()
+                .map(|&(start, end)| StepSpan {
+                    start,
+                    end,
+                    number: None,
+                    stage: None,
+                })
+                .collect(),
+            gpu: Vec::new(),
+            vllm: Vec::new(),
+        }
+        .finish()
+    }
+
     pub fn absorb(&mut self, other: StepCollector) {
         self.cpu.extend(other.cpu);
         self.gpu.extend(other.gpu);
+        self.vllm.extend(other.vllm);
     }
 
     /// The steps in time order, each with the window its GPU time is attributed to.
     pub fn finish(mut self) -> Vec<(StepSpan, Window)> {
-        // SGLang's per-forward spans are finer than the profiler's steps when both exist.
+        // Per-forward spans (SGLang's, else vLLM's) are finer than the profiler's steps.
+        if !self.cpu.iter().any(|s| s.number.is_none()) && !self.vllm.is_empty() {
+            self.cpu = std::mem::take(&mut self.vllm);
+        }
         if self.cpu.iter().any(|s| s.number.is_none()) {
             self.cpu.retain(|s| s.number.is_none());
         }
@@ -153,6 +206,24 @@ mod tests {
                 1
             )),
             Some((None, Some(Stage::Prefill), true))
+        );
+        assert_eq!(
+            step_marker(&ev(
+                "execute_context_0(0)_generation_4(4)",
+                "user_annotation",
+                0,
+                1
+            )),
+            Some((None, Some(Stage::Decode), false))
+        );
+        assert_eq!(
+            step_marker(&ev(
+                "execute_12_context_2(12)_generation_0(0)",
+                "user_annotation",
+                0,
+                1
+            )),
+            Some((None, Some(Stage::Prefill), false))
         );
         assert_eq!(step_marker(&ev("ProfilerStep#1", "kernel", 0, 1)), None);
         assert_eq!(step_marker(&ev("aten::mm", "cpu_op", 0, 1)), None);

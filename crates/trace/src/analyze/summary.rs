@@ -3,11 +3,15 @@
 //! grows with distinct names and steps, never with events (GPU intervals go through the
 //! timeline's external sort).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use foldhash::fast::FixedState;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::analyze::attribution::{Attribution, attribute};
+use crate::analyze::host::{CpuStepStats, HostBuilder, HostProfile};
+use crate::analyze::hta::{HtaBuilder, HtaOptions, HtaReport};
 use crate::analyze::steps::StepCollector;
 use crate::analyze::timeline::{Breakdown, TimelineBuilder, WindowStats};
 use crate::error::{Result, TraceError};
@@ -16,7 +20,7 @@ use crate::model::{Event, EventSink, GpuClass, Phase, TraceInfo, kernel_class};
 use crate::rank::{RankId, Stage};
 
 /// Statistics of one operation name.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OpStats {
     pub name: String,
     pub calls: u64,
@@ -42,7 +46,7 @@ impl OpStats {
     }
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CategoryStats {
     pub category: String,
     pub events: u64,
@@ -50,7 +54,7 @@ pub struct CategoryStats {
     pub total_ns: i64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepStats {
     /// Position among the trace's steps.
     pub index: usize,
@@ -63,16 +67,21 @@ pub struct StepStats {
     pub span_ns: i64,
     /// GPU activity attributed to the step.
     pub gpu: WindowStats,
+    /// CPU activity (outermost ops, collectives) of the step.
+    #[serde(default)]
+    pub cpu: CpuStepStats,
 }
 
-/// Everything `summary`, `ranks` and `diff` need from one trace.
-#[derive(Clone, Debug, Serialize)]
+/// Everything `summary`, `ranks` and `diff` need from one trace. Its JSON (`summary --format
+/// json`) reads back ([`TraceSummary::from_json`]), so `ranks --from-summaries` compares ranks
+/// summarised where their traces are.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TraceSummary {
     pub file: String,
     pub label: String,
     #[serde(skip)]
     pub rank: RankId,
-    pub format: &'static str,
+    pub format: Cow<'static, str>,
     pub events: u64,
     pub base_ns: Option<i64>,
     /// First to last event timestamp.
@@ -87,6 +96,42 @@ pub struct TraceSummary {
     pub categories: Vec<CategoryStats>,
     pub steps: Vec<StepStats>,
     pub truncated: bool,
+    /// Self time per host event, and torch's key_averages grouped by input shape.
+    #[serde(default)]
+    pub host: HostProfile,
+    /// HTA's analyses of this trace (one rank).
+    #[serde(default)]
+    pub hta: HtaReport,
+    /// GPU time by launching op, module and layer, and per op and position in the step.
+    #[serde(default)]
+    pub attribution: Attribution,
+}
+
+impl TraceSummary {
+    /// Reads what `summary --format json` wrote (an array of summaries, or one summary).
+    pub fn from_json(path: &std::path::Path) -> Result<Vec<TraceSummary>> {
+        let bytes = std::fs::read(path).map_err(|e| TraceError::read(path, e))?;
+        let parsed = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(serde_json::Value::Array(_)) => serde_json::from_slice::<Vec<TraceSummary>>(&bytes),
+            Ok(_) => serde_json::from_slice::<TraceSummary>(&bytes).map(|s| vec![s]),
+            Err(e) => Err(e),
+        };
+        parsed.map_err(|e| {
+            // serde_json reports lines and columns; the other errors here report bytes
+            let offset: usize = bytes
+                .split_inclusive(|&b| b == b'\n')
+                .take(e.line().saturating_sub(1))
+                .map(<[u8]>::len)
+                .sum::<usize>()
+                + e.column().saturating_sub(1);
+            TraceError::Json {
+                path: path.to_path_buf(),
+                offset: offset as u64,
+                compressed: false,
+                message: format!("not a `loupe trace summary --format json` file: {e}"),
+            }
+        })
+    }
 }
 
 type NameMap<V> = HashMap<Box<str>, V, FixedState>;
@@ -161,6 +206,8 @@ pub struct SummaryBuilder {
     categories: NameMap<(u64, i64)>,
     steps: StepCollector,
     timeline: TimelineBuilder,
+    host: HostBuilder,
+    hta: HtaBuilder,
     first_ts: Option<i64>,
     last_ts: i64,
 }
@@ -187,6 +234,7 @@ impl EventSink for SummaryBuilder {
         if ev.ph != Phase::COMPLETE {
             return Ok(());
         }
+        self.hta.event(ev);
         if matches!(ev.cat.as_ref(), "kernel" | "gpu_memcpy" | "gpu_memset") {
             let by_name = self
                 .kernels
@@ -206,6 +254,7 @@ impl EventSink for SummaryBuilder {
             if ev.cat == "cpu_op" {
                 self.ops.add(&ev.name, ev.dur, || ());
             }
+            self.host.event(ev).map_err(TraceError::Temp)?;
             self.steps.event(ev);
         }
         Ok(())
@@ -213,11 +262,19 @@ impl EventSink for SummaryBuilder {
 }
 
 impl BlockWorker for SummaryBuilder {
-    type Output = ();
+    /// GPU streams first seen in the block: the file's stream order, which HTA's idle-time
+    /// table keeps.
+    type Output = Vec<i64>;
 
-    fn finish_block(&mut self) -> Result<()> {
-        Ok(())
+    fn finish_block(&mut self) -> Result<Vec<i64>> {
+        Ok(self.hta.take_new_streams())
     }
+}
+
+/// What a summary computes beyond reading.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SummaryOptions {
+    pub hta: HtaOptions,
 }
 
 impl SummaryBuilder {
@@ -225,6 +282,7 @@ impl SummaryBuilder {
     pub fn with_sort_budget(sort_budget: usize) -> Self {
         SummaryBuilder {
             timeline: TimelineBuilder::with_budget(sort_budget),
+            host: HostBuilder::with_budget(sort_budget),
             ..SummaryBuilder::default()
         }
     }
@@ -242,6 +300,8 @@ impl SummaryBuilder {
         self.timeline
             .absorb(other.timeline)
             .map_err(TraceError::Temp)?;
+        self.host.absorb(other.host).map_err(TraceError::Temp)?;
+        self.hta.absorb(other.hta);
         self.first_ts = match (self.first_ts, other.first_ts) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -250,27 +310,39 @@ impl SummaryBuilder {
         Ok(())
     }
 
+    /// `stream_order`: the GPU streams in order of first appearance (the blocks' outputs).
     pub fn finish(
         self,
         info: &TraceInfo,
         file: String,
         rank: RankId,
         label: String,
+        stream_order: &[i64],
+        opts: &SummaryOptions,
     ) -> Result<TraceSummary> {
-        let steps = self.steps.finish();
+        let host = self.host.finish().map_err(TraceError::Temp)?;
+        let mut steps = self.steps.finish();
+        if steps.is_empty() && !host.repeating.is_empty() {
+            // No step markers: a span repeated at the top of the host's call trees is one.
+            steps = StepCollector::from_spans(&host.repeating);
+        }
         let windows: Vec<_> = steps.iter().map(|(_, w)| *w).collect();
+        let cpu_steps = host.steps(&windows);
+        let attribution = attribute(&host, self.hta.gpu_ops(), &windows);
         let (timeline, per_step) = self.timeline.finish(&windows).map_err(TraceError::Temp)?;
         let steps = steps
             .into_iter()
             .zip(per_step)
+            .zip(cpu_steps)
             .enumerate()
-            .map(|(index, ((span, _), gpu))| StepStats {
+            .map(|(index, (((span, _), gpu), cpu))| StepStats {
                 index,
                 number: span.number,
                 stage: span.stage.or(rank.stage),
                 start_ns: span.start,
                 span_ns: span.end - span.start,
                 gpu,
+                cpu,
             })
             .collect();
         let mut categories: Vec<CategoryStats> = self
@@ -292,7 +364,7 @@ impl SummaryBuilder {
             label,
             stage: rank.stage,
             rank,
-            format: info.format.name(),
+            format: Cow::Borrowed(info.format.name()),
             events: info.events,
             base_ns: info.base_ns,
             span_ns: self.first_ts.map_or(0, |f| self.last_ts - f),
@@ -302,6 +374,9 @@ impl SummaryBuilder {
             categories,
             steps,
             truncated: info.truncated,
+            host: host.profile,
+            hta: self.hta.finish(stream_order, opts.hta),
+            attribution,
         })
     }
 }

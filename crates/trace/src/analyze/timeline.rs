@@ -15,7 +15,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::external_sort::{ExternalSorter, Record, read_exact_or_end};
 use crate::model::GpuClass;
@@ -24,7 +24,7 @@ use crate::model::GpuClass;
 /// by the parsing threads.
 pub const SORT_BUDGET: usize = 48 << 20;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Breakdown {
     pub computation_ns: i64,
     pub exposed_comm_ns: i64,
@@ -71,7 +71,7 @@ pub struct Window {
 }
 
 /// GPU activity inside one window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowStats {
     pub busy_ns: i64,
     pub computation_ns: i64,

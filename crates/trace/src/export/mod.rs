@@ -7,6 +7,7 @@ pub mod json;
 pub mod merge;
 pub mod output;
 pub use output::write_atomic;
+pub mod parts;
 pub mod perfetto;
 pub mod slice;
 

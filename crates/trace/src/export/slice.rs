@@ -5,6 +5,11 @@
 //! Complete events that cross the window's edges are clipped to it. Flow arrows are kept only
 //! when both ends fall inside (a dangling half draws nothing useful); they are held until the
 //! end of the pass, so memory grows with the flows inside the window, not with the trace.
+//!
+//! With a size limit the window is cut into consecutive time ranges, one file each
+//! (`out.part1.json`, ...), planned from a pass that estimates every event's written size
+//! ([`parts`](super::parts)); each part has the metadata events, events crossing a cut are
+//! clipped into both parts, and flows stay only where both ends are in one part.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +19,7 @@ use crate::error::{Result, TraceError};
 use crate::export::json::{JsonTraceWriter, Rewrite, metadata_members};
 use crate::export::merge::CategoryFilter;
 use crate::export::output::ensure_not_an_input;
+use crate::export::parts::{SizeHistogram, part_path};
 use crate::import::{Input, ReadOptions};
 use crate::model::{Event, Id, Phase, TraceInfo};
 use crate::rank::RankFilter;
@@ -95,6 +101,8 @@ pub struct SliceSpec {
     pub window: Option<Window>,
     pub ranks: Option<RankFilter>,
     pub categories: CategoryFilter,
+    /// Cut the window into files of at most about this many bytes of JSON (before gzip).
+    pub max_size: Option<u64>,
 }
 
 /// What [`slice()`] wrote.
@@ -104,6 +112,8 @@ pub struct SliceReport {
     pub range: Option<(i64, i64)>,
     pub events_written: u64,
     pub flows_dropped: u64,
+    /// The files written: `out` itself, or its parts in time order.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// Writes the part of `input` that `spec` selects to `out`: events clipped to the window, flows
@@ -139,69 +149,132 @@ pub fn slice(
         Some(f) => f.matches(&input.rank_with(&info)),
         None => true,
     };
-
-    let mut w = JsonTraceWriter::create(out, &header(&info))?;
-    let mut flows: Vec<Event<'static>> = Vec::new();
-    let mut flow_ends: HashMap<FlowKey, u8> = HashMap::new();
-    input.read(opts, &mut |ev: &Event<'_>| {
+    let keep = |ev: &Event<'_>| -> bool {
         if let Some(f) = &spec.ranks {
             let ok = match &ev.pid {
                 Id::Str(s) if s.starts_with('[') => f.matches_label(s),
                 _ => file_rank_ok,
             };
             if !ok {
-                return Ok(());
+                return false;
             }
         }
-        if ev.ph == Phase::METADATA {
-            return w.write(ev, &Rewrite::default());
+        ev.ph == Phase::METADATA || spec.categories.passes(&ev.cat)
+    };
+
+    // With a size limit: one more pass to plan the cuts (over the whole span when no window).
+    let cuts = match spec.max_size {
+        None => Vec::new(),
+        Some(max) => {
+            let (a, b) = match range {
+                Some(r) => r,
+                None => {
+                    let mut scan = WindowScan::default();
+                    input.read(opts, &mut scan)?;
+                    scan.range(&Window::All).unwrap_or((0, 0))
+                }
+            };
+            let mut h = SizeHistogram::new(a, b.max(a + 1));
+            input.read(opts, &mut |ev: &Event<'_>| {
+                if !keep(ev) {
+                    return Ok(());
+                }
+                let strings = ev.name.len() + ev.cat.len() + ev.args.as_deref().map_or(0, str::len);
+                match ev.ts {
+                    _ if ev.ph == Phase::METADATA => h.per_part += strings as u64 + 96,
+                    Some(ts) if ts < b && ev.end() >= a => h.add(ts.max(a), strings),
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            h.cuts(max)
         }
-        if !spec.categories.passes(&ev.cat) {
+    };
+    let files: Vec<std::path::PathBuf> = if cuts.is_empty() {
+        vec![out.to_path_buf()]
+    } else {
+        (1..=cuts.len() + 1).map(|k| part_path(out, k)).collect()
+    };
+    for f in &files {
+        ensure_not_an_input(f, [input.path.as_path()])?;
+    }
+    let mut writers = files
+        .iter()
+        .map(|f| JsonTraceWriter::create(f, &header(&info)))
+        .collect::<Result<Vec<_>>>()?;
+    // part k covers [bounds[k], bounds[k + 1])
+    let part_of = |t: i64| cuts.partition_point(|&c| c <= t);
+    let bounds = |k: usize| -> (i64, i64) {
+        (
+            if k == 0 { i64::MIN } else { cuts[k - 1] },
+            cuts.get(k).copied().unwrap_or(i64::MAX),
+        )
+    };
+    let mut flows: Vec<(usize, Event<'static>)> = Vec::new();
+    let mut flow_ends: HashMap<(usize, FlowKey), u8> = HashMap::new();
+    input.read(opts, &mut |ev: &Event<'_>| {
+        if !keep(ev) {
             return Ok(());
         }
-        let Some((a, b)) = range else {
-            return w.write(ev, &Rewrite::default());
-        };
+        if ev.ph == Phase::METADATA {
+            for w in &mut writers {
+                w.write(ev, &Rewrite::default())?;
+            }
+            return Ok(());
+        }
+        let (a, b) = range.unwrap_or((i64::MIN, i64::MAX));
         let Some(ts) = ev.ts else {
-            return w.write(ev, &Rewrite::default());
+            return writers[0].write(ev, &Rewrite::default());
         };
         if ev.ph == Phase::COMPLETE {
             let end = ev.end();
-            if ts >= b || end < a || (end == a && ev.dur > 0) {
+            if range.is_some() && (ts >= b || end < a || (end == a && ev.dur > 0)) {
                 return Ok(());
             }
-            if ts < a || end > b {
-                let mut clipped = ev.clone();
-                clipped.ts = Some(ts.max(a));
-                clipped.dur = end.min(b) - ts.max(a);
-                return w.write(&clipped, &Rewrite::default());
+            let (from, to) = (ts.max(a), end.min(b));
+            let (first, last) = (part_of(from), part_of((to - 1).max(from)));
+            for (k, w) in writers.iter_mut().enumerate().take(last + 1).skip(first) {
+                let (pa, pb) = bounds(k);
+                let (s, e) = (from.max(pa), to.min(pb));
+                if (s, e) == (ts, end) {
+                    w.write(ev, &Rewrite::default())?;
+                } else {
+                    let mut clipped = ev.clone();
+                    clipped.ts = Some(s);
+                    clipped.dur = e - s;
+                    w.write(&clipped, &Rewrite::default())?;
+                }
             }
-            return w.write(ev, &Rewrite::default());
+            return Ok(());
         }
         if ts < a || ts > b {
             return Ok(());
         }
+        let k = part_of(ts);
         if ev.ph.is_flow() {
-            let key = FlowKey::of(ev);
-            *flow_ends.entry(key).or_default() |= flow_bit(ev.ph);
-            flows.push(ev.to_owned_event());
+            *flow_ends.entry((k, FlowKey::of(ev))).or_default() |= flow_bit(ev.ph);
+            flows.push((k, ev.to_owned_event()));
             return Ok(());
         }
-        w.write(ev, &Rewrite::default())
+        writers[k].write(ev, &Rewrite::default())
     })?;
     let mut dropped = 0;
-    for ev in &flows {
-        if flow_ends[&FlowKey::of(ev)] & 0b101 == 0b101 {
-            w.write(ev, &Rewrite::default())?;
+    for (k, ev) in flows {
+        if flow_ends[&(k, FlowKey::of(&ev))] & 0b101 == 0b101 {
+            writers[k].write(&ev, &Rewrite::default())?;
         } else {
             dropped += 1;
         }
     }
-    let events_written = w.finish(&[])?;
+    let mut events_written = 0;
+    for w in writers {
+        events_written += w.finish(&[])?;
+    }
     Ok(SliceReport {
         range,
         events_written,
         flows_dropped: dropped,
+        files,
     })
 }
 

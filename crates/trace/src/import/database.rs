@@ -1,10 +1,13 @@
-//! Which SQLite schema a file holds: RPD has `rocpd_api` and `rocpd_op`; an Nsight Systems
-//! export has `StringIds` and CUPTI or session tables. Anything else is refused with the
-//! tables it does have.
+//! Which SQLite schema a file holds: RPD has `rocpd_api` and `rocpd_op`; rocprofv3's rocpd
+//! database has `rocpd_kernel_dispatch` / `rocpd_info_agent` (both share `rocpd_string` and a
+//! `schema_version` of 3, so only the tables tell them apart); an Nsight Systems export has
+//! `StringIds` and CUPTI or session tables. Anything else is refused with the tables it does
+//! have.
 
 use std::path::Path;
 
 use super::nsys::Nsys;
+use super::rocpd::{Rocpd, is_rocpd};
 use super::rpd::Rpd;
 use super::sqlite::connect;
 use crate::error::{Result, TraceError};
@@ -12,6 +15,7 @@ use crate::error::{Result, TraceError};
 /// An opened SQLite trace, by schema.
 pub enum Database {
     Rpd(Rpd),
+    Rocpd(Rocpd),
     Nsys(Nsys),
 }
 
@@ -21,6 +25,9 @@ pub fn open(path: &Path) -> Result<Database> {
     let has = |t: &str| tables.iter().any(|x| x == t);
     if has("rocpd_api") && has("rocpd_op") {
         return Ok(Database::Rpd(Rpd::open(conn, path, tables)?));
+    }
+    if is_rocpd(&tables) {
+        return Ok(Database::Rocpd(Rocpd::open(conn, path, &tables)?));
     }
     if has("StringIds")
         && (tables.iter().any(|t| t.starts_with("CUPTI_ACTIVITY_KIND_"))
@@ -35,7 +42,7 @@ pub fn open(path: &Path) -> Result<Database> {
     Err(TraceError::format(
         path,
         format!(
-            "unknown SQLite schema (tables: {}): neither RPD (rocpd_api + rocpd_op) nor an Nsight Systems export (StringIds + CUPTI_ACTIVITY_KIND_*); rocprofv3's rocpd databases are not supported",
+            "unknown SQLite schema (tables: {}): neither RPD (rocpd_api + rocpd_op), rocprofv3's rocpd (rocpd_kernel_dispatch, rocpd_info_agent) nor an Nsight Systems export (StringIds + CUPTI_ACTIVITY_KIND_*)",
             if listed.is_empty() {
                 "none".to_string()
             } else {

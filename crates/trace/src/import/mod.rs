@@ -6,6 +6,7 @@ pub mod database;
 pub mod kineto;
 pub mod nsys;
 pub mod parallel;
+pub mod rocpd;
 pub mod rpd;
 pub mod source;
 pub mod sqlite;
@@ -64,6 +65,7 @@ impl Input {
             }
             Container::Sqlite => match database::open(&self.path)? {
                 database::Database::Rpd(db) => db.read(sink),
+                database::Database::Rocpd(db) => db.read(sink),
                 database::Database::Nsys(db) => db.read(sink),
             },
         }
@@ -78,6 +80,7 @@ impl Input {
             }
             Container::Sqlite => match database::open(&self.path)? {
                 database::Database::Rpd(db) => Ok(db.info()),
+                database::Database::Rocpd(db) => Ok(db.info()),
                 database::Database::Nsys(db) => db.info(),
             },
         }

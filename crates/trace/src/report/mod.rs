@@ -9,6 +9,7 @@
 //!   traces as terminal text, for reports that embed it (`loupe bench --profile`, `loupe run`'s
 //!   summary.md).
 
+pub mod analyses;
 pub mod table;
 pub mod tables;
 
@@ -53,6 +54,32 @@ pub struct ReportOptions {
 /// The `summary` report of one or more traces' summaries.
 pub fn summary(summaries: &[TraceSummary], opts: &ReportOptions) -> String {
     render(summaries, || tables::summary(summaries, opts.top), opts)
+}
+
+/// `summary --group-by-shape`: CPU ops by name and input shape, torch's key_averages layout
+/// (JSON: the rows themselves).
+pub fn by_shape(summaries: &[TraceSummary], opts: &ReportOptions) -> String {
+    let rows: Vec<_> = summaries.iter().map(|s| &s.host.by_shape).collect();
+    render(
+        &rows,
+        || vec![analyses::by_shape(summaries, opts.top)],
+        opts,
+    )
+}
+
+/// `summary --by op|module|layer`: GPU time by what launched it (JSON: the summaries'
+/// attribution).
+pub fn attribution(
+    summaries: &[TraceSummary],
+    key: analyses::AttributionKey,
+    opts: &ReportOptions,
+) -> String {
+    let rows: Vec<_> = summaries.iter().map(|s| &s.attribution).collect();
+    render(
+        &rows,
+        || vec![analyses::attribution(summaries, key, opts.top)],
+        opts,
+    )
 }
 
 /// The `ranks` report.

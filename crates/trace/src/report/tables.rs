@@ -2,6 +2,7 @@
 //! print, and what a report that embeds an analysis shows. `top` is the number of rows of each
 //! operation table (0: all).
 
+use super::analyses;
 use super::table::{Cell, Table};
 use crate::analyze::diff::DiffReport;
 use crate::analyze::ranks::RanksReport;
@@ -17,7 +18,10 @@ const MAX_RANK_COLUMNS: usize = 16;
 pub fn summary(summaries: &[TraceSummary], top: usize) -> Vec<Table> {
     let mut tables = Vec::new();
     for s in summaries {
-        tables.push(timeline(s, summaries.len() > 1));
+        // A CPU-only trace has no GPU timeline to show (its CPU view is `self_time`).
+        if s.timeline.total_ns > 0 || s.kernels.is_empty() && s.host.self_time.is_empty() {
+            tables.push(timeline(s, summaries.len() > 1));
+        }
     }
     let kernels = combine_ops(summaries.iter().map(|s| s.kernels.as_slice()));
     let ops = combine_ops(summaries.iter().map(|s| s.ops.as_slice()));
@@ -33,6 +37,9 @@ pub fn summary(summaries: &[TraceSummary], top: usize) -> Vec<Table> {
         &ops,
         top,
     ));
+    if summaries.iter().any(|s| !s.host.self_time.is_empty()) {
+        tables.push(analyses::self_time(summaries, top));
+    }
 
     let mut t = Table::new(
         "categories",
@@ -78,6 +85,7 @@ pub fn summary(summaries: &[TraceSummary], top: usize) -> Vec<Table> {
         ]);
     }
     tables.push(t);
+    tables.extend(analyses::hta(summaries));
     tables
 }
 
@@ -165,6 +173,8 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
             "exposed comm ms",
             "total comm ms",
             "idle ms",
+            "CPU compute ms",
+            "collectives ms",
         ],
     );
     for row in &r.ranks {
@@ -178,10 +188,19 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
             Cell::ms(row.gpu.exposed_comm_ns),
             Cell::ms(row.gpu.total_comm_ns),
             Cell::ms(row.gpu.idle_ns),
+            Cell::ms(row.cpu_compute_ns),
+            Cell::ms(row.collective_ns),
         ]);
     }
     tables.push(t);
 
+    // CPU-only traces (gloo jobs, CPU backends) compare CPU compute instead.
+    let on_cpu = r
+        .steps
+        .iter()
+        .flat_map(|s| s.per_rank.iter().flatten())
+        .all(|c| c.computation_ns == 0)
+        && r.ranks.iter().any(|x| x.cpu_compute_ns > 0);
     let wide = r.ranks.len() <= MAX_RANK_COLUMNS;
     let mut header: Vec<String> = vec!["step".into(), "stage".into()];
     if wide {
@@ -200,7 +219,11 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
     );
     let mut t = Table::new(
         "steps",
-        "GPU computation time per step and rank (load imbalance = max / mean)",
+        if on_cpu {
+            "CPU compute time per step and rank (outside collectives; load imbalance = max / mean)"
+        } else {
+            "GPU computation time per step and rank (load imbalance = max / mean)"
+        },
         &[],
     );
     t.header = header;
@@ -213,7 +236,15 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
         let values: Vec<Option<i64>> = s
             .per_rank
             .iter()
-            .map(|c| c.map(|c| c.computation_ns))
+            .map(|c| {
+                c.map(|c| {
+                    if on_cpu {
+                        c.cpu_compute_ns
+                    } else {
+                        c.computation_ns
+                    }
+                })
+            })
             .collect();
         if wide {
             row.extend(values.iter().map(|v| v.map_or(Cell::text("-"), Cell::ms)));
@@ -235,7 +266,11 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
             row.push(Cell::ms(max.map_or(0, |m| m.1)));
             row.push(Cell::text(max.map_or("-", |m| r.ranks[m.0].label.as_str())));
         }
-        row.push(Cell::ratio(s.compute_imbalance));
+        row.push(Cell::ratio(if on_cpu {
+            s.cpu_compute_imbalance
+        } else {
+            s.compute_imbalance
+        }));
         row.push(Cell::ratio(s.span_imbalance));
         row.push(Cell::text(
             s.latecomer.map_or("-", |i| r.ranks[i].label.as_str()),
@@ -280,6 +315,7 @@ pub fn ranks(r: &RanksReport) -> Vec<Table> {
         t.row(row);
     }
     tables.push(t);
+    tables.extend(analyses::hta_ranks(&r.hta));
     tables
 }
 
@@ -338,7 +374,11 @@ pub fn diff(d: &DiffReport, top: usize) -> Vec<Table> {
             Cell::ms(r.delta_ns),
         ]);
     }
-    vec![t, ops]
+    let mut tables = vec![t, ops];
+    if !d.by_op.is_empty() {
+        tables.push(analyses::op_diff(d, top));
+    }
+    tables
 }
 
 /// `top`'s table: GPU operations by total time, RPD's columns.

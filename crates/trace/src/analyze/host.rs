@@ -1,0 +1,700 @@
+//! The host (CPU) side of a trace as a call tree per thread: self time of every `cpu_op`,
+//! `user_annotation`, runtime call and `python_function` (a nested op's time counted once, not
+//! in every ancestor's inclusive sum), torch's `key_averages(group_by_input_shape=True)`
+//! grouping, and per-step CPU compute and collective (c10d/gloo) time.
+//!
+//! Self time follows torch's event tree for torch's own events (ops, annotations, runtime
+//! calls): an op's self time is its duration less that of the torch events directly under it,
+//! `python_function` frames in between being transparent. A `python_function`'s self time is
+//! its duration less that of every event directly under it. Events are sorted per thread
+//! through an external sort, so memory does not grow with the trace.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::io::{self, Read};
+
+use foldhash::fast::FixedState;
+use serde::{Deserialize, Serialize};
+
+use crate::analyze::timeline::Window;
+use crate::external_sort::{ExternalSorter, Record, read_exact_or_end};
+use crate::model::Event;
+
+/// In-memory budget of unsorted host events before they spill to disk, shared by the parsing
+/// threads.
+pub const HOST_SORT_BUDGET: usize = 48 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostKind {
+    CpuOp,
+    UserAnnotation,
+    Runtime,
+    PythonFunction,
+}
+
+impl HostKind {
+    fn of(cat: &str) -> Option<HostKind> {
+        Some(match cat {
+            "cpu_op" | "operator" => HostKind::CpuOp,
+            "user_annotation" => HostKind::UserAnnotation,
+            "cuda_runtime" | "cuda_driver" | "runtime" => HostKind::Runtime,
+            "python_function" => HostKind::PythonFunction,
+            _ => return None,
+        })
+    }
+
+    /// Torch's own events; `python_function` frames are transparent to their tree.
+    fn is_torch(self) -> bool {
+        self != HostKind::PythonFunction
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HostKind::CpuOp => "cpu_op",
+            HostKind::UserAnnotation => "user_annotation",
+            HostKind::Runtime => "runtime",
+            HostKind::PythonFunction => "python_function",
+        }
+    }
+}
+
+/// Self and inclusive time of one name (of one kind).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfTimeRow {
+    pub kind: HostKind,
+    pub name: String,
+    pub calls: u64,
+    pub self_ns: i64,
+    /// Summed inclusive durations (what the category table adds up).
+    pub total_ns: i64,
+}
+
+/// One row of torch's `key_averages(group_by_input_shape=True)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShapeRow {
+    /// The op's name; `ProfilerStep#N` becomes `ProfilerStep*` as in torch.
+    pub name: String,
+    /// `args["Input Dims"]` as torch prints it (`[[4, 64], []]`), `[]` without shapes.
+    pub input_dims: String,
+    pub calls: u64,
+    pub self_ns: i64,
+    pub total_ns: i64,
+    /// First start, the order torch's table keeps for equal self times.
+    pub first_ns: i64,
+}
+
+/// CPU activity of one step window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuStepStats {
+    /// Inclusive time of the outermost `cpu_op`s starting in the step (every thread).
+    pub op_ns: i64,
+    /// Of which inside collectives (c10d, gloo, NCCL host calls), outermost only.
+    pub collective_ns: i64,
+    /// `op_ns - collective_ns`: the CPU compute of the step.
+    pub compute_ns: i64,
+    /// Start of the step's last collective (trace clock).
+    pub last_collective_start: Option<i64>,
+}
+
+/// What the host fold returns.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HostProfile {
+    /// By self time, largest first.
+    pub self_time: Vec<SelfTimeRow>,
+    /// torch's key_averages grouped by input shape, sorted by self time like its
+    /// `table(sort_by="self_cpu_time_total")`.
+    pub by_shape: Vec<ShapeRow>,
+    /// Outermost torch events per thread, summed: the CPU time the trace covers once.
+    pub busy_ns: i64,
+}
+
+/// A module frame's class: `Linear_3` -> `Linear` (TraceLens strips `_\d+` the same way).
+fn strip_instance(module: &str) -> &str {
+    match module.rsplit_once('_') {
+        Some((class, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => class,
+        _ => module,
+    }
+}
+
+/// Host-side collectives: c10d's ops, gloo's and NCCL's host calls, the functional
+/// collectives and their waits.
+pub fn is_collective(name: &str) -> bool {
+    name.starts_with("c10d::")
+        || name.starts_with("gloo:")
+        || name.starts_with("nccl:")
+        || name.starts_with("_c10d_functional::")
+        || name.starts_with("c10d_functional::")
+        || name == "record_param_comms"
+}
+
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct HostRecord {
+    /// A hash of `(pid, tid)`: records sort by thread first, and only grouping matters.
+    thread: u64,
+    ts: i64,
+    /// Longer events first at equal starts, so a parent precedes its children.
+    end: Reverse<i64>,
+    kind: HostKind,
+    name: String,
+    dims: String,
+    /// `args.correlation` of a runtime call (-1 otherwise): the key to the GPU work it launched.
+    correlation: i64,
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn get_str(input: &mut impl Read) -> io::Result<String> {
+    let mut n = [0u8; 4];
+    input.read_exact(&mut n)?;
+    let mut b = vec![0u8; u32::from_le_bytes(n) as usize];
+    input.read_exact(&mut b)?;
+    String::from_utf8(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+impl Record for HostRecord {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.thread.to_le_bytes());
+        out.extend_from_slice(&self.ts.to_le_bytes());
+        out.extend_from_slice(&self.end.0.to_le_bytes());
+        out.push(self.kind as u8);
+        put_str(out, &self.name);
+        put_str(out, &self.dims);
+        out.extend_from_slice(&self.correlation.to_le_bytes());
+    }
+
+    fn decode(input: &mut impl Read) -> io::Result<Option<Self>> {
+        let mut t = [0u8; 8];
+        if !read_exact_or_end(input, &mut t)? {
+            return Ok(None);
+        }
+        let thread = u64::from_le_bytes(t);
+        let mut b = [0u8; 17];
+        input.read_exact(&mut b)?;
+        let kind = match b[16] {
+            0 => HostKind::CpuOp,
+            1 => HostKind::UserAnnotation,
+            2 => HostKind::Runtime,
+            _ => HostKind::PythonFunction,
+        };
+        Ok(Some(HostRecord {
+            thread,
+            ts: i64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+            end: Reverse(i64::from_le_bytes(b[8..16].try_into().expect("8 bytes"))),
+            kind,
+            name: get_str(input)?,
+            dims: get_str(input)?,
+            correlation: {
+                let mut c = [0u8; 8];
+                input.read_exact(&mut c)?;
+                i64::from_le_bytes(c)
+            },
+        }))
+    }
+
+    fn mem_size(&self) -> usize {
+        std::mem::size_of::<HostRecord>() + self.name.len() + self.dims.len()
+    }
+}
+
+#[derive(Deserialize)]
+struct CorrelationArgs {
+    correlation: Option<i64>,
+}
+
+fn correlation(args: Option<&str>) -> i64 {
+    args.filter(|a| memchr::memmem::find(a.as_bytes(), b"\"correlation\"").is_some())
+        .and_then(|a| serde_json::from_str::<CorrelationArgs>(a).ok())
+        .and_then(|c| c.correlation)
+        .unwrap_or(-1)
+}
+
+#[derive(Deserialize)]
+struct ShapeArgs<'a> {
+    #[serde(rename = "Input Dims", borrow)]
+    input_dims: Option<&'a serde_json::value::RawValue>,
+}
+
+/// `Input Dims` in torch's spelling: `[[4, 64], []]`.
+fn input_dims(args: Option<&str>) -> String {
+    let Some(args) = args else {
+        return "[]".into();
+    };
+    if memchr::memmem::find(args.as_bytes(), b"Input Dims").is_none() {
+        return "[]".into();
+    }
+    let Ok(parsed) = serde_json::from_str::<ShapeArgs<'_>>(args) else {
+        return "[]".into();
+    };
+    match parsed
+        .input_dims
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+    {
+        Some(v) => torch_repr(&v),
+        None => "[]".into(),
+    }
+}
+
+/// A JSON value as Python's `str()` prints the list torch builds (`[[4, 64], []]`).
+fn torch_repr(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(torch_repr).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        serde_json::Value::String(s) => format!("'{s}'"),
+        other => other.to_string(),
+    }
+}
+
+/// The fold: one per parsing thread, combined with [`HostBuilder::absorb`].
+pub struct HostBuilder {
+    sorter: ExternalSorter<HostRecord>,
+    events: u64,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        HostBuilder::with_budget(HOST_SORT_BUDGET)
+    }
+}
+
+type Map<K, V> = HashMap<K, V, FixedState>;
+
+/// The host report, and what per-step CPU figures are computed from.
+pub struct HostOutcome {
+    pub profile: HostProfile,
+    /// Outermost `cpu_op`s `(start, duration)`, and outermost collectives.
+    outer_ops: Vec<(i64, i64)>,
+    collectives: Vec<(i64, i64)>,
+    /// The outermost span name repeated most often (at least twice; largest total time among
+    /// equals), with its spans: steps for traces without step markers.
+    pub repeating: Vec<(i64, i64)>,
+    /// Every runtime call with a correlation: what launched the GPU work it names.
+    pub launches: Vec<LaunchSite>,
+    /// The names [`LaunchSite`] refers to.
+    pub names: Vec<String>,
+}
+
+/// A runtime call with a correlation, and where in the host's call tree it was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchSite {
+    pub correlation: i64,
+    pub ts: i64,
+    /// Duration of the launch call.
+    pub dur: i64,
+    /// The nearest enclosing `cpu_op` (TraceLens's leaf cpu_op), else the runtime call itself:
+    /// an index into [`HostOutcome::names`].
+    pub op: u32,
+    /// `nn.Module` frames above it, outermost first, instance numbers dropped (`Qwen3Model/
+    /// Qwen3DecoderLayer/Qwen3MLP`); `None` without `with_stack` module frames.
+    pub module: Option<u32>,
+    /// The module path down to the first layer-like module (`...Layer_3`, `...Block_3`), with
+    /// its instance number kept: one row per layer.
+    pub layer: Option<u32>,
+}
+
+impl HostOutcome {
+    /// CPU time per step; `windows` sorted and disjoint.
+    pub fn steps(&self, windows: &[Window]) -> Vec<CpuStepStats> {
+        let mut out = vec![CpuStepStats::default(); windows.len()];
+        let at = |t: i64| {
+            let i = windows.partition_point(|w| w.end <= t);
+            windows.get(i).filter(|w| w.start <= t).map(|_| i)
+        };
+        for &(ts, dur) in &self.outer_ops {
+            if let Some(i) = at(ts) {
+                out[i].op_ns += dur;
+            }
+        }
+        for &(ts, dur) in &self.collectives {
+            if let Some(i) = at(ts) {
+                let s = &mut out[i];
+                s.collective_ns += dur;
+                s.last_collective_start = Some(s.last_collective_start.map_or(ts, |t| t.max(ts)));
+            }
+        }
+        for s in &mut out {
+            s.compute_ns = s.op_ns - s.collective_ns;
+        }
+        out
+    }
+}
+
+impl HostBuilder {
+    pub fn with_budget(bytes: usize) -> Self {
+        HostBuilder {
+            sorter: ExternalSorter::new(bytes),
+            events: 0,
+        }
+    }
+
+    /// Takes a complete event if it is a host event.
+    pub fn event(&mut self, ev: &Event<'_>) -> io::Result<()> {
+        let Some(kind) = HostKind::of(&ev.cat) else {
+            return Ok(());
+        };
+        let ts = ev.ts_or_zero();
+        let dims = if kind == HostKind::CpuOp {
+            input_dims(ev.args.as_deref())
+        } else {
+            String::new()
+        };
+        let correlation = if kind == HostKind::Runtime {
+            correlation(ev.args.as_deref())
+        } else {
+            -1
+        };
+        self.events += 1;
+        self.sorter.push(HostRecord {
+            thread: FixedState::default().hash_one((&ev.pid, &ev.tid)),
+            ts,
+            end: Reverse(ts + ev.dur.max(0)),
+            kind,
+            name: ev.name.to_string(),
+            dims,
+            correlation,
+        })
+    }
+
+    pub fn absorb(&mut self, other: HostBuilder) -> io::Result<()> {
+        self.events += other.events;
+        self.sorter.absorb(other.sorter)
+    }
+
+    /// Builds the call trees.
+    pub fn finish(self) -> io::Result<HostOutcome> {
+        let mut fold = TreeFold::default();
+        for rec in self.sorter.finish()? {
+            fold.record(rec?);
+        }
+        Ok(fold.finish())
+    }
+}
+
+struct Frame {
+    rec: HostRecord,
+    /// Duration of the events counted as this frame's children.
+    child_ns: i64,
+    /// Index in the stack of the nearest torch-kind ancestor.
+    torch_parent: Option<usize>,
+    /// Whether a collective encloses this frame (or it is one).
+    in_collective: bool,
+    /// Whether a `cpu_op` encloses this frame.
+    under_op: bool,
+}
+
+/// An outermost span name's count, total time and spans.
+type OuterSpans = (u64, i64, Vec<(i64, i64)>);
+
+#[derive(Default)]
+struct TreeFold {
+    thread: u64,
+    stack: Vec<Frame>,
+    self_time: Map<(HostKind, String), SelfTimeRow>,
+    shapes: Map<(String, String), ShapeRow>,
+    outer: Map<String, OuterSpans>,
+    outer_ops: Vec<(i64, i64)>,
+    collectives: Vec<(i64, i64)>,
+    busy_ns: i64,
+    launches: Vec<LaunchSite>,
+    names: Vec<String>,
+    name_ids: Map<String, u32>,
+}
+
+impl TreeFold {
+    fn record(&mut self, rec: HostRecord) {
+        if rec.thread != self.thread {
+            self.close_all();
+            self.thread = rec.thread;
+        }
+        while self.stack.last().is_some_and(|f| f.rec.end.0 <= rec.ts) {
+            self.close();
+        }
+        let torch_parent = self.stack.iter().rposition(|f| f.rec.kind.is_torch());
+        let parent = self.stack.last();
+        let in_collective = parent.is_some_and(|f| f.in_collective) || is_collective(&rec.name);
+        let under_op = parent.is_some_and(|f| f.under_op || f.rec.kind == HostKind::CpuOp);
+        self.stack.push(Frame {
+            rec,
+            child_ns: 0,
+            torch_parent,
+            in_collective,
+            under_op,
+        });
+    }
+
+    fn close_all(&mut self) {
+        while !self.stack.is_empty() {
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        let f = self.stack.pop().expect("a frame to close");
+        let rec = &f.rec;
+        let dur = rec.end.0 - rec.ts;
+        // Who counts this frame as a child: its nearest torch ancestor (torch's tree) when it
+        // is a torch event, and its direct parent when that is a python frame.
+        if rec.kind.is_torch()
+            && let Some(p) = f.torch_parent
+        {
+            self.stack[p].child_ns += dur;
+        }
+        if let Some(parent) = self.stack.last_mut()
+            && parent.rec.kind == HostKind::PythonFunction
+        {
+            parent.child_ns += dur;
+        }
+        let self_ns = dur - f.child_ns;
+        let row = self
+            .self_time
+            .entry((rec.kind, rec.name.clone()))
+            .or_insert_with(|| SelfTimeRow {
+                kind: rec.kind,
+                name: rec.name.clone(),
+                calls: 0,
+                self_ns: 0,
+                total_ns: 0,
+            });
+        row.calls += 1;
+        row.self_ns += self_ns;
+        row.total_ns += dur;
+        if rec.kind.is_torch() {
+            let name = if rec.name.starts_with("ProfilerStep#") {
+                "ProfilerStep*".to_string()
+            } else {
+                rec.name.clone()
+            };
+            let dims = if rec.dims.is_empty() {
+                "[]".to_string()
+            } else {
+                rec.dims.clone()
+            };
+            let row = self
+                .shapes
+                .entry((name.clone(), dims.clone()))
+                .or_insert_with(|| ShapeRow {
+                    name,
+                    input_dims: dims,
+                    calls: 0,
+                    self_ns: 0,
+                    total_ns: 0,
+                    first_ns: rec.ts,
+                });
+            row.calls += 1;
+            row.self_ns += self_ns;
+            row.total_ns += dur;
+            row.first_ns = row.first_ns.min(rec.ts);
+            if f.torch_parent.is_none() {
+                self.busy_ns += dur;
+                if matches!(rec.kind, HostKind::CpuOp | HostKind::UserAnnotation) {
+                    let o = self.outer.entry(rec.name.clone()).or_default();
+                    o.0 += 1;
+                    o.1 += dur;
+                    o.2.push((rec.ts, rec.end.0));
+                }
+            }
+        }
+        if rec.kind == HostKind::Runtime && rec.correlation >= 0 {
+            let site = self.launch_site(&f);
+            self.launches.push(site);
+        }
+        if rec.kind == HostKind::CpuOp {
+            if !f.under_op {
+                self.outer_ops.push((rec.ts, dur));
+            }
+            if f.in_collective && !self.stack.last().is_some_and(|p| p.in_collective) {
+                self.collectives.push((rec.ts, dur));
+            }
+        }
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.name_ids.insert(name.to_string(), id);
+        id
+    }
+
+    /// Where the runtime call `f` (just popped) sits in its thread's call tree.
+    fn launch_site(&mut self, f: &Frame) -> LaunchSite {
+        let op_name = self
+            .stack
+            .iter()
+            .rev()
+            .find(|p| p.rec.kind == HostKind::CpuOp)
+            .map_or(f.rec.name.clone(), |p| p.rec.name.clone());
+        let modules: Vec<&str> = self
+            .stack
+            .iter()
+            .filter(|p| p.rec.kind == HostKind::PythonFunction)
+            .filter_map(|p| p.rec.name.strip_prefix("nn.Module: "))
+            .collect();
+        let (module, layer) = if modules.is_empty() {
+            (None, None)
+        } else {
+            let path: Vec<&str> = modules.iter().map(|m| strip_instance(m)).collect();
+            let cut = modules
+                .iter()
+                .position(|m| {
+                    let class = strip_instance(m);
+                    class.ends_with("Layer") || class.ends_with("Block")
+                })
+                .unwrap_or(0);
+            let mut layer: Vec<&str> = path[..cut].to_vec();
+            layer.push(modules[cut]);
+            (Some(path.join("/")), Some(layer.join("/")))
+        };
+        LaunchSite {
+            correlation: f.rec.correlation,
+            ts: f.rec.ts,
+            dur: f.rec.end.0 - f.rec.ts,
+            op: self.intern(&op_name),
+            module: module.map(|m| self.intern(&m)),
+            layer: layer.map(|l| self.intern(&l)),
+        }
+    }
+
+    fn finish(mut self) -> HostOutcome {
+        self.close_all();
+        let mut self_time: Vec<SelfTimeRow> = self.self_time.into_values().collect();
+        self_time.sort_by(|a, b| {
+            b.self_ns
+                .cmp(&a.self_ns)
+                .then_with(|| a.name.cmp(&b.name))
+                .then(a.kind.cmp(&b.kind))
+        });
+        let mut by_shape: Vec<ShapeRow> = self.shapes.into_values().collect();
+        by_shape.sort_by(|a, b| {
+            b.self_ns
+                .cmp(&a.self_ns)
+                .then(a.first_ns.cmp(&b.first_ns))
+                .then_with(|| a.name.cmp(&b.name))
+                .then_with(|| a.input_dims.cmp(&b.input_dims))
+        });
+        let repeating = self
+            .outer
+            .into_iter()
+            .filter(|(_, (n, _, _))| *n >= 2)
+            .max_by(|a, b| {
+                (a.1.0, a.1.1)
+                    .cmp(&(b.1.0, b.1.1))
+                    .then_with(|| b.0.cmp(&a.0))
+            })
+            .map(|(_, (_, _, mut spans))| {
+                spans.sort_unstable();
+                spans
+            })
+            .unwrap_or_default();
+        HostOutcome {
+            profile: HostProfile {
+                self_time,
+                by_shape,
+                busy_ns: self.busy_ns,
+            },
+            outer_ops: self.outer_ops,
+            collectives: self.collectives,
+            repeating,
+            launches: self.launches,
+            names: self.names,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Phase;
+
+    fn ev(cat: &str, name: &str, ts: i64, dur: i64) -> Event<'static> {
+        Event {
+            ph: Phase::COMPLETE,
+            name: name.to_string().into(),
+            cat: cat.to_string().into(),
+            ts: Some(ts),
+            dur,
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn self_time_skips_python_frames_for_torch_events() {
+        let mut b = HostBuilder::with_budget(64);
+        for e in [
+            ev("python_function", "model.py(1): forward", 0, 100),
+            ev("cpu_op", "aten::linear", 10, 80),
+            ev("python_function", "hook.py(2): hook", 20, 30),
+            ev("cpu_op", "aten::addmm", 25, 20),
+            ev("cpu_op", "aten::t", 60, 10),
+        ] {
+            b.event(&e).unwrap();
+        }
+        let out = b.finish().unwrap();
+        let get = |n: &str| {
+            out.profile
+                .self_time
+                .iter()
+                .find(|r| r.name == n)
+                .unwrap()
+                .self_ns
+        };
+        assert_eq!(get("aten::linear"), 80 - 20 - 10);
+        assert_eq!(get("hook.py(2): hook"), 30 - 20);
+        assert_eq!(get("model.py(1): forward"), 100 - 80);
+        assert_eq!(get("aten::addmm"), 20);
+        assert_eq!(out.profile.busy_ns, 80);
+    }
+
+    #[test]
+    fn collectives_split_step_time() {
+        let mut b = HostBuilder::with_budget(1 << 20);
+        for e in [
+            ev("cpu_op", "aten::mm", 0, 40),
+            ev("cpu_op", "c10d::allreduce_", 50, 30),
+            ev("cpu_op", "gloo:all_reduce", 55, 20),
+            ev("cpu_op", "aten::mm", 100, 10),
+            ev("cpu_op", "aten::mm", 200, 10),
+            ev("cpu_op", "aten::mm", 300, 10),
+        ] {
+            b.event(&e).unwrap();
+        }
+        let w = [
+            Window { start: 0, end: 100 },
+            Window {
+                start: 100,
+                end: 200,
+            },
+        ];
+        let out = b.finish().unwrap();
+        let steps = out.steps(&w);
+        assert_eq!(
+            steps[0],
+            CpuStepStats {
+                op_ns: 70,
+                collective_ns: 30,
+                compute_ns: 40,
+                last_collective_start: Some(50),
+            }
+        );
+        assert_eq!(steps[1].compute_ns, 10);
+        assert_eq!(out.repeating.len(), 4);
+    }
+
+    #[test]
+    fn input_dims_print_like_torch() {
+        assert_eq!(
+            input_dims(Some(r#"{"Input Dims": [[4, 64], [], [128]], "x": 1}"#)),
+            "[[4, 64], [], [128]]"
+        );
+        assert_eq!(input_dims(Some(r#"{"External id": 3}"#)), "[]");
+        assert_eq!(input_dims(None), "[]");
+    }
+}

@@ -1,0 +1,278 @@
+//! HTA's `get_temporal_breakdown`, `get_comm_comp_overlap` and `get_gpu_kernel_breakdown`
+//! (`hta/analyzers/breakdown_analysis.py`, `communication_analysis.py`) over one rank's rows.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{GpuRow, KernelType, covered, merge, round_to};
+
+/// HTA's temporal breakdown of one rank (times in ns; HTA prints µs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Temporal {
+    pub idle_ns: i64,
+    pub compute_ns: i64,
+    /// Communication, memory and other GPU time not hidden under computation.
+    pub non_compute_ns: i64,
+    /// First GPU start to last GPU end.
+    pub kernel_ns: i64,
+    /// Shares of `kernel_ns`, percent with 2 decimals (`None` without GPU time).
+    pub idle_pctg: Option<f64>,
+    pub compute_pctg: Option<f64>,
+    pub non_compute_pctg: Option<f64>,
+    /// Rows with a negative duration, counted as empty (HTA asserts on some of them).
+    pub negative_durations: u64,
+}
+
+pub(super) fn temporal(rows: &[GpuRow]) -> Temporal {
+    let all = merge(rows.iter().map(|r| (r.ts, r.end)).collect());
+    let (Some(first), Some(last)) = (all.first(), all.last()) else {
+        return Temporal::default();
+    };
+    let kernel_ns = last.1 - first.0;
+    let busy = covered(&all);
+    let compute_ns = covered(&merge(
+        rows.iter()
+            .filter(|r| r.kind == KernelType::Computation)
+            .map(|r| (r.ts, r.end))
+            .collect(),
+    ));
+    let idle_ns = kernel_ns - busy;
+    let non_compute_ns = busy - compute_ns;
+    let pct = |x: i64| (kernel_ns != 0).then(|| round_to(100.0 * x as f64 / kernel_ns as f64, 2));
+    Temporal {
+        idle_ns,
+        compute_ns,
+        non_compute_ns,
+        kernel_ns,
+        idle_pctg: pct(idle_ns),
+        compute_pctg: pct(compute_ns),
+        non_compute_pctg: pct(non_compute_ns),
+        negative_durations: rows.iter().filter(|r| r.end < r.ts).count() as u64,
+    }
+}
+
+/// `|comm ∩ comp| / |comm|`, percent, 2 decimals; `None` without communication.
+pub(super) fn overlap(rows: &[GpuRow]) -> Option<f64> {
+    let of = |t: KernelType| {
+        merge(
+            rows.iter()
+                .filter(|r| r.kind == t)
+                .map(|r| (r.ts, r.end))
+                .collect(),
+        )
+    };
+    let comm = of(KernelType::Communication);
+    let comp = of(KernelType::Computation);
+    let comm_ns = covered(&comm);
+    if comm_ns == 0 {
+        return None;
+    }
+    // both lists are sorted and disjoint within themselves
+    let (mut i, mut j, mut both) = (0, 0, 0i64);
+    while i < comm.len() && j < comp.len() {
+        let s = comm[i].0.max(comp[j].0);
+        let e = comm[i].1.min(comp[j].1);
+        both += (e - s).max(0);
+        if comm[i].1 < comp[j].1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    Some(round_to(100.0 * both as f64 / comm_ns as f64, 2))
+}
+
+/// Time under one combination of kernel types (`COMPUTATION overlapping COMMUNICATION`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelTypeRow {
+    pub kernel_type: String,
+    /// HTA truncates each segment to whole µs before summing; this is that sum, in µs.
+    pub sum_us: i64,
+}
+
+/// Computation, communication and memory, with HTA's bits 1, 2, 4 (labels list them in
+/// that order).
+const BREAKDOWN_TYPES: [KernelType; 3] = [
+    KernelType::Computation,
+    KernelType::Communication,
+    KernelType::Memory,
+];
+
+pub(super) fn kernel_types(rows: &[GpuRow]) -> Vec<KernelTypeRow> {
+    let mut points: Vec<(i64, i32)> = Vec::new();
+    for (bit, t) in BREAKDOWN_TYPES.iter().enumerate() {
+        let v = 1 << bit;
+        for (s, e) in merge(
+            rows.iter()
+                .filter(|r| r.kind == *t)
+                .map(|r| (r.ts, r.end))
+                .collect(),
+        ) {
+            points.push((s, v));
+            points.push((e, -v));
+        }
+    }
+    points.sort_unstable();
+    let mut sums: HashMap<i32, i64> = HashMap::new();
+    let mut running = 0;
+    for w in 0..points.len() {
+        running += points[w].1;
+        if running > 0
+            && let Some(next) = points.get(w + 1)
+        {
+            // HTA's `.astype(int)` on µs differences: truncation toward zero
+            *sums.entry(running).or_default() += (next.0 - points[w].0) / 1000;
+        }
+    }
+    let mut out: Vec<KernelTypeRow> = sums
+        .into_iter()
+        .map(|(bits, sum_us)| KernelTypeRow {
+            kernel_type: label(bits),
+            sum_us,
+        })
+        .collect();
+    out.sort_by(|a, b| a.kernel_type.cmp(&b.kernel_type));
+    out
+}
+
+fn label(bits: i32) -> String {
+    BREAKDOWN_TYPES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, t)| t.name())
+        .collect::<Vec<_>>()
+        .join(" overlapping ")
+}
+
+/// HTA's `kernel_type_breakdown` over several ranks: sums per label, largest first, with
+/// `round(100 * sum / total, 1)`.
+pub fn kernel_type_shares<'a>(
+    per_rank: impl IntoIterator<Item = &'a [KernelTypeRow]>,
+) -> Vec<(String, i64, f64)> {
+    let mut sums: HashMap<&str, i64> = HashMap::new();
+    for rows in per_rank {
+        for r in rows {
+            *sums.entry(r.kernel_type.as_str()).or_default() += r.sum_us;
+        }
+    }
+    let total: i64 = sums.values().sum();
+    let mut out: Vec<(String, i64, f64)> = sums
+        .into_iter()
+        .map(|(k, v)| {
+            let pct = if total == 0 {
+                f64::NAN
+            } else {
+                round_to(100.0 * v as f64 / total as f64, 1)
+            };
+            (k.to_string(), v, pct)
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// One kernel name (or `others`) of one type, HTA's `kernel_breakdown` second table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopKernelRow {
+    pub kernel_type: KernelType,
+    pub name: String,
+    pub sum_ns: i64,
+    pub max_ns: i64,
+    pub min_ns: i64,
+    pub mean_ns: f64,
+    /// Sample standard deviation (0 for a single value, as HTA fills NaN).
+    pub std_ns: f64,
+}
+
+/// Names kept before the tail becomes `others` (HTA's `num_kernels`).
+const TOP_KERNELS: usize = 10;
+/// Quantile of the cumulative sums past which names become `others` (`duration_ratio`).
+const DURATION_RATIO: f64 = 0.8;
+
+pub(super) fn top_kernels(rows: &[GpuRow], names: &[Box<str>]) -> Vec<TopKernelRow> {
+    let mut out = Vec::new();
+    for t in BREAKDOWN_TYPES {
+        let mut by_name: HashMap<u32, Vec<i64>> = HashMap::new();
+        for r in rows.iter().filter(|r| r.kind == t) {
+            by_name.entry(r.name).or_default().push(r.end - r.ts);
+        }
+        let mut groups: Vec<(String, Vec<i64>)> = by_name
+            .into_iter()
+            .map(|(id, d)| (names[id as usize].to_string(), d))
+            .collect();
+        // HTA sorts by sum, descending (ties in name order here, for stability)
+        groups.sort_by(|a, b| {
+            b.1.iter()
+                .sum::<i64>()
+                .cmp(&a.1.iter().sum::<i64>())
+                .then_with(|| a.0.cmp(&b.0))
+        });
+        if groups.len() > TOP_KERNELS {
+            let sums: Vec<i64> = groups.iter().map(|g| g.1.iter().sum()).collect();
+            let cum: Vec<f64> = sums
+                .iter()
+                .scan(0i64, |acc, s| {
+                    *acc += s;
+                    Some(*acc as f64)
+                })
+                .collect();
+            let q = quantile(&cum, DURATION_RATIO);
+            let mut kept = Vec::new();
+            let mut others = Vec::new();
+            for (i, (name, durs)) in groups.into_iter().enumerate() {
+                if cum[i] > q || i >= TOP_KERNELS {
+                    others.push(durs.iter().sum::<i64>());
+                } else {
+                    // after folding, HTA aggregates each name's sum (one value per name)
+                    kept.push((name, vec![durs.iter().sum::<i64>()]));
+                }
+            }
+            if !others.is_empty() {
+                kept.push(("others".into(), others));
+            }
+            groups = kept;
+        }
+        for (name, d) in groups {
+            out.push(stats_row(t, name, &d));
+        }
+    }
+    out.sort_by(|a, b| {
+        a.kernel_type
+            .cmp(&b.kernel_type)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out
+}
+
+fn stats_row(kernel_type: KernelType, name: String, d: &[i64]) -> TopKernelRow {
+    let n = d.len() as f64;
+    let sum: i64 = d.iter().sum();
+    let mean = sum as f64 / n;
+    let std = if d.len() < 2 {
+        0.0
+    } else {
+        (d.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    };
+    TopKernelRow {
+        kernel_type,
+        name,
+        sum_ns: sum,
+        max_ns: *d.iter().max().expect("a group has values"),
+        min_ns: *d.iter().min().expect("a group has values"),
+        mean_ns: mean,
+        std_ns: std,
+    }
+}
+
+/// pandas' `quantile` (linear interpolation) of ascending values.
+pub(super) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}

@@ -1,0 +1,422 @@
+//! HTA's (HolisticTraceAnalysis 0.5.0) per-rank analyses with its definitions: temporal
+//! breakdown, idle-time attribution, comm/compute overlap, kernel launch statistics and the
+//! kernel-type breakdown (`spec/trace-analyses.md` §1-6).
+//!
+//! The fold keeps one compact row per GPU-side event (anything with an integer `args.stream`,
+//! HTA's meaning "A") and per CPU-side event carrying a `correlation`, then computes every
+//! analysis at the end. Where HTA is wrong loupe says so instead of copying it:
+//!
+//! - Times stay integer nanoseconds. HTA rounds fractional-µs traces (start up, end down),
+//!   which loses up to 2 µs per kernel; [`HtaOptions::hta_rounding`] reproduces it.
+//! - A negative duration (from that rounding or from the writer) makes HTA assert
+//!   (`non_compute_time >= 0`); here such a row counts as empty and is reported in
+//!   [`Temporal::negative_durations`].
+//! - Kernel launch statistics also recognise HIP, driver (`cuLaunchKernel*`) and graph
+//!   launches, unless [`HtaOptions::hta_launch_names`] asks for HTA's CUDA-only list.
+//! - An overlap without communication kernels is `None`, not a division by zero.
+
+mod breakdown;
+mod launch;
+
+use std::collections::{HashMap, HashSet};
+
+use foldhash::fast::FixedState;
+use serde::{Deserialize, Serialize};
+
+use crate::model::Event;
+pub use breakdown::{KernelTypeRow, Temporal, TopKernelRow, kernel_type_shares};
+pub use launch::{Distribution, IdleCategory, IdleRow, IdleStatsRow, LaunchRow, LaunchSummary};
+
+/// How closely to follow HTA where it is wrong.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HtaOptions {
+    /// HTA's µs rounding of fractional-µs traces (`HTA_DISABLE_NS_ROUNDING` unset).
+    pub hta_rounding: bool,
+    /// Only HTA's CUDA launch names count as launches.
+    pub hta_launch_names: bool,
+}
+
+/// HTA's kernel types (0.5.0's anchored regexes, `hta/utils/utils.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum KernelType {
+    Computation,
+    Communication,
+    Memory,
+    Other,
+}
+
+impl KernelType {
+    pub fn of(name: &str) -> KernelType {
+        if name.starts_with("nccl") && name[4..].contains("Kernel") {
+            KernelType::Communication
+        } else if name.starts_with("Memcpy")
+            || name.starts_with("Memset")
+            || name.starts_with("dma")
+        {
+            KernelType::Memory
+        } else if name.contains("Memcpy") || name.contains("Sync") {
+            KernelType::Other
+        } else {
+            KernelType::Computation
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelType::Computation => "COMPUTATION",
+            KernelType::Communication => "COMMUNICATION",
+            KernelType::Memory => "MEMORY",
+            KernelType::Other => "OTHER",
+        }
+    }
+}
+
+/// Everything HTA's analyses say about one rank.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HtaReport {
+    /// HTA's µs rounding was applied (see [`HtaOptions`]).
+    pub rounded: bool,
+    /// Start of the last `ProfilerStep` when HTA's step window applies (two or more step
+    /// names): only work launched before it counts.
+    pub window_end_ns: Option<i64>,
+    pub temporal: Temporal,
+    /// Per stream and category, streams in order of first appearance in the file.
+    pub idle: Vec<IdleRow>,
+    pub idle_stats: Vec<IdleStatsRow>,
+    /// Share of communication time hidden by computation, percent; `None` without
+    /// communication kernels.
+    pub comm_comp_overlap_pctg: Option<f64>,
+    pub launches: LaunchSummary,
+    /// Time by overlap of kernel types (HTA's `kernel_type_breakdown` before summing ranks).
+    pub kernel_types: Vec<KernelTypeRow>,
+    /// Per type, kernels by name with the tail folded into `others`.
+    pub top_kernels: Vec<TopKernelRow>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowCat {
+    Kernel,
+    Memset,
+    Memcpy,
+    Other,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct GpuRow {
+    ts: i64,
+    end: i64,
+    stream: i64,
+    correlation: i64,
+    cat: RowCat,
+    kind: KernelType,
+    name: u32,
+    /// A row of HTA's `GPUKernelFilter` (stream and correlation, or a sync event): the rows
+    /// its step window keeps.
+    launched: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct CpuRow {
+    correlation: i64,
+    ts: i64,
+    end: i64,
+    launch: Launch,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Launch {
+    /// A name in HTA's list.
+    Hta,
+    /// A launch HTA does not recognise (HIP, driver, graph launches).
+    Other,
+    No,
+}
+
+fn launch_kind(name: &str) -> Launch {
+    match name {
+        "cudaLaunchKernel"
+        | "cudaLaunchKernelExC"
+        | "runFunction - job_prep_and_submit_for_execution"
+        | "cudaMemcpyAsync"
+        | "cudaMemsetAsync" => Launch::Hta,
+        _ if name.starts_with("hipLaunchKernel")
+            || name.starts_with("hipExtLaunchKernel")
+            || name.starts_with("hipExtModuleLaunchKernel")
+            || name.starts_with("hipModuleLaunchKernel")
+            || name.starts_with("cuLaunchKernel")
+            || name.starts_with("cudaLaunchCooperativeKernel")
+            || name.starts_with("cudaGraphLaunch")
+            || name.starts_with("hipGraphLaunch")
+            || name.starts_with("hipMemcpyAsync")
+            || name.starts_with("hipMemsetAsync")
+            || name.starts_with("hipMemcpyWithStream")
+            || name.starts_with("cuMemcpy")
+            || name.starts_with("cuMemset") =>
+        {
+            Launch::Other
+        }
+        _ => Launch::No,
+    }
+}
+
+#[derive(Deserialize)]
+struct RowArgs {
+    #[serde(default)]
+    stream: Option<serde_json::Value>,
+    #[serde(default)]
+    correlation: Option<serde_json::Value>,
+}
+
+/// Python's `int(x)` of an `args` member: numbers and decimal strings; anything else
+/// (ROCm's `"0x0"`) is none, which HTA turns into -1.
+fn int_arg(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+type Map<K, V> = HashMap<K, V, FixedState>;
+
+/// The fold. One per parsing thread, combined with [`HtaBuilder::absorb`].
+#[derive(Default)]
+pub struct HtaBuilder {
+    names: Vec<Box<str>>,
+    name_ids: Map<Box<str>, u32>,
+    gpu: Vec<GpuRow>,
+    cpu: Vec<CpuRow>,
+    /// `ProfilerStep` names among CPU-side rows, and the latest start of one.
+    step_names: HashSet<Box<str>, FixedState>,
+    last_step_start: Option<i64>,
+    /// Whether some timestamp has a fraction of a µs (HTA then rounds every row).
+    fractional: bool,
+    /// Streams in the order this builder first saw them since the last block ended.
+    new_streams: Vec<i64>,
+    seen_streams: HashSet<i64, FixedState>,
+}
+
+impl HtaBuilder {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.name_ids.insert(name.into(), id);
+        id
+    }
+
+    /// Takes one complete event (HTA drops events without `cat` and `cat == "Trace"`).
+    pub fn event(&mut self, ev: &Event<'_>) {
+        if ev.cat.is_empty() || ev.cat == "Trace" {
+            return;
+        }
+        let ts = ev.ts_or_zero();
+        if ts % 1000 != 0 {
+            self.fractional = true;
+        }
+        let (stream, correlation) = match ev.args.as_deref() {
+            Some(args)
+                if memchr::memmem::find(args.as_bytes(), b"\"stream\"").is_some()
+                    || memchr::memmem::find(args.as_bytes(), b"\"correlation\"").is_some() =>
+            {
+                match serde_json::from_str::<RowArgs>(args) {
+                    Ok(a) => (
+                        a.stream.as_ref().and_then(int_arg).unwrap_or(-1),
+                        a.correlation.as_ref().and_then(int_arg).unwrap_or(-1),
+                    ),
+                    Err(_) => (-1, -1),
+                }
+            }
+            _ => (-1, -1),
+        };
+        let end = ts + ev.dur;
+        let sync_name = matches!(ev.name.as_ref(), "Event Sync" | "Context Sync");
+        let is_b = (stream >= 0 && correlation >= 0) || sync_name;
+        if !is_b && ev.name.contains("ProfilerStep") {
+            if !self.step_names.contains(ev.name.as_ref()) {
+                self.step_names.insert(ev.name.as_ref().into());
+            }
+            self.last_step_start = Some(self.last_step_start.map_or(ts, |t| t.max(ts)));
+        }
+        if stream != -1 {
+            let cat = match ev.cat.as_ref() {
+                "kernel" | "Kernel" | "mtia_ccp_events" => RowCat::Kernel,
+                "gpu_memset" | "Memset" => RowCat::Memset,
+                "gpu_memcpy" | "Memcpy" => RowCat::Memcpy,
+                _ => RowCat::Other,
+            };
+            let name = self.intern(&ev.name);
+            if self.seen_streams.insert(stream) {
+                self.new_streams.push(stream);
+            }
+            self.gpu.push(GpuRow {
+                ts,
+                end,
+                stream,
+                correlation,
+                cat,
+                kind: KernelType::of(&ev.name),
+                name,
+                launched: is_b,
+            });
+        } else if correlation >= 0 {
+            self.cpu.push(CpuRow {
+                correlation,
+                ts,
+                end,
+                launch: launch_kind(&ev.name),
+            });
+        }
+    }
+
+    /// GPU operations (kernels, memcpy, memset) as `(start, end, correlation)`.
+    pub fn gpu_ops(&self) -> impl Iterator<Item = (i64, i64, i64)> + '_ {
+        self.gpu
+            .iter()
+            .filter(|r| r.cat != RowCat::Other)
+            .map(|r| (r.ts, r.end, r.correlation))
+    }
+
+    /// The streams first seen since the last call (a block's share of the stream order).
+    pub fn take_new_streams(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.new_streams)
+    }
+
+    pub fn absorb(&mut self, other: HtaBuilder) {
+        let remap: Vec<u32> = other.names.iter().map(|n| self.intern(n)).collect();
+        self.gpu.extend(other.gpu.into_iter().map(|mut r| {
+            r.name = remap[r.name as usize];
+            r
+        }));
+        self.cpu.extend(other.cpu);
+        self.step_names.extend(other.step_names);
+        self.last_step_start = match (self.last_step_start, other.last_step_start) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.fractional |= other.fractional;
+        self.seen_streams.extend(other.seen_streams);
+    }
+
+    /// Every analysis; `stream_order` is the order streams first appear in the file.
+    pub fn finish(mut self, stream_order: &[i64], opts: HtaOptions) -> HtaReport {
+        let rounded = opts.hta_rounding && self.fractional;
+        if rounded {
+            let round = |ts: &mut i64, end: &mut i64| {
+                *ts = ts.div_euclid(1000) * 1000 + if ts.rem_euclid(1000) > 0 { 1000 } else { 0 };
+                *end = end.div_euclid(1000) * 1000;
+            };
+            for r in &mut self.gpu {
+                round(&mut r.ts, &mut r.end);
+            }
+            for r in &mut self.cpu {
+                round(&mut r.ts, &mut r.end);
+            }
+            self.last_step_start = self
+                .last_step_start
+                .map(|t| t.div_euclid(1000) * 1000 + if t.rem_euclid(1000) > 0 { 1000 } else { 0 });
+        }
+        // HTA's step window: with two or more step names, only rows launched (CPU side)
+        // before the last step's start, and the GPU rows they launched.
+        let window_end_ns = self.last_step_start.filter(|_| self.step_names.len() >= 2);
+        if let Some(s) = window_end_ns {
+            self.cpu.retain(|r| r.ts < s);
+            let kept: HashSet<i64, FixedState> = self.cpu.iter().map(|r| r.correlation).collect();
+            self.gpu
+                .retain(|r| r.launched && r.correlation >= 0 && kept.contains(&r.correlation));
+        }
+        let rows = &self.gpu;
+        let temporal = breakdown::temporal(rows);
+        let comm_comp_overlap_pctg = breakdown::overlap(rows);
+        let kernel_types = breakdown::kernel_types(rows);
+        let top_kernels = breakdown::top_kernels(rows, &self.names);
+        let launch_of: Map<i64, CpuRow> = {
+            let mut m = Map::default();
+            for r in &self.cpu {
+                m.entry(r.correlation).or_insert(*r);
+            }
+            m
+        };
+        let (idle, idle_stats) = launch::idle(rows, &launch_of, stream_order);
+        let launches = launch::launches(rows, &self.cpu, opts.hta_launch_names);
+        HtaReport {
+            rounded,
+            window_end_ns,
+            temporal,
+            idle,
+            idle_stats,
+            comm_comp_overlap_pctg,
+            launches,
+            kernel_types,
+            top_kernels,
+        }
+    }
+}
+
+/// HTA's `merge_kernel_intervals`: sorted by start, a group starts past the running maximum
+/// end (touching intervals merge). Empty or negative rows are taken as empty.
+fn merge(mut iv: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    iv.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (s, e) in iv {
+        let e = e.max(s);
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+fn covered(iv: &[(i64, i64)]) -> i64 {
+    iv.iter().map(|(s, e)| e - s).sum()
+}
+
+/// `round(x, n)` as Python rounds a float for printing purposes (half away from zero is
+/// close enough for percentages of integer times).
+fn round_to(x: f64, decimals: i32) -> f64 {
+    let m = 10f64.powi(decimals);
+    (x * m).round() / m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_types_follow_hta_0_5() {
+        use KernelType::*;
+        for (name, t) in [
+            (
+                "ncclKernel_AllReduce_RING_LL_Sum_float(ncclWorkElem)",
+                Communication,
+            ),
+            (
+                "ncclDevKernel_AllGather_RING_LL(ncclDevKernelArgsStorage<4096ul>)",
+                Communication,
+            ),
+            (
+                "void rcclGenericKernel<1, false>(ncclDevComm*)",
+                Computation,
+            ),
+            ("Memcpy DtoD (Device -> Device)", Memory),
+            ("Memset (Device)", Memory),
+            ("Stream Sync", Other),
+            ("cross_device_reduce_1stage", Computation),
+            ("ampere_sgemm_128x64_nn", Computation),
+        ] {
+            assert_eq!(KernelType::of(name), t, "{name}");
+        }
+    }
+
+    #[test]
+    fn merge_joins_touching_intervals() {
+        assert_eq!(
+            merge(vec![(10, 20), (0, 5), (5, 8), (15, 30), (40, 39)]),
+            vec![(0, 8), (10, 30), (40, 40)]
+        );
+    }
+}
