@@ -62,6 +62,8 @@ struct NativeMeta {
     completion_tokens: Option<usize>,
     #[serde(default)]
     prompt_tokens: Option<usize>,
+    #[serde(default)]
+    cached_tokens: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +134,16 @@ struct Usage {
     completion_tokens: Option<usize>,
     #[serde(default)]
     prompt_tokens: Option<usize>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+/// OpenAI's `usage.prompt_tokens_details` (SGLang and vLLM fill `cached_tokens` with the
+/// prefix-cache hit).
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<usize>,
 }
 
 /// The message of a chunk that is an error, or garbage.
@@ -315,12 +327,14 @@ fn scan_meta(b: &[u8], i: usize) -> Option<(Option<NativeMeta>, usize)> {
     let mut meta = NativeMeta {
         completion_tokens: None,
         prompt_tokens: None,
+        cached_tokens: None,
     };
     let end = members_at(b, i, |key, start| {
         let end = skip_value(b, start)?;
         let slot = match key {
             b"completion_tokens" => &mut meta.completion_tokens,
             b"prompt_tokens" => &mut meta.prompt_tokens,
+            b"cached_tokens" => &mut meta.cached_tokens,
             _ => return Some(end),
         };
         *slot = count(&b[start..end])?;
@@ -379,9 +393,13 @@ impl StreamState {
         let meta = meta.unwrap_or(NativeMeta {
             completion_tokens: None,
             prompt_tokens: None,
+            cached_tokens: None,
         });
         if let Some(p) = meta.prompt_tokens.filter(|p| *p > 0) {
             rec.server_prompt_len = Some(p);
+        }
+        if meta.cached_tokens.is_some() {
+            rec.cached_tokens = meta.cached_tokens;
         }
         if let Some(n) = meta.completion_tokens {
             rec.output_len = n;
@@ -411,6 +429,13 @@ impl StreamState {
         if let Some(u) = &c.usage {
             if let Some(p) = u.prompt_tokens.filter(|p| *p > 0) {
                 rec.server_prompt_len = Some(p);
+            }
+            if let Some(c) = u
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+            {
+                rec.cached_tokens = Some(c);
             }
             if let Some(n) = u.completion_tokens {
                 new_tokens = n.saturating_sub(self.counted);

@@ -46,29 +46,50 @@ pub struct Prepared {
 impl BodyOptions {
     /// The JSON body for `prompt`, asking for `output_len` tokens.
     pub fn body(&self, prompt: &Prompt, output_len: usize) -> Result<Bytes, String> {
+        self.body_with(prompt, output_len, None)
+    }
+
+    /// As [`BodyOptions::body`], with `extra` merged after `--extra-request-body` (a dataset
+    /// line's own request keys).
+    pub fn body_with(
+        &self,
+        prompt: &Prompt,
+        output_len: usize,
+        extra: Option<&Map<String, Value>>,
+    ) -> Result<Bytes, String> {
         let mut v = match (self.api, &prompt.input) {
+            (Api::Native | Api::Completions, PromptInput::Messages(_)) => {
+                return Err("a chat history reached a text route unrendered".into());
+            }
             (Api::Native, input) => {
                 let mut sp = json!({"temperature": self.temperature, "max_new_tokens": output_len, "ignore_eos": self.ignore_eos});
                 if self.top_p < 1.0 {
                     sp["top_p"] = json!(self.top_p);
                 }
                 let mut b = json!({"sampling_params": sp, "stream": true});
-                match input {
-                    PromptInput::Text(t) => b["text"] = json!(t),
-                    PromptInput::Ids(ids) => b["input_ids"] = json!(ids),
+                if let PromptInput::Ids(ids) = input {
+                    b["input_ids"] = json!(ids);
+                } else if let PromptInput::Text(t) = input {
+                    b["text"] = json!(t);
                 }
                 b
             }
             (Api::Completions, input) => {
                 let prompt = match input {
-                    PromptInput::Text(t) => json!(t),
                     PromptInput::Ids(ids) => json!(ids),
+                    PromptInput::Text(t) => json!(t),
+                    PromptInput::Messages(_) => Value::Null,
                 };
                 json!({"model": self.model, "prompt": prompt, "best_of": 1, "max_tokens": output_len})
             }
             (Api::Chat, PromptInput::Text(t)) => json!({
                 "model": self.model,
                 "messages": [{"role": "user", "content": t}],
+                "max_completion_tokens": output_len,
+            }),
+            (Api::Chat, PromptInput::Messages(m)) => json!({
+                "model": self.model,
+                "messages": m,
                 "max_completion_tokens": output_len,
             }),
             (Api::Chat, PromptInput::Ids(_)) => {
@@ -93,7 +114,7 @@ impl BodyOptions {
             v["stream_options"] = opts;
         }
         let obj = v.as_object_mut().expect("bodies are objects");
-        for (k, val) in &self.extra {
+        for (k, val) in self.extra.iter().chain(extra.into_iter().flatten()) {
             obj.insert(k.clone(), val.clone());
         }
         serde_json::to_vec(&v)
@@ -102,8 +123,17 @@ impl BodyOptions {
     }
 
     pub fn prepare(&self, prompt: &Prompt, output_len: usize) -> Result<Prepared, String> {
+        self.prepare_with(prompt, output_len, None)
+    }
+
+    pub fn prepare_with(
+        &self,
+        prompt: &Prompt,
+        output_len: usize,
+        extra: Option<&Map<String, Value>>,
+    ) -> Result<Prepared, String> {
         Ok(Prepared {
-            body: self.body(prompt, output_len)?,
+            body: self.body_with(prompt, output_len, extra)?,
             prompt_len: prompt.prompt_len,
             output_len,
             routing_key: match &prompt.routing_key {

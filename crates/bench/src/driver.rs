@@ -14,6 +14,36 @@ use tokio::task::JoinHandle;
 use crate::client::{Prepared, Target};
 use crate::observer::BenchObserver;
 use crate::record::RequestRecord;
+use crate::session::{SessionWork, run_session};
+
+/// What a schedule sends: one request per due time, or one conversation per due time.
+#[derive(Clone)]
+pub enum Work {
+    Requests(Arc<Vec<Prepared>>),
+    Sessions(Arc<SessionWork>),
+}
+
+impl Work {
+    /// Due times this work takes (requests, or conversations).
+    pub fn len(&self) -> usize {
+        match self {
+            Work::Requests(r) => r.len(),
+            Work::Sessions(s) => s.sessions.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Request records it will produce.
+    pub fn requests(&self) -> usize {
+        match self {
+            Work::Requests(r) => r.len(),
+            Work::Sessions(s) => crate::session::total_rounds(&s.sessions),
+        }
+    }
+}
 
 /// What a schedule produced.
 pub struct Driven {
@@ -26,7 +56,7 @@ pub struct Driven {
 #[derive(Clone)]
 struct Shared {
     target: Arc<Target>,
-    requests: Arc<Vec<Prepared>>,
+    work: Work,
     slots: Option<Arc<Semaphore>>,
     t0: Instant,
     /// Told of each request as it ends (None: nobody follows this schedule).
@@ -34,24 +64,32 @@ struct Shared {
 }
 
 impl Shared {
-    fn spawn(&self, i: usize, intended: f64, rt: &Handle) -> JoinHandle<RequestRecord> {
+    fn spawn(&self, i: usize, intended: f64, rt: &Handle) -> JoinHandle<Vec<RequestRecord>> {
         let s = self.clone();
         rt.spawn(async move {
             let dispatched = (Instant::now() - s.t0).as_secs_f64();
+            // A conversation holds its slot for all its rounds.
             let _slot = match &s.slots {
                 Some(sem) => Some(sem.clone().acquire_owned().await.expect("never closed")),
                 None => None,
             };
-            let rec = RequestRecord {
-                intended,
-                dispatched,
-                ..Default::default()
+            let recs = match &s.work {
+                Work::Requests(reqs) => {
+                    let rec = RequestRecord {
+                        intended,
+                        dispatched,
+                        ..Default::default()
+                    };
+                    vec![s.target.send(&reqs[i], s.t0, rec).await]
+                }
+                Work::Sessions(w) => run_session(w, &s.target, i, s.t0, intended, dispatched).await,
             };
-            let rec = s.target.send(&s.requests[i], s.t0, rec).await;
             if let Some(o) = &s.observer {
-                o.request_finished(&rec);
+                for rec in &recs {
+                    o.request_finished(rec);
+                }
             }
-            rec
+            recs
         })
     }
 }
@@ -65,27 +103,27 @@ fn precise_sleeps() {
     }
 }
 
-/// Send `requests[i]` at `offsets[i]` seconds from now, at most `max_concurrency` at a time;
-/// `observer` hears of each request as it ends.
+/// Send item `i` of `work` at `offsets[i]` seconds from now, at most `max_concurrency` at a
+/// time; `observer` hears of each request as it ends.
 pub async fn drive(
     target: Arc<Target>,
-    requests: Arc<Vec<Prepared>>,
+    work: Work,
     offsets: Vec<f64>,
     max_concurrency: Option<usize>,
     observer: Option<Arc<dyn BenchObserver>>,
 ) -> Driven {
-    let n = requests.len();
+    let n = work.len();
     assert_eq!(offsets.len(), n, "one due time per request");
     let rt = Handle::current();
     let shared = Shared {
         target,
-        requests,
+        work,
         slots: max_concurrency.map(|c| Arc::new(Semaphore::new(c))),
         t0: Instant::now(),
         observer,
     };
     let t0 = shared.t0;
-    let handles: Vec<JoinHandle<RequestRecord>> = if offsets.iter().all(|t| *t == 0.0) {
+    let handles: Vec<JoinHandle<Vec<RequestRecord>>> = if offsets.iter().all(|t| *t == 0.0) {
         (0..n).map(|i| shared.spawn(i, 0.0, &rt)).collect()
     } else {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -121,10 +159,13 @@ pub async fn drive(
     };
     let mut records = Vec::with_capacity(n);
     for h in handles {
-        records.push(h.await.unwrap_or_else(|e| RequestRecord {
-            error: format!("request task failed: {e}"),
-            ..Default::default()
-        }));
+        match h.await {
+            Ok(recs) => records.extend(recs),
+            Err(e) => records.push(RequestRecord {
+                error: format!("request task failed: {e}"),
+                ..Default::default()
+            }),
+        }
     }
     let duration = t0.elapsed().as_secs_f64();
     Driven { records, duration }

@@ -83,4 +83,10 @@ pub enum PlanError {
     Slo(String, f64),
     #[error("SLO key '{0}': use ttft, tpot or e2e (e2el)")]
     SloKey(String),
+    #[error("--mooncake-slowdown-factor must be positive and finite, got {0}")]
+    SlowdownFactor(f64),
+    #[error("--mooncake-num-rounds and --gsp-num-turns must be at least 1")]
+    Rounds,
+    #[error("--mooncake-block-tokens must be at least 1")]
+    BlockTokens,
 }

@@ -37,9 +37,11 @@ pub mod record;
 pub mod recv;
 pub mod report;
 pub mod run;
+pub mod session;
 pub mod sse;
 pub mod summary;
 pub mod tokenizer;
+pub mod turns;
 
 pub use error::BenchError;
 pub use observer::{BenchObserver, Quiet};

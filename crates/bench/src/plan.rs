@@ -101,6 +101,16 @@ pub enum DatasetName {
     Custom,
     /// Groups of prompts sharing a long system prompt (prefix-cache workloads).
     GeneratedSharedPrefix,
+    /// Mooncake's trace: sessions by timestamp, shared prefixes by hash_id block.
+    Mooncake,
+    /// Agent sessions (OpenHands/SWE-smith style JSON): turns in order with real replies.
+    AgenticTrace,
+    /// OpenAI chat requests, one JSONL line each (messages, tools and other body keys).
+    Openai,
+    /// THUDM/LongBench-v2 rows (JSONL): long-context multiple-choice prompts.
+    LongbenchV2,
+    /// nvidia/SPEED-Bench rows (JSONL `{category, turns}`).
+    SpeedBench,
 }
 
 impl DatasetName {
@@ -111,8 +121,43 @@ impl DatasetName {
             DatasetName::Sharegpt => "sharegpt",
             DatasetName::Custom => "custom",
             DatasetName::GeneratedSharedPrefix => "generated-shared-prefix",
+            DatasetName::Mooncake => "mooncake",
+            DatasetName::AgenticTrace => "agentic-trace",
+            DatasetName::Openai => "openai",
+            DatasetName::LongbenchV2 => "longbench_v2",
+            DatasetName::SpeedBench => "speed-bench",
         }
     }
+}
+
+/// bench_serving's mooncake flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MooncakePlan {
+    /// `conversation`, `mooncake`, `synthetic` or `toolagent`: which published trace
+    /// `--dataset-path` holds (loupe does not download it).
+    pub workload: String,
+    /// Stretch (> 1) or compress (< 1) the trace's time line.
+    pub slowdown_factor: f64,
+    /// Rounds per session.
+    pub num_rounds: usize,
+    /// Where the assistant turns between rounds come from.
+    pub history: crate::session::History,
+    /// Tokens per hash_id block (Mooncake's convention: 512).
+    pub block_tokens: usize,
+}
+
+/// The agentic-trace, openai, longbench_v2 and speed-bench flags.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TraceDatasetPlan {
+    /// agentic-trace: rotate the conversations by this many before taking --num-prompts.
+    pub dataset_offset: usize,
+    /// agentic-trace: at most this many turns per conversation.
+    pub agentic_max_turns: Option<usize>,
+    /// speed-bench: `low_entropy`, `mixed` or `high_entropy` (None: all).
+    pub speed_bench_category: Option<String>,
+    pub speed_bench_output_len: usize,
+    /// A malformed dataset line is skipped (and counted) instead of stopping the run.
+    pub skip_bad_lines: bool,
 }
 
 /// How `--random-range-ratio r` turns a length L into a range.
@@ -218,6 +263,10 @@ pub struct DatasetPlan {
     /// genai-bench traffic scenarios: one run each, in place of the dataset's lengths.
     pub scenarios: Vec<Scenario>,
     pub shared_prefix: SharedPrefixPlan,
+    pub mooncake: MooncakePlan,
+    pub traces: TraceDatasetPlan,
+    /// Replay the dataset's own timestamps (mooncake) instead of the arrival process.
+    pub use_trace_timestamps: bool,
     pub seed: u64,
     /// Re-count generated text with the client tokenizer (total_output_tokens_retokenized).
     pub retokenize: bool,
@@ -237,6 +286,8 @@ pub struct SharedPrefixPlan {
     /// Keep the generated order instead of shuffling.
     pub ordered: bool,
     pub distribution: GroupDistribution,
+    /// Rounds per conversation (> 1: each prompt becomes a conversation on its group's prefix).
+    pub num_turns: usize,
 }
 
 /// What every request body asks for, and how long a request may take.
@@ -384,6 +435,16 @@ impl BenchPlan {
         if d.tokenize_prompt && self.backend.api() == Api::Chat {
             return Err(PlanError::TokenIdsToChat);
         }
+        let m = &d.mooncake;
+        if !(m.slowdown_factor.is_finite() && m.slowdown_factor > 0.0) {
+            return Err(PlanError::SlowdownFactor(m.slowdown_factor));
+        }
+        if m.num_rounds == 0 || d.shared_prefix.num_turns == 0 {
+            return Err(PlanError::Rounds);
+        }
+        if m.block_tokens == 0 {
+            return Err(PlanError::BlockTokens);
+        }
         if let GroupDistribution::Zipf { alpha } = d.shared_prefix.distribution
             && !(alpha.is_finite() && alpha > 0.0)
         {
@@ -457,7 +518,20 @@ pub(crate) mod tests {
                     send_routing_key: false,
                     ordered: false,
                     distribution: GroupDistribution::Uniform,
+                    num_turns: 1,
                 },
+                mooncake: MooncakePlan {
+                    workload: "conversation".into(),
+                    slowdown_factor: 1.0,
+                    num_rounds: 1,
+                    history: crate::session::History::Real,
+                    block_tokens: 512,
+                },
+                traces: TraceDatasetPlan {
+                    speed_bench_output_len: 512,
+                    ..Default::default()
+                },
+                use_trace_timestamps: false,
                 seed: 42,
                 retokenize: true,
             },

@@ -7,11 +7,10 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::arrival::Arrivals;
 use crate::beyond::{self, Beyond, ClientCpu};
-use crate::client::{Prepared, Target};
+use crate::client::Target;
 use crate::control;
-use crate::driver;
+use crate::driver::{self, Work};
 use crate::error::{BenchError, Result};
 use crate::metrics::{self, Summary};
 use crate::observer::BenchObserver;
@@ -56,16 +55,17 @@ fn accept_length(info: &Value) -> Option<f64> {
     info["internal_states"][0]["avg_spec_accept_length"].as_f64()
 }
 
+/// `offsets`: each item of `work` is due this many seconds after the start.
 pub async fn run_point(
     ctx: &PointContext<'_>,
-    requests: Arc<Vec<Prepared>>,
-    warmup: &Prepared,
+    work: Work,
+    warmup: Work,
     max_concurrency: Option<usize>,
-    arrivals: Arrivals,
+    offsets: Vec<f64>,
 ) -> Result<PointResult> {
     let plan = ctx.plan;
     let before = &plan.warmup;
-    let n = requests.len();
+    let n = work.len();
     let connections = n.min(max_concurrency.unwrap_or(n));
     if before.connection_ramp > 0 {
         let opened = ctx
@@ -79,7 +79,7 @@ pub async fn run_point(
         ctx.observer.warmup_started(before.requests);
         let w = driver::drive(
             ctx.target.clone(),
-            Arc::new(vec![warmup.clone(); before.requests]),
+            warmup,
             vec![0.0; before.requests],
             max_concurrency,
             None,
@@ -122,12 +122,11 @@ pub async fn run_point(
         None
     };
 
-    let offsets = arrivals.offsets(n, plan.dataset.seed);
     let cpu0 = beyond::process_cpu_seconds();
-    ctx.observer.requests_started(n);
+    ctx.observer.requests_started(work.requests());
     let driven = driver::drive(
         ctx.target.clone(),
-        requests,
+        work,
         offsets,
         max_concurrency,
         Some(ctx.observer.clone()),

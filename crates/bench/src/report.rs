@@ -36,7 +36,12 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
     put("tag", json!(info.tag));
     put("backend", json!(info.backend));
     put("dataset_name", json!(info.dataset_name));
-    put("request_rate", rate_json(info.request_rate));
+    // bench_serving writes "trace" for a replay of the dataset's timestamps.
+    if info.rate_label == "trace" {
+        put("request_rate", json!("trace"));
+    } else {
+        put("request_rate", rate_json(info.request_rate));
+    }
     put("max_concurrency", json!(info.max_concurrency));
     put("sharegpt_output_len", json!(info.sharegpt_output_len));
     put("random_input_len", json!(info.random_input_len));
@@ -117,6 +122,29 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
         .collect();
     m.insert("hdr_percentiles_ms".into(), Value::Object(hdr));
     m.insert("output_len_assumed".into(), json!(b.output_len_assumed));
+    m.insert("cached_tokens_total".into(), json!(b.cache.cached_tokens));
+    m.insert("cache_hit_rate_pct".into(), json!(b.cache.hit_pct()));
+    let check = &b.prompt_len_check;
+    m.insert(
+        "prompt_len_check".into(),
+        json!({"checked": check.checked, "off_by_more_than_5pct": check.off,
+               "mean_server_over_intended": check.mean_ratio}),
+    );
+    if !b.turns.is_empty() {
+        let turns: Vec<Value> = b
+            .turns
+            .iter()
+            .map(|t| {
+                json!({"turn": t.turn, "requests": t.requests, "completed": t.completed,
+                       "mean_ttft_ms": t.ttft.mean, "median_ttft_ms": t.ttft.median,
+                       "p99_ttft_ms": t.ttft.p99, "mean_tpot_ms": t.tpot.mean,
+                       "median_tpot_ms": t.tpot.median, "p99_tpot_ms": t.tpot.p99,
+                       "prompt_tokens": t.prompt_tokens, "cached_tokens": t.cached_tokens,
+                       "cache_hit_rate_pct": t.cache_hit_pct()})
+            })
+            .collect();
+        m.insert("per_turn".into(), json!(turns));
+    }
     if let Some(c) = &info.cpu {
         m.insert("client_cpu_seconds".into(), json!(c.seconds));
         m.insert(
@@ -171,6 +199,20 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
             "errors".into(),
             json!(recs.iter().map(|x| &x.error).collect::<Vec<_>>()),
         );
+        m.insert(
+            "cached_tokens".into(),
+            json!(recs.iter().map(|x| x.cached_tokens).collect::<Vec<_>>()),
+        );
+        if recs.iter().any(|x| x.session.is_some()) {
+            m.insert(
+                "sessions".into(),
+                json!(recs.iter().map(|x| x.session).collect::<Vec<_>>()),
+            );
+            m.insert(
+                "turns".into(),
+                json!(recs.iter().map(|x| x.turn).collect::<Vec<_>>()),
+            );
+        }
         if let Some(rt) = &r.retokenized {
             m.insert("output_lens_retokenized".into(), json!(rt));
         }

@@ -14,12 +14,14 @@ use crate::arrival::{Arrivals, py_float};
 use crate::client::{BodyOptions, Prepared, Target};
 use crate::control;
 use crate::dataset::{self, DatasetConfig, Scenario};
+use crate::driver::Work;
 use crate::error::{BenchError, Result};
 use crate::observer::{BenchObserver, DatasetReady, RunStart};
 use crate::outcome::{BenchOutcome, RunInfo, RunOutcome};
 use crate::plan::{Api, BenchPlan, DatasetName, ServerTarget, Sweep};
 use crate::point::{PointContext, PointResult, run_point};
 use crate::report;
+use crate::session::{Rendering, SessionWork};
 use crate::summary;
 use crate::tokenizer::BenchTokenizer;
 
@@ -108,7 +110,7 @@ struct Discovery {
     headers: HeaderMap,
     /// The model name to send.
     model: String,
-    tokenizer: Option<BenchTokenizer>,
+    tokenizer: Option<Arc<BenchTokenizer>>,
     /// The server's vocabulary size (random-ids without a tokenizer).
     vocab: Option<usize>,
 }
@@ -166,7 +168,7 @@ async fn discover(
         client,
         headers,
         model: s.served_model_name.clone().unwrap_or(model),
-        tokenizer,
+        tokenizer: tokenizer.map(Arc::new),
         vocab: vocab_of(model_info.as_ref()),
     })
 }
@@ -220,10 +222,13 @@ fn point_label(sweep: Option<&Sweep>, p: &Point, scenario: Option<&Scenario>) ->
     parts.join(" ")
 }
 
-/// One scenario's requests (the dataset's when there are no scenarios), serialized.
+/// One scenario's requests (the dataset's when there are no scenarios), serialized; or its
+/// conversations, whose rounds are serialized as they go.
 struct Workload {
-    requests: Arc<Vec<Prepared>>,
-    warmup: Prepared,
+    work: Work,
+    warmup: Work,
+    /// The dataset's own start times (a trace replay), in place of the arrival process.
+    trace_offsets: Option<Vec<f64>>,
 }
 
 fn build_workload(
@@ -249,10 +254,15 @@ fn build_workload(
         apply_chat_template: d.apply_chat_template,
         prompt_suffix: &d.prompt_suffix,
         gsp: &d.shared_prefix,
+        mooncake: &d.mooncake,
+        traces: &d.traces,
         seed: d.seed,
         scenario,
     };
-    let data = dataset::build(&cfg, found.tokenizer.as_ref(), found.vocab)?;
+    let data = dataset::build(&cfg, found.tokenizer.as_deref(), found.vocab)?;
+    if !data.sessions.is_empty() {
+        return session_workload(plan, found, body, data, observer);
+    }
     let prepared: Vec<Prepared> = data
         .prompts
         .iter()
@@ -268,9 +278,55 @@ fn build_workload(
         input_tokens: prepared.iter().map(|p| p.prompt_len).sum(),
         output_tokens: prepared.iter().map(|p| p.output_len).sum(),
     });
+    let n = plan.warmup.requests;
     Ok(Workload {
-        requests: Arc::new(prepared),
-        warmup,
+        work: Work::Requests(Arc::new(prepared)),
+        warmup: Work::Requests(Arc::new(vec![warmup; n])),
+        trace_offsets: None,
+    })
+}
+
+/// Conversations: the trace's start times when it is replayed (--use-trace-timestamps, or
+/// mooncake at the default infinite rate, as bench_serving replays it).
+fn session_workload(
+    plan: &BenchPlan,
+    found: &Discovery,
+    body: &BodyOptions,
+    data: dataset::Dataset,
+    observer: &dyn BenchObserver,
+) -> Result<Workload> {
+    let replay = data.timed()
+        && (plan.dataset.use_trace_timestamps || !plan.arrivals.request_rate.is_finite());
+    let trace_offsets = replay.then(|| data.sessions.iter().map(|c| c.at.unwrap_or(0.0)).collect());
+    let rendering = Rendering {
+        api: body.api,
+        tokenizer: found.tokenizer.clone(),
+    };
+    // bench_serving's warmup sends the whole first conversation, at most 32 tokens a round.
+    let mut first = data.sessions[0].clone();
+    first
+        .turns
+        .iter_mut()
+        .for_each(|t| t.output_len = t.output_len.min(32));
+    let warmup = SessionWork {
+        sessions: vec![first; plan.warmup.requests],
+        body: body.clone(),
+        rendering: rendering.clone(),
+    };
+    let turns = data.sessions.iter().flat_map(|c| &c.turns);
+    observer.dataset_ready(&DatasetReady {
+        notes: &data.notes,
+        input_tokens: turns.clone().filter_map(|t| t.prompt_len).sum(),
+        output_tokens: turns.map(|t| t.output_len).sum(),
+    });
+    Ok(Workload {
+        work: Work::Sessions(Arc::new(SessionWork {
+            sessions: data.sessions,
+            body: body.clone(),
+            rendering,
+        })),
+        warmup: Work::Sessions(Arc::new(warmup)),
+        trace_offsets,
     })
 }
 
@@ -355,7 +411,7 @@ async fn sweep(
         base_url,
         headers: &found.headers,
         target,
-        tokenizer: found.tokenizer.as_ref(),
+        tokenizer: found.tokenizer.as_deref(),
         embedded: r.embedded,
         observer,
     };
@@ -379,24 +435,35 @@ async fn sweep(
             };
             let label = point_label(plan.sweep.as_ref(), p, scenario);
             let workload = scenario.map_or(r.dataset.name().to_string(), Scenario::label);
+            let rate = match &work.trace_offsets {
+                Some(_) => "trace".to_string(),
+                None => arrivals.label(),
+            };
             observer.run_started(&RunStart {
                 label: &label,
-                requests: work.requests.len(),
+                requests: work.work.requests(),
                 base_url,
                 backend: plan.backend.name(),
                 workload: &workload,
-                rate: &arrivals.label(),
+                rate: &rate,
                 max_concurrency: p.max_concurrency,
             });
+            let offsets = match &work.trace_offsets {
+                Some(o) => o.clone(),
+                None => arrivals.offsets(work.work.len(), plan.dataset.seed),
+            };
             let res = run_point(
                 &ctx,
-                work.requests.clone(),
-                &work.warmup,
+                work.work.clone(),
+                work.warmup.clone(),
                 p.max_concurrency,
-                arrivals,
+                offsets,
             )
             .await?;
-            let run = run_outcome(plan, r, label, p, &arrivals, scenario, res);
+            let mut run = run_outcome(plan, r, label, p, &arrivals, scenario, res);
+            if work.trace_offsets.is_some() {
+                run.info.rate_label = rate;
+            }
             observer.run_finished(&run);
             report::append_jsonl(&r.jsonl, &report::record(&run, plan.outputs.details))
                 .map_err(|e| BenchError::io(r.jsonl.display(), e))?;

@@ -9,5 +9,7 @@ mod common;
 mod datasets;
 mod faults;
 mod mock;
+mod multiturn;
 mod observer;
 mod profile;
+mod trace_datasets;

@@ -62,11 +62,27 @@ pub enum DatasetName {
     Custom,
     /// Groups of prompts sharing a long system prompt (prefix-cache workloads).
     GeneratedSharedPrefix,
+    /// Mooncake trace replay: sessions at their timestamps, shared prefixes by hash_id block.
+    Mooncake,
+    /// Agent sessions (JSON): turns in order, the server's replies in the history.
+    AgenticTrace,
+    /// OpenAI chat requests, one JSONL line each (messages, tools, other body keys).
+    Openai,
+    /// LongBench-v2 rows (data.json or JSONL).
+    #[value(name = "longbench_v2")]
+    LongbenchV2,
+    /// SPEED-Bench rows (JSONL {category, turns}).
+    SpeedBench,
 }
 
 impl From<DatasetName> for plan::DatasetName {
     fn from(d: DatasetName) -> Self {
         match d {
+            DatasetName::Mooncake => plan::DatasetName::Mooncake,
+            DatasetName::AgenticTrace => plan::DatasetName::AgenticTrace,
+            DatasetName::Openai => plan::DatasetName::Openai,
+            DatasetName::LongbenchV2 => plan::DatasetName::LongbenchV2,
+            DatasetName::SpeedBench => plan::DatasetName::SpeedBench,
             DatasetName::Random => plan::DatasetName::Random,
             DatasetName::RandomIds => plan::DatasetName::RandomIds,
             DatasetName::Sharegpt => plan::DatasetName::Sharegpt,
@@ -108,6 +124,15 @@ impl From<RampUpStrategy> for plan::RampUpStrategy {
             RampUpStrategy::Exponential => plan::RampUpStrategy::Exponential,
         }
     }
+}
+
+/// Where a mooncake replay's assistant turns come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MooncakeHistory {
+    /// The server's reply to the round before; rounds in order.
+    Real,
+    /// bench_serving's: a canned reply, every round sent at once (for comparisons with it).
+    Canned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -191,6 +216,8 @@ pub struct BenchArgs {
     pub traffic_scenario: Vec<String>,
     #[command(flatten)]
     pub gsp: GspArgs,
+    #[command(flatten)]
+    pub traces: TraceArgs,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Do not re-count generated text with the tokenizer (total_output_tokens_retokenized).
@@ -325,6 +352,70 @@ pub struct GspArgs {
     pub gsp_group_distribution: GroupDistribution,
     #[arg(long)]
     pub gsp_zipf_alpha: Option<f64>,
+}
+
+/// bench_serving's mooncake, agentic-trace and speed-bench flags, and loupe's for bad lines.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// Which published Mooncake trace --dataset-path holds: conversation, mooncake,
+    /// synthetic or toolagent.
+    #[arg(long, default_value = "conversation")]
+    pub mooncake_workload: String,
+    /// Stretch (> 1) or compress (< 1) the trace's time line.
+    #[arg(long, default_value_t = 1.0)]
+    pub mooncake_slowdown_factor: f64,
+    #[arg(long, default_value_t = 1)]
+    pub mooncake_num_rounds: usize,
+    /// real: rounds in order with the server's replies; canned: bench_serving's replay.
+    #[arg(long, value_enum, default_value = "real")]
+    pub mooncake_history: MooncakeHistory,
+    /// Tokens per hash_id block (Mooncake's convention).
+    #[arg(long, default_value_t = 512)]
+    pub mooncake_block_tokens: usize,
+    /// Replay the dataset's timestamps (mooncake replays them anyway at --request-rate inf).
+    #[arg(long)]
+    pub use_trace_timestamps: bool,
+    /// agentic-trace: start at this conversation (the list wraps around).
+    #[arg(long, default_value_t = 0)]
+    pub dataset_offset: usize,
+    /// agentic-trace: at most this many turns per conversation.
+    #[arg(long)]
+    pub agentic_max_turns: Option<usize>,
+    /// speed-bench: low_entropy, mixed or high_entropy (default: all).
+    #[arg(long)]
+    pub speed_bench_category: Option<String>,
+    #[arg(long, default_value_t = 512)]
+    pub speed_bench_output_len: usize,
+    /// Skip malformed dataset lines (each is counted in the run's notes) instead of stopping.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+}
+
+impl From<&TraceArgs> for plan::MooncakePlan {
+    fn from(t: &TraceArgs) -> Self {
+        plan::MooncakePlan {
+            workload: t.mooncake_workload.clone(),
+            slowdown_factor: t.mooncake_slowdown_factor,
+            num_rounds: t.mooncake_num_rounds,
+            history: match t.mooncake_history {
+                MooncakeHistory::Real => loupe_bench::session::History::Real,
+                MooncakeHistory::Canned => loupe_bench::session::History::Canned,
+            },
+            block_tokens: t.mooncake_block_tokens,
+        }
+    }
+}
+
+impl From<&TraceArgs> for plan::TraceDatasetPlan {
+    fn from(t: &TraceArgs) -> Self {
+        plan::TraceDatasetPlan {
+            dataset_offset: t.dataset_offset,
+            agentic_max_turns: t.agentic_max_turns,
+            speed_bench_category: t.speed_bench_category.clone(),
+            speed_bench_output_len: t.speed_bench_output_len,
+            skip_bad_lines: t.skip_bad_lines,
+        }
+    }
 }
 
 /// bench_serving's profiling flags.
@@ -479,9 +570,6 @@ impl BenchArgs {
 
     fn shared_prefix(&self) -> anyhow::Result<plan::SharedPrefixPlan> {
         let g = &self.gsp;
-        if g.gsp_num_turns != 1 {
-            bail!("--gsp-num-turns > 1 (multi-turn chat replay) is not implemented in loupe bench");
-        }
         let distribution = match (g.gsp_group_distribution, g.gsp_zipf_alpha) {
             (GroupDistribution::Zipf, None) => {
                 bail!("--gsp-group-distribution zipf needs --gsp-zipf-alpha")
@@ -502,6 +590,7 @@ impl BenchArgs {
             send_routing_key: g.gsp_send_routing_key,
             ordered: g.gsp_ordered,
             distribution,
+            num_turns: g.gsp_num_turns,
         })
     }
 
@@ -595,6 +684,9 @@ impl BenchArgs {
                 prompt_suffix: self.prompt_suffix.clone(),
                 scenarios,
                 shared_prefix: self.shared_prefix()?,
+                mooncake: (&self.traces).into(),
+                traces: (&self.traces).into(),
+                use_trace_timestamps: self.traces.use_trace_timestamps,
                 seed: self.seed,
                 retokenize: !self.disable_retokenize,
             },
@@ -801,7 +893,6 @@ mod tests {
         assert!(err(&["--ramp-up-end-rps", "3"]).contains("need --ramp-up-strategy"));
         assert!(err(&["--gsp-zipf-alpha", "1"]).contains("only meaningful"));
         assert!(err(&["--gsp-group-distribution", "zipf"]).contains("needs --gsp-zipf-alpha"));
-        assert!(err(&["--gsp-num-turns", "2"]).contains("multi-turn"));
         assert!(err(&["--extra-request-body", "[1]"]).contains("must be a JSON object"));
         assert!(err(&["--header", "novalue"]).contains("KEY=VALUE"));
         assert!(err(&["--request-timeout=-1"]).contains("must be positive"));

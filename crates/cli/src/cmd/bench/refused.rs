@@ -17,22 +17,6 @@ const REFUSED: &[(&str, &str)] = &[
         "LoRA adapter selection is not implemented",
     ),
     (
-        "use-trace-timestamps",
-        "trace replay (mooncake) is not implemented",
-    ),
-    (
-        "mooncake-slowdown-factor",
-        "the mooncake dataset is not implemented",
-    ),
-    (
-        "mooncake-num-rounds",
-        "the mooncake dataset is not implemented",
-    ),
-    (
-        "mooncake-workload",
-        "the mooncake dataset is not implemented",
-    ),
-    (
         "disable-stream",
         "loupe bench measures streaming responses only",
     ),
@@ -65,22 +49,6 @@ const REFUSED: &[(&str, &str)] = &[
     ("random-image-count", "the image dataset is not implemented"),
     ("image-format", "the image dataset is not implemented"),
     ("image-content", "the image dataset is not implemented"),
-    (
-        "dataset-offset",
-        "the agentic-trace dataset is not implemented",
-    ),
-    (
-        "agentic-max-turns",
-        "the agentic-trace dataset is not implemented",
-    ),
-    (
-        "speed-bench-category",
-        "the speed-bench dataset is not implemented",
-    ),
-    (
-        "speed-bench-output-len",
-        "the speed-bench dataset is not implemented",
-    ),
     ("rust-client", "loupe bench is itself a native client"),
     ("rust-worker-threads", "loupe bench sizes its own runtime"),
 ];

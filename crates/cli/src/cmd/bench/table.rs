@@ -10,6 +10,7 @@ use loupe_bench::beyond::HdrSummary;
 use loupe_bench::metrics::Dist;
 use loupe_bench::outcome::RunRow;
 use loupe_bench::summary::SUMMARY_HEADER;
+use loupe_bench::turns::TurnFigures;
 
 fn line(out: &mut String, label: &str, value: impl std::fmt::Display) {
     out.push_str(&format!("{label:<40} {value:<10}\n"));
@@ -186,8 +187,23 @@ fn loupe_section(r: &RunOutcome) -> String {
             ),
         );
     }
+    if let Some(pct) = b.cache.hit_pct() {
+        line(
+            &mut o,
+            "Prefix-cache hits (tokens, %):",
+            format!(
+                "{} of {}, {pct:.2}%",
+                b.cache.cached_tokens.unwrap_or(0),
+                b.cache.prompt_tokens
+            ),
+        );
+    }
     if !b.hdr.is_empty() {
         o.push_str(&hdr_table(&b.hdr));
+        o.push('\n');
+    }
+    if !b.turns.is_empty() {
+        o.push_str(&turn_table(&b.turns));
         o.push('\n');
     }
     if let Some(p) = &info.profile {
@@ -269,6 +285,42 @@ fn hdr_table(hdr: &[HdrSummary]) -> String {
     let layout = Layout {
         style: presets::NOTHING,
         widths: Some((24, 9)),
+    };
+    grid(layout, header, rows)
+}
+
+/// Multi-turn runs: a row per round index.
+fn turn_table(turns: &[TurnFigures]) -> String {
+    let header = [
+        "Turn",
+        "done",
+        "TTFT mean",
+        "TTFT p99",
+        "TPOT mean",
+        "TPOT p99",
+        "prompt tok",
+        "cached %",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = turns
+        .iter()
+        .map(|t| {
+            vec![
+                (t.turn + 1).to_string(),
+                format!("{}/{}", t.completed, t.requests),
+                format!("{:.2}", t.ttft.mean),
+                format!("{:.2}", t.ttft.p99),
+                format!("{:.2}", t.tpot.mean),
+                format!("{:.2}", t.tpot.p99),
+                t.prompt_tokens.to_string(),
+                t.cache_hit_pct().map_or("-".into(), |p| format!("{p:.1}")),
+            ]
+        })
+        .collect();
+    let layout = Layout {
+        style: presets::NOTHING,
+        widths: Some((6, 11)),
     };
     grid(layout, header, rows)
 }
