@@ -19,8 +19,25 @@ pub struct StreamState {
     last: Option<f64>,
     /// Tokens the server has reported so far (native meta_info, or continuous usage).
     counted: usize,
-    /// The native route's latest chunk (its text is cumulative: only the last one matters).
+    /// The native route's latest chunk (its text is cumulative: only the last one matters);
+    /// the whole body of an embeddings response.
     last_native: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct TrtChunk<'a> {
+    #[serde(borrow, default)]
+    text_output: Option<Cow<'a, str>>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingBody {
+    #[serde(default)]
+    data: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 /// A string field read only for whether it is empty (no copy, no allocation).
@@ -354,8 +371,47 @@ impl StreamState {
     ) -> Result<(), String> {
         match api {
             Api::Native => self.on_native(bytes, t, rec),
-            Api::Completions | Api::Chat => self.on_openai(bytes, t, rec),
+            Api::Completions | Api::Chat | Api::Truss => self.on_openai(bytes, t, rec),
+            Api::Trt => self.on_trt(bytes, t, rec),
+            // Not a stream: `body` collects it.
+            Api::Embeddings => Ok(()),
         }
+    }
+
+    /// bench_serving's Triton parsing: every event's `text_output` is appended; the output
+    /// length stays the requested one (Triton reports no count).
+    fn on_trt(&mut self, bytes: &[u8], t: f64, rec: &mut RequestRecord) -> Result<(), String> {
+        let c: TrtChunk = serde_json::from_slice(bytes).map_err(|e| bad_chunk(bytes, Some(e)))?;
+        if c.error.is_some() {
+            return Err(bad_chunk(bytes, None));
+        }
+        if let Some(text) = c.text_output.filter(|t| !t.is_empty()) {
+            rec.generated_text.push_str(&text);
+            self.content(t, 0, rec);
+            rec.text_ends.push(rec.generated_text.len() as u32);
+        }
+        Ok(())
+    }
+
+    /// Bytes of a non-streamed (embeddings) response body.
+    pub fn body(&mut self, bytes: &[u8]) {
+        self.last_native.extend_from_slice(bytes);
+    }
+
+    /// The embeddings response, read whole: a `data` list, else the failure it is. No output
+    /// tokens (bench_serving: TTFT and ITL 0).
+    pub fn embedding(&mut self, rec: &mut RequestRecord) -> Result<(), String> {
+        let b = &self.last_native;
+        let body: EmbeddingBody = serde_json::from_slice(b).map_err(|e| bad_chunk(b, Some(e)))?;
+        if body.data.is_none() {
+            return Err(bad_chunk(b, None));
+        }
+        if let Some(p) = body.usage.and_then(|u| u.prompt_tokens).filter(|p| *p > 0) {
+            rec.server_prompt_len = Some(p);
+        }
+        rec.output_len = 0;
+        rec.output_len_reported = true;
+        Ok(())
     }
 
     fn content(&mut self, t: f64, tokens: u32, rec: &mut RequestRecord) {

@@ -92,6 +92,39 @@ impl BodyOptions {
                 "messages": m,
                 "max_completion_tokens": output_len,
             }),
+            (Api::Embeddings, input) => {
+                let text_or_ids = match input {
+                    PromptInput::Ids(ids) => json!(ids),
+                    PromptInput::Text(t) => json!(t),
+                    PromptInput::Messages(_) => {
+                        return Err("embedding backends take single prompts".into());
+                    }
+                };
+                json!({"model": self.model, "input": text_or_ids})
+            }
+            // bench_serving's Triton body: near-zero temperature, EOS pushed out of reach
+            // unless --disable-ignore-eos.
+            (Api::Trt, PromptInput::Text(t)) => {
+                let mut b = json!({"accumulate_tokens": true, "text_input": t,
+                                   "temperature": 0.000001, "top_p": 1.0,
+                                   "max_tokens": output_len, "stream": true});
+                if self.ignore_eos {
+                    b["min_length"] = json!(output_len);
+                    b["end_id"] = json!(1048576);
+                }
+                b
+            }
+            (Api::Truss, PromptInput::Text(t)) => json!({
+                "model": self.model, "prompt": t, "temperature": 0.0, "best_of": 1,
+                "max_tokens": output_len, "stream": true, "ignore_eos": self.ignore_eos,
+            }),
+            (Api::Trt | Api::Truss, _) => {
+                return Err(
+                    "trt and truss take text prompts: give a --tokenizer to turn \
+                            token ids into text"
+                        .into(),
+                );
+            }
             (Api::Chat, PromptInput::Ids(_)) => {
                 return Err(
                     "chat backends need text prompts; this prompt is token ids only \
@@ -100,7 +133,7 @@ impl BodyOptions {
                 );
             }
         };
-        if self.api != Api::Native {
+        if matches!(self.api, Api::Completions | Api::Chat) {
             v["stream"] = json!(true);
             v["temperature"] = json!(self.temperature);
             v["ignore_eos"] = json!(self.ignore_eos);
@@ -256,11 +289,16 @@ impl Target {
                 ),
             );
         }
-        if !done {
+        if !done && !api.ends_without_done() {
             return fail(
                 rec,
                 "the server closed the stream before [DONE]".to_string(),
             );
+        }
+        if api == Api::Embeddings
+            && let Err(e) = state.embedding(&mut rec)
+        {
+            return fail(rec, e);
         }
         state.finish(api, &mut rec);
         rec.ok = true;
@@ -286,6 +324,12 @@ struct Timing {
 impl Sink for Timing {
     fn data(&mut self, at: Instant, payload: &[u8]) -> bool {
         let t = (at - self.sent).as_secs_f64();
+        if self.api == Api::Embeddings {
+            // One JSON body: its latency is when its last byte came.
+            self.state.body(payload);
+            self.rec.latency = t;
+            return true;
+        }
         let mut events = 0;
         let (api, state, rec, done, bad) = (
             self.api,

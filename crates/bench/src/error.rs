@@ -89,4 +89,11 @@ pub enum PlanError {
     Rounds,
     #[error("--mooncake-block-tokens must be at least 1")]
     BlockTokens,
+    #[error("--backend {0} needs --model (its server has no /v1/models to ask)")]
+    ModelRequired(&'static str),
+    #[error(
+        "--backend {0} cannot send conversations (mooncake, agentic-trace, openai, \
+         --gsp-num-turns > 1): use a /generate, completions or chat backend"
+    )]
+    ConversationsOn(&'static str),
 }

@@ -30,6 +30,13 @@ pub enum Backend {
     SglangOaiChat,
     VllmChat,
     LmdeployChat,
+    /// /v1/embeddings: latency only.
+    SglangEmbedding,
+    VllmEmbedding,
+    /// Triton's TensorRT-LLM ensemble, /v2/models/ensemble/generate_stream.
+    Trt,
+    /// Baseten's Truss, /v1/models/model:predict.
+    Truss,
 }
 
 /// The API a backend speaks.
@@ -38,6 +45,19 @@ pub enum Api {
     Native,
     Completions,
     Chat,
+    /// One JSON response, no stream: only its latency is measured.
+    Embeddings,
+    /// SSE events whose `text_output` is appended; the stream ends without [DONE].
+    Trt,
+    /// Completions-shaped SSE events (`choices[0].text`) from /v1/models/model:predict.
+    Truss,
+}
+
+impl Api {
+    /// The stream's end is its body's end, with no [DONE] event.
+    pub fn ends_without_done(self) -> bool {
+        matches!(self, Api::Embeddings | Api::Trt | Api::Truss)
+    }
 }
 
 impl Backend {
@@ -51,6 +71,10 @@ impl Backend {
             Backend::SglangOaiChat => "sglang-oai-chat",
             Backend::VllmChat => "vllm-chat",
             Backend::LmdeployChat => "lmdeploy-chat",
+            Backend::SglangEmbedding => "sglang-embedding",
+            Backend::VllmEmbedding => "vllm-embedding",
+            Backend::Trt => "trt",
+            Backend::Truss => "truss",
         }
     }
 
@@ -59,6 +83,9 @@ impl Backend {
             Backend::Sglang | Backend::SglangNative => Api::Native,
             Backend::SglangOai | Backend::Vllm | Backend::Lmdeploy => Api::Completions,
             Backend::SglangOaiChat | Backend::VllmChat | Backend::LmdeployChat => Api::Chat,
+            Backend::SglangEmbedding | Backend::VllmEmbedding => Api::Embeddings,
+            Backend::Trt => Api::Trt,
+            Backend::Truss => Api::Truss,
         }
     }
 
@@ -67,16 +94,25 @@ impl Backend {
             Api::Native => "/generate",
             Api::Completions => "/v1/completions",
             Api::Chat => "/v1/chat/completions",
+            Api::Embeddings => "/v1/embeddings",
+            Api::Trt => "/v2/models/ensemble/generate_stream",
+            Api::Truss => "/v1/models/model:predict",
         }
     }
 
     /// bench_serving's default port per backend.
     pub fn default_port(self) -> u16 {
         match self {
-            Backend::Vllm | Backend::VllmChat => 8000,
+            Backend::Vllm | Backend::VllmChat | Backend::VllmEmbedding | Backend::Trt => 8000,
             Backend::Lmdeploy | Backend::LmdeployChat => 23333,
+            Backend::Truss => 8080,
             _ => 30000,
         }
+    }
+
+    /// The server lists its models at /v1/models (readiness and model discovery).
+    pub fn lists_models(self) -> bool {
+        !matches!(self, Backend::Trt | Backend::Truss)
     }
 
     pub fn is_sglang(self) -> bool {
@@ -434,6 +470,22 @@ impl BenchPlan {
         }
         if d.tokenize_prompt && self.backend.api() == Api::Chat {
             return Err(PlanError::TokenIdsToChat);
+        }
+        if !self.backend.lists_models() && self.server.model.is_none() {
+            return Err(PlanError::ModelRequired(self.backend.name()));
+        }
+        let sessions = matches!(
+            d.name,
+            Some(DatasetName::Mooncake | DatasetName::AgenticTrace | DatasetName::Openai)
+        ) || (d.name == Some(DatasetName::GeneratedSharedPrefix)
+            && d.shared_prefix.num_turns > 1);
+        if sessions
+            && !matches!(
+                self.backend.api(),
+                Api::Native | Api::Completions | Api::Chat
+            )
+        {
+            return Err(PlanError::ConversationsOn(self.backend.name()));
         }
         let m = &d.mooncake;
         if !(m.slowdown_factor.is_finite() && m.slowdown_factor > 0.0) {

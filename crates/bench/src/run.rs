@@ -133,7 +133,8 @@ async fn discover(
     let s = &plan.server;
     let client = control::http_client()?;
     let headers = control::headers(s.api_key.as_deref(), &s.headers)?;
-    let models = if !s.ready_check_timeout.is_zero() {
+    // Triton and Truss servers have no /v1/models: --model names the model (plan-checked).
+    let models = if !s.ready_check_timeout.is_zero() && plan.backend.lists_models() {
         let wait = s.ready_check_timeout.as_secs_f64();
         Some(control::wait_ready(&client, base_url, &headers, wait).await?)
     } else {

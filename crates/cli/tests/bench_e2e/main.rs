@@ -9,6 +9,7 @@ mod common;
 mod datasets;
 mod faults;
 mod mock;
+mod more_backends;
 mod multiturn;
 mod observer;
 mod profile;

@@ -32,11 +32,20 @@ pub enum Backend {
     SglangOaiChat,
     VllmChat,
     LmdeployChat,
+    /// /v1/embeddings (latency only).
+    SglangEmbedding,
+    VllmEmbedding,
+    /// Triton TensorRT-LLM, /v2/models/ensemble/generate_stream (needs --model).
+    Trt,
+    /// Truss, /v1/models/model:predict (needs --model).
+    Truss,
+    /// Listed by bench_serving, which has no request function for it.
+    Gserver,
 }
 
-impl From<Backend> for plan::Backend {
-    fn from(b: Backend) -> Self {
-        match b {
+impl Backend {
+    fn plan(self) -> anyhow::Result<plan::Backend> {
+        Ok(match self {
             Backend::Sglang => plan::Backend::Sglang,
             Backend::SglangNative => plan::Backend::SglangNative,
             Backend::SglangOai => plan::Backend::SglangOai,
@@ -45,7 +54,15 @@ impl From<Backend> for plan::Backend {
             Backend::SglangOaiChat => plan::Backend::SglangOaiChat,
             Backend::VllmChat => plan::Backend::VllmChat,
             Backend::LmdeployChat => plan::Backend::LmdeployChat,
-        }
+            Backend::SglangEmbedding => plan::Backend::SglangEmbedding,
+            Backend::VllmEmbedding => plan::Backend::VllmEmbedding,
+            Backend::Trt => plan::Backend::Trt,
+            Backend::Truss => plan::Backend::Truss,
+            Backend::Gserver => bail!(
+                "--backend gserver: bench_serving has no request function for it (it raises \
+                 NotImplementedError at warmup), so loupe has nothing to match"
+            ),
+        })
     }
 }
 
@@ -548,7 +565,7 @@ fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
 
 impl BenchArgs {
     /// Where to send the requests: --base-url, else --host/--port, else the embedded server.
-    fn target(&self) -> plan::ServerTarget {
+    fn target(&self, backend: plan::Backend) -> plan::ServerTarget {
         if let Some(u) = &self.base_url {
             return plan::ServerTarget::Url(u.clone());
         }
@@ -563,7 +580,6 @@ impl BenchArgs {
         } else {
             host.to_string()
         };
-        let backend = plan::Backend::from(self.backend);
         let port = self.port.unwrap_or(backend.default_port());
         plan::ServerTarget::Url(format!("http://{host}:{port}"))
     }
@@ -658,9 +674,10 @@ impl BenchArgs {
             .iter()
             .map(|s| Scenario::parse(s))
             .collect::<Result<Vec<_>, _>>()?;
+        let backend = self.backend.plan()?;
         Ok(BenchPlan {
             server: plan::ServerPlan {
-                target: self.target(),
+                target: self.target(backend),
                 ready_check_timeout,
                 model: self.model.clone(),
                 served_model_name: self.served_model_name.clone(),
@@ -668,7 +685,7 @@ impl BenchArgs {
                 api_key: self.api_key.clone(),
                 headers: parse_headers(&self.header)?,
             },
-            backend: self.backend.into(),
+            backend,
             dataset: plan::DatasetPlan {
                 name: self.dataset_name.map(Into::into),
                 path: self.dataset_path.clone(),
