@@ -30,6 +30,8 @@ pub struct BodyOptions {
     pub top_p: f64,
     pub ignore_eos: bool,
     pub continuous_usage: bool,
+    /// SGLang's `return_cached_tokens_details` (--cache-report on sglang-oai routes).
+    pub cached_details: bool,
     /// `--extra-request-body`, merged last (it overrides loupe's fields, as in bench_serving).
     pub extra: Map<String, Value>,
 }
@@ -145,6 +147,9 @@ impl BodyOptions {
                 opts["continuous_usage_stats"] = json!(true);
             }
             v["stream_options"] = opts;
+            if self.cached_details {
+                v["return_cached_tokens_details"] = json!(true);
+            }
         }
         let obj = v.as_object_mut().expect("bodies are objects");
         for (k, val) in self.extra.iter().chain(extra.into_iter().flatten()) {
@@ -386,6 +391,7 @@ mod tests {
             top_p: 1.0,
             ignore_eos: true,
             continuous_usage: false,
+            cached_details: false,
             extra: Map::new(),
         }
     }

@@ -26,6 +26,8 @@ pub struct RunInfo {
     pub random_output_len: usize,
     pub random_range_ratio: f64,
     pub tag: Option<String>,
+    /// Write bench_serving's `cache_report` (--cache-report).
+    pub cache_report: bool,
     pub traffic_scenario: Option<String>,
     /// The server's /server_info after the run (null when it had none).
     pub server_info: Value,

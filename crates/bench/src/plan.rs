@@ -389,6 +389,9 @@ pub struct MetricsPlan {
     pub percentiles: Vec<f64>,
     /// Goodput SLOs (none: no goodput).
     pub slos: Slos,
+    /// bench_serving's --cache-report: ask SGLang's OpenAI routes for cached-token details
+    /// and report the prefix-cache hits as upstream's `cache_report`.
+    pub cache_report: bool,
 }
 
 /// Where the results go.
@@ -612,6 +615,7 @@ pub(crate) mod tests {
             metrics: MetricsPlan {
                 percentiles: vec![50.0, 90.0, 95.0, 99.0, 99.9],
                 slos: Vec::new(),
+                cache_report: false,
             },
             outputs: OutputPlan::default(),
             profile: ProfileArgs {

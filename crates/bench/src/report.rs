@@ -79,6 +79,18 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
     put("accept_length", json!(info.accept_length));
     put("max_output_tokens_per_s", json!(s.max_output_tokens_per_s));
     put("max_concurrent_requests", json!(s.max_concurrent_requests));
+    if info.cache_report {
+        // loupe servers (and SGLang without tier details) report one tier: the device's.
+        let c = &b.cache;
+        let cached = c.cached_tokens.unwrap_or(0);
+        put(
+            "cache_report",
+            json!({"total_prompt_tokens": c.prompt_tokens, "total_cached_tokens": cached,
+                   "cache_hit_rate_pct": (c.hit_pct().unwrap_or(0.0) * 100.0).round() / 100.0,
+                   "device_cached_tokens": cached, "host_cached_tokens": null,
+                   "storage_cached_tokens": null, "storage_backend": null}),
+        );
+    }
     if let Some(g) = &b.goodput {
         let slos: Map<String, Value> = g
             .slos_ms

@@ -346,6 +346,14 @@ fn run_outcome(
     if res.summary.completed == 0 {
         warnings.push("every request failed: the figures above describe nothing".into());
     }
+    if plan.metrics.cache_report && res.beyond.cache.cached_tokens.is_none() {
+        warnings.push(format!(
+            "--cache-report: the server reported no cached tokens (backend {}; SGLang reports \
+             them on /generate, and on its OpenAI routes when launched with \
+             --enable-cache-report)",
+            plan.backend.name()
+        ));
+    }
     let d = &plan.dataset;
     RunOutcome {
         label,
@@ -361,6 +369,7 @@ fn run_outcome(
             random_output_len: r.output_len,
             random_range_ratio: d.random_range_ratio,
             tag: plan.outputs.tag.clone(),
+            cache_report: plan.metrics.cache_report,
             traffic_scenario: scenario.map(Scenario::label),
             server_info: res.server_info,
             accept_length: res.accept_length,
@@ -404,6 +413,7 @@ async fn sweep(
         top_p: req.top_p,
         ignore_eos: req.ignore_eos,
         continuous_usage: req.continuous_usage_stats,
+        cached_details: plan.metrics.cache_report && plan.backend.is_sglang(),
         extra: req.extra_body.clone(),
     };
     let ctx = PointContext {

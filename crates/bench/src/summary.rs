@@ -128,6 +128,7 @@ mod tests {
                 random_output_len: 1,
                 random_range_ratio: 0.0,
                 tag: None,
+                cache_report: false,
                 traffic_scenario: None,
                 server_info: serde_json::Value::Null,
                 accept_length: None,

@@ -52,6 +52,7 @@ async fn mooncake_rounds_go_in_order_with_the_real_reply_in_the_history() {
         "64",
         "--mooncake-slowdown-factor",
         "2",
+        "--cache-report",
         "--output-file",
         &out,
     ])
@@ -97,6 +98,16 @@ async fn mooncake_rounds_go_in_order_with_the_real_reply_in_the_history() {
     assert!(f(&turns[1], "cache_hit_rate_pct") > f(&turns[0], "cache_hit_rate_pct"));
     assert!(f(&turns[0], "mean_ttft_ms") > 0.0 && f(&turns[1], "mean_tpot_ms") > 0.0);
     assert!(f(&rec, "cache_hit_rate_pct") > 0.0);
+    // bench_serving's cache_report, right after max_concurrent_requests.
+    let keys: Vec<&String> = rec.as_object().unwrap().keys().collect();
+    let at = keys.iter().position(|k| *k == "cache_report").unwrap();
+    assert_eq!(keys[at - 1], "max_concurrent_requests");
+    let c = &rec["cache_report"];
+    let server_counted: usize = recs.iter().map(|r| r.server_prompt_len.unwrap()).sum();
+    assert_eq!(u(c, "total_prompt_tokens"), server_counted as u64);
+    assert!(u(c, "total_cached_tokens") > 0);
+    assert_eq!(c["device_cached_tokens"], c["total_cached_tokens"]);
+    assert!(c["host_cached_tokens"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -327,6 +327,10 @@ pub struct BenchArgs {
     #[arg(long, num_args = 1..)]
     pub goodput: Vec<String>,
 
+    /// bench_serving's prefix-cache hit report (SGLang servers report cached tokens).
+    #[arg(long)]
+    pub cache_report: bool,
+
     #[command(flatten)]
     pub profile: ProfileFlags,
 
@@ -732,6 +736,7 @@ impl BenchArgs {
             metrics: plan::MetricsPlan {
                 percentiles: parse_percentiles(&self.percentiles)?,
                 slos: parse_slos(self.slo.as_deref(), &self.goodput)?,
+                cache_report: self.cache_report,
             },
             outputs: plan::OutputPlan {
                 jsonl: self.output_file.clone(),

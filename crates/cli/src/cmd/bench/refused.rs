@@ -29,10 +29,6 @@ const REFUSED: &[(&str, &str)] = &[
         "routed-expert capture is not implemented",
     ),
     (
-        "cache-report",
-        "the prefix-cache hit report is not implemented",
-    ),
-    (
         "plot-throughput",
         "terminal plots are not implemented (use --output-csv)",
     ),

@@ -116,9 +116,26 @@ pub fn run_report(r: &RunOutcome) -> String {
 }
 
 /// loupe's additions, labelled so nobody mistakes them for bench_serving's figures.
+/// bench_serving's `Cache Hit Details` block (--cache-report).
+fn cache_section(r: &RunOutcome) -> String {
+    let c = &r.beyond.cache;
+    let mut o = format!("{:-^50}\n", "Cache Hit Details");
+    line(&mut o, "Total prompt tokens:", c.prompt_tokens);
+    line(&mut o, "Total cached tokens:", c.cached_tokens.unwrap_or(0));
+    line(
+        &mut o,
+        "Cache hit rate:",
+        format!("{:.2}%", c.hit_pct().unwrap_or(0.0)),
+    );
+    o
+}
+
 fn loupe_section(r: &RunOutcome) -> String {
     let (info, s, b) = (&r.info, &r.summary, &r.beyond);
     let mut o = String::new();
+    if info.cache_report {
+        o.push_str(&cache_section(r));
+    }
     o.push_str(&format!("{:-^50}\n", " loupe: beyond bench_serving "));
     if s.failed > 0 {
         line(&mut o, "Failed requests:", s.failed);
@@ -410,6 +427,7 @@ mod tests {
                 random_output_len: 128,
                 random_range_ratio: 0.0,
                 tag: None,
+                cache_report: false,
                 traffic_scenario: None,
                 server_info: serde_json::Value::Null,
                 accept_length: None,
