@@ -133,6 +133,9 @@ struct Choice<'a> {
     text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     delta: Option<Delta<'a>>,
+    /// A non-streamed chat response's message (same fields as a delta).
+    #[serde(borrow, default)]
+    message: Option<Delta<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -393,7 +396,14 @@ impl StreamState {
         Ok(())
     }
 
-    /// Bytes of a non-streamed (embeddings) response body.
+    /// A non-streamed generation response, read whole, as one event at its latency.
+    pub fn whole_response(&mut self, api: Api, rec: &mut RequestRecord) -> Result<(), String> {
+        let body = std::mem::take(&mut self.last_native);
+        let t = rec.latency;
+        self.on_event(api, &body, t, rec)
+    }
+
+    /// Bytes of a non-streamed response body.
     pub fn body(&mut self, bytes: &[u8]) {
         self.last_native.extend_from_slice(bytes);
     }
@@ -507,7 +517,7 @@ impl StreamState {
         if let Some(text) = &choice.text {
             rec.generated_text.push_str(text);
         }
-        if let Some(d) = &choice.delta {
+        if let Some(d) = choice.delta.as_ref().or(choice.message.as_ref()) {
             // As bench_serving: reasoning counts as output; prefer the standard field.
             if let Some(r) = d.reasoning_content.as_ref().or(d.reasoning.as_ref()) {
                 rec.generated_text.push_str(r);

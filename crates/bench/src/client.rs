@@ -32,6 +32,8 @@ pub struct BodyOptions {
     pub continuous_usage: bool,
     /// SGLang's `return_cached_tokens_details` (--cache-report on sglang-oai routes).
     pub cached_details: bool,
+    /// false: --disable-stream.
+    pub stream: bool,
     /// `--extra-request-body`, merged last (it overrides loupe's fields, as in bench_serving).
     pub extra: Map<String, Value>,
 }
@@ -68,7 +70,7 @@ impl BodyOptions {
                 if self.top_p < 1.0 {
                     sp["top_p"] = json!(self.top_p);
                 }
-                let mut b = json!({"sampling_params": sp, "stream": true});
+                let mut b = json!({"sampling_params": sp, "stream": self.stream});
                 if let PromptInput::Ids(ids) = input {
                     b["input_ids"] = json!(ids);
                 } else if let PromptInput::Text(t) = input {
@@ -118,7 +120,7 @@ impl BodyOptions {
             }
             (Api::Truss, PromptInput::Text(t)) => json!({
                 "model": self.model, "prompt": t, "temperature": 0.0, "best_of": 1,
-                "max_tokens": output_len, "stream": true, "ignore_eos": self.ignore_eos,
+                "max_tokens": output_len, "stream": self.stream, "ignore_eos": self.ignore_eos,
             }),
             (Api::Trt | Api::Truss, _) => {
                 return Err(
@@ -136,7 +138,7 @@ impl BodyOptions {
             }
         };
         if matches!(self.api, Api::Completions | Api::Chat) {
-            v["stream"] = json!(true);
+            v["stream"] = json!(self.stream);
             v["temperature"] = json!(self.temperature);
             v["ignore_eos"] = json!(self.ignore_eos);
             if self.top_p < 1.0 {
@@ -146,7 +148,9 @@ impl BodyOptions {
             if self.continuous_usage {
                 opts["continuous_usage_stats"] = json!(true);
             }
-            v["stream_options"] = opts;
+            if self.stream {
+                v["stream_options"] = opts;
+            }
             if self.cached_details {
                 v["return_cached_tokens_details"] = json!(true);
             }
@@ -195,6 +199,8 @@ pub struct Target {
     pub read_timeout: Option<Duration>,
     /// The thread that reads the response bodies (None: each request's task reads its own).
     pub recv: Option<Receiver>,
+    /// Responses are one JSON body, not a stream (embeddings, --disable-stream).
+    pub whole_body: bool,
 }
 
 impl Target {
@@ -205,6 +211,7 @@ impl Target {
         mut headers: HeaderMap,
         timeout: Duration,
         read_timeout: Option<Duration>,
+        stream: bool,
     ) -> Result<Self, String> {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(Target {
@@ -214,6 +221,8 @@ impl Target {
             timeout,
             read_timeout,
             recv: receive_thread(),
+            // Triton streams whatever the flag says (bench_serving ignores it there).
+            whole_body: api == Api::Embeddings || (!stream && api != Api::Trt),
         })
     }
 
@@ -262,6 +271,7 @@ impl Target {
             rec,
             done: false,
             bad: None,
+            whole: self.whole_body,
         };
         // Handing a socket to the receive thread and back costs two thread wake-ups and four
         // epoll changes; short streams are read here, where that would cost more than it saves.
@@ -294,15 +304,20 @@ impl Target {
                 ),
             );
         }
-        if !done && !api.ends_without_done() {
+        if !done && !api.ends_without_done() && !self.whole_body {
             return fail(
                 rec,
                 "the server closed the stream before [DONE]".to_string(),
             );
         }
-        if api == Api::Embeddings
-            && let Err(e) = state.embedding(&mut rec)
-        {
+        let whole = match api {
+            _ if !self.whole_body => Ok(()),
+            Api::Embeddings => state.embedding(&mut rec),
+            // bench_serving without a stream: the one body is the first and last "chunk",
+            // TTFT is the whole latency.
+            _ => state.whole_response(api, &mut rec),
+        };
+        if let Err(e) = whole {
             return fail(rec, e);
         }
         state.finish(api, &mut rec);
@@ -324,12 +339,14 @@ struct Timing {
     done: bool,
     /// The first chunk that could not be used; reading stops there.
     bad: Option<String>,
+    /// One JSON body, read whole.
+    whole: bool,
 }
 
 impl Sink for Timing {
     fn data(&mut self, at: Instant, payload: &[u8]) -> bool {
         let t = (at - self.sent).as_secs_f64();
-        if self.api == Api::Embeddings {
+        if self.whole {
             // One JSON body: its latency is when its last byte came.
             self.state.body(payload);
             self.rec.latency = t;
@@ -392,6 +409,7 @@ mod tests {
             ignore_eos: true,
             continuous_usage: false,
             cached_details: false,
+            stream: true,
             extra: Map::new(),
         }
     }

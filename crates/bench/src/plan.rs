@@ -337,6 +337,9 @@ pub struct RequestPlan {
     pub ignore_eos: bool,
     /// Ask OpenAI routes for usage on every chunk, so per-token ITL needs no tokenizer.
     pub continuous_usage_stats: bool,
+    /// Stream the responses (bench_serving's --disable-stream turns it off: TTFT is then the
+    /// whole latency, with no ITL).
+    pub stream: bool,
     /// A request that takes longer than this in all fails.
     pub timeout: Duration,
     /// A request whose stream stays silent this long fails.
@@ -596,6 +599,7 @@ pub(crate) mod tests {
                 extra_body: Map::new(),
                 ignore_eos: true,
                 continuous_usage_stats: false,
+                stream: true,
                 timeout: Duration::from_secs(6 * 3600),
                 read_timeout: None,
             },

@@ -402,6 +402,7 @@ async fn sweep(
             found.headers.clone(),
             req.timeout,
             req.read_timeout,
+            req.stream,
         )
         .await
         .map_err(BenchError::Usage)?,
@@ -414,6 +415,7 @@ async fn sweep(
         ignore_eos: req.ignore_eos,
         continuous_usage: req.continuous_usage_stats,
         cached_details: plan.metrics.cache_report && plan.backend.is_sglang(),
+        stream: req.stream,
         extra: req.extra_body.clone(),
     };
     let ctx = PointContext {

@@ -127,3 +127,48 @@ async fn trt_truss_and_embeddings_backends() {
     let err = bench(&g).await.unwrap_err().to_string();
     assert!(err.contains("NotImplementedError"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_stream_times_one_response_per_request() {
+    let server = server(|_| {}).await;
+    let url = server.url();
+    let s = Scratch::new();
+    let out = s.jsonl();
+    for backend in ["sglang", "sglang-oai", "sglang-oai-chat"] {
+        let o = bench(&[
+            "--base-url",
+            &url,
+            "--backend",
+            backend,
+            "--dataset-name",
+            "random-ids",
+            "--num-prompts",
+            "3",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "4",
+            "--random-range-ratio",
+            "1",
+            "--disable-stream",
+            "--output-file",
+            &out,
+        ])
+        .await
+        .unwrap();
+        assert!(
+            o.success(),
+            "{backend}: {:?}",
+            o.runs[0].first_failure().map(|r| &r.error)
+        );
+        for r in &o.runs[0].records {
+            // bench_serving without a stream: TTFT is the latency, no ITL, usage's count.
+            assert_eq!(r.ttft, r.latency, "{backend}");
+            assert!(
+                r.gaps.is_empty() && r.output_len == 4 && r.output_len_reported,
+                "{backend}"
+            );
+            assert!(!r.generated_text.is_empty(), "{backend}");
+        }
+    }
+}

@@ -255,6 +255,9 @@ pub struct BenchArgs {
     /// Ask OpenAI routes for usage on every chunk, so per-token ITL needs no tokenizer.
     #[arg(long)]
     pub continuous_usage_stats: bool,
+    /// Non-streaming requests: TTFT is the whole latency, no ITL (bench_serving's).
+    #[arg(long)]
+    pub disable_stream: bool,
     /// Fail a request that takes longer than this many seconds in all.
     #[arg(long, default_value_t = 6.0 * 3600.0)]
     pub request_timeout: f64,
@@ -717,6 +720,7 @@ impl BenchArgs {
                 extra_body: self.extra_body()?,
                 ignore_eos: !self.disable_ignore_eos,
                 continuous_usage_stats: self.continuous_usage_stats,
+                stream: !self.disable_stream,
                 timeout: request_timeout,
                 read_timeout,
             },
@@ -920,9 +924,9 @@ mod tests {
         assert!(err(&["--request-timeout=-1"]).contains("must be positive"));
         assert!(err(&["--traffic-scenario", "Q(1)"]).contains("--traffic-scenario 'Q(1)'"));
         assert!(err(&["--percentiles", "50,x"]).contains("'x' is not a percentile"));
-        let refused = err(&["--lora-name", "a", "b", "--disable-stream"]);
+        let refused = err(&["--lora-name", "a", "b", "--plot-throughput"]);
         assert!(refused.contains("--lora-name: LoRA"), "{refused}");
-        assert!(refused.contains("--disable-stream: loupe bench measures streaming"));
+        assert!(refused.contains("--plot-throughput: terminal plots"));
         // clap's own rules.
         let cli = |args: &[&str]| {
             Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).is_err()

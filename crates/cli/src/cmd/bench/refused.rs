@@ -16,10 +16,6 @@ const REFUSED: &[(&str, &str)] = &[
         "lora-zipf-alpha",
         "LoRA adapter selection is not implemented",
     ),
-    (
-        "disable-stream",
-        "loupe bench measures streaming responses only",
-    ),
     ("return-logprob", "logprob requests are not implemented"),
     ("top-logprobs-num", "logprob requests are not implemented"),
     ("token-ids-logprob", "logprob requests are not implemented"),
@@ -127,13 +123,10 @@ mod tests {
 
     #[test]
     fn refused_flags_are_named_with_their_reason() {
-        let cli = Cli::try_parse_from(["x", "--lora-name", "a", "b", "--disable-stream"]).unwrap();
+        let cli = Cli::try_parse_from(["x", "--lora-name", "a", "b", "--print-requests"]).unwrap();
         let err = cli.refused.check().unwrap_err().to_string();
         assert!(err.contains("--lora-name: LoRA"), "{err}");
-        assert!(
-            err.contains("--disable-stream: loupe bench measures streaming"),
-            "{err}"
-        );
+        assert!(err.contains("--print-requests: per-request"), "{err}");
         let none = Cli::try_parse_from(["x"]).unwrap();
         assert!(none.refused.check().is_ok());
     }
