@@ -51,6 +51,10 @@ pub struct Beyond {
     /// The prefix-cache hits the server reported.
     pub cache: crate::turns::CacheHits,
     pub prompt_len_check: crate::turns::PromptLenCheck,
+    /// Between the warm-up and cool-down windows (None: no windows asked for).
+    pub steady: Option<crate::windows::WindowFigures>,
+    /// Per --slice-duration slice.
+    pub slices: Vec<crate::windows::WindowFigures>,
 }
 
 /// Microsecond histogram, 3 significant digits, growing as needed.
@@ -171,6 +175,8 @@ pub fn summarize(
         turns: crate::turns::per_turn(records),
         cache: crate::turns::cache_hits(ok.iter().copied()),
         prompt_len_check: crate::turns::PromptLenCheck::of(records),
+        steady: None,
+        slices: Vec::new(),
     }
 }
 

@@ -53,6 +53,12 @@ pub struct Driven {
     pub duration: f64,
 }
 
+/// When a time-based run stops sending (seconds from its start; None: when every item is sent).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Limits {
+    pub stop_after: Option<f64>,
+}
+
 #[derive(Clone)]
 struct Shared {
     target: Arc<Target>,
@@ -61,6 +67,7 @@ struct Shared {
     t0: Instant,
     /// Told of each request as it ends (None: nobody follows this schedule).
     observer: Option<Arc<dyn BenchObserver>>,
+    limits: Limits,
 }
 
 impl Shared {
@@ -73,24 +80,70 @@ impl Shared {
                 Some(sem) => Some(sem.clone().acquire_owned().await.expect("never closed")),
                 None => None,
             };
-            let recs = match &s.work {
-                Work::Requests(reqs) => {
-                    let rec = RequestRecord {
-                        intended,
-                        dispatched,
-                        ..Default::default()
-                    };
-                    vec![s.target.send(&reqs[i], s.t0, rec).await]
-                }
-                Work::Sessions(w) => run_session(w, &s.target, i, s.t0, intended, dispatched).await,
-            };
-            if let Some(o) = &s.observer {
-                for rec in &recs {
-                    o.request_finished(rec);
-                }
+            // A time-based run is over: what still waits for a slot is never sent.
+            if s.over() {
+                return Vec::new();
             }
-            recs
+            s.send(i, intended, dispatched).await
         })
+    }
+
+    fn over(&self) -> bool {
+        self.limits
+            .stop_after
+            .is_some_and(|stop| self.t0.elapsed().as_secs_f64() >= stop)
+    }
+
+    /// Item `i` (the work cycles when a run asks for more items than it holds).
+    async fn send(&self, i: usize, intended: f64, dispatched: f64) -> Vec<RequestRecord> {
+        let i = i % self.work.len().max(1);
+        let recs = match &self.work {
+            Work::Requests(reqs) => {
+                let rec = RequestRecord {
+                    intended,
+                    dispatched,
+                    ..Default::default()
+                };
+                vec![self.target.send(&reqs[i], self.t0, rec).await]
+            }
+            Work::Sessions(w) => {
+                run_session(w, &self.target, i, self.t0, intended, dispatched).await
+            }
+        };
+        if let Some(o) = &self.observer {
+            for rec in &recs {
+                o.request_finished(rec);
+            }
+        }
+        recs
+    }
+
+    /// A closed loop until the deadline: `slots` workers each send the next item as soon as
+    /// their last one ends, at most `max_items` in all.
+    async fn closed_loop(&self, slots: usize, max_items: usize) -> Vec<RequestRecord> {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers: Vec<JoinHandle<Vec<RequestRecord>>> = (0..slots)
+            .map(|_| {
+                let (s, next) = (self.clone(), next.clone());
+                tokio::spawn(async move {
+                    let mut recs = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= max_items || s.over() {
+                            return recs;
+                        }
+                        let now = (Instant::now() - s.t0).as_secs_f64();
+                        recs.extend(s.send(i, now, now).await);
+                    }
+                })
+            })
+            .collect();
+        let mut records = Vec::new();
+        for w in workers {
+            records.extend(w.await.unwrap_or_default());
+        }
+        records.sort_by(|a, b| a.dispatched.total_cmp(&b.dispatched));
+        records
     }
 }
 
@@ -103,17 +156,25 @@ fn precise_sleeps() {
     }
 }
 
+/// How a schedule is laid out: a due time per item (items past the work's end cycle
+/// through it), or a closed loop of `--max-concurrency` workers until a deadline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    At(Vec<f64>),
+    ClosedLoop { slots: usize, max_items: usize },
+}
+
 /// Send item `i` of `work` at `offsets[i]` seconds from now, at most `max_concurrency` at a
-/// time; `observer` hears of each request as it ends.
+/// time (or run the closed loop); `observer` hears of each request as it ends; after
+/// `limits.stop_after` nothing more is sent, and what is in flight finishes.
 pub async fn drive(
     target: Arc<Target>,
     work: Work,
-    offsets: Vec<f64>,
+    schedule: Schedule,
     max_concurrency: Option<usize>,
     observer: Option<Arc<dyn BenchObserver>>,
+    limits: Limits,
 ) -> Driven {
-    let n = work.len();
-    assert_eq!(offsets.len(), n, "one due time per request");
     let rt = Handle::current();
     let shared = Shared {
         target,
@@ -121,8 +182,18 @@ pub async fn drive(
         slots: max_concurrency.map(|c| Arc::new(Semaphore::new(c))),
         t0: Instant::now(),
         observer,
+        limits,
     };
     let t0 = shared.t0;
+    let offsets = match schedule {
+        Schedule::At(o) => o,
+        Schedule::ClosedLoop { slots, max_items } => {
+            let records = shared.closed_loop(slots, max_items).await;
+            let duration = t0.elapsed().as_secs_f64();
+            return Driven { records, duration };
+        }
+    };
+    let n = offsets.len();
     let handles: Vec<JoinHandle<Vec<RequestRecord>>> = if offsets.iter().all(|t| *t == 0.0) {
         (0..n).map(|i| shared.spawn(i, 0.0, &rt)).collect()
     } else {

@@ -89,6 +89,21 @@ pub enum PlanError {
     Rounds,
     #[error("--mooncake-block-tokens must be at least 1")]
     BlockTokens,
+    #[error(
+        "--warmup-ratio {0} and --cooldown-ratio {1}: each must be in [0, 1) and together \
+         below 1"
+    )]
+    Windows(f64, f64),
+    #[error(
+        "--duration, --max-time-per-run, --slice-duration and --max-requests-per-run must \
+             be positive"
+    )]
+    TimeLimits,
+    #[error(
+        "--duration at an infinite --request-rate needs --max-concurrency (a closed loop): \
+         otherwise everything is sent at once and there is nothing to run for a time"
+    )]
+    DurationAtInfiniteRate,
     #[error("--backend {0} needs --model (its server has no /v1/models to ask)")]
     ModelRequired(&'static str),
     #[error(

@@ -42,6 +42,7 @@ pub mod sse;
 pub mod summary;
 pub mod tokenizer;
 pub mod turns;
+pub mod windows;
 
 pub use error::BenchError;
 pub use observer::{BenchObserver, Quiet};

@@ -235,6 +235,8 @@ pub struct BenchPlan {
     /// One run per value of one setting (None: one run per scenario).
     pub sweep: Option<Sweep>,
     pub warmup: WarmupPlan,
+    /// Time-based runs and their windows.
+    pub time: TimePlan,
     pub metrics: MetricsPlan,
     pub outputs: OutputPlan,
     /// Server-side profiling around each measured run.
@@ -385,6 +387,21 @@ pub struct WarmupPlan {
     pub flush_cache_timeout: Duration,
 }
 
+/// Time-based runs (genai-bench's and vLLM's ways of bounding a run by the clock) and the
+/// windows their figures are cut into.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TimePlan {
+    /// Send for this long (cycling through the dataset), then let what is in flight finish.
+    pub duration: Option<Duration>,
+    /// Send at most this many requests (cycling through the dataset).
+    pub max_requests: Option<usize>,
+    /// Fractions of the run left out of the steady-state figures at its start and end.
+    pub warmup_ratio: f64,
+    pub cooldown_ratio: f64,
+    /// Figures per slice of this length.
+    pub slice: Option<Duration>,
+}
+
 /// What is computed beyond bench_serving's fixed set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsPlan {
@@ -503,6 +520,28 @@ impl BenchPlan {
         if m.block_tokens == 0 {
             return Err(PlanError::BlockTokens);
         }
+        let t = &self.time;
+        let ratios = t.warmup_ratio + t.cooldown_ratio;
+        if !(0.0..1.0).contains(&t.warmup_ratio)
+            || !(0.0..1.0).contains(&t.cooldown_ratio)
+            || ratios >= 1.0
+        {
+            return Err(PlanError::Windows(t.warmup_ratio, t.cooldown_ratio));
+        }
+        if t.duration.is_some_and(|d| d.is_zero())
+            || t.slice.is_some_and(|d| d.is_zero())
+            || t.max_requests == Some(0)
+        {
+            return Err(PlanError::TimeLimits);
+        }
+        if t.duration.is_some()
+            && !a.request_rate.is_finite()
+            && a.ramp.is_none()
+            && a.max_concurrency.is_none()
+            && self.sweep.is_none()
+        {
+            return Err(PlanError::DurationAtInfiniteRate);
+        }
         if let GroupDistribution::Zipf { alpha } = d.shared_prefix.distribution
             && !(alpha.is_finite() && alpha > 0.0)
         {
@@ -610,6 +649,7 @@ pub(crate) mod tests {
                 max_concurrency: None,
             },
             sweep: None,
+            time: TimePlan::default(),
             warmup: WarmupPlan {
                 connection_ramp: 256,
                 requests: 1,

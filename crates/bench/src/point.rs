@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::beyond::{self, Beyond, ClientCpu};
 use crate::client::Target;
 use crate::control;
-use crate::driver::{self, Work};
+use crate::driver::{self, Limits, Schedule, Work};
 use crate::error::{BenchError, Result};
 use crate::metrics::{self, Summary};
 use crate::observer::BenchObserver;
@@ -19,6 +19,7 @@ use crate::profile::ProfileEndpoint;
 use crate::profile::bench::{ProfileReport, ProfileRun};
 use crate::record::RequestRecord;
 use crate::tokenizer::BenchTokenizer;
+use crate::windows;
 
 /// What every point of a run shares.
 pub struct PointContext<'a> {
@@ -55,18 +56,20 @@ fn accept_length(info: &Value) -> Option<f64> {
     info["internal_states"][0]["avg_spec_accept_length"].as_f64()
 }
 
-/// `offsets`: each item of `work` is due this many seconds after the start.
+/// `schedule`: when each item of `work` is due.
 pub async fn run_point(
     ctx: &PointContext<'_>,
     work: Work,
     warmup: Work,
     max_concurrency: Option<usize>,
-    offsets: Vec<f64>,
+    schedule: Schedule,
 ) -> Result<PointResult> {
     let plan = ctx.plan;
     let before = &plan.warmup;
-    let n = work.len();
-    let connections = n.min(max_concurrency.unwrap_or(n));
+    let connections = match &schedule {
+        Schedule::At(o) => o.len().min(max_concurrency.unwrap_or(o.len())),
+        Schedule::ClosedLoop { slots, .. } => *slots,
+    };
     if before.connection_ramp > 0 {
         let opened = ctx
             .target
@@ -80,9 +83,10 @@ pub async fn run_point(
         let w = driver::drive(
             ctx.target.clone(),
             warmup,
-            vec![0.0; before.requests],
+            Schedule::At(vec![0.0; before.requests]),
             max_concurrency,
             None,
+            Limits::default(),
         )
         .await;
         if let Some(first) = w
@@ -123,13 +127,23 @@ pub async fn run_point(
     };
 
     let cpu0 = beyond::process_cpu_seconds();
-    ctx.observer.requests_started(work.requests());
+    let expected = match &schedule {
+        Schedule::At(o) if o.len() == work.len() => work.requests(),
+        Schedule::At(o) => o.len() * work.requests() / work.len().max(1),
+        // Unknown ahead of a closed loop's deadline.
+        Schedule::ClosedLoop { .. } => 0,
+    };
+    ctx.observer.requests_started(expected);
+    let limits = Limits {
+        stop_after: plan.time.duration.map(|d| d.as_secs_f64()),
+    };
     let driven = driver::drive(
         ctx.target.clone(),
         work,
-        offsets,
+        schedule,
         max_concurrency,
         Some(ctx.observer.clone()),
+        limits,
     )
     .await;
     ctx.observer.requests_finished();
@@ -177,12 +191,18 @@ pub async fn run_point(
     }
     let native = backend.api() == Api::Native;
     let summary = metrics::summarize(&records, driven.duration, native, retokenized.as_deref());
-    let beyond = beyond::summarize(
+    let mut beyond = beyond::summarize(
         &records,
         driven.duration,
         &plan.metrics.percentiles,
         &plan.metrics.slos,
     );
+    let t = &plan.time;
+    beyond.steady =
+        windows::steady_state(&records, driven.duration, t.warmup_ratio, t.cooldown_ratio);
+    if let Some(slice) = t.slice {
+        beyond.slices = windows::slices(&records, driven.duration, slice.as_secs_f64());
+    }
     Ok(PointResult {
         records,
         retokenized,

@@ -142,6 +142,23 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
         json!({"checked": check.checked, "off_by_more_than_5pct": check.off,
                "mean_server_over_intended": check.mean_ratio}),
     );
+    let window = |w: &crate::windows::WindowFigures| {
+        json!({"start_s": w.start, "end_s": w.end, "completed": w.completed, "failed": w.failed,
+               "request_throughput": w.request_throughput,
+               "output_throughput": w.output_throughput,
+               "mean_ttft_ms": w.ttft.mean, "p99_ttft_ms": w.ttft.p99,
+               "mean_tpot_ms": w.tpot.mean, "p99_tpot_ms": w.tpot.p99,
+               "mean_e2e_latency_ms": w.e2e.mean, "p99_e2e_latency_ms": w.e2e.p99})
+    };
+    if let Some(w) = &b.steady {
+        m.insert("steady_state".into(), window(w));
+    }
+    if !b.slices.is_empty() {
+        m.insert(
+            "slices".into(),
+            json!(b.slices.iter().map(window).collect::<Vec<_>>()),
+        );
+    }
     if !b.turns.is_empty() {
         let turns: Vec<Value> = b
             .turns

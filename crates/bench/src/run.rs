@@ -14,8 +14,8 @@ use crate::arrival::{Arrivals, py_float};
 use crate::client::{BodyOptions, Prepared, Target};
 use crate::control;
 use crate::dataset::{self, DatasetConfig, Scenario};
-use crate::driver::Work;
-use crate::error::{BenchError, Result};
+use crate::driver::{Schedule, Work};
+use crate::error::{BenchError, PlanError, Result};
 use crate::observer::{BenchObserver, DatasetReady, RunStart};
 use crate::outcome::{BenchOutcome, RunInfo, RunOutcome};
 use crate::plan::{Api, BenchPlan, DatasetName, ServerTarget, Sweep};
@@ -331,6 +331,50 @@ fn session_workload(
     })
 }
 
+/// When each item of a point is due: the trace's times, the arrival process's (for as many
+/// requests as `--max-requests-per-run` asks, or as fit in `--duration`), or a closed loop of
+/// `--max-concurrency` workers for a time-based run at an infinite rate.
+fn schedule(
+    plan: &BenchPlan,
+    work: &Workload,
+    arrivals: &Arrivals,
+    max_concurrency: Option<usize>,
+) -> Result<Schedule> {
+    let t = &plan.time;
+    let duration = t.duration.map(|d| d.as_secs_f64());
+    let seed = plan.dataset.seed;
+    if let Some(trace) = &work.trace_offsets {
+        let within = trace
+            .iter()
+            .copied()
+            .filter(|&at| duration.is_none_or(|d| at < d));
+        return Ok(Schedule::At(
+            within.take(t.max_requests.unwrap_or(usize::MAX)).collect(),
+        ));
+    }
+    let unbounded = arrivals.ramp.is_none() && !arrivals.rate.is_finite();
+    let Some(d) = duration else {
+        let n = t.max_requests.unwrap_or(work.work.len());
+        return Ok(Schedule::At(arrivals.offsets(n, seed)));
+    };
+    if unbounded {
+        let slots = max_concurrency.ok_or(BenchError::Plan(PlanError::DurationAtInfiniteRate))?;
+        return Ok(Schedule::ClosedLoop {
+            slots,
+            max_items: t.max_requests.unwrap_or(usize::MAX),
+        });
+    }
+    // Enough due times to pass the deadline at the highest rate, then cut there.
+    let peak = match arrivals.ramp {
+        Some((_, a, b)) => a.max(b),
+        None => arrivals.rate,
+    };
+    let supply = ((peak * d * 2.0).ceil() as usize + 64).min(t.max_requests.unwrap_or(usize::MAX));
+    let mut offsets = arrivals.offsets(supply, seed);
+    offsets.retain(|&at| at < d);
+    Ok(Schedule::At(offsets))
+}
+
 /// A point's results with the run's settings: the outcome the report is made of.
 fn run_outcome(
     plan: &BenchPlan,
@@ -461,16 +505,13 @@ async fn sweep(
                 rate: &rate,
                 max_concurrency: p.max_concurrency,
             });
-            let offsets = match &work.trace_offsets {
-                Some(o) => o.clone(),
-                None => arrivals.offsets(work.work.len(), plan.dataset.seed),
-            };
+            let sched = schedule(plan, &work, &arrivals, p.max_concurrency)?;
             let res = run_point(
                 &ctx,
                 work.work.clone(),
                 work.warmup.clone(),
                 p.max_concurrency,
-                offsets,
+                sched,
             )
             .await?;
             let mut run = run_outcome(plan, r, label, p, &arrivals, scenario, res);

@@ -13,4 +13,5 @@ mod more_backends;
 mod multiturn;
 mod observer;
 mod profile;
+mod timed;
 mod trace_datasets;

@@ -295,6 +295,27 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 256)]
     pub connection_ramp: usize,
 
+    // ---- time-based runs
+    /// Send for this many seconds (cycling through the dataset), then let what is in flight
+    /// finish; at an infinite rate, --max-concurrency workers in a closed loop.
+    #[arg(long, conflicts_with = "max_time_per_run")]
+    pub duration: Option<f64>,
+    /// genai-bench's spelling of --duration, in minutes.
+    #[arg(long)]
+    pub max_time_per_run: Option<f64>,
+    /// Send at most this many requests (cycling through the dataset).
+    #[arg(long)]
+    pub max_requests_per_run: Option<usize>,
+    /// Fraction of the run at its start left out of the steady-state figures.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_ratio: f64,
+    /// Fraction of the run at its end left out of the steady-state figures.
+    #[arg(long, default_value_t = 0.0)]
+    pub cooldown_ratio: f64,
+    /// Report figures per slice of this many seconds of the run.
+    #[arg(long)]
+    pub slice_duration: Option<f64>,
+
     // ---- sweeps
     /// Run once per value of --max-concurrency (comma-separated) and print one summary table.
     #[arg(long, value_delimiter = ',', conflicts_with = "sweep_request_rate")]
@@ -648,6 +669,24 @@ impl BenchArgs {
         }
     }
 
+    fn time(&self) -> anyhow::Result<plan::TimePlan> {
+        let duration = match (self.duration, self.max_time_per_run) {
+            (Some(s), _) => Some(seconds("--duration", s)?),
+            (None, Some(m)) => Some(seconds("--max-time-per-run", m * 60.0)?),
+            (None, None) => None,
+        };
+        Ok(plan::TimePlan {
+            duration,
+            max_requests: self.max_requests_per_run,
+            warmup_ratio: self.warmup_ratio,
+            cooldown_ratio: self.cooldown_ratio,
+            slice: self
+                .slice_duration
+                .map(|s| seconds("--slice-duration", s))
+                .transpose()?,
+        })
+    }
+
     fn extra_body(&self) -> anyhow::Result<serde_json::Map<String, Value>> {
         let Some(body) = &self.extra_request_body else {
             return Ok(Default::default());
@@ -731,6 +770,7 @@ impl BenchArgs {
                 max_concurrency: self.max_concurrency,
             },
             sweep: self.sweep(),
+            time: self.time()?,
             warmup: plan::WarmupPlan {
                 connection_ramp: self.connection_ramp,
                 requests: self.warmup_requests,

@@ -11,6 +11,7 @@ use loupe_bench::metrics::Dist;
 use loupe_bench::outcome::RunRow;
 use loupe_bench::summary::SUMMARY_HEADER;
 use loupe_bench::turns::TurnFigures;
+use loupe_bench::windows::WindowFigures;
 
 fn line(out: &mut String, label: &str, value: impl std::fmt::Display) {
     out.push_str(&format!("{label:<40} {value:<10}\n"));
@@ -223,6 +224,25 @@ fn loupe_section(r: &RunOutcome) -> String {
         o.push_str(&turn_table(&b.turns));
         o.push('\n');
     }
+    if let Some(w) = &b.steady {
+        line(
+            &mut o,
+            &format!("Steady state {:.1}-{:.1} s:", w.start, w.end),
+            format!(
+                "{} done, {:.2} req/s, {:.1} tok/s",
+                w.completed, w.request_throughput, w.output_throughput
+            ),
+        );
+        line(
+            &mut o,
+            "  TTFT / TPOT mean (ms):",
+            format!("{:.2} / {:.2}", w.ttft.mean, w.tpot.mean),
+        );
+    }
+    if !b.slices.is_empty() {
+        o.push_str(&slice_table(&b.slices));
+        o.push('\n');
+    }
     if let Some(p) = &info.profile {
         o.push_str(&format!("{:-^50}\n", " Profile "));
         line(&mut o, "Profile id:", &p.profile_id);
@@ -338,6 +358,40 @@ fn turn_table(turns: &[TurnFigures]) -> String {
     let layout = Layout {
         style: presets::NOTHING,
         widths: Some((6, 11)),
+    };
+    grid(layout, header, rows)
+}
+
+/// --slice-duration: a row per slice of the run's clock.
+fn slice_table(slices: &[WindowFigures]) -> String {
+    let header = [
+        "Slice (s)",
+        "done",
+        "failed",
+        "req/s",
+        "tok/s",
+        "TTFT mean",
+        "TPOT mean",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = slices
+        .iter()
+        .map(|w| {
+            vec![
+                format!("{:.1}-{:.1}", w.start, w.end),
+                w.completed.to_string(),
+                w.failed.to_string(),
+                format!("{:.2}", w.request_throughput),
+                format!("{:.1}", w.output_throughput),
+                format!("{:.2}", w.ttft.mean),
+                format!("{:.2}", w.tpot.mean),
+            ]
+        })
+        .collect();
+    let layout = Layout {
+        style: presets::NOTHING,
+        widths: Some((12, 10)),
     };
     grid(layout, header, rows)
 }
