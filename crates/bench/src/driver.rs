@@ -51,6 +51,8 @@ pub struct Driven {
     pub records: Vec<RequestRecord>,
     /// From the first dispatch to the last completion.
     pub duration: f64,
+    /// The run's start: every record's times count from it.
+    pub t0: Instant,
 }
 
 /// When a time-based run stops sending (seconds from its start; None: when every item is sent).
@@ -190,7 +192,11 @@ pub async fn drive(
         Schedule::ClosedLoop { slots, max_items } => {
             let records = shared.closed_loop(slots, max_items).await;
             let duration = t0.elapsed().as_secs_f64();
-            return Driven { records, duration };
+            return Driven {
+                records,
+                duration,
+                t0,
+            };
         }
     };
     let n = offsets.len();
@@ -239,5 +245,9 @@ pub async fn drive(
         }
     }
     let duration = t0.elapsed().as_secs_f64();
-    Driven { records, duration }
+    Driven {
+        records,
+        duration,
+        t0,
+    }
 }

@@ -37,6 +37,7 @@ pub mod record;
 pub mod recv;
 pub mod report;
 pub mod run;
+pub mod scrape;
 pub mod session;
 pub mod sse;
 pub mod summary;

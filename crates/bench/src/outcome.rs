@@ -35,6 +35,8 @@ pub struct RunInfo {
     pub accept_length: Option<f64>,
     pub cpu: Option<ClientCpu>,
     pub profile: Option<ProfileReport>,
+    /// `/metrics` during the run (--scrape-metrics).
+    pub server_metrics: Option<crate::scrape::Scraped>,
     /// What may make the figures the client's rather than the server's.
     pub warnings: Vec<String>,
 }

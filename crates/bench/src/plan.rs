@@ -412,6 +412,8 @@ pub struct MetricsPlan {
     /// bench_serving's --cache-report: ask SGLang's OpenAI routes for cached-token details
     /// and report the prefix-cache hits as upstream's `cache_report`.
     pub cache_report: bool,
+    /// Poll the server's /metrics this often during each measured run.
+    pub scrape_metrics: Option<Duration>,
 }
 
 /// Where the results go.
@@ -660,6 +662,7 @@ pub(crate) mod tests {
                 percentiles: vec![50.0, 90.0, 95.0, 99.0, 99.9],
                 slos: Vec::new(),
                 cache_report: false,
+                scrape_metrics: None,
             },
             outputs: OutputPlan::default(),
             profile: ProfileArgs {

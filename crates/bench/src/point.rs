@@ -18,6 +18,7 @@ use crate::plan::{Api, BenchPlan};
 use crate::profile::ProfileEndpoint;
 use crate::profile::bench::{ProfileReport, ProfileRun};
 use crate::record::RequestRecord;
+use crate::scrape::{Scraped, Scraper};
 use crate::tokenizer::BenchTokenizer;
 use crate::windows;
 
@@ -44,6 +45,7 @@ pub struct PointResult {
     pub server_info: Value,
     pub accept_length: Option<f64>,
     pub profile: Option<ProfileReport>,
+    pub server_metrics: Option<Scraped>,
 }
 
 fn env_true(name: &str) -> bool {
@@ -126,6 +128,12 @@ pub async fn run_point(
         None
     };
 
+    let scraper = plan.metrics.scrape_metrics.map(|every| {
+        Scraper::start(
+            control::server(ctx.client, ctx.base_url, ctx.headers),
+            every,
+        )
+    });
     let cpu0 = beyond::process_cpu_seconds();
     let expected = match &schedule {
         Schedule::At(o) if o.len() == work.len() => work.requests(),
@@ -147,6 +155,10 @@ pub async fn run_point(
     )
     .await;
     ctx.observer.requests_finished();
+    let server_metrics = match scraper {
+        Some(s) => Some(s.finish(driven.t0).await),
+        None => None,
+    };
     let cpu = ClientCpu {
         seconds: beyond::process_cpu_seconds() - cpu0,
         wall: driven.duration,
@@ -212,6 +224,7 @@ pub async fn run_point(
         server_info,
         accept_length,
         profile,
+        server_metrics,
     })
 }
 

@@ -150,6 +150,33 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
                "mean_tpot_ms": w.tpot.mean, "p99_tpot_ms": w.tpot.p99,
                "mean_e2e_latency_ms": w.e2e.mean, "p99_e2e_latency_ms": w.e2e.p99})
     };
+    if let Some(sm) = &info.server_metrics {
+        let series: Vec<Value> = sm
+            .series
+            .iter()
+            .map(|s| {
+                let labels: Map<String, Value> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect();
+                json!({"name": s.name, "labels": labels,
+                       "t": s.points.iter().map(|p| p.0).collect::<Vec<_>>(),
+                       "v": s.points.iter().map(|p| p.1).collect::<Vec<_>>()})
+            })
+            .collect();
+        let mm =
+            |m: Option<crate::scrape::MeanMax>| m.map(|m| json!({"mean": m.mean, "max": m.max}));
+        let su = &sm.summary;
+        m.insert(
+            "server_metrics".into(),
+            json!({"interval_ms": sm.interval.as_millis() as u64, "scrapes": sm.scrapes,
+                   "summary": {"queue": mm(su.queue), "running": mm(su.running),
+                               "kv_usage": mm(su.kv_usage), "preemptions": su.preemptions,
+                               "cache_hit_pct": su.cache_hit_pct},
+                   "warning": sm.warning, "series": series}),
+        );
+    }
     if let Some(w) = &b.steady {
         m.insert("steady_state".into(), window(w));
     }

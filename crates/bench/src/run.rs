@@ -390,6 +390,9 @@ fn run_outcome(
     if res.summary.completed == 0 {
         warnings.push("every request failed: the figures above describe nothing".into());
     }
+    if let Some(w) = res.server_metrics.as_ref().and_then(|m| m.warning.clone()) {
+        warnings.push(w);
+    }
     if plan.metrics.cache_report && res.beyond.cache.cached_tokens.is_none() {
         warnings.push(format!(
             "--cache-report: the server reported no cached tokens (backend {}; SGLang reports \
@@ -419,6 +422,7 @@ fn run_outcome(
             accept_length: res.accept_length,
             cpu: Some(res.cpu),
             profile: res.profile,
+            server_metrics: res.server_metrics,
             warnings,
         },
         summary: res.summary,

@@ -134,6 +134,7 @@ mod tests {
                 accept_length: None,
                 cpu: None,
                 profile: None,
+                server_metrics: None,
                 warnings: Vec::new(),
             },
             summary: Summary::default(),

@@ -72,3 +72,97 @@ async fn closed_and_open_loops_bounded_by_count_and_clock() {
     let err = bench(&bad).await.unwrap_err().to_string();
     assert!(err.contains("together below 1"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_metrics_are_scraped_on_the_runs_clock() {
+    let server = server(|_| {}).await;
+    let url = server.url();
+    let s = Scratch::new();
+    let out = s.jsonl();
+    let o = bench(&[
+        "--base-url",
+        &url,
+        "--dataset-name",
+        "generated-shared-prefix",
+        "--gsp-num-groups",
+        "2",
+        "--gsp-prompts-per-group",
+        "3",
+        "--gsp-system-prompt-len",
+        "64",
+        "--gsp-question-len",
+        "8",
+        "--gsp-output-len",
+        "4",
+        "--scrape-metrics",
+        "20",
+        "--output-file",
+        &out,
+    ])
+    .await
+    .unwrap();
+    assert!(o.success());
+    let rec = s.record();
+    let sm = &rec["server_metrics"];
+    assert_eq!(u(sm, "interval_ms"), 20);
+    // The first tick at the start and one after the last request, at least.
+    assert!(u(sm, "scrapes") >= 2);
+    assert!(sm["warning"].is_null());
+    let series = sm["series"].as_array().unwrap();
+    let running = series
+        .iter()
+        .find(|x| x["name"] == "sglang:num_running_reqs")
+        .expect("SGLang's running gauge");
+    let t = running["t"].as_array().unwrap();
+    assert_eq!(t.len(), u(sm, "scrapes") as usize);
+    assert!(
+        t.windows(2).all(|w| w[0].as_f64() < w[1].as_f64()),
+        "on the run's clock"
+    );
+    let summary = &sm["summary"];
+    assert!(summary["queue"]["max"].as_f64().is_some());
+    assert!(summary["kv_usage"]["mean"].as_f64().is_some());
+    // Shared system prompts: the server's counters show prefix-cache hits during the run.
+    assert!(f(summary, "cache_hit_pct") > 0.0, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_metrics_gets_one_warning_and_the_run_goes_on() {
+    let m = crate::mock::start(|_| crate::mock::Behaviour::Stream {
+        tokens: 3,
+        first_ms: 1,
+        gap_ms: 1,
+        text_len: 1,
+    })
+    .await;
+    let s = Scratch::new();
+    let out = s.jsonl();
+    let o = bench(&[
+        "--base-url",
+        &m.url,
+        "--dataset-name",
+        "random-ids",
+        "--num-prompts",
+        "4",
+        "--random-input-len",
+        "4",
+        "--random-output-len",
+        "3",
+        "--tokenize-prompt",
+        "--scrape-metrics",
+        "--output-file",
+        &out,
+    ])
+    .await
+    .unwrap();
+    assert!(o.success());
+    let w: Vec<&String> = o.runs[0]
+        .info
+        .warnings
+        .iter()
+        .filter(|w| w.contains("--scrape-metrics"))
+        .collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("/metrics"), "{}", w[0]);
+    assert_eq!(u(&s.record()["server_metrics"], "interval_ms"), 1000);
+}

@@ -354,6 +354,10 @@ pub struct BenchArgs {
     /// bench_serving's prefix-cache hit report (SGLang servers report cached tokens).
     #[arg(long)]
     pub cache_report: bool,
+    /// Poll the server's /metrics every MS milliseconds (1000 when given alone) during each
+    /// measured run: every series in the JSONL, queue/KV/preemption/cache-hit summary.
+    #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "1000")]
+    pub scrape_metrics: Option<u64>,
 
     #[command(flatten)]
     pub profile: ProfileFlags,
@@ -781,6 +785,14 @@ impl BenchArgs {
                 percentiles: parse_percentiles(&self.percentiles)?,
                 slos: parse_slos(self.slo.as_deref(), &self.goodput)?,
                 cache_report: self.cache_report,
+                scrape_metrics: self
+                    .scrape_metrics
+                    .map(|ms| {
+                        (ms > 0)
+                            .then(|| Duration::from_millis(ms))
+                            .context("--scrape-metrics: the interval must be at least 1 ms")
+                    })
+                    .transpose()?,
             },
             outputs: plan::OutputPlan {
                 jsonl: self.output_file.clone(),

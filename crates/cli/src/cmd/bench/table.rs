@@ -224,6 +224,28 @@ fn loupe_section(r: &RunOutcome) -> String {
         o.push_str(&turn_table(&b.turns));
         o.push('\n');
     }
+    if let Some(sm) = &info.server_metrics {
+        let su = &sm.summary;
+        let mm = |m: Option<loupe_bench::scrape::MeanMax>, scale: f64| {
+            m.map_or("-".into(), |m| {
+                format!("{:.2} / {:.2}", m.mean * scale, m.max * scale)
+            })
+        };
+        line(&mut o, "Server /metrics scrapes:", sm.scrapes);
+        line(&mut o, "  queued mean / max:", mm(su.queue, 1.0));
+        line(&mut o, "  running mean / max:", mm(su.running, 1.0));
+        line(&mut o, "  KV usage mean / max (%):", mm(su.kv_usage, 100.0));
+        line(
+            &mut o,
+            "  preemptions / retractions:",
+            su.preemptions.map_or("-".into(), |p| format!("{p:.0}")),
+        );
+        line(
+            &mut o,
+            "  prefix-cache hits (%):",
+            su.cache_hit_pct.map_or("-".into(), |p| format!("{p:.2}")),
+        );
+    }
     if let Some(w) = &b.steady {
         line(
             &mut o,
@@ -487,6 +509,7 @@ mod tests {
                 accept_length: None,
                 cpu: None,
                 profile: None,
+                server_metrics: None,
                 warnings: vec!["careful".into()],
             },
             summary,
