@@ -15,11 +15,17 @@ use loupe_client::{Sample, Server};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// A sample's labels, in the order written.
+type Labels = Vec<(String, String)>;
+
+/// Each scrape: when it was taken and what it read.
+type Scrapes = Vec<(Instant, Vec<Sample>)>;
+
 /// One series: a metric name and its labels, its values at each scrape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub name: String,
-    pub labels: Vec<(String, String)>,
+    pub labels: Labels,
     /// (seconds from the run's start, value).
     pub points: Vec<(f64, f64)>,
 }
@@ -58,7 +64,7 @@ pub struct Scraped {
 /// A scraper running beside a measured run.
 pub struct Scraper {
     stop: watch::Sender<bool>,
-    task: JoinHandle<(Vec<(Instant, Vec<Sample>)>, Option<String>)>,
+    task: JoinHandle<(Scrapes, Option<String>)>,
     interval: Duration,
 }
 
@@ -131,7 +137,7 @@ fn signed_seconds(at: Instant, t0: Instant) -> f64 {
 
 /// Every series but the `_created` timestamps single-process vLLM adds.
 pub fn series(scrapes: &[(f64, Vec<Sample>)]) -> Vec<Series> {
-    let mut by: BTreeMap<(String, Vec<(String, String)>), Vec<(f64, f64)>> = BTreeMap::new();
+    let mut by: BTreeMap<(String, Labels), Vec<(f64, f64)>> = BTreeMap::new();
     for (t, samples) in scrapes {
         for s in samples.iter().filter(|s| !s.name.ends_with("_created")) {
             by.entry((s.name.clone(), s.labels.clone()))
