@@ -104,6 +104,15 @@ pub enum PlanError {
          otherwise everything is sent at once and there is nothing to run for a time"
     )]
     DurationAtInfiniteRate,
+    #[error("--search and a sweep both set the load; use one")]
+    SearchAndSweep,
+    #[error("--search needs SLOs to meet: --slo ttft=MS,tpot=MS (or --goodput ttft:MS ...)")]
+    SearchNeedsSlo,
+    #[error(
+        "--search: --goodput-target must be in (0, 1], --search-resolution positive, \
+         --search-max-probes at least 1 and --search-start a positive load"
+    )]
+    Search,
     #[error("--backend {0} needs --model (its server has no /v1/models to ask)")]
     ModelRequired(&'static str),
     #[error(

@@ -79,6 +79,8 @@ pub struct BenchOutcome {
     pub jsonl: PathBuf,
     /// The plan swept a setting (its summary table is due even for a single point).
     pub swept: bool,
+    /// --search: what each scenario's search found (its probes are among `runs`).
+    pub search: Vec<(Option<String>, crate::search::SearchReport)>,
 }
 
 impl BenchOutcome {

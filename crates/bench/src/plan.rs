@@ -234,6 +234,8 @@ pub struct BenchPlan {
     pub arrivals: ArrivalPlan,
     /// One run per value of one setting (None: one run per scenario).
     pub sweep: Option<Sweep>,
+    /// Search for the highest load meeting the SLOs (`metrics.slos`), instead of a sweep.
+    pub search: Option<crate::search::SearchPlan>,
     pub warmup: WarmupPlan,
     /// Time-based runs and their windows.
     pub time: TimePlan,
@@ -522,6 +524,19 @@ impl BenchPlan {
         if m.block_tokens == 0 {
             return Err(PlanError::BlockTokens);
         }
+        if let Some(s) = &self.search {
+            if self.sweep.is_some() {
+                return Err(PlanError::SearchAndSweep);
+            }
+            if self.metrics.slos.is_empty() {
+                return Err(PlanError::SearchNeedsSlo);
+            }
+            let target_ok = s.goodput_target > 0.0 && s.goodput_target <= 1.0;
+            let start_ok = s.start.is_none_or(|v| v.is_finite() && v >= 1e-6);
+            if !target_ok || !start_ok || !(s.resolution > 0.0) || s.max_probes == 0 {
+                return Err(PlanError::Search);
+            }
+        }
         let t = &self.time;
         let ratios = t.warmup_ratio + t.cooldown_ratio;
         if !(0.0..1.0).contains(&t.warmup_ratio)
@@ -651,6 +666,7 @@ pub(crate) mod tests {
                 max_concurrency: None,
             },
             sweep: None,
+            search: None,
             time: TimePlan::default(),
             warmup: WarmupPlan {
                 connection_ramp: 256,

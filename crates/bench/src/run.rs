@@ -7,23 +7,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use loupe_server::RunningServer;
-use reqwest::header::HeaderMap;
-use serde_json::Value;
 
 use crate::arrival::{Arrivals, py_float};
 use crate::client::{BodyOptions, Prepared, Target};
-use crate::control;
 use crate::dataset::{self, DatasetConfig, Scenario};
-use crate::driver::{Schedule, Work};
-use crate::error::{BenchError, PlanError, Result};
+use crate::discover::{Discovery, discover};
+use crate::driver::Work;
+use crate::error::{BenchError, Result};
 use crate::observer::{BenchObserver, DatasetReady, RunStart};
 use crate::outcome::{BenchOutcome, RunInfo, RunOutcome};
-use crate::plan::{Api, BenchPlan, DatasetName, ServerTarget, Sweep};
+use crate::plan::{Api, BenchPlan, DatasetName, ServerTarget};
 use crate::point::{PointContext, PointResult, run_point};
+use crate::points::{Point, point_label, points, schedule};
 use crate::report;
+use crate::search::{self, Knob, Probe, SearchReport};
 use crate::session::{Rendering, SessionWork};
 use crate::summary;
-use crate::tokenizer::BenchTokenizer;
 
 /// Let this process hold as many sockets as the hard limit allows (bench_serving does the
 /// same): tens of thousands of streams need more than the usual 1024 descriptors.
@@ -100,127 +99,6 @@ async fn start_embedded(model: &str, observer: &dyn BenchObserver) -> Result<Run
         .map_err(BenchError::Server)?;
     observer.embedded_server_started(model, &s.url());
     Ok(s)
-}
-
-/// What the server says about itself, and the client tokenizer that goes with it.
-struct Discovery {
-    /// Control requests only (readiness, info, flush, profiling): the generation requests
-    /// have their own transport (`http1`).
-    client: reqwest::Client,
-    headers: HeaderMap,
-    /// The model name to send.
-    model: String,
-    tokenizer: Option<Arc<BenchTokenizer>>,
-    /// The server's vocabulary size (random-ids without a tokenizer).
-    vocab: Option<usize>,
-}
-
-fn vocab_of(info: Option<&Value>) -> Option<usize> {
-    let i = info?;
-    i["vocab_size"]
-        .as_u64()
-        .or(i["hf_config"]["vocab_size"].as_u64())
-        .map(|v| v as usize)
-}
-
-/// Wait for the server, find the model (the plan's, else the first of /v1/models) and the
-/// tokenizer (the plan's, else the server's /model_info tokenizer_path when it is readable).
-async fn discover(
-    plan: &BenchPlan,
-    base_url: &str,
-    observer: &dyn BenchObserver,
-) -> Result<Discovery> {
-    let s = &plan.server;
-    let client = control::http_client()?;
-    let headers = control::headers(s.api_key.as_deref(), &s.headers)?;
-    // Triton and Truss servers have no /v1/models: --model names the model (plan-checked).
-    let models = if !s.ready_check_timeout.is_zero() && plan.backend.lists_models() {
-        let wait = s.ready_check_timeout.as_secs_f64();
-        Some(control::wait_ready(&client, base_url, &headers, wait).await?)
-    } else {
-        None
-    };
-    let model = match &s.model {
-        Some(m) => m.clone(),
-        None => {
-            let models = match models {
-                Some(m) => m,
-                None => {
-                    control::get_json(&client, &format!("{base_url}/v1/models"), &headers).await?
-                }
-            };
-            models["data"][0]["id"]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    BenchError::http(
-                        format!("{base_url}/v1/models"),
-                        "lists no model; pass --model",
-                    )
-                })?
-        }
-    };
-    let model_info = control::get_json(&client, &format!("{base_url}/model_info"), &headers)
-        .await
-        .ok();
-    let tokenizer = BenchTokenizer::resolve(s.tokenizer.as_deref(), model_info.as_ref())?;
-    observer.tokenizer(tokenizer.as_ref().map(|t| t.source.as_path()));
-    Ok(Discovery {
-        client,
-        headers,
-        model: s.served_model_name.clone().unwrap_or(model),
-        tokenizer: tokenizer.map(Arc::new),
-        vocab: vocab_of(model_info.as_ref()),
-    })
-}
-
-/// One setting of a sweep.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Point {
-    max_concurrency: Option<usize>,
-    rate: f64,
-}
-
-fn points(plan: &BenchPlan) -> Vec<Point> {
-    let a = &plan.arrivals;
-    match &plan.sweep {
-        Some(Sweep::MaxConcurrency(c)) => c
-            .iter()
-            .map(|&c| Point {
-                max_concurrency: Some(c),
-                rate: a.request_rate,
-            })
-            .collect(),
-        Some(Sweep::RequestRate(r)) => r
-            .iter()
-            .map(|&r| Point {
-                max_concurrency: a.max_concurrency,
-                rate: r,
-            })
-            .collect(),
-        None => vec![Point {
-            max_concurrency: a.max_concurrency,
-            rate: a.request_rate,
-        }],
-    }
-}
-
-fn point_label(sweep: Option<&Sweep>, p: &Point, scenario: Option<&Scenario>) -> String {
-    let mut parts = Vec::new();
-    if let Some(s) = scenario {
-        parts.push(s.label());
-    }
-    match sweep {
-        Some(Sweep::MaxConcurrency(_)) => {
-            parts.push(format!("concurrency {}", p.max_concurrency.unwrap_or(0)));
-        }
-        Some(Sweep::RequestRate(_)) => parts.push(format!("rate {}", py_float(p.rate))),
-        None => {}
-    }
-    if parts.is_empty() {
-        parts.push("run".into());
-    }
-    parts.join(" ")
 }
 
 /// One scenario's requests (the dataset's when there are no scenarios), serialized; or its
@@ -331,50 +209,6 @@ fn session_workload(
     })
 }
 
-/// When each item of a point is due: the trace's times, the arrival process's (for as many
-/// requests as `--max-requests-per-run` asks, or as fit in `--duration`), or a closed loop of
-/// `--max-concurrency` workers for a time-based run at an infinite rate.
-fn schedule(
-    plan: &BenchPlan,
-    work: &Workload,
-    arrivals: &Arrivals,
-    max_concurrency: Option<usize>,
-) -> Result<Schedule> {
-    let t = &plan.time;
-    let duration = t.duration.map(|d| d.as_secs_f64());
-    let seed = plan.dataset.seed;
-    if let Some(trace) = &work.trace_offsets {
-        let within = trace
-            .iter()
-            .copied()
-            .filter(|&at| duration.is_none_or(|d| at < d));
-        return Ok(Schedule::At(
-            within.take(t.max_requests.unwrap_or(usize::MAX)).collect(),
-        ));
-    }
-    let unbounded = arrivals.ramp.is_none() && !arrivals.rate.is_finite();
-    let Some(d) = duration else {
-        let n = t.max_requests.unwrap_or(work.work.len());
-        return Ok(Schedule::At(arrivals.offsets(n, seed)));
-    };
-    if unbounded {
-        let slots = max_concurrency.ok_or(BenchError::Plan(PlanError::DurationAtInfiniteRate))?;
-        return Ok(Schedule::ClosedLoop {
-            slots,
-            max_items: t.max_requests.unwrap_or(usize::MAX),
-        });
-    }
-    // Enough due times to pass the deadline at the highest rate, then cut there.
-    let peak = match arrivals.ramp {
-        Some((_, a, b)) => a.max(b),
-        None => arrivals.rate,
-    };
-    let supply = ((peak * d * 2.0).ceil() as usize + 64).min(t.max_requests.unwrap_or(usize::MAX));
-    let mut offsets = arrivals.offsets(supply, seed);
-    offsets.retain(|&at| at < d);
-    Ok(Schedule::At(offsets))
-}
-
 /// A point's results with the run's settings: the outcome the report is made of.
 fn run_outcome(
     plan: &BenchPlan,
@@ -433,14 +267,15 @@ fn run_outcome(
     }
 }
 
-/// Every scenario x sweep point, each appending its JSONL record as it ends.
+/// Every scenario x sweep point (or search probe), each appending its JSONL record as it
+/// ends.
 async fn sweep(
     plan: &BenchPlan,
     r: &Resolved,
     base_url: &str,
     found: &Discovery,
     observer: &Arc<dyn BenchObserver>,
-) -> Result<Vec<RunOutcome>> {
+) -> Result<(Vec<RunOutcome>, Vec<(Option<String>, SearchReport)>)> {
     let api = plan.backend.api();
     let req = &plan.requests;
     let target = Arc::new(
@@ -483,52 +318,132 @@ async fn sweep(
     };
     let points = points(plan);
     let mut runs = Vec::new();
+    let mut searches = Vec::new();
     for scenario in scenarios {
         let work = build_workload(plan, r, found, &body, scenario, observer.as_ref())?;
-        for p in &points {
-            let arrivals = Arrivals {
-                rate: p.rate,
-                burstiness: plan.arrivals.burstiness,
-                ramp: plan
-                    .arrivals
-                    .ramp
-                    .map(|ramp| (ramp.strategy, ramp.start_rps, ramp.end_rps)),
-            };
-            let label = point_label(plan.sweep.as_ref(), p, scenario);
-            let workload = scenario.map_or(r.dataset.name().to_string(), Scenario::label);
-            let rate = match &work.trace_offsets {
-                Some(_) => "trace".to_string(),
-                None => arrivals.label(),
-            };
-            observer.run_started(&RunStart {
-                label: &label,
-                requests: work.work.requests(),
-                base_url,
-                backend: plan.backend.name(),
-                workload: &workload,
-                rate: &rate,
-                max_concurrency: p.max_concurrency,
-            });
-            let sched = schedule(plan, &work, &arrivals, p.max_concurrency)?;
-            let res = run_point(
-                &ctx,
-                work.work.clone(),
-                work.warmup.clone(),
-                p.max_concurrency,
-                sched,
-            )
-            .await?;
-            let mut run = run_outcome(plan, r, label, p, &arrivals, scenario, res);
-            if work.trace_offsets.is_some() {
-                run.info.rate_label = rate;
+        let one = PointRunner {
+            plan,
+            r,
+            base_url,
+            ctx: &ctx,
+            work: &work,
+            scenario,
+            observer,
+        };
+        match &plan.search {
+            Some(sp) => {
+                let a = &plan.arrivals;
+                let start = sp.start.unwrap_or(match sp.knob {
+                    Knob::RequestRate if a.request_rate.is_finite() => a.request_rate,
+                    Knob::MaxConcurrency => a.max_concurrency.unwrap_or(1) as f64,
+                    Knob::RequestRate => 1.0,
+                });
+                let mut probes = Vec::new();
+                while let Some(v) = search::next(sp, start, &probes) {
+                    let (p, what) = match sp.knob {
+                        Knob::RequestRate => (
+                            Point {
+                                max_concurrency: a.max_concurrency,
+                                rate: v,
+                            },
+                            format!("rate {}", py_float(v)),
+                        ),
+                        Knob::MaxConcurrency => (
+                            Point {
+                                max_concurrency: Some(v as usize),
+                                rate: a.request_rate,
+                            },
+                            format!("concurrency {v}"),
+                        ),
+                    };
+                    let prefix = scenario.map_or(String::new(), |s| format!("{} ", s.label()));
+                    let run = one.run(&p, format!("{prefix}search {what}")).await?;
+                    let attainment = run
+                        .beyond
+                        .goodput
+                        .as_ref()
+                        .map_or(0.0, |g| g.slo_attainment);
+                    probes.push(Probe {
+                        value: v,
+                        attainment,
+                        meets: attainment >= sp.goodput_target,
+                    });
+                    runs.push(run);
+                }
+                searches.push((scenario.map(Scenario::label), search::report(sp, probes)));
             }
-            observer.run_finished(&run);
-            report::append_jsonl(&r.jsonl, &report::record(&run, plan.outputs.details))
-                .map_err(|e| BenchError::io(r.jsonl.display(), e))?;
-            runs.push(run);
+            None => {
+                for p in &points {
+                    let label = point_label(plan.sweep.as_ref(), p, scenario);
+                    runs.push(one.run(p, label).await?);
+                }
+            }
         }
     }
-    Ok(runs)
+    Ok((runs, searches))
+}
+
+/// What one run needs beside its point.
+struct PointRunner<'a> {
+    plan: &'a BenchPlan,
+    r: &'a Resolved,
+    base_url: &'a str,
+    ctx: &'a PointContext<'a>,
+    work: &'a Workload,
+    scenario: Option<&'a Scenario>,
+    observer: &'a Arc<dyn BenchObserver>,
+}
+
+impl PointRunner<'_> {
+    /// Run at `p`, append its JSONL record, and return it.
+    async fn run(&self, p: &Point, label: String) -> Result<RunOutcome> {
+        let (plan, r, work, scenario) = (self.plan, self.r, self.work, self.scenario);
+        let arrivals = Arrivals {
+            rate: p.rate,
+            burstiness: plan.arrivals.burstiness,
+            ramp: plan
+                .arrivals
+                .ramp
+                .map(|ramp| (ramp.strategy, ramp.start_rps, ramp.end_rps)),
+        };
+        let workload = scenario.map_or(r.dataset.name().to_string(), Scenario::label);
+        let rate = match &work.trace_offsets {
+            Some(_) => "trace".to_string(),
+            None => arrivals.label(),
+        };
+        self.observer.run_started(&RunStart {
+            label: &label,
+            requests: work.work.requests(),
+            base_url: self.base_url,
+            backend: plan.backend.name(),
+            workload: &workload,
+            rate: &rate,
+            max_concurrency: p.max_concurrency,
+        });
+        let sched = schedule(
+            plan,
+            &work.work,
+            work.trace_offsets.as_deref(),
+            &arrivals,
+            p.max_concurrency,
+        )?;
+        let res = run_point(
+            self.ctx,
+            work.work.clone(),
+            work.warmup.clone(),
+            p.max_concurrency,
+            sched,
+        )
+        .await?;
+        let mut run = run_outcome(plan, r, label, p, &arrivals, scenario, res);
+        if work.trace_offsets.is_some() {
+            run.info.rate_label = rate;
+        }
+        self.observer.run_finished(&run);
+        report::append_jsonl(&r.jsonl, &report::record(&run, plan.outputs.details))
+            .map_err(|e| BenchError::io(r.jsonl.display(), e))?;
+        Ok(run)
+    }
 }
 
 /// The whole-file outputs, once every run is done.
@@ -558,11 +473,12 @@ pub async fn run(plan: BenchPlan, observer: Arc<dyn BenchObserver>) -> Result<Be
         }
     };
     let found = discover(&plan, &base_url, observer.as_ref()).await?;
-    let runs = sweep(&plan, &resolved, &base_url, &found, &observer).await?;
+    let (runs, search) = sweep(&plan, &resolved, &base_url, &found, &observer).await?;
     let outcome = BenchOutcome {
         runs,
         jsonl: resolved.jsonl,
-        swept: plan.sweep.is_some(),
+        swept: plan.sweep.is_some() || plan.search.is_some(),
+        search,
     };
     observer.runs_finished(&outcome);
     write_outputs(&plan, &outcome)?;
@@ -624,45 +540,5 @@ mod tests {
         p.outputs.jsonl = Some("x.jsonl".into());
         let given = Resolved::of(&p);
         assert_eq!((given.num, given.jsonl), (5, PathBuf::from("x.jsonl")));
-    }
-
-    #[test]
-    fn sweep_points_and_their_labels() {
-        let mut p = plan();
-        p.arrivals.max_concurrency = Some(3);
-        assert_eq!(
-            points(&p),
-            [Point {
-                max_concurrency: Some(3),
-                rate: f64::INFINITY
-            }]
-        );
-        assert_eq!(point_label(None, &points(&p)[0], None), "run");
-
-        p.sweep = Some(Sweep::MaxConcurrency(vec![1, 4]));
-        let pts = points(&p);
-        assert_eq!(
-            pts.iter().map(|x| x.max_concurrency).collect::<Vec<_>>(),
-            [Some(1), Some(4)]
-        );
-        assert_eq!(
-            point_label(p.sweep.as_ref(), &pts[1], None),
-            "concurrency 4"
-        );
-        let sc = Scenario::parse("D(128,96)").unwrap();
-        assert_eq!(
-            point_label(p.sweep.as_ref(), &pts[0], Some(&sc)),
-            "D(128,96) concurrency 1"
-        );
-
-        p.sweep = Some(Sweep::RequestRate(vec![40.0, f64::INFINITY]));
-        let pts = points(&p);
-        assert!(pts.iter().all(|x| x.max_concurrency == Some(3)));
-        let labels: Vec<String> = pts
-            .iter()
-            .map(|x| point_label(p.sweep.as_ref(), x, None))
-            .collect();
-        assert_eq!(labels, ["rate 40.0", "rate inf"]);
-        assert_eq!(point_label(None, &pts[0], Some(&sc)), "D(128,96)");
     }
 }

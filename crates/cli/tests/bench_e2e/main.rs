@@ -13,5 +13,6 @@ mod more_backends;
 mod multiturn;
 mod observer;
 mod profile;
+mod search;
 mod timed;
 mod trace_datasets;

@@ -152,6 +152,13 @@ pub enum MooncakeHistory {
     Canned,
 }
 
+/// `--search`: the load searched over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchKnob {
+    RequestRate,
+    MaxConcurrency,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GroupDistribution {
     Uniform,
@@ -323,6 +330,24 @@ pub struct BenchArgs {
     /// Run once per value of --request-rate (comma-separated; inf allowed).
     #[arg(long, value_delimiter = ',')]
     pub sweep_request_rate: Vec<f64>,
+
+    /// Input:output token lengths, one run each (random-ids prompts), e.g. 128:128,1024:128.
+    #[arg(long, value_delimiter = ',', conflicts_with = "traffic_scenario")]
+    pub sweep_isl_osl: Vec<String>,
+    /// Find the highest load meeting --slo: bracketing, then bisection; every probe a run.
+    #[arg(long, value_enum, conflicts_with_all = ["sweep_max_concurrency", "sweep_request_rate"])]
+    pub search: Option<SearchKnob>,
+    /// The share of requests that must meet every SLO for a probe to pass.
+    #[arg(long, default_value_t = 0.9)]
+    pub goodput_target: f64,
+    /// The first probe (default: --request-rate or --max-concurrency when set, else 1).
+    #[arg(long)]
+    pub search_start: Option<f64>,
+    /// Stop when the request-rate bracket is narrower than this fraction (concurrency: 1).
+    #[arg(long, default_value_t = 0.1)]
+    pub search_resolution: f64,
+    #[arg(long, default_value_t = 12)]
+    pub search_max_probes: usize,
 
     // ---- reports
     /// Append the JSONL record here (default: bench_serving's auto-named file).
@@ -719,11 +744,21 @@ impl BenchArgs {
         } else {
             Duration::ZERO
         };
-        let scenarios = self
+        let mut scenarios = self
             .traffic_scenario
             .iter()
             .map(|s| Scenario::parse(s))
             .collect::<Result<Vec<_>, _>>()?;
+        // An ISL:OSL pair is genai-bench's deterministic scenario D(isl,osl).
+        for pair in &self.sweep_isl_osl {
+            let (i, o) = pair
+                .split_once(':')
+                .filter(|(i, o)| i.trim().parse::<u32>().is_ok() && o.trim().parse::<u32>().is_ok())
+                .with_context(|| {
+                    format!("--sweep-isl-osl '{pair}': expected ISL:OSL, e.g. 128:128")
+                })?;
+            scenarios.push(Scenario::parse(&format!("D({},{})", i.trim(), o.trim()))?);
+        }
         let backend = self.backend.plan()?;
         Ok(BenchPlan {
             server: plan::ServerPlan {
@@ -774,6 +809,16 @@ impl BenchArgs {
                 max_concurrency: self.max_concurrency,
             },
             sweep: self.sweep(),
+            search: self.search.map(|k| loupe_bench::search::SearchPlan {
+                knob: match k {
+                    SearchKnob::RequestRate => loupe_bench::search::Knob::RequestRate,
+                    SearchKnob::MaxConcurrency => loupe_bench::search::Knob::MaxConcurrency,
+                },
+                goodput_target: self.goodput_target,
+                start: self.search_start,
+                resolution: self.search_resolution,
+                max_probes: self.search_max_probes,
+            }),
             time: self.time()?,
             warmup: plan::WarmupPlan {
                 connection_ramp: self.connection_ramp,

@@ -9,6 +9,7 @@ use loupe_bench::RunOutcome;
 use loupe_bench::beyond::HdrSummary;
 use loupe_bench::metrics::Dist;
 use loupe_bench::outcome::RunRow;
+use loupe_bench::search::SearchReport;
 use loupe_bench::summary::SUMMARY_HEADER;
 use loupe_bench::turns::TurnFigures;
 use loupe_bench::windows::WindowFigures;
@@ -416,6 +417,54 @@ fn slice_table(slices: &[WindowFigures]) -> String {
         widths: Some((12, 10)),
     };
     grid(layout, header, rows)
+}
+
+/// What a --search found: every probe, then the answer (or the closest probe).
+pub fn search_report(scenario: Option<&str>, r: &SearchReport) -> String {
+    let knob = r.knob.name();
+    let header = [knob, "SLO attainment", "meets"].map(String::from).to_vec();
+    let rows = r
+        .probes
+        .iter()
+        .map(|p| {
+            vec![
+                format!("{}", p.value),
+                format!("{:.1}%", 100.0 * p.attainment),
+                if p.meets { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    let layout = Layout {
+        style: presets::NOTHING,
+        widths: Some((16, 16)),
+    };
+    let mut o = format!(
+        "{:-^50}\n",
+        match scenario {
+            Some(s) => format!(" Search {knob}: {s} "),
+            None => format!(" Search {knob} "),
+        }
+    );
+    o.push_str(&grid(layout, header, rows));
+    o.push('\n');
+    let target = 100.0 * r.goodput_target;
+    match (r.best, r.closest) {
+        (Some(b), _) => o.push_str(&format!(
+            "Highest {knob} meeting the SLOs ({target:.0}% of requests): {}{}\n",
+            b.value,
+            r.bracket
+                .1
+                .map_or(String::new(), |h| format!(" (fails at {h})"))
+        )),
+        (None, Some(c)) => o.push_str(&format!(
+            "No probe met the SLOs ({target:.0}% of requests); the closest: {knob} {} with \
+             {:.1}%\n",
+            c.value,
+            100.0 * c.attainment
+        )),
+        (None, None) => o.push_str("No probe ran.\n"),
+    }
+    o
 }
 
 /// The summary table printed after several runs.
