@@ -533,7 +533,8 @@ impl BenchPlan {
             }
             let target_ok = s.goodput_target > 0.0 && s.goodput_target <= 1.0;
             let start_ok = s.start.is_none_or(|v| v.is_finite() && v >= 1e-6);
-            if !target_ok || !start_ok || !(s.resolution > 0.0) || s.max_probes == 0 {
+            let resolution_ok = s.resolution.is_finite() && s.resolution > 0.0;
+            if !target_ok || !start_ok || !resolution_ok || s.max_probes == 0 {
                 return Err(PlanError::Search);
             }
         }
