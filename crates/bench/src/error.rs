@@ -104,6 +104,11 @@ pub enum PlanError {
          otherwise everything is sent at once and there is nothing to run for a time"
     )]
     DurationAtInfiniteRate,
+    #[error(
+        "--lora-name needs at least one name (two for --lora-request-distribution distinct or \
+         skewed), and --lora-zipf-alpha must be above 1 (bench_serving's rules)"
+    )]
+    Lora,
     #[error("--search and a sweep both set the load; use one")]
     SearchAndSweep,
     #[error("--search needs SLOs to meet: --slo ttft=MS,tpot=MS (or --goodput ttft:MS ...)")]

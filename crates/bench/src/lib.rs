@@ -38,6 +38,7 @@ pub mod record;
 #[cfg(target_os = "linux")]
 pub mod recv;
 pub mod report;
+pub mod request_keys;
 pub mod run;
 pub mod scrape;
 pub mod search;

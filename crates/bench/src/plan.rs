@@ -341,6 +341,10 @@ pub struct RequestPlan {
     pub ignore_eos: bool,
     /// Ask OpenAI routes for usage on every chunk, so per-token ITL needs no tokenizer.
     pub continuous_usage_stats: bool,
+    /// bench_serving's request flags that only add body keys.
+    pub flags: RequestFlags,
+    /// LoRA adapters, one chosen per request (per conversation).
+    pub lora: Option<LoraPlan>,
     /// Stream the responses (bench_serving's --disable-stream turns it off: TTFT is then the
     /// whole latency, with no ITL).
     pub stream: bool,
@@ -348,6 +352,38 @@ pub struct RequestPlan {
     pub timeout: Duration,
     /// A request whose stream stays silent this long fails.
     pub read_timeout: Option<Duration>,
+}
+
+/// bench_serving's body-only request flags.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RequestFlags {
+    /// `bootstrap_host: "2.2.2.2", bootstrap_room: 0`: a decode server with a fake transfer
+    /// backend (PD disaggregation tests).
+    pub fake_prefill: bool,
+    /// Native `return_routed_experts` (the server needs --enable-return-routed-experts).
+    pub return_routed_experts: bool,
+    /// Native `return_logprob` (with `logprob_start_len`), completions `logprobs`.
+    pub return_logprob: bool,
+    pub top_logprobs_num: usize,
+    pub token_ids_logprob: Option<Vec<u32>>,
+    pub logprob_start_len: i64,
+}
+
+/// How requests pick their LoRA adapter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoraDistribution {
+    /// Uniformly at random.
+    Uniform,
+    /// Round robin.
+    Distinct,
+    /// Adapter i with weight alpha^-i.
+    Skewed { alpha: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraPlan {
+    pub names: Vec<String>,
+    pub distribution: LoraDistribution,
 }
 
 /// When requests are due and how many may be in flight.
@@ -524,6 +560,19 @@ impl BenchPlan {
         if m.block_tokens == 0 {
             return Err(PlanError::BlockTokens);
         }
+        if let Some(l) = &self.requests.lora {
+            let several = l.names.len() >= 2;
+            match l.distribution {
+                _ if l.names.is_empty() => return Err(PlanError::Lora),
+                LoraDistribution::Distinct | LoraDistribution::Skewed { .. } if !several => {
+                    return Err(PlanError::Lora);
+                }
+                LoraDistribution::Skewed { alpha } if !(alpha.is_finite() && alpha > 1.0) => {
+                    return Err(PlanError::Lora);
+                }
+                _ => {}
+            }
+        }
         if let Some(s) = &self.search {
             if self.sweep.is_some() {
                 return Err(PlanError::SearchAndSweep);
@@ -656,6 +705,11 @@ pub(crate) mod tests {
                 extra_body: Map::new(),
                 ignore_eos: true,
                 continuous_usage_stats: false,
+                flags: RequestFlags {
+                    logprob_start_len: -1,
+                    ..Default::default()
+                },
+                lora: None,
                 stream: true,
                 timeout: Duration::from_secs(6 * 3600),
                 read_timeout: None,

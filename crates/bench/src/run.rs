@@ -20,6 +20,7 @@ use crate::plan::{Api, BenchPlan, DatasetName, ServerTarget};
 use crate::point::{PointContext, PointResult, run_point};
 use crate::points::{Point, point_label, points, schedule};
 use crate::report;
+use crate::request_keys;
 use crate::search::{self, Knob, Probe, SearchReport};
 use crate::session::{Rendering, SessionWork};
 use crate::summary;
@@ -142,15 +143,18 @@ fn build_workload(
     if !data.sessions.is_empty() {
         return session_workload(plan, found, body, data, observer);
     }
+    let adapters = lora_of(plan, data.prompts.len(), body.api);
     let prepared: Vec<Prepared> = data
         .prompts
         .iter()
-        .map(|p| body.prepare(p, p.output_len))
+        .enumerate()
+        .map(|(i, p)| body.prepare_with(p, p.output_len, adapters.get(i)))
         .collect::<std::result::Result<_, String>>()
         .map_err(BenchError::Usage)?;
+    // bench_serving warms up with the first adapter.
     let first = &data.prompts[0];
     let warmup = body
-        .prepare(first, first.output_len.min(32))
+        .prepare_with(first, first.output_len.min(32), adapters.first())
         .map_err(BenchError::Usage)?;
     observer.dataset_ready(&DatasetReady {
         notes: &data.notes,
@@ -165,15 +169,34 @@ fn build_workload(
     })
 }
 
+/// Each request's LoRA body keys (empty without --lora-name).
+fn lora_of(
+    plan: &BenchPlan,
+    n: usize,
+    api: Api,
+) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    match &plan.requests.lora {
+        Some(l) => request_keys::lora_choices(l, n, plan.dataset.seed)
+            .into_iter()
+            .map(|a| request_keys::lora_keys(api, a))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 /// Conversations: the trace's start times when it is replayed (--use-trace-timestamps, or
 /// mooncake at the default infinite rate, as bench_serving replays it).
 fn session_workload(
     plan: &BenchPlan,
     found: &Discovery,
     body: &BodyOptions,
-    data: dataset::Dataset,
+    mut data: dataset::Dataset,
     observer: &dyn BenchObserver,
 ) -> Result<Workload> {
+    let adapters = lora_of(plan, data.sessions.len(), body.api);
+    for (c, keys) in data.sessions.iter_mut().zip(adapters) {
+        c.extra.extend(keys);
+    }
     let replay = data.timed()
         && (plan.dataset.use_trace_timestamps || !plan.arrivals.request_rate.is_finite());
     let trace_offsets = replay.then(|| data.sessions.iter().map(|c| c.at.unwrap_or(0.0)).collect());
@@ -299,7 +322,12 @@ async fn sweep(
         continuous_usage: req.continuous_usage_stats,
         cached_details: plan.metrics.cache_report && plan.backend.is_sglang(),
         stream: req.stream,
-        extra: req.extra_body.clone(),
+        // The flags' keys first: --extra-request-body overrides them, as upstream.
+        extra: {
+            let mut keys = request_keys::flag_keys(api, &req.flags);
+            keys.extend(req.extra_body.clone());
+            keys
+        },
     };
     let ctx = PointContext {
         plan,

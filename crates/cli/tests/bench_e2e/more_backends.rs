@@ -172,3 +172,67 @@ async fn disable_stream_times_one_response_per_request() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lora_adapters_and_body_flags_reach_every_request() {
+    let m = mock::start(|_| Behaviour::Status(500, "unused")).await;
+    let s = Scratch::new();
+    let line = r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}"#;
+    let path = s.path("chat.jsonl");
+    std::fs::write(&path, [line; 4].join("\n")).unwrap();
+    let path = path.display().to_string();
+    let out = s.jsonl();
+    let o = bench(&[
+        "--base-url",
+        &m.url,
+        "--backend",
+        "sglang-oai-chat",
+        "--dataset-name",
+        "openai",
+        "--dataset-path",
+        &path,
+        "--lora-name",
+        "a",
+        "b",
+        "--lora-request-distribution",
+        "distinct",
+        "--fake-prefill",
+        "--warmup-requests",
+        "0",
+        "--max-concurrency",
+        "1",
+        "--output-file",
+        &out,
+    ])
+    .await
+    .unwrap();
+    assert!(o.success());
+    let chats = m.mock.chats.lock().unwrap().clone();
+    let models: Vec<&str> = chats.iter().map(|c| c["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["a", "b", "a", "b"]);
+    assert!(chats.iter().all(|c| c["lora_path"] == c["model"]));
+    assert!(
+        chats
+            .iter()
+            .all(|c| c["bootstrap_host"] == "2.2.2.2" && c["bootstrap_room"] == 0)
+    );
+    // bench_serving's rules for the distribution.
+    let err = bench(&[
+        "--base-url",
+        &m.url,
+        "--dataset-name",
+        "openai",
+        "--dataset-path",
+        &path,
+        "--lora-name",
+        "a",
+        "--lora-request-distribution",
+        "skewed",
+        "--output-file",
+        &out,
+    ])
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("two for --lora-request-distribution"), "{err}");
+}

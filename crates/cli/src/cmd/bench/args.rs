@@ -152,6 +152,14 @@ pub enum MooncakeHistory {
     Canned,
 }
 
+/// `--lora-request-distribution`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoraDistribution {
+    Uniform,
+    Distinct,
+    Skewed,
+}
+
 /// `--search`: the load searched over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SearchKnob {
@@ -265,6 +273,28 @@ pub struct BenchArgs {
     /// Non-streaming requests: TTFT is the whole latency, no ITL (bench_serving's).
     #[arg(long)]
     pub disable_stream: bool,
+    /// `bootstrap_host`/`bootstrap_room` for a decode server with a fake transfer backend.
+    #[arg(long)]
+    pub fake_prefill: bool,
+    /// Native `return_routed_experts` (server: --enable-return-routed-experts).
+    #[arg(long)]
+    pub return_routed_experts: bool,
+    #[arg(long)]
+    pub return_logprob: bool,
+    #[arg(long, default_value_t = 0)]
+    pub top_logprobs_num: usize,
+    #[arg(long, num_args = 1..)]
+    pub token_ids_logprob: Option<Vec<u32>>,
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub logprob_start_len: i64,
+    /// LoRA adapters; each request names one (native `lora_path`, OpenAI `model`).
+    #[arg(long, num_args = 1..)]
+    pub lora_name: Vec<String>,
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub lora_request_distribution: LoraDistribution,
+    /// skewed: adapter i drawn with weight alpha^-i (must be above 1).
+    #[arg(long, default_value_t = 1.5)]
+    pub lora_zipf_alpha: f64,
     /// Fail a request that takes longer than this many seconds in all.
     #[arg(long, default_value_t = 6.0 * 3600.0)]
     pub request_timeout: f64,
@@ -799,6 +829,24 @@ impl BenchArgs {
                 ignore_eos: !self.disable_ignore_eos,
                 continuous_usage_stats: self.continuous_usage_stats,
                 stream: !self.disable_stream,
+                flags: plan::RequestFlags {
+                    fake_prefill: self.fake_prefill,
+                    return_routed_experts: self.return_routed_experts,
+                    return_logprob: self.return_logprob,
+                    top_logprobs_num: self.top_logprobs_num,
+                    token_ids_logprob: self.token_ids_logprob.clone(),
+                    logprob_start_len: self.logprob_start_len,
+                },
+                lora: (!self.lora_name.is_empty()).then(|| plan::LoraPlan {
+                    names: self.lora_name.clone(),
+                    distribution: match self.lora_request_distribution {
+                        LoraDistribution::Uniform => plan::LoraDistribution::Uniform,
+                        LoraDistribution::Distinct => plan::LoraDistribution::Distinct,
+                        LoraDistribution::Skewed => plan::LoraDistribution::Skewed {
+                            alpha: self.lora_zipf_alpha,
+                        },
+                    },
+                }),
                 timeout: request_timeout,
                 read_timeout,
             },
@@ -1021,8 +1069,11 @@ mod tests {
         assert!(err(&["--request-timeout=-1"]).contains("must be positive"));
         assert!(err(&["--traffic-scenario", "Q(1)"]).contains("--traffic-scenario 'Q(1)'"));
         assert!(err(&["--percentiles", "50,x"]).contains("'x' is not a percentile"));
-        let refused = err(&["--lora-name", "a", "b", "--plot-throughput"]);
-        assert!(refused.contains("--lora-name: LoRA"), "{refused}");
+        let refused = err(&["--image-count", "2", "--plot-throughput"]);
+        assert!(
+            refused.contains("--image-count: the image dataset"),
+            "{refused}"
+        );
         assert!(refused.contains("--plot-throughput: terminal plots"));
         // clap's own rules.
         let cli = |args: &[&str]| {
