@@ -90,11 +90,24 @@ pub enum DatasetName {
     LongbenchV2,
     /// SPEED-Bench rows (JSONL {category, turns}).
     SpeedBench,
+    /// bench_serving's generated images (refused: not implemented).
+    Image,
+    /// MMMU Math with images (refused: not implemented).
+    Mmmu,
 }
 
-impl From<DatasetName> for plan::DatasetName {
-    fn from(d: DatasetName) -> Self {
-        match d {
+impl DatasetName {
+    fn plan(self) -> anyhow::Result<plan::DatasetName> {
+        Ok(match self {
+            DatasetName::Image | DatasetName::Mmmu => bail!(
+                "--dataset-name {}: image datasets are not implemented in loupe bench (the \
+                 image flags are refused too); use bench_serving for this run",
+                if self == DatasetName::Image {
+                    "image"
+                } else {
+                    "mmmu"
+                }
+            ),
             DatasetName::Mooncake => plan::DatasetName::Mooncake,
             DatasetName::AgenticTrace => plan::DatasetName::AgenticTrace,
             DatasetName::Openai => plan::DatasetName::Openai,
@@ -105,7 +118,7 @@ impl From<DatasetName> for plan::DatasetName {
             DatasetName::Sharegpt => plan::DatasetName::Sharegpt,
             DatasetName::Custom => plan::DatasetName::Custom,
             DatasetName::GeneratedSharedPrefix => plan::DatasetName::GeneratedSharedPrefix,
-        }
+        })
     }
 }
 
@@ -802,7 +815,7 @@ impl BenchArgs {
             },
             backend,
             dataset: plan::DatasetPlan {
-                name: self.dataset_name.map(Into::into),
+                name: self.dataset_name.map(DatasetName::plan).transpose()?,
                 path: self.dataset_path.clone(),
                 num_prompts: self.num_prompts,
                 sharegpt_output_len: self.sharegpt_output_len,
@@ -1069,6 +1082,7 @@ mod tests {
         assert!(err(&["--request-timeout=-1"]).contains("must be positive"));
         assert!(err(&["--traffic-scenario", "Q(1)"]).contains("--traffic-scenario 'Q(1)'"));
         assert!(err(&["--percentiles", "50,x"]).contains("'x' is not a percentile"));
+        assert!(err(&["--dataset-name", "mmmu"]).contains("image datasets are not implemented"));
         let refused = err(&["--image-count", "2", "--plot-throughput"]);
         assert!(
             refused.contains("--image-count: the image dataset"),
