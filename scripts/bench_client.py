@@ -18,6 +18,8 @@ Sections (all by default):
              (loupe in its upstream-compatible --mooncake-history canned mode, and in its own
              real-history mode for reference) and the same 2-turn generated-shared-prefix
              workload: mean TTFT, mean TPOT and output throughput, alternating runs.
+  scrape-cost     the same loupe bench run with and without --scrape-metrics 50,
+             alternating: client CPU per chunk, mean TTFT and TPOT, schedule lag p99.
 
 The server runs on CPU 0 and the client on CPU 1 (taskset), so neither takes the other's
 core. Client CPU is read from /proc/<pid>/stat over the measured phase only: from the
@@ -426,123 +428,6 @@ def section_agreement(args, work, report):
     report["agreement_table"] = "\n".join(lines)
 
 
-def mooncake_trace(path, sessions, gap_ms, pool, blocks, input_len, output_len):
-    """A Mooncake-format trace: sessions `gap_ms` apart, each opening with `blocks` hash_ids
-    drawn from the first `pool` ids (shared prefixes), then ids of its own."""
-    import random
-
-    rng = random.Random(7)
-    with open(path, "w") as f:
-        for k in range(sessions):
-            shared = [rng.randrange(pool) for _ in range(blocks - 1)]
-            f.write(json.dumps({"timestamp": k * gap_ms, "input_length": input_len,
-                                "output_length": output_len,
-                                "hash_ids": shared + [pool + k]}) + "\n")
-
-
-def first_round_lag(csv_path):
-    """Schedule lag (ms) of each conversation's first round, from loupe's per-request CSV."""
-    import csv
-
-    with open(csv_path) as f:
-        lags = sorted(float(r["schedule_lag_ms"]) for r in csv.DictReader(f) if r["turn"] == "0")
-    q = lambda p: lags[min(len(lags) - 1, int(p / 100 * len(lags)))]
-    return len(lags), q(50), q(99), lags[-1]
-
-
-def section_multiturn_lag(args, work, report):
-    log = open(work / "server-mt-lag.log", "w")
-    server = Server(args.loupe, args.port + 4, ["--model-path", "tiny", "--max-running-requests", "1024"], log)
-    trace = work / "mooncake-lag.jsonl"
-    mooncake_trace(trace, 5000, 1, 64, 2, 32, 4)
-    cases = (
-        ("mooncake, 1 round", ["--dataset-name", "mooncake", "--dataset-path", str(trace),
-                               "--mooncake-block-tokens", "16", "--num-prompts", "5000"]),
-        ("mooncake, 2 rounds", ["--dataset-name", "mooncake", "--dataset-path", str(trace),
-                                "--mooncake-block-tokens", "16", "--num-prompts", "5000",
-                                "--mooncake-num-rounds", "2"]),
-        ("GSP, 2 turns, Poisson", ["--dataset-name", "generated-shared-prefix", "--gsp-num-groups", "50",
-                                   "--gsp-prompts-per-group", "100", "--gsp-system-prompt-len", "16",
-                                   "--gsp-question-len", "8", "--gsp-output-len", "4",
-                                   "--gsp-num-turns", "2", "--request-rate", "1000"]),
-    )
-    rows = []
-    try:
-        for label, extra in cases:
-            out = str(work / f"mtlag-{len(rows)}.jsonl")
-            csv_path = work / f"mtlag-{len(rows)}.csv"
-            r = loupe_bench(args, server, out, [*extra, "--output-csv", str(csv_path)],
-                            work / f"mtlag-{len(rows)}.log", work)
-            rec = json.loads(Path(out).read_text().splitlines()[-1])
-            n, p50, p99, mx = first_round_lag(csv_path)
-            r.update(case=label, failed=rec["failed"], conversations=n, lag_p50_ms=p50,
-                     lag_p99_ms=p99, lag_max_ms=mx)
-            rows.append(r)
-            print(json.dumps(r), file=sys.stderr)
-    finally:
-        server.stop()
-    report["multiturn-lag"] = rows
-    lines = [
-        "| workload at 1,000 conversations/s | conversations | requests | failed | first-round lag p50 ms | p99 ms | max ms | client CPU s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['case']} | {r['conversations']} | {r['completed'] + r['failed']} | {r['failed']} | "
-            f"{r['lag_p50_ms']:.3f} | {r['lag_p99_ms']:.3f} | {r['lag_max_ms']:.3f} | {r['client_cpu_s']:.2f} |"
-        )
-    report["multiturn-lag_table"] = "\n".join(lines)
-
-
-def section_multiturn_peer(args, work, report):
-    log = open(work / "server-mt-peer.log", "w")
-    server = Server(args.loupe, args.port + 5, ["--model-path", "tiny"], log)
-    trace = work / "mooncake-peer.jsonl"
-    mooncake_trace(trace, 40, 50, 8, 3, 384, 16)
-    moon = ["--dataset-name", "mooncake", "--dataset-path", str(trace), "--num-prompts", "40",
-            "--mooncake-num-rounds", "2"]
-    gsp = ["--dataset-name", "generated-shared-prefix", "--gsp-num-groups", "4",
-           "--gsp-prompts-per-group", "8", "--gsp-system-prompt-len", "256",
-           "--gsp-question-len", "32", "--gsp-output-len", "16", "--gsp-num-turns", "2",
-           "--max-concurrency", "8"]
-    workloads = (
-        ("mooncake (loupe: canned, as upstream)", "sglang", moon, ["--mooncake-history", "canned"]),
-        ("mooncake (loupe: real history)", "sglang", moon, []),
-        ("GSP 2 turns, chat", "sglang-oai-chat", gsp, []),
-    )
-    rows = []
-    try:
-        for rnd in range(args.rounds):
-            for wl, backend, case, loupe_only in workloads:
-                order = ["loupe", "sglang-python"] if rnd % 2 == 0 else ["sglang-python", "loupe"]
-                for name in order:
-                    out = str(work / f"mtpeer-{len(rows)}.jsonl")
-                    common = ["--backend", backend, "--base-url", server.base, "--output-file", out,
-                              "--disable-tqdm", "--warmup-requests", "1", *case]
-                    if name == "loupe":
-                        cmd = [args.loupe, "bench", *common, "--disable-retokenize", *loupe_only]
-                    else:
-                        cmd = [args.python, "-c", PY_WRAPPER, *common]
-                    r = run_client(name, cmd, server, out, work / f"mtpeer-{len(rows)}.log", cwd=work)
-                    r.update(round=rnd, workload=wl)
-                    rows.append(r)
-                    print(json.dumps(r), file=sys.stderr)
-    finally:
-        server.stop()
-    report["multiturn-peer"] = rows
-    lines = [
-        "| workload | figure | loupe bench (median) | SGLang Python (median) | loupe / Python |",
-        "|---|---|---|---|---|",
-    ]
-    for wl, *_ in workloads:
-        by = {n: [r for r in rows if r["client"] == n and r["workload"] == wl] for n in ("loupe", "sglang-python")}
-        for key, label in (("mean_ttft_ms", "mean TTFT (ms)"), ("mean_tpot_ms", "mean TPOT (ms)"),
-                           ("output_tok_s", "output throughput (tok/s)")):
-            a, b = med(by["loupe"], key), med(by["sglang-python"], key)
-            lines.append(f"| {wl} | {label} | {a:.2f} | {b:.2f} | {a / b:.3f} |")
-    report["multiturn-peer_table"] = "\n".join(lines)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sections", nargs="*", default=["clients", "streams", "lag", "agreement"])
@@ -559,10 +444,14 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="loupe-bench-client-"))
     print(f"work directory: {work}", file=sys.stderr)
     report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
+    # The multi-turn and scraper sections use this module's helpers (imported when run).
+    import bench_client_multiturn as mt
+
     for s in args.sections:
         {"clients": section_clients, "streams": section_streams, "lag": section_lag,
-         "agreement": section_agreement, "multiturn-lag": section_multiturn_lag,
-         "multiturn-peer": section_multiturn_peer}[s](args, work, report)
+         "agreement": section_agreement, "multiturn-lag": mt.section_multiturn_lag,
+         "multiturn-peer": mt.section_multiturn_peer,
+         "scrape-cost": mt.section_scrape_cost}[s](args, work, report)
     for s in args.sections:
         print(f"\n### {s}\n\n{report[s + '_table']}")
     if args.json:

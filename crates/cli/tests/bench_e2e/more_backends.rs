@@ -177,9 +177,11 @@ async fn disable_stream_times_one_response_per_request() {
 async fn lora_adapters_and_body_flags_reach_every_request() {
     let m = mock::start(|_| Behaviour::Status(500, "unused")).await;
     let s = Scratch::new();
-    let line = r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}"#;
+    let line = |i: usize| {
+        format!(r#"{{"messages": [{{"role": "user", "content": "line {i}"}}], "max_tokens": 2}}"#)
+    };
     let path = s.path("chat.jsonl");
-    std::fs::write(&path, [line; 4].join("\n")).unwrap();
+    std::fs::write(&path, (0..4).map(line).collect::<Vec<_>>().join("\n")).unwrap();
     let path = path.display().to_string();
     let out = s.jsonl();
     let o = bench(&[
@@ -208,7 +210,16 @@ async fn lora_adapters_and_body_flags_reach_every_request() {
     .unwrap();
     assert!(o.success());
     let chats = m.mock.chats.lock().unwrap().clone();
-    let models: Vec<&str> = chats.iter().map(|c| c["model"].as_str().unwrap()).collect();
+    // Round robin over the dataset's order (the requests may reach the server in any order).
+    let mut by_line: Vec<(String, String)> = chats
+        .iter()
+        .map(|c| {
+            let content = c["messages"][0]["content"].as_str().unwrap().to_string();
+            (content, c["model"].as_str().unwrap().to_string())
+        })
+        .collect();
+    by_line.sort();
+    let models: Vec<&str> = by_line.iter().map(|(_, m)| m.as_str()).collect();
     assert_eq!(models, ["a", "b", "a", "b"]);
     assert!(chats.iter().all(|c| c["lora_path"] == c["model"]));
     assert!(
