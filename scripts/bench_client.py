@@ -10,6 +10,16 @@ Sections (all by default):
   lag        loupe bench's schedule lag at 1,000 req/s (Poisson and constant spacing).
   agreement  a server-bound workload (the `small` preset): loupe's and SGLang Python's mean
              TTFT, mean TPOT and output throughput, alternating runs.
+  multiturn-lag   loupe bench's schedule lag at 1,000 arrivals/s for a mooncake trace
+             (sessions 1 ms apart, shared hash_id blocks) and generated-shared-prefix
+             conversations of 2 turns; lag of each conversation's first round (later rounds
+             are due when the one before ends).
+  multiturn-peer  SGLang's Python client and loupe bench on the same mooncake trace
+             (loupe in its upstream-compatible --mooncake-history canned mode, and in its own
+             real-history mode for reference) and the same 2-turn generated-shared-prefix
+             workload: mean TTFT, mean TPOT and output throughput, alternating runs.
+  scrape-cost     the same loupe bench run with and without --scrape-metrics 50,
+             alternating: client CPU per chunk, mean TTFT and TPOT, schedule lag p99.
 
 The server runs on CPU 0 and the client on CPU 1 (taskset), so neither takes the other's
 core. Client CPU is read from /proc/<pid>/stat over the measured phase only: from the
@@ -434,9 +444,14 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="loupe-bench-client-"))
     print(f"work directory: {work}", file=sys.stderr)
     report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
+    # The multi-turn and scraper sections use this module's helpers (imported when run).
+    import bench_client_multiturn as mt
+
     for s in args.sections:
         {"clients": section_clients, "streams": section_streams, "lag": section_lag,
-         "agreement": section_agreement}[s](args, work, report)
+         "agreement": section_agreement, "multiturn-lag": mt.section_multiturn_lag,
+         "multiturn-peer": mt.section_multiturn_peer,
+         "scrape-cost": mt.section_scrape_cost}[s](args, work, report)
     for s in args.sections:
         print(f"\n### {s}\n\n{report[s + '_table']}")
     if args.json:

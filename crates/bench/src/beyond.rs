@@ -46,6 +46,15 @@ pub struct Beyond {
     pub goodput: Option<Goodput>,
     /// Successful requests whose output length was assumed (the server sent no count).
     pub output_len_assumed: usize,
+    /// Multi-turn workloads: figures per round.
+    pub turns: Vec<crate::turns::TurnFigures>,
+    /// The prefix-cache hits the server reported.
+    pub cache: crate::turns::CacheHits,
+    pub prompt_len_check: crate::turns::PromptLenCheck,
+    /// Between the warm-up and cool-down windows (None: no windows asked for).
+    pub steady: Option<crate::windows::WindowFigures>,
+    /// Per --slice-duration slice.
+    pub slices: Vec<crate::windows::WindowFigures>,
 }
 
 /// Microsecond histogram, 3 significant digits, growing as needed.
@@ -163,6 +172,11 @@ pub fn summarize(
         hdr,
         goodput: (!slos.is_empty()).then(|| goodput(records, slos, duration)),
         output_len_assumed: ok.iter().filter(|r| !r.output_len_reported).count(),
+        turns: crate::turns::per_turn(records),
+        cache: crate::turns::cache_hits(ok.iter().copied()),
+        prompt_len_check: crate::turns::PromptLenCheck::of(records),
+        steady: None,
+        slices: Vec::new(),
     }
 }
 
@@ -172,7 +186,7 @@ impl Beyond {
     /// to keep: the "lag" is only how long the last tasks took to start, and they wait for a
     /// concurrency slot or the server anyway.
     pub fn client_warnings(&self, cpu: Option<&ClientCpu>, scheduled: bool) -> Vec<String> {
-        let mut w = Vec::new();
+        let mut w: Vec<String> = self.prompt_len_check.warning().into_iter().collect();
         if scheduled && self.schedule_lag.p99 > LAG_WARN_MS {
             w.push(format!(
                 "the client lagged its schedule: p99 {:.2} ms, max {:.2} ms late (warning above \

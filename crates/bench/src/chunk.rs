@@ -19,8 +19,25 @@ pub struct StreamState {
     last: Option<f64>,
     /// Tokens the server has reported so far (native meta_info, or continuous usage).
     counted: usize,
-    /// The native route's latest chunk (its text is cumulative: only the last one matters).
+    /// The native route's latest chunk (its text is cumulative: only the last one matters);
+    /// the whole body of an embeddings response.
     last_native: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct TrtChunk<'a> {
+    #[serde(borrow, default)]
+    text_output: Option<Cow<'a, str>>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingBody {
+    #[serde(default)]
+    data: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 /// A string field read only for whether it is empty (no copy, no allocation).
@@ -62,6 +79,8 @@ struct NativeMeta {
     completion_tokens: Option<usize>,
     #[serde(default)]
     prompt_tokens: Option<usize>,
+    #[serde(default)]
+    cached_tokens: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +133,9 @@ struct Choice<'a> {
     text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     delta: Option<Delta<'a>>,
+    /// A non-streamed chat response's message (same fields as a delta).
+    #[serde(borrow, default)]
+    message: Option<Delta<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +154,16 @@ struct Usage {
     completion_tokens: Option<usize>,
     #[serde(default)]
     prompt_tokens: Option<usize>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+/// OpenAI's `usage.prompt_tokens_details` (SGLang and vLLM fill `cached_tokens` with the
+/// prefix-cache hit).
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<usize>,
 }
 
 /// The message of a chunk that is an error, or garbage.
@@ -315,12 +347,14 @@ fn scan_meta(b: &[u8], i: usize) -> Option<(Option<NativeMeta>, usize)> {
     let mut meta = NativeMeta {
         completion_tokens: None,
         prompt_tokens: None,
+        cached_tokens: None,
     };
     let end = members_at(b, i, |key, start| {
         let end = skip_value(b, start)?;
         let slot = match key {
             b"completion_tokens" => &mut meta.completion_tokens,
             b"prompt_tokens" => &mut meta.prompt_tokens,
+            b"cached_tokens" => &mut meta.cached_tokens,
             _ => return Some(end),
         };
         *slot = count(&b[start..end])?;
@@ -340,8 +374,54 @@ impl StreamState {
     ) -> Result<(), String> {
         match api {
             Api::Native => self.on_native(bytes, t, rec),
-            Api::Completions | Api::Chat => self.on_openai(bytes, t, rec),
+            Api::Completions | Api::Chat | Api::Truss => self.on_openai(bytes, t, rec),
+            Api::Trt => self.on_trt(bytes, t, rec),
+            // Not a stream: `body` collects it.
+            Api::Embeddings => Ok(()),
         }
+    }
+
+    /// bench_serving's Triton parsing: every event's `text_output` is appended; the output
+    /// length stays the requested one (Triton reports no count).
+    fn on_trt(&mut self, bytes: &[u8], t: f64, rec: &mut RequestRecord) -> Result<(), String> {
+        let c: TrtChunk = serde_json::from_slice(bytes).map_err(|e| bad_chunk(bytes, Some(e)))?;
+        if c.error.is_some() {
+            return Err(bad_chunk(bytes, None));
+        }
+        if let Some(text) = c.text_output.filter(|t| !t.is_empty()) {
+            rec.generated_text.push_str(&text);
+            self.content(t, 0, rec);
+            rec.text_ends.push(rec.generated_text.len() as u32);
+        }
+        Ok(())
+    }
+
+    /// A non-streamed generation response, read whole, as one event at its latency.
+    pub fn whole_response(&mut self, api: Api, rec: &mut RequestRecord) -> Result<(), String> {
+        let body = std::mem::take(&mut self.last_native);
+        let t = rec.latency;
+        self.on_event(api, &body, t, rec)
+    }
+
+    /// Bytes of a non-streamed response body.
+    pub fn body(&mut self, bytes: &[u8]) {
+        self.last_native.extend_from_slice(bytes);
+    }
+
+    /// The embeddings response, read whole: a `data` list, else the failure it is. No output
+    /// tokens (bench_serving: TTFT and ITL 0).
+    pub fn embedding(&mut self, rec: &mut RequestRecord) -> Result<(), String> {
+        let b = &self.last_native;
+        let body: EmbeddingBody = serde_json::from_slice(b).map_err(|e| bad_chunk(b, Some(e)))?;
+        if body.data.is_none() {
+            return Err(bad_chunk(b, None));
+        }
+        if let Some(p) = body.usage.and_then(|u| u.prompt_tokens).filter(|p| *p > 0) {
+            rec.server_prompt_len = Some(p);
+        }
+        rec.output_len = 0;
+        rec.output_len_reported = true;
+        Ok(())
     }
 
     fn content(&mut self, t: f64, tokens: u32, rec: &mut RequestRecord) {
@@ -379,9 +459,13 @@ impl StreamState {
         let meta = meta.unwrap_or(NativeMeta {
             completion_tokens: None,
             prompt_tokens: None,
+            cached_tokens: None,
         });
         if let Some(p) = meta.prompt_tokens.filter(|p| *p > 0) {
             rec.server_prompt_len = Some(p);
+        }
+        if meta.cached_tokens.is_some() {
+            rec.cached_tokens = meta.cached_tokens;
         }
         if let Some(n) = meta.completion_tokens {
             rec.output_len = n;
@@ -412,6 +496,13 @@ impl StreamState {
             if let Some(p) = u.prompt_tokens.filter(|p| *p > 0) {
                 rec.server_prompt_len = Some(p);
             }
+            if let Some(c) = u
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+            {
+                rec.cached_tokens = Some(c);
+            }
             if let Some(n) = u.completion_tokens {
                 new_tokens = n.saturating_sub(self.counted);
                 self.counted = self.counted.max(n);
@@ -426,7 +517,7 @@ impl StreamState {
         if let Some(text) = &choice.text {
             rec.generated_text.push_str(text);
         }
-        if let Some(d) = &choice.delta {
+        if let Some(d) = choice.delta.as_ref().or(choice.message.as_ref()) {
             // As bench_serving: reasoning counts as output; prefer the standard field.
             if let Some(r) = d.reasoning_content.as_ref().or(d.reasoning.as_ref()) {
                 rec.generated_text.push_str(r);

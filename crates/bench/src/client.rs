@@ -30,6 +30,10 @@ pub struct BodyOptions {
     pub top_p: f64,
     pub ignore_eos: bool,
     pub continuous_usage: bool,
+    /// SGLang's `return_cached_tokens_details` (--cache-report on sglang-oai routes).
+    pub cached_details: bool,
+    /// false: --disable-stream.
+    pub stream: bool,
     /// `--extra-request-body`, merged last (it overrides loupe's fields, as in bench_serving).
     pub extra: Map<String, Value>,
 }
@@ -46,23 +50,39 @@ pub struct Prepared {
 impl BodyOptions {
     /// The JSON body for `prompt`, asking for `output_len` tokens.
     pub fn body(&self, prompt: &Prompt, output_len: usize) -> Result<Bytes, String> {
+        self.body_with(prompt, output_len, None)
+    }
+
+    /// As [`BodyOptions::body`], with `extra` merged after `--extra-request-body` (a dataset
+    /// line's own request keys).
+    pub fn body_with(
+        &self,
+        prompt: &Prompt,
+        output_len: usize,
+        extra: Option<&Map<String, Value>>,
+    ) -> Result<Bytes, String> {
         let mut v = match (self.api, &prompt.input) {
+            (Api::Native | Api::Completions, PromptInput::Messages(_)) => {
+                return Err("a chat history reached a text route unrendered".into());
+            }
             (Api::Native, input) => {
                 let mut sp = json!({"temperature": self.temperature, "max_new_tokens": output_len, "ignore_eos": self.ignore_eos});
                 if self.top_p < 1.0 {
                     sp["top_p"] = json!(self.top_p);
                 }
-                let mut b = json!({"sampling_params": sp, "stream": true});
-                match input {
-                    PromptInput::Text(t) => b["text"] = json!(t),
-                    PromptInput::Ids(ids) => b["input_ids"] = json!(ids),
+                let mut b = json!({"sampling_params": sp, "stream": self.stream});
+                if let PromptInput::Ids(ids) = input {
+                    b["input_ids"] = json!(ids);
+                } else if let PromptInput::Text(t) = input {
+                    b["text"] = json!(t);
                 }
                 b
             }
             (Api::Completions, input) => {
                 let prompt = match input {
-                    PromptInput::Text(t) => json!(t),
                     PromptInput::Ids(ids) => json!(ids),
+                    PromptInput::Text(t) => json!(t),
+                    PromptInput::Messages(_) => Value::Null,
                 };
                 json!({"model": self.model, "prompt": prompt, "best_of": 1, "max_tokens": output_len})
             }
@@ -71,6 +91,44 @@ impl BodyOptions {
                 "messages": [{"role": "user", "content": t}],
                 "max_completion_tokens": output_len,
             }),
+            (Api::Chat, PromptInput::Messages(m)) => json!({
+                "model": self.model,
+                "messages": m,
+                "max_completion_tokens": output_len,
+            }),
+            (Api::Embeddings, input) => {
+                let text_or_ids = match input {
+                    PromptInput::Ids(ids) => json!(ids),
+                    PromptInput::Text(t) => json!(t),
+                    PromptInput::Messages(_) => {
+                        return Err("embedding backends take single prompts".into());
+                    }
+                };
+                json!({"model": self.model, "input": text_or_ids})
+            }
+            // bench_serving's Triton body: near-zero temperature, EOS pushed out of reach
+            // unless --disable-ignore-eos.
+            (Api::Trt, PromptInput::Text(t)) => {
+                let mut b = json!({"accumulate_tokens": true, "text_input": t,
+                                   "temperature": 0.000001, "top_p": 1.0,
+                                   "max_tokens": output_len, "stream": true});
+                if self.ignore_eos {
+                    b["min_length"] = json!(output_len);
+                    b["end_id"] = json!(1048576);
+                }
+                b
+            }
+            (Api::Truss, PromptInput::Text(t)) => json!({
+                "model": self.model, "prompt": t, "temperature": 0.0, "best_of": 1,
+                "max_tokens": output_len, "stream": self.stream, "ignore_eos": self.ignore_eos,
+            }),
+            (Api::Trt | Api::Truss, _) => {
+                return Err(
+                    "trt and truss take text prompts: give a --tokenizer to turn \
+                            token ids into text"
+                        .into(),
+                );
+            }
             (Api::Chat, PromptInput::Ids(_)) => {
                 return Err(
                     "chat backends need text prompts; this prompt is token ids only \
@@ -79,8 +137,8 @@ impl BodyOptions {
                 );
             }
         };
-        if self.api != Api::Native {
-            v["stream"] = json!(true);
+        if matches!(self.api, Api::Completions | Api::Chat) {
+            v["stream"] = json!(self.stream);
             v["temperature"] = json!(self.temperature);
             v["ignore_eos"] = json!(self.ignore_eos);
             if self.top_p < 1.0 {
@@ -90,10 +148,15 @@ impl BodyOptions {
             if self.continuous_usage {
                 opts["continuous_usage_stats"] = json!(true);
             }
-            v["stream_options"] = opts;
+            if self.stream {
+                v["stream_options"] = opts;
+            }
+            if self.cached_details {
+                v["return_cached_tokens_details"] = json!(true);
+            }
         }
         let obj = v.as_object_mut().expect("bodies are objects");
-        for (k, val) in &self.extra {
+        for (k, val) in self.extra.iter().chain(extra.into_iter().flatten()) {
             obj.insert(k.clone(), val.clone());
         }
         serde_json::to_vec(&v)
@@ -102,8 +165,17 @@ impl BodyOptions {
     }
 
     pub fn prepare(&self, prompt: &Prompt, output_len: usize) -> Result<Prepared, String> {
+        self.prepare_with(prompt, output_len, None)
+    }
+
+    pub fn prepare_with(
+        &self,
+        prompt: &Prompt,
+        output_len: usize,
+        extra: Option<&Map<String, Value>>,
+    ) -> Result<Prepared, String> {
         Ok(Prepared {
-            body: self.body(prompt, output_len)?,
+            body: self.body_with(prompt, output_len, extra)?,
             prompt_len: prompt.prompt_len,
             output_len,
             routing_key: match &prompt.routing_key {
@@ -127,6 +199,8 @@ pub struct Target {
     pub read_timeout: Option<Duration>,
     /// The thread that reads the response bodies (None: each request's task reads its own).
     pub recv: Option<Receiver>,
+    /// Responses are one JSON body, not a stream (embeddings, --disable-stream).
+    pub whole_body: bool,
 }
 
 impl Target {
@@ -137,6 +211,7 @@ impl Target {
         mut headers: HeaderMap,
         timeout: Duration,
         read_timeout: Option<Duration>,
+        stream: bool,
     ) -> Result<Self, String> {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(Target {
@@ -146,6 +221,8 @@ impl Target {
             timeout,
             read_timeout,
             recv: receive_thread(),
+            // Triton streams whatever the flag says (bench_serving ignores it there).
+            whole_body: api == Api::Embeddings || (!stream && api != Api::Trt),
         })
     }
 
@@ -194,6 +271,7 @@ impl Target {
             rec,
             done: false,
             bad: None,
+            whole: self.whole_body,
         };
         // Handing a socket to the receive thread and back costs two thread wake-ups and four
         // epoll changes; short streams are read here, where that would cost more than it saves.
@@ -226,11 +304,21 @@ impl Target {
                 ),
             );
         }
-        if !done {
+        if !done && !api.ends_without_done() && !self.whole_body {
             return fail(
                 rec,
                 "the server closed the stream before [DONE]".to_string(),
             );
+        }
+        let whole = match api {
+            _ if !self.whole_body => Ok(()),
+            Api::Embeddings => state.embedding(&mut rec),
+            // bench_serving without a stream: the one body is the first and last "chunk",
+            // TTFT is the whole latency.
+            _ => state.whole_response(api, &mut rec),
+        };
+        if let Err(e) = whole {
+            return fail(rec, e);
         }
         state.finish(api, &mut rec);
         rec.ok = true;
@@ -251,11 +339,19 @@ struct Timing {
     done: bool,
     /// The first chunk that could not be used; reading stops there.
     bad: Option<String>,
+    /// One JSON body, read whole.
+    whole: bool,
 }
 
 impl Sink for Timing {
     fn data(&mut self, at: Instant, payload: &[u8]) -> bool {
         let t = (at - self.sent).as_secs_f64();
+        if self.whole {
+            // One JSON body: its latency is when its last byte came.
+            self.state.body(payload);
+            self.rec.latency = t;
+            return true;
+        }
         let mut events = 0;
         let (api, state, rec, done, bad) = (
             self.api,
@@ -312,6 +408,8 @@ mod tests {
             top_p: 1.0,
             ignore_eos: true,
             continuous_usage: false,
+            cached_details: false,
+            stream: true,
             extra: Map::new(),
         }
     }

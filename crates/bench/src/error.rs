@@ -83,4 +83,46 @@ pub enum PlanError {
     Slo(String, f64),
     #[error("SLO key '{0}': use ttft, tpot or e2e (e2el)")]
     SloKey(String),
+    #[error("--mooncake-slowdown-factor must be positive and finite, got {0}")]
+    SlowdownFactor(f64),
+    #[error("--mooncake-num-rounds and --gsp-num-turns must be at least 1")]
+    Rounds,
+    #[error("--mooncake-block-tokens must be at least 1")]
+    BlockTokens,
+    #[error(
+        "--warmup-ratio {0} and --cooldown-ratio {1}: each must be in [0, 1) and together \
+         below 1"
+    )]
+    Windows(f64, f64),
+    #[error(
+        "--duration, --max-time-per-run, --slice-duration and --max-requests-per-run must \
+             be positive"
+    )]
+    TimeLimits,
+    #[error(
+        "--duration at an infinite --request-rate needs --max-concurrency (a closed loop): \
+         otherwise everything is sent at once and there is nothing to run for a time"
+    )]
+    DurationAtInfiniteRate,
+    #[error(
+        "--lora-name needs at least one name (two for --lora-request-distribution distinct or \
+         skewed), and --lora-zipf-alpha must be above 1 (bench_serving's rules)"
+    )]
+    Lora,
+    #[error("--search and a sweep both set the load; use one")]
+    SearchAndSweep,
+    #[error("--search needs SLOs to meet: --slo ttft=MS,tpot=MS (or --goodput ttft:MS ...)")]
+    SearchNeedsSlo,
+    #[error(
+        "--search: --goodput-target must be in (0, 1], --search-resolution positive, \
+         --search-max-probes at least 1 and --search-start a positive load"
+    )]
+    Search,
+    #[error("--backend {0} needs --model (its server has no /v1/models to ask)")]
+    ModelRequired(&'static str),
+    #[error(
+        "--backend {0} cannot send conversations (mooncake, agentic-trace, openai, \
+         --gsp-num-turns > 1): use a /generate, completions or chat backend"
+    )]
+    ConversationsOn(&'static str),
 }

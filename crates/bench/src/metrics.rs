@@ -85,7 +85,15 @@ pub fn summarize(
 ) -> Summary {
     let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
     let d = duration.max(1e-9);
-    let total_in: usize = ok.iter().map(|r| r.prompt_len).sum();
+    // A round of a conversation has no client-side length unless its dataset gave one: its
+    // prompt is what the server counted (bench_serving reports 0 for multi-turn runs).
+    let total_in: usize = ok
+        .iter()
+        .map(|r| match r.prompt_len {
+            0 => r.server_prompt_len.unwrap_or(0),
+            n => n,
+        })
+        .sum();
     let total_out: usize = ok.iter().map(|r| r.output_len).sum();
     let retok = retokenized.map(|lens| {
         records

@@ -26,6 +26,8 @@ pub struct RunInfo {
     pub random_output_len: usize,
     pub random_range_ratio: f64,
     pub tag: Option<String>,
+    /// Write bench_serving's `cache_report` (--cache-report).
+    pub cache_report: bool,
     pub traffic_scenario: Option<String>,
     /// The server's /server_info after the run (null when it had none).
     pub server_info: Value,
@@ -33,6 +35,8 @@ pub struct RunInfo {
     pub accept_length: Option<f64>,
     pub cpu: Option<ClientCpu>,
     pub profile: Option<ProfileReport>,
+    /// `/metrics` during the run (--scrape-metrics).
+    pub server_metrics: Option<crate::scrape::Scraped>,
     /// What may make the figures the client's rather than the server's.
     pub warnings: Vec<String>,
 }
@@ -75,6 +79,8 @@ pub struct BenchOutcome {
     pub jsonl: PathBuf,
     /// The plan swept a setting (its summary table is due even for a single point).
     pub swept: bool,
+    /// --search: what each scenario's search found (its probes are among `runs`).
+    pub search: Vec<(Option<String>, crate::search::SearchReport)>,
 }
 
 impl BenchOutcome {

@@ -30,6 +30,13 @@ pub enum Backend {
     SglangOaiChat,
     VllmChat,
     LmdeployChat,
+    /// /v1/embeddings: latency only.
+    SglangEmbedding,
+    VllmEmbedding,
+    /// Triton's TensorRT-LLM ensemble, /v2/models/ensemble/generate_stream.
+    Trt,
+    /// Baseten's Truss, /v1/models/model:predict.
+    Truss,
 }
 
 /// The API a backend speaks.
@@ -38,6 +45,19 @@ pub enum Api {
     Native,
     Completions,
     Chat,
+    /// One JSON response, no stream: only its latency is measured.
+    Embeddings,
+    /// SSE events whose `text_output` is appended; the stream ends without [DONE].
+    Trt,
+    /// Completions-shaped SSE events (`choices[0].text`) from /v1/models/model:predict.
+    Truss,
+}
+
+impl Api {
+    /// The stream's end is its body's end, with no [DONE] event.
+    pub fn ends_without_done(self) -> bool {
+        matches!(self, Api::Embeddings | Api::Trt | Api::Truss)
+    }
 }
 
 impl Backend {
@@ -51,6 +71,10 @@ impl Backend {
             Backend::SglangOaiChat => "sglang-oai-chat",
             Backend::VllmChat => "vllm-chat",
             Backend::LmdeployChat => "lmdeploy-chat",
+            Backend::SglangEmbedding => "sglang-embedding",
+            Backend::VllmEmbedding => "vllm-embedding",
+            Backend::Trt => "trt",
+            Backend::Truss => "truss",
         }
     }
 
@@ -59,6 +83,9 @@ impl Backend {
             Backend::Sglang | Backend::SglangNative => Api::Native,
             Backend::SglangOai | Backend::Vllm | Backend::Lmdeploy => Api::Completions,
             Backend::SglangOaiChat | Backend::VllmChat | Backend::LmdeployChat => Api::Chat,
+            Backend::SglangEmbedding | Backend::VllmEmbedding => Api::Embeddings,
+            Backend::Trt => Api::Trt,
+            Backend::Truss => Api::Truss,
         }
     }
 
@@ -67,16 +94,25 @@ impl Backend {
             Api::Native => "/generate",
             Api::Completions => "/v1/completions",
             Api::Chat => "/v1/chat/completions",
+            Api::Embeddings => "/v1/embeddings",
+            Api::Trt => "/v2/models/ensemble/generate_stream",
+            Api::Truss => "/v1/models/model:predict",
         }
     }
 
     /// bench_serving's default port per backend.
     pub fn default_port(self) -> u16 {
         match self {
-            Backend::Vllm | Backend::VllmChat => 8000,
+            Backend::Vllm | Backend::VllmChat | Backend::VllmEmbedding | Backend::Trt => 8000,
             Backend::Lmdeploy | Backend::LmdeployChat => 23333,
+            Backend::Truss => 8080,
             _ => 30000,
         }
+    }
+
+    /// The server lists its models at /v1/models (readiness and model discovery).
+    pub fn lists_models(self) -> bool {
+        !matches!(self, Backend::Trt | Backend::Truss)
     }
 
     pub fn is_sglang(self) -> bool {
@@ -101,6 +137,16 @@ pub enum DatasetName {
     Custom,
     /// Groups of prompts sharing a long system prompt (prefix-cache workloads).
     GeneratedSharedPrefix,
+    /// Mooncake's trace: sessions by timestamp, shared prefixes by hash_id block.
+    Mooncake,
+    /// Agent sessions (OpenHands/SWE-smith style JSON): turns in order with real replies.
+    AgenticTrace,
+    /// OpenAI chat requests, one JSONL line each (messages, tools and other body keys).
+    Openai,
+    /// THUDM/LongBench-v2 rows (JSONL): long-context multiple-choice prompts.
+    LongbenchV2,
+    /// nvidia/SPEED-Bench rows (JSONL `{category, turns}`).
+    SpeedBench,
 }
 
 impl DatasetName {
@@ -111,8 +157,43 @@ impl DatasetName {
             DatasetName::Sharegpt => "sharegpt",
             DatasetName::Custom => "custom",
             DatasetName::GeneratedSharedPrefix => "generated-shared-prefix",
+            DatasetName::Mooncake => "mooncake",
+            DatasetName::AgenticTrace => "agentic-trace",
+            DatasetName::Openai => "openai",
+            DatasetName::LongbenchV2 => "longbench_v2",
+            DatasetName::SpeedBench => "speed-bench",
         }
     }
+}
+
+/// bench_serving's mooncake flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MooncakePlan {
+    /// `conversation`, `mooncake`, `synthetic` or `toolagent`: which published trace
+    /// `--dataset-path` holds (loupe does not download it).
+    pub workload: String,
+    /// Stretch (> 1) or compress (< 1) the trace's time line.
+    pub slowdown_factor: f64,
+    /// Rounds per session.
+    pub num_rounds: usize,
+    /// Where the assistant turns between rounds come from.
+    pub history: crate::session::History,
+    /// Tokens per hash_id block (Mooncake's convention: 512).
+    pub block_tokens: usize,
+}
+
+/// The agentic-trace, openai, longbench_v2 and speed-bench flags.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TraceDatasetPlan {
+    /// agentic-trace: rotate the conversations by this many before taking --num-prompts.
+    pub dataset_offset: usize,
+    /// agentic-trace: at most this many turns per conversation.
+    pub agentic_max_turns: Option<usize>,
+    /// speed-bench: `low_entropy`, `mixed` or `high_entropy` (None: all).
+    pub speed_bench_category: Option<String>,
+    pub speed_bench_output_len: usize,
+    /// A malformed dataset line is skipped (and counted) instead of stopping the run.
+    pub skip_bad_lines: bool,
 }
 
 /// How `--random-range-ratio r` turns a length L into a range.
@@ -153,7 +234,11 @@ pub struct BenchPlan {
     pub arrivals: ArrivalPlan,
     /// One run per value of one setting (None: one run per scenario).
     pub sweep: Option<Sweep>,
+    /// Search for the highest load meeting the SLOs (`metrics.slos`), instead of a sweep.
+    pub search: Option<crate::search::SearchPlan>,
     pub warmup: WarmupPlan,
+    /// Time-based runs and their windows.
+    pub time: TimePlan,
     pub metrics: MetricsPlan,
     pub outputs: OutputPlan,
     /// Server-side profiling around each measured run.
@@ -218,6 +303,10 @@ pub struct DatasetPlan {
     /// genai-bench traffic scenarios: one run each, in place of the dataset's lengths.
     pub scenarios: Vec<Scenario>,
     pub shared_prefix: SharedPrefixPlan,
+    pub mooncake: MooncakePlan,
+    pub traces: TraceDatasetPlan,
+    /// Replay the dataset's own timestamps (mooncake) instead of the arrival process.
+    pub use_trace_timestamps: bool,
     pub seed: u64,
     /// Re-count generated text with the client tokenizer (total_output_tokens_retokenized).
     pub retokenize: bool,
@@ -237,6 +326,8 @@ pub struct SharedPrefixPlan {
     /// Keep the generated order instead of shuffling.
     pub ordered: bool,
     pub distribution: GroupDistribution,
+    /// Rounds per conversation (> 1: each prompt becomes a conversation on its group's prefix).
+    pub num_turns: usize,
 }
 
 /// What every request body asks for, and how long a request may take.
@@ -250,10 +341,49 @@ pub struct RequestPlan {
     pub ignore_eos: bool,
     /// Ask OpenAI routes for usage on every chunk, so per-token ITL needs no tokenizer.
     pub continuous_usage_stats: bool,
+    /// bench_serving's request flags that only add body keys.
+    pub flags: RequestFlags,
+    /// LoRA adapters, one chosen per request (per conversation).
+    pub lora: Option<LoraPlan>,
+    /// Stream the responses (bench_serving's --disable-stream turns it off: TTFT is then the
+    /// whole latency, with no ITL).
+    pub stream: bool,
     /// A request that takes longer than this in all fails.
     pub timeout: Duration,
     /// A request whose stream stays silent this long fails.
     pub read_timeout: Option<Duration>,
+}
+
+/// bench_serving's body-only request flags.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RequestFlags {
+    /// `bootstrap_host: "2.2.2.2", bootstrap_room: 0`: a decode server with a fake transfer
+    /// backend (PD disaggregation tests).
+    pub fake_prefill: bool,
+    /// Native `return_routed_experts` (the server needs --enable-return-routed-experts).
+    pub return_routed_experts: bool,
+    /// Native `return_logprob` (with `logprob_start_len`), completions `logprobs`.
+    pub return_logprob: bool,
+    pub top_logprobs_num: usize,
+    pub token_ids_logprob: Option<Vec<u32>>,
+    pub logprob_start_len: i64,
+}
+
+/// How requests pick their LoRA adapter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoraDistribution {
+    /// Uniformly at random.
+    Uniform,
+    /// Round robin.
+    Distinct,
+    /// Adapter i with weight alpha^-i.
+    Skewed { alpha: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraPlan {
+    pub names: Vec<String>,
+    pub distribution: LoraDistribution,
 }
 
 /// When requests are due and how many may be in flight.
@@ -295,6 +425,21 @@ pub struct WarmupPlan {
     pub flush_cache_timeout: Duration,
 }
 
+/// Time-based runs (genai-bench's and vLLM's ways of bounding a run by the clock) and the
+/// windows their figures are cut into.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TimePlan {
+    /// Send for this long (cycling through the dataset), then let what is in flight finish.
+    pub duration: Option<Duration>,
+    /// Send at most this many requests (cycling through the dataset).
+    pub max_requests: Option<usize>,
+    /// Fractions of the run left out of the steady-state figures at its start and end.
+    pub warmup_ratio: f64,
+    pub cooldown_ratio: f64,
+    /// Figures per slice of this length.
+    pub slice: Option<Duration>,
+}
+
 /// What is computed beyond bench_serving's fixed set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsPlan {
@@ -302,6 +447,11 @@ pub struct MetricsPlan {
     pub percentiles: Vec<f64>,
     /// Goodput SLOs (none: no goodput).
     pub slos: Slos,
+    /// bench_serving's --cache-report: ask SGLang's OpenAI routes for cached-token details
+    /// and report the prefix-cache hits as upstream's `cache_report`.
+    pub cache_report: bool,
+    /// Poll the server's /metrics this often during each measured run.
+    pub scrape_metrics: Option<Duration>,
 }
 
 /// Where the results go.
@@ -384,6 +534,81 @@ impl BenchPlan {
         if d.tokenize_prompt && self.backend.api() == Api::Chat {
             return Err(PlanError::TokenIdsToChat);
         }
+        if !self.backend.lists_models() && self.server.model.is_none() {
+            return Err(PlanError::ModelRequired(self.backend.name()));
+        }
+        let sessions = matches!(
+            d.name,
+            Some(DatasetName::Mooncake | DatasetName::AgenticTrace | DatasetName::Openai)
+        ) || (d.name == Some(DatasetName::GeneratedSharedPrefix)
+            && d.shared_prefix.num_turns > 1);
+        if sessions
+            && !matches!(
+                self.backend.api(),
+                Api::Native | Api::Completions | Api::Chat
+            )
+        {
+            return Err(PlanError::ConversationsOn(self.backend.name()));
+        }
+        let m = &d.mooncake;
+        if !(m.slowdown_factor.is_finite() && m.slowdown_factor > 0.0) {
+            return Err(PlanError::SlowdownFactor(m.slowdown_factor));
+        }
+        if m.num_rounds == 0 || d.shared_prefix.num_turns == 0 {
+            return Err(PlanError::Rounds);
+        }
+        if m.block_tokens == 0 {
+            return Err(PlanError::BlockTokens);
+        }
+        if let Some(l) = &self.requests.lora {
+            let several = l.names.len() >= 2;
+            match l.distribution {
+                _ if l.names.is_empty() => return Err(PlanError::Lora),
+                LoraDistribution::Distinct | LoraDistribution::Skewed { .. } if !several => {
+                    return Err(PlanError::Lora);
+                }
+                LoraDistribution::Skewed { alpha } if !(alpha.is_finite() && alpha > 1.0) => {
+                    return Err(PlanError::Lora);
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = &self.search {
+            if self.sweep.is_some() {
+                return Err(PlanError::SearchAndSweep);
+            }
+            if self.metrics.slos.is_empty() {
+                return Err(PlanError::SearchNeedsSlo);
+            }
+            let target_ok = s.goodput_target > 0.0 && s.goodput_target <= 1.0;
+            let start_ok = s.start.is_none_or(|v| v.is_finite() && v >= 1e-6);
+            let resolution_ok = s.resolution.is_finite() && s.resolution > 0.0;
+            if !target_ok || !start_ok || !resolution_ok || s.max_probes == 0 {
+                return Err(PlanError::Search);
+            }
+        }
+        let t = &self.time;
+        let ratios = t.warmup_ratio + t.cooldown_ratio;
+        if !(0.0..1.0).contains(&t.warmup_ratio)
+            || !(0.0..1.0).contains(&t.cooldown_ratio)
+            || ratios >= 1.0
+        {
+            return Err(PlanError::Windows(t.warmup_ratio, t.cooldown_ratio));
+        }
+        if t.duration.is_some_and(|d| d.is_zero())
+            || t.slice.is_some_and(|d| d.is_zero())
+            || t.max_requests == Some(0)
+        {
+            return Err(PlanError::TimeLimits);
+        }
+        if t.duration.is_some()
+            && !a.request_rate.is_finite()
+            && a.ramp.is_none()
+            && a.max_concurrency.is_none()
+            && self.sweep.is_none()
+        {
+            return Err(PlanError::DurationAtInfiniteRate);
+        }
         if let GroupDistribution::Zipf { alpha } = d.shared_prefix.distribution
             && !(alpha.is_finite() && alpha > 0.0)
         {
@@ -457,7 +682,20 @@ pub(crate) mod tests {
                     send_routing_key: false,
                     ordered: false,
                     distribution: GroupDistribution::Uniform,
+                    num_turns: 1,
                 },
+                mooncake: MooncakePlan {
+                    workload: "conversation".into(),
+                    slowdown_factor: 1.0,
+                    num_rounds: 1,
+                    history: crate::session::History::Real,
+                    block_tokens: 512,
+                },
+                traces: TraceDatasetPlan {
+                    speed_bench_output_len: 512,
+                    ..Default::default()
+                },
+                use_trace_timestamps: false,
                 seed: 42,
                 retokenize: true,
             },
@@ -467,6 +705,12 @@ pub(crate) mod tests {
                 extra_body: Map::new(),
                 ignore_eos: true,
                 continuous_usage_stats: false,
+                flags: RequestFlags {
+                    logprob_start_len: -1,
+                    ..Default::default()
+                },
+                lora: None,
+                stream: true,
                 timeout: Duration::from_secs(6 * 3600),
                 read_timeout: None,
             },
@@ -477,6 +721,8 @@ pub(crate) mod tests {
                 max_concurrency: None,
             },
             sweep: None,
+            search: None,
+            time: TimePlan::default(),
             warmup: WarmupPlan {
                 connection_ramp: 256,
                 requests: 1,
@@ -486,6 +732,8 @@ pub(crate) mod tests {
             metrics: MetricsPlan {
                 percentiles: vec![50.0, 90.0, 95.0, 99.0, 99.9],
                 slos: Vec::new(),
+                cache_report: false,
+                scrape_metrics: None,
             },
             outputs: OutputPlan::default(),
             profile: ProfileArgs {

@@ -7,11 +7,10 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::arrival::Arrivals;
 use crate::beyond::{self, Beyond, ClientCpu};
-use crate::client::{Prepared, Target};
+use crate::client::Target;
 use crate::control;
-use crate::driver;
+use crate::driver::{self, Limits, Schedule, Work};
 use crate::error::{BenchError, Result};
 use crate::metrics::{self, Summary};
 use crate::observer::BenchObserver;
@@ -19,7 +18,9 @@ use crate::plan::{Api, BenchPlan};
 use crate::profile::ProfileEndpoint;
 use crate::profile::bench::{ProfileReport, ProfileRun};
 use crate::record::RequestRecord;
+use crate::scrape::{Scraped, Scraper};
 use crate::tokenizer::BenchTokenizer;
+use crate::windows;
 
 /// What every point of a run shares.
 pub struct PointContext<'a> {
@@ -44,6 +45,7 @@ pub struct PointResult {
     pub server_info: Value,
     pub accept_length: Option<f64>,
     pub profile: Option<ProfileReport>,
+    pub server_metrics: Option<Scraped>,
 }
 
 fn env_true(name: &str) -> bool {
@@ -56,17 +58,20 @@ fn accept_length(info: &Value) -> Option<f64> {
     info["internal_states"][0]["avg_spec_accept_length"].as_f64()
 }
 
+/// `schedule`: when each item of `work` is due.
 pub async fn run_point(
     ctx: &PointContext<'_>,
-    requests: Arc<Vec<Prepared>>,
-    warmup: &Prepared,
+    work: Work,
+    warmup: Work,
     max_concurrency: Option<usize>,
-    arrivals: Arrivals,
+    schedule: Schedule,
 ) -> Result<PointResult> {
     let plan = ctx.plan;
     let before = &plan.warmup;
-    let n = requests.len();
-    let connections = n.min(max_concurrency.unwrap_or(n));
+    let connections = match &schedule {
+        Schedule::At(o) => o.len().min(max_concurrency.unwrap_or(o.len())),
+        Schedule::ClosedLoop { slots, .. } => *slots,
+    };
     if before.connection_ramp > 0 {
         let opened = ctx
             .target
@@ -79,10 +84,11 @@ pub async fn run_point(
         ctx.observer.warmup_started(before.requests);
         let w = driver::drive(
             ctx.target.clone(),
-            Arc::new(vec![warmup.clone(); before.requests]),
-            vec![0.0; before.requests],
+            warmup,
+            Schedule::At(vec![0.0; before.requests]),
             max_concurrency,
             None,
+            Limits::default(),
         )
         .await;
         if let Some(first) = w
@@ -122,18 +128,37 @@ pub async fn run_point(
         None
     };
 
-    let offsets = arrivals.offsets(n, plan.dataset.seed);
+    let scraper = plan.metrics.scrape_metrics.map(|every| {
+        Scraper::start(
+            control::server(ctx.client, ctx.base_url, ctx.headers),
+            every,
+        )
+    });
     let cpu0 = beyond::process_cpu_seconds();
-    ctx.observer.requests_started(n);
+    let expected = match &schedule {
+        Schedule::At(o) if o.len() == work.len() => work.requests(),
+        Schedule::At(o) => o.len() * work.requests() / work.len().max(1),
+        // Unknown ahead of a closed loop's deadline.
+        Schedule::ClosedLoop { .. } => 0,
+    };
+    ctx.observer.requests_started(expected);
+    let limits = Limits {
+        stop_after: plan.time.duration.map(|d| d.as_secs_f64()),
+    };
     let driven = driver::drive(
         ctx.target.clone(),
-        requests,
-        offsets,
+        work,
+        schedule,
         max_concurrency,
         Some(ctx.observer.clone()),
+        limits,
     )
     .await;
     ctx.observer.requests_finished();
+    let server_metrics = match scraper {
+        Some(s) => Some(s.finish(driven.t0).await),
+        None => None,
+    };
     let cpu = ClientCpu {
         seconds: beyond::process_cpu_seconds() - cpu0,
         wall: driven.duration,
@@ -178,12 +203,18 @@ pub async fn run_point(
     }
     let native = backend.api() == Api::Native;
     let summary = metrics::summarize(&records, driven.duration, native, retokenized.as_deref());
-    let beyond = beyond::summarize(
+    let mut beyond = beyond::summarize(
         &records,
         driven.duration,
         &plan.metrics.percentiles,
         &plan.metrics.slos,
     );
+    let t = &plan.time;
+    beyond.steady =
+        windows::steady_state(&records, driven.duration, t.warmup_ratio, t.cooldown_ratio);
+    if let Some(slice) = t.slice {
+        beyond.slices = windows::slices(&records, driven.duration, slice.as_secs_f64());
+    }
     Ok(PointResult {
         records,
         retokenized,
@@ -193,6 +224,7 @@ pub async fn run_point(
         server_info,
         accept_length,
         profile,
+        server_metrics,
     })
 }
 

@@ -33,6 +33,12 @@ pub struct RequestRecord {
     /// OpenAI routes: byte offset in `generated_text` after each content chunk.
     pub text_ends: Vec<u32>,
     pub generated_text: String,
+    /// Prompt tokens the server found in its prefix cache (`cached_tokens` of usage details
+    /// or meta_info; None: not reported).
+    pub cached_tokens: Option<usize>,
+    /// Multi-turn workloads: the conversation this round belongs to, and the round's index.
+    pub session: Option<u32>,
+    pub turn: u32,
 }
 
 impl RequestRecord {

@@ -36,7 +36,12 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
     put("tag", json!(info.tag));
     put("backend", json!(info.backend));
     put("dataset_name", json!(info.dataset_name));
-    put("request_rate", rate_json(info.request_rate));
+    // bench_serving writes "trace" for a replay of the dataset's timestamps.
+    if info.rate_label == "trace" {
+        put("request_rate", json!("trace"));
+    } else {
+        put("request_rate", rate_json(info.request_rate));
+    }
     put("max_concurrency", json!(info.max_concurrency));
     put("sharegpt_output_len", json!(info.sharegpt_output_len));
     put("random_input_len", json!(info.random_input_len));
@@ -74,6 +79,18 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
     put("accept_length", json!(info.accept_length));
     put("max_output_tokens_per_s", json!(s.max_output_tokens_per_s));
     put("max_concurrent_requests", json!(s.max_concurrent_requests));
+    if info.cache_report {
+        // loupe servers (and SGLang without tier details) report one tier: the device's.
+        let c = &b.cache;
+        let cached = c.cached_tokens.unwrap_or(0);
+        put(
+            "cache_report",
+            json!({"total_prompt_tokens": c.prompt_tokens, "total_cached_tokens": cached,
+                   "cache_hit_rate_pct": (c.hit_pct().unwrap_or(0.0) * 100.0).round() / 100.0,
+                   "device_cached_tokens": cached, "host_cached_tokens": null,
+                   "storage_cached_tokens": null, "storage_backend": null}),
+        );
+    }
     if let Some(g) = &b.goodput {
         let slos: Map<String, Value> = g
             .slos_ms
@@ -117,6 +134,73 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
         .collect();
     m.insert("hdr_percentiles_ms".into(), Value::Object(hdr));
     m.insert("output_len_assumed".into(), json!(b.output_len_assumed));
+    m.insert("cached_tokens_total".into(), json!(b.cache.cached_tokens));
+    m.insert("cache_hit_rate_pct".into(), json!(b.cache.hit_pct()));
+    let check = &b.prompt_len_check;
+    m.insert(
+        "prompt_len_check".into(),
+        json!({"checked": check.checked, "off_by_more_than_5pct": check.off,
+               "mean_server_over_intended": check.mean_ratio}),
+    );
+    let window = |w: &crate::windows::WindowFigures| {
+        json!({"start_s": w.start, "end_s": w.end, "completed": w.completed, "failed": w.failed,
+               "request_throughput": w.request_throughput,
+               "output_throughput": w.output_throughput,
+               "mean_ttft_ms": w.ttft.mean, "p99_ttft_ms": w.ttft.p99,
+               "mean_tpot_ms": w.tpot.mean, "p99_tpot_ms": w.tpot.p99,
+               "mean_e2e_latency_ms": w.e2e.mean, "p99_e2e_latency_ms": w.e2e.p99})
+    };
+    if let Some(sm) = &info.server_metrics {
+        let series: Vec<Value> = sm
+            .series
+            .iter()
+            .map(|s| {
+                let labels: Map<String, Value> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect();
+                json!({"name": s.name, "labels": labels,
+                       "t": s.points.iter().map(|p| p.0).collect::<Vec<_>>(),
+                       "v": s.points.iter().map(|p| p.1).collect::<Vec<_>>()})
+            })
+            .collect();
+        let mm =
+            |m: Option<crate::scrape::MeanMax>| m.map(|m| json!({"mean": m.mean, "max": m.max}));
+        let su = &sm.summary;
+        m.insert(
+            "server_metrics".into(),
+            json!({"interval_ms": sm.interval.as_millis() as u64, "scrapes": sm.scrapes,
+                   "summary": {"queue": mm(su.queue), "running": mm(su.running),
+                               "kv_usage": mm(su.kv_usage), "preemptions": su.preemptions,
+                               "cache_hit_pct": su.cache_hit_pct},
+                   "warning": sm.warning, "series": series}),
+        );
+    }
+    if let Some(w) = &b.steady {
+        m.insert("steady_state".into(), window(w));
+    }
+    if !b.slices.is_empty() {
+        m.insert(
+            "slices".into(),
+            json!(b.slices.iter().map(window).collect::<Vec<_>>()),
+        );
+    }
+    if !b.turns.is_empty() {
+        let turns: Vec<Value> = b
+            .turns
+            .iter()
+            .map(|t| {
+                json!({"turn": t.turn, "requests": t.requests, "completed": t.completed,
+                       "mean_ttft_ms": t.ttft.mean, "median_ttft_ms": t.ttft.median,
+                       "p99_ttft_ms": t.ttft.p99, "mean_tpot_ms": t.tpot.mean,
+                       "median_tpot_ms": t.tpot.median, "p99_tpot_ms": t.tpot.p99,
+                       "prompt_tokens": t.prompt_tokens, "cached_tokens": t.cached_tokens,
+                       "cache_hit_rate_pct": t.cache_hit_pct()})
+            })
+            .collect();
+        m.insert("per_turn".into(), json!(turns));
+    }
     if let Some(c) = &info.cpu {
         m.insert("client_cpu_seconds".into(), json!(c.seconds));
         m.insert(
@@ -171,6 +255,20 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
             "errors".into(),
             json!(recs.iter().map(|x| &x.error).collect::<Vec<_>>()),
         );
+        m.insert(
+            "cached_tokens".into(),
+            json!(recs.iter().map(|x| x.cached_tokens).collect::<Vec<_>>()),
+        );
+        if recs.iter().any(|x| x.session.is_some()) {
+            m.insert(
+                "sessions".into(),
+                json!(recs.iter().map(|x| x.session).collect::<Vec<_>>()),
+            );
+            m.insert(
+                "turns".into(),
+                json!(recs.iter().map(|x| x.turn).collect::<Vec<_>>()),
+            );
+        }
         if let Some(rt) = &r.retokenized {
             m.insert("output_lens_retokenized".into(), json!(rt));
         }

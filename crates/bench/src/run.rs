@@ -7,21 +7,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use loupe_server::RunningServer;
-use reqwest::header::HeaderMap;
-use serde_json::Value;
 
 use crate::arrival::{Arrivals, py_float};
 use crate::client::{BodyOptions, Prepared, Target};
-use crate::control;
 use crate::dataset::{self, DatasetConfig, Scenario};
+use crate::discover::{Discovery, discover};
+use crate::driver::Work;
 use crate::error::{BenchError, Result};
 use crate::observer::{BenchObserver, DatasetReady, RunStart};
 use crate::outcome::{BenchOutcome, RunInfo, RunOutcome};
-use crate::plan::{Api, BenchPlan, DatasetName, ServerTarget, Sweep};
+use crate::plan::{Api, BenchPlan, DatasetName, ServerTarget};
 use crate::point::{PointContext, PointResult, run_point};
+use crate::points::{Point, point_label, points, schedule};
 use crate::report;
+use crate::request_keys;
+use crate::search::{self, Knob, Probe, SearchReport};
+use crate::session::{Rendering, SessionWork};
 use crate::summary;
-use crate::tokenizer::BenchTokenizer;
 
 /// Let this process hold as many sockets as the hard limit allows (bench_serving does the
 /// same): tens of thousands of streams need more than the usual 1024 descriptors.
@@ -100,130 +102,13 @@ async fn start_embedded(model: &str, observer: &dyn BenchObserver) -> Result<Run
     Ok(s)
 }
 
-/// What the server says about itself, and the client tokenizer that goes with it.
-struct Discovery {
-    /// Control requests only (readiness, info, flush, profiling): the generation requests
-    /// have their own transport (`http1`).
-    client: reqwest::Client,
-    headers: HeaderMap,
-    /// The model name to send.
-    model: String,
-    tokenizer: Option<BenchTokenizer>,
-    /// The server's vocabulary size (random-ids without a tokenizer).
-    vocab: Option<usize>,
-}
-
-fn vocab_of(info: Option<&Value>) -> Option<usize> {
-    let i = info?;
-    i["vocab_size"]
-        .as_u64()
-        .or(i["hf_config"]["vocab_size"].as_u64())
-        .map(|v| v as usize)
-}
-
-/// Wait for the server, find the model (the plan's, else the first of /v1/models) and the
-/// tokenizer (the plan's, else the server's /model_info tokenizer_path when it is readable).
-async fn discover(
-    plan: &BenchPlan,
-    base_url: &str,
-    observer: &dyn BenchObserver,
-) -> Result<Discovery> {
-    let s = &plan.server;
-    let client = control::http_client()?;
-    let headers = control::headers(s.api_key.as_deref(), &s.headers)?;
-    let models = if !s.ready_check_timeout.is_zero() {
-        let wait = s.ready_check_timeout.as_secs_f64();
-        Some(control::wait_ready(&client, base_url, &headers, wait).await?)
-    } else {
-        None
-    };
-    let model = match &s.model {
-        Some(m) => m.clone(),
-        None => {
-            let models = match models {
-                Some(m) => m,
-                None => {
-                    control::get_json(&client, &format!("{base_url}/v1/models"), &headers).await?
-                }
-            };
-            models["data"][0]["id"]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    BenchError::http(
-                        format!("{base_url}/v1/models"),
-                        "lists no model; pass --model",
-                    )
-                })?
-        }
-    };
-    let model_info = control::get_json(&client, &format!("{base_url}/model_info"), &headers)
-        .await
-        .ok();
-    let tokenizer = BenchTokenizer::resolve(s.tokenizer.as_deref(), model_info.as_ref())?;
-    observer.tokenizer(tokenizer.as_ref().map(|t| t.source.as_path()));
-    Ok(Discovery {
-        client,
-        headers,
-        model: s.served_model_name.clone().unwrap_or(model),
-        tokenizer,
-        vocab: vocab_of(model_info.as_ref()),
-    })
-}
-
-/// One setting of a sweep.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Point {
-    max_concurrency: Option<usize>,
-    rate: f64,
-}
-
-fn points(plan: &BenchPlan) -> Vec<Point> {
-    let a = &plan.arrivals;
-    match &plan.sweep {
-        Some(Sweep::MaxConcurrency(c)) => c
-            .iter()
-            .map(|&c| Point {
-                max_concurrency: Some(c),
-                rate: a.request_rate,
-            })
-            .collect(),
-        Some(Sweep::RequestRate(r)) => r
-            .iter()
-            .map(|&r| Point {
-                max_concurrency: a.max_concurrency,
-                rate: r,
-            })
-            .collect(),
-        None => vec![Point {
-            max_concurrency: a.max_concurrency,
-            rate: a.request_rate,
-        }],
-    }
-}
-
-fn point_label(sweep: Option<&Sweep>, p: &Point, scenario: Option<&Scenario>) -> String {
-    let mut parts = Vec::new();
-    if let Some(s) = scenario {
-        parts.push(s.label());
-    }
-    match sweep {
-        Some(Sweep::MaxConcurrency(_)) => {
-            parts.push(format!("concurrency {}", p.max_concurrency.unwrap_or(0)));
-        }
-        Some(Sweep::RequestRate(_)) => parts.push(format!("rate {}", py_float(p.rate))),
-        None => {}
-    }
-    if parts.is_empty() {
-        parts.push("run".into());
-    }
-    parts.join(" ")
-}
-
-/// One scenario's requests (the dataset's when there are no scenarios), serialized.
+/// One scenario's requests (the dataset's when there are no scenarios), serialized; or its
+/// conversations, whose rounds are serialized as they go.
 struct Workload {
-    requests: Arc<Vec<Prepared>>,
-    warmup: Prepared,
+    work: Work,
+    warmup: Work,
+    /// The dataset's own start times (a trace replay), in place of the arrival process.
+    trace_offsets: Option<Vec<f64>>,
 }
 
 fn build_workload(
@@ -249,28 +134,101 @@ fn build_workload(
         apply_chat_template: d.apply_chat_template,
         prompt_suffix: &d.prompt_suffix,
         gsp: &d.shared_prefix,
+        mooncake: &d.mooncake,
+        traces: &d.traces,
         seed: d.seed,
         scenario,
     };
-    let data = dataset::build(&cfg, found.tokenizer.as_ref(), found.vocab)?;
+    let data = dataset::build(&cfg, found.tokenizer.as_deref(), found.vocab)?;
+    if !data.sessions.is_empty() {
+        return session_workload(plan, found, body, data, observer);
+    }
+    let adapters = lora_of(plan, data.prompts.len(), body.api);
     let prepared: Vec<Prepared> = data
         .prompts
         .iter()
-        .map(|p| body.prepare(p, p.output_len))
+        .enumerate()
+        .map(|(i, p)| body.prepare_with(p, p.output_len, adapters.get(i)))
         .collect::<std::result::Result<_, String>>()
         .map_err(BenchError::Usage)?;
+    // bench_serving warms up with the first adapter.
     let first = &data.prompts[0];
     let warmup = body
-        .prepare(first, first.output_len.min(32))
+        .prepare_with(first, first.output_len.min(32), adapters.first())
         .map_err(BenchError::Usage)?;
     observer.dataset_ready(&DatasetReady {
         notes: &data.notes,
         input_tokens: prepared.iter().map(|p| p.prompt_len).sum(),
         output_tokens: prepared.iter().map(|p| p.output_len).sum(),
     });
+    let n = plan.warmup.requests;
     Ok(Workload {
-        requests: Arc::new(prepared),
-        warmup,
+        work: Work::Requests(Arc::new(prepared)),
+        warmup: Work::Requests(Arc::new(vec![warmup; n])),
+        trace_offsets: None,
+    })
+}
+
+/// Each request's LoRA body keys (empty without --lora-name).
+fn lora_of(
+    plan: &BenchPlan,
+    n: usize,
+    api: Api,
+) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    match &plan.requests.lora {
+        Some(l) => request_keys::lora_choices(l, n, plan.dataset.seed)
+            .into_iter()
+            .map(|a| request_keys::lora_keys(api, a))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Conversations: the trace's start times when it is replayed (--use-trace-timestamps, or
+/// mooncake at the default infinite rate, as bench_serving replays it).
+fn session_workload(
+    plan: &BenchPlan,
+    found: &Discovery,
+    body: &BodyOptions,
+    mut data: dataset::Dataset,
+    observer: &dyn BenchObserver,
+) -> Result<Workload> {
+    let adapters = lora_of(plan, data.sessions.len(), body.api);
+    for (c, keys) in data.sessions.iter_mut().zip(adapters) {
+        c.extra.extend(keys);
+    }
+    let replay = data.timed()
+        && (plan.dataset.use_trace_timestamps || !plan.arrivals.request_rate.is_finite());
+    let trace_offsets = replay.then(|| data.sessions.iter().map(|c| c.at.unwrap_or(0.0)).collect());
+    let rendering = Rendering {
+        api: body.api,
+        tokenizer: found.tokenizer.clone(),
+    };
+    // bench_serving's warmup sends the whole first conversation, at most 32 tokens a round.
+    let mut first = data.sessions[0].clone();
+    first
+        .turns
+        .iter_mut()
+        .for_each(|t| t.output_len = t.output_len.min(32));
+    let warmup = SessionWork {
+        sessions: vec![first; plan.warmup.requests],
+        body: body.clone(),
+        rendering: rendering.clone(),
+    };
+    let turns = data.sessions.iter().flat_map(|c| &c.turns);
+    observer.dataset_ready(&DatasetReady {
+        notes: &data.notes,
+        input_tokens: turns.clone().filter_map(|t| t.prompt_len).sum(),
+        output_tokens: turns.map(|t| t.output_len).sum(),
+    });
+    Ok(Workload {
+        work: Work::Sessions(Arc::new(SessionWork {
+            sessions: data.sessions,
+            body: body.clone(),
+            rendering,
+        })),
+        warmup: Work::Sessions(Arc::new(warmup)),
+        trace_offsets,
     })
 }
 
@@ -289,6 +247,17 @@ fn run_outcome(
     if res.summary.completed == 0 {
         warnings.push("every request failed: the figures above describe nothing".into());
     }
+    if let Some(w) = res.server_metrics.as_ref().and_then(|m| m.warning.clone()) {
+        warnings.push(w);
+    }
+    if plan.metrics.cache_report && res.beyond.cache.cached_tokens.is_none() {
+        warnings.push(format!(
+            "--cache-report: the server reported no cached tokens (backend {}; SGLang reports \
+             them on /generate, and on its OpenAI routes when launched with \
+             --enable-cache-report)",
+            plan.backend.name()
+        ));
+    }
     let d = &plan.dataset;
     RunOutcome {
         label,
@@ -304,11 +273,13 @@ fn run_outcome(
             random_output_len: r.output_len,
             random_range_ratio: d.random_range_ratio,
             tag: plan.outputs.tag.clone(),
+            cache_report: plan.metrics.cache_report,
             traffic_scenario: scenario.map(Scenario::label),
             server_info: res.server_info,
             accept_length: res.accept_length,
             cpu: Some(res.cpu),
             profile: res.profile,
+            server_metrics: res.server_metrics,
             warnings,
         },
         summary: res.summary,
@@ -319,14 +290,15 @@ fn run_outcome(
     }
 }
 
-/// Every scenario x sweep point, each appending its JSONL record as it ends.
+/// Every scenario x sweep point (or search probe), each appending its JSONL record as it
+/// ends.
 async fn sweep(
     plan: &BenchPlan,
     r: &Resolved,
     base_url: &str,
     found: &Discovery,
     observer: &Arc<dyn BenchObserver>,
-) -> Result<Vec<RunOutcome>> {
+) -> Result<(Vec<RunOutcome>, Vec<(Option<String>, SearchReport)>)> {
     let api = plan.backend.api();
     let req = &plan.requests;
     let target = Arc::new(
@@ -336,6 +308,7 @@ async fn sweep(
             found.headers.clone(),
             req.timeout,
             req.read_timeout,
+            req.stream,
         )
         .await
         .map_err(BenchError::Usage)?,
@@ -347,7 +320,14 @@ async fn sweep(
         top_p: req.top_p,
         ignore_eos: req.ignore_eos,
         continuous_usage: req.continuous_usage_stats,
-        extra: req.extra_body.clone(),
+        cached_details: plan.metrics.cache_report && plan.backend.is_sglang(),
+        stream: req.stream,
+        // The flags' keys first: --extra-request-body overrides them, as upstream.
+        extra: {
+            let mut keys = request_keys::flag_keys(api, &req.flags);
+            keys.extend(req.extra_body.clone());
+            keys
+        },
     };
     let ctx = PointContext {
         plan,
@@ -355,7 +335,7 @@ async fn sweep(
         base_url,
         headers: &found.headers,
         target,
-        tokenizer: found.tokenizer.as_ref(),
+        tokenizer: found.tokenizer.as_deref(),
         embedded: r.embedded,
         observer,
     };
@@ -366,44 +346,132 @@ async fn sweep(
     };
     let points = points(plan);
     let mut runs = Vec::new();
+    let mut searches = Vec::new();
     for scenario in scenarios {
         let work = build_workload(plan, r, found, &body, scenario, observer.as_ref())?;
-        for p in &points {
-            let arrivals = Arrivals {
-                rate: p.rate,
-                burstiness: plan.arrivals.burstiness,
-                ramp: plan
-                    .arrivals
-                    .ramp
-                    .map(|ramp| (ramp.strategy, ramp.start_rps, ramp.end_rps)),
-            };
-            let label = point_label(plan.sweep.as_ref(), p, scenario);
-            let workload = scenario.map_or(r.dataset.name().to_string(), Scenario::label);
-            observer.run_started(&RunStart {
-                label: &label,
-                requests: work.requests.len(),
-                base_url,
-                backend: plan.backend.name(),
-                workload: &workload,
-                rate: &arrivals.label(),
-                max_concurrency: p.max_concurrency,
-            });
-            let res = run_point(
-                &ctx,
-                work.requests.clone(),
-                &work.warmup,
-                p.max_concurrency,
-                arrivals,
-            )
-            .await?;
-            let run = run_outcome(plan, r, label, p, &arrivals, scenario, res);
-            observer.run_finished(&run);
-            report::append_jsonl(&r.jsonl, &report::record(&run, plan.outputs.details))
-                .map_err(|e| BenchError::io(r.jsonl.display(), e))?;
-            runs.push(run);
+        let one = PointRunner {
+            plan,
+            r,
+            base_url,
+            ctx: &ctx,
+            work: &work,
+            scenario,
+            observer,
+        };
+        match &plan.search {
+            Some(sp) => {
+                let a = &plan.arrivals;
+                let start = sp.start.unwrap_or(match sp.knob {
+                    Knob::RequestRate if a.request_rate.is_finite() => a.request_rate,
+                    Knob::MaxConcurrency => a.max_concurrency.unwrap_or(1) as f64,
+                    Knob::RequestRate => 1.0,
+                });
+                let mut probes = Vec::new();
+                while let Some(v) = search::next(sp, start, &probes) {
+                    let (p, what) = match sp.knob {
+                        Knob::RequestRate => (
+                            Point {
+                                max_concurrency: a.max_concurrency,
+                                rate: v,
+                            },
+                            format!("rate {}", py_float(v)),
+                        ),
+                        Knob::MaxConcurrency => (
+                            Point {
+                                max_concurrency: Some(v as usize),
+                                rate: a.request_rate,
+                            },
+                            format!("concurrency {v}"),
+                        ),
+                    };
+                    let prefix = scenario.map_or(String::new(), |s| format!("{} ", s.label()));
+                    let run = one.run(&p, format!("{prefix}search {what}")).await?;
+                    let attainment = run
+                        .beyond
+                        .goodput
+                        .as_ref()
+                        .map_or(0.0, |g| g.slo_attainment);
+                    probes.push(Probe {
+                        value: v,
+                        attainment,
+                        meets: attainment >= sp.goodput_target,
+                    });
+                    runs.push(run);
+                }
+                searches.push((scenario.map(Scenario::label), search::report(sp, probes)));
+            }
+            None => {
+                for p in &points {
+                    let label = point_label(plan.sweep.as_ref(), p, scenario);
+                    runs.push(one.run(p, label).await?);
+                }
+            }
         }
     }
-    Ok(runs)
+    Ok((runs, searches))
+}
+
+/// What one run needs beside its point.
+struct PointRunner<'a> {
+    plan: &'a BenchPlan,
+    r: &'a Resolved,
+    base_url: &'a str,
+    ctx: &'a PointContext<'a>,
+    work: &'a Workload,
+    scenario: Option<&'a Scenario>,
+    observer: &'a Arc<dyn BenchObserver>,
+}
+
+impl PointRunner<'_> {
+    /// Run at `p`, append its JSONL record, and return it.
+    async fn run(&self, p: &Point, label: String) -> Result<RunOutcome> {
+        let (plan, r, work, scenario) = (self.plan, self.r, self.work, self.scenario);
+        let arrivals = Arrivals {
+            rate: p.rate,
+            burstiness: plan.arrivals.burstiness,
+            ramp: plan
+                .arrivals
+                .ramp
+                .map(|ramp| (ramp.strategy, ramp.start_rps, ramp.end_rps)),
+        };
+        let workload = scenario.map_or(r.dataset.name().to_string(), Scenario::label);
+        let rate = match &work.trace_offsets {
+            Some(_) => "trace".to_string(),
+            None => arrivals.label(),
+        };
+        self.observer.run_started(&RunStart {
+            label: &label,
+            requests: work.work.requests(),
+            base_url: self.base_url,
+            backend: plan.backend.name(),
+            workload: &workload,
+            rate: &rate,
+            max_concurrency: p.max_concurrency,
+        });
+        let sched = schedule(
+            plan,
+            &work.work,
+            work.trace_offsets.as_deref(),
+            &arrivals,
+            p.max_concurrency,
+        )?;
+        let res = run_point(
+            self.ctx,
+            work.work.clone(),
+            work.warmup.clone(),
+            p.max_concurrency,
+            sched,
+        )
+        .await?;
+        let mut run = run_outcome(plan, r, label, p, &arrivals, scenario, res);
+        if work.trace_offsets.is_some() {
+            run.info.rate_label = rate;
+        }
+        self.observer.run_finished(&run);
+        report::append_jsonl(&r.jsonl, &report::record(&run, plan.outputs.details))
+            .map_err(|e| BenchError::io(r.jsonl.display(), e))?;
+        Ok(run)
+    }
 }
 
 /// The whole-file outputs, once every run is done.
@@ -433,11 +501,12 @@ pub async fn run(plan: BenchPlan, observer: Arc<dyn BenchObserver>) -> Result<Be
         }
     };
     let found = discover(&plan, &base_url, observer.as_ref()).await?;
-    let runs = sweep(&plan, &resolved, &base_url, &found, &observer).await?;
+    let (runs, search) = sweep(&plan, &resolved, &base_url, &found, &observer).await?;
     let outcome = BenchOutcome {
         runs,
         jsonl: resolved.jsonl,
-        swept: plan.sweep.is_some(),
+        swept: plan.sweep.is_some() || plan.search.is_some(),
+        search,
     };
     observer.runs_finished(&outcome);
     write_outputs(&plan, &outcome)?;
@@ -499,45 +568,5 @@ mod tests {
         p.outputs.jsonl = Some("x.jsonl".into());
         let given = Resolved::of(&p);
         assert_eq!((given.num, given.jsonl), (5, PathBuf::from("x.jsonl")));
-    }
-
-    #[test]
-    fn sweep_points_and_their_labels() {
-        let mut p = plan();
-        p.arrivals.max_concurrency = Some(3);
-        assert_eq!(
-            points(&p),
-            [Point {
-                max_concurrency: Some(3),
-                rate: f64::INFINITY
-            }]
-        );
-        assert_eq!(point_label(None, &points(&p)[0], None), "run");
-
-        p.sweep = Some(Sweep::MaxConcurrency(vec![1, 4]));
-        let pts = points(&p);
-        assert_eq!(
-            pts.iter().map(|x| x.max_concurrency).collect::<Vec<_>>(),
-            [Some(1), Some(4)]
-        );
-        assert_eq!(
-            point_label(p.sweep.as_ref(), &pts[1], None),
-            "concurrency 4"
-        );
-        let sc = Scenario::parse("D(128,96)").unwrap();
-        assert_eq!(
-            point_label(p.sweep.as_ref(), &pts[0], Some(&sc)),
-            "D(128,96) concurrency 1"
-        );
-
-        p.sweep = Some(Sweep::RequestRate(vec![40.0, f64::INFINITY]));
-        let pts = points(&p);
-        assert!(pts.iter().all(|x| x.max_concurrency == Some(3)));
-        let labels: Vec<String> = pts
-            .iter()
-            .map(|x| point_label(p.sweep.as_ref(), x, None))
-            .collect();
-        assert_eq!(labels, ["rate 40.0", "rate inf"]);
-        assert_eq!(point_label(None, &pts[0], Some(&sc)), "D(128,96)");
     }
 }

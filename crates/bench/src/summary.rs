@@ -61,7 +61,7 @@ pub fn write_summary_csv(path: &Path, rows: &[RunRow]) -> std::io::Result<()> {
     write_csv(path, &SUMMARY_HEADER, rows)
 }
 
-const REQUEST_HEADER: [&str; 15] = [
+const REQUEST_HEADER: [&str; 17] = [
     "run",
     "index",
     "ok",
@@ -77,6 +77,8 @@ const REQUEST_HEADER: [&str; 15] = [
     "schedule_lag_ms",
     "chunks",
     "error",
+    "session",
+    "turn",
 ];
 
 /// `--output-csv`: one row per request of every run.
@@ -99,6 +101,8 @@ pub fn write_request_csv(path: &Path, runs: &[RunOutcome]) -> std::io::Result<()
                 full(r.schedule_lag() * 1e3),
                 (r.gaps.len() + usize::from(r.ttft > 0.0)).to_string(),
                 r.error.clone(),
+                r.session.map_or(String::new(), |s| s.to_string()),
+                r.turn.to_string(),
             ]
         })
     });
@@ -128,11 +132,13 @@ mod tests {
                 random_output_len: 1,
                 random_range_ratio: 0.0,
                 tag: None,
+                cache_report: false,
                 traffic_scenario: None,
                 server_info: serde_json::Value::Null,
                 accept_length: None,
                 cpu: None,
                 profile: None,
+                server_metrics: None,
                 warnings: Vec::new(),
             },
             summary: Summary::default(),

@@ -134,6 +134,30 @@ impl BenchTokenizer {
         self.special_tokens
     }
 
+    pub fn has_chat_template(&self) -> bool {
+        self.inner.has_chat_template()
+    }
+
+    /// A whole conversation through the chat template, generation prompt added, BOS removed
+    /// (the server adds it again).
+    pub fn chat_history(&self, messages: &[crate::session::Message]) -> Result<String> {
+        let messages: Vec<ChatMessage> = messages
+            .iter()
+            .map(|m| ChatMessage {
+                role: m.role.clone(),
+                content: m.content.clone(),
+            })
+            .collect();
+        let text = self
+            .inner
+            .apply_chat_template(&messages, true)
+            .map_err(|e| BenchError::Tokenizer(e.to_string()))?;
+        Ok(match &self.bos {
+            Some(b) if !b.is_empty() => text.replace(b.as_str(), ""),
+            _ => text,
+        })
+    }
+
     /// bench_serving's `--apply-chat-template`: one user turn, generation prompt, BOS removed
     /// (the server adds it again).
     pub fn chat(&self, prompt: &str) -> Result<String> {

@@ -11,6 +11,7 @@ use rand_distr::{Distribution, weighted::WeightedIndex};
 use super::{DatasetConfig, Prompt, PromptInput, draw_len};
 use crate::error::{BenchError, Result};
 use crate::plan::GroupDistribution;
+use crate::session::{Conversation, Message, Turn};
 use crate::tokenizer::BenchTokenizer;
 
 /// Random token ids from the whole vocabulary (bench_serving's `gen_prompt_ids`).
@@ -119,10 +120,75 @@ pub fn generate(
     Ok(prompts)
 }
 
+/// `--gsp-num-turns T > 1`: each generated prompt opens a conversation (`{system}\n\n{q0}`
+/// as its first user message), followed by T - 1 more random questions of the question
+/// length, as bench_serving; no system role, the group's routing key on every round.
+pub fn conversations(
+    cfg: &DatasetConfig<'_>,
+    tok: Option<&BenchTokenizer>,
+    server_vocab: Option<usize>,
+) -> Result<Vec<Conversation>> {
+    let Some(t) = tok.filter(|_| !cfg.tokenize_prompt) else {
+        return Err(BenchError::Usage(
+            "--gsp-num-turns > 1 sends chat histories as text: it needs a tokenizer and no \
+             --tokenize-prompt"
+                .into(),
+        ));
+    };
+    let firsts = generate(cfg, tok, server_vocab)?;
+    let vocab = server_vocab.map_or(t.vocab_size(), |v| v.min(t.vocab_size()));
+    let g = cfg.gsp;
+    // Its own stream, so the first rounds are the single-turn dataset's prompts.
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x7_0125);
+    firsts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let PromptInput::Text(first) = p.input else {
+                return Err(BenchError::Usage(
+                    "generated-shared-prefix: text expected".into(),
+                ));
+            };
+            let mut turns = vec![Turn {
+                messages: vec![Message::new("user", first)],
+                output_len: p.output_len,
+                prompt_len: None,
+            }];
+            for _ in 1..g.num_turns {
+                let n = draw_len(&mut rng, g.question_len, g.range_ratio, cfg.semantics);
+                let q = t.decode(&random_ids(&mut rng, vocab, n))?;
+                turns.push(Turn {
+                    messages: vec![Message::new("user", q)],
+                    output_len: p.output_len,
+                    prompt_len: None,
+                });
+            }
+            Ok(Conversation {
+                turns,
+                routing_key: p.routing_key,
+                session: i as u32,
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{DatasetName, RangeSemantics, SharedPrefixPlan};
+    use crate::plan::{
+        DatasetName, MooncakePlan, RangeSemantics, SharedPrefixPlan, TraceDatasetPlan,
+    };
+    use std::sync::LazyLock;
+
+    static MOONCAKE: LazyLock<MooncakePlan> = LazyLock::new(|| MooncakePlan {
+        workload: "conversation".into(),
+        slowdown_factor: 1.0,
+        num_rounds: 1,
+        history: crate::session::History::Real,
+        block_tokens: 512,
+    });
+    static TRACES: LazyLock<TraceDatasetPlan> = LazyLock::new(TraceDatasetPlan::default);
 
     fn gsp(distribution: GroupDistribution) -> SharedPrefixPlan {
         SharedPrefixPlan {
@@ -135,6 +201,7 @@ mod tests {
             send_routing_key: true,
             ordered: true,
             distribution,
+            num_turns: 1,
         }
     }
 
@@ -153,6 +220,8 @@ mod tests {
             apply_chat_template: false,
             prompt_suffix: "",
             gsp: g,
+            mooncake: &MOONCAKE,
+            traces: &TRACES,
             seed: 7,
             scenario: None,
         }
@@ -165,7 +234,7 @@ mod tests {
         assert_eq!(p.len(), 20);
         let ids = |i: usize| match &p[i].input {
             PromptInput::Ids(v) => v.clone(),
-            PromptInput::Text(_) => unreachable!(),
+            other => panic!("ids expected, got {other:?}"),
         };
         assert_eq!(ids(0)[..40], ids(4)[..40], "same group, same prefix");
         assert_ne!(ids(0)[..40], ids(5)[..40], "next group, another prefix");

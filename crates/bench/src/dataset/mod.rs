@@ -2,16 +2,23 @@
 //! `sharegpt`, `custom`, `generated-shared-prefix`) and genai-bench's traffic scenarios.
 //! Everything here happens before the run; nothing is tokenized while streams are timed.
 
+mod agentic;
 mod gsp;
+mod lines;
+mod longbench;
+mod mooncake;
+mod openai;
 mod random;
 pub mod scenario;
 mod sharegpt;
+mod speed_bench;
 
 use rand::RngExt;
 use rand::rngs::StdRng;
 
 use crate::error::{BenchError, Result};
-use crate::plan::{DatasetName, RangeSemantics, SharedPrefixPlan};
+use crate::plan::{DatasetName, MooncakePlan, RangeSemantics, SharedPrefixPlan, TraceDatasetPlan};
+use crate::session::Conversation;
 use crate::tokenizer::BenchTokenizer;
 
 pub use scenario::Scenario;
@@ -23,6 +30,8 @@ pub enum PromptInput {
     Text(String),
     /// Token ids (`--tokenize-prompt`, or no tokenizer to turn them into text).
     Ids(Vec<u32>),
+    /// A chat history, sent as is to chat routes (multi-turn rounds, openai lines).
+    Messages(Vec<crate::session::Message>),
 }
 
 /// One request to send.
@@ -51,15 +60,36 @@ pub struct DatasetConfig<'a> {
     pub apply_chat_template: bool,
     pub prompt_suffix: &'a str,
     pub gsp: &'a SharedPrefixPlan,
+    pub mooncake: &'a MooncakePlan,
+    pub traces: &'a TraceDatasetPlan,
     pub seed: u64,
     /// A genai-bench scenario replaces the dataset's lengths (prompts as random-ids).
     pub scenario: Option<&'a Scenario>,
 }
 
 /// The prompts, and anything the user should know about how they were made.
+#[derive(Default)]
 pub struct Dataset {
+    /// Single requests (empty when the dataset is conversations).
     pub prompts: Vec<Prompt>,
+    /// Conversations, each sent round by round (multi-turn datasets, openai lines).
+    pub sessions: Vec<Conversation>,
     pub notes: Vec<String>,
+}
+
+impl Dataset {
+    fn single(prompts: Vec<Prompt>, notes: Vec<String>) -> Self {
+        Dataset {
+            prompts,
+            sessions: Vec::new(),
+            notes,
+        }
+    }
+
+    /// The conversations carry their own start times (a trace replay).
+    pub fn timed(&self) -> bool {
+        !self.sessions.is_empty() && self.sessions.iter().all(|c| c.at.is_some())
+    }
 }
 
 /// A length drawn around `len` with `--random-range-ratio r`.
@@ -100,32 +130,70 @@ pub fn build(
     vocab: Option<usize>,
 ) -> Result<Dataset> {
     let mut notes = Vec::new();
-    let prompts = if let Some(sc) = cfg.scenario {
-        random::random_ids(cfg, tok, vocab, &mut notes, |rng| sc.draw(rng))?
+    let data = if let Some(sc) = cfg.scenario {
+        let p = random::random_ids(cfg, tok, vocab, &mut notes, |rng| sc.draw(rng))?;
+        Dataset::single(p, notes)
     } else {
         match cfg.name {
-            DatasetName::RandomIds => random::random_ids(cfg, tok, vocab, &mut notes, |rng| {
-                (
-                    draw_len(rng, cfg.input_len, cfg.range_ratio, cfg.semantics),
-                    draw_len(rng, cfg.output_len, cfg.range_ratio, cfg.semantics),
-                )
-            })?,
+            DatasetName::RandomIds => {
+                let p = random::random_ids(cfg, tok, vocab, &mut notes, |rng| {
+                    (
+                        draw_len(rng, cfg.input_len, cfg.range_ratio, cfg.semantics),
+                        draw_len(rng, cfg.output_len, cfg.range_ratio, cfg.semantics),
+                    )
+                })?;
+                Dataset::single(p, notes)
+            }
             DatasetName::Random => {
-                random::random_from_sharegpt(cfg, need(tok, "--dataset-name random")?, &mut notes)?
+                let p = random::random_from_sharegpt(
+                    cfg,
+                    need(tok, "--dataset-name random")?,
+                    &mut notes,
+                )?;
+                Dataset::single(p, notes)
             }
             DatasetName::Sharegpt | DatasetName::Custom => {
-                sharegpt::conversations(cfg, need(tok, "this dataset")?, &mut notes)?
+                let p = sharegpt::conversations(cfg, need(tok, "this dataset")?, &mut notes)?;
+                Dataset::single(p, notes)
             }
-            DatasetName::GeneratedSharedPrefix => gsp::generate(cfg, tok, vocab)?,
+            DatasetName::GeneratedSharedPrefix if cfg.gsp.num_turns > 1 => Dataset {
+                sessions: gsp::conversations(cfg, tok, vocab)?,
+                notes,
+                ..Default::default()
+            },
+            DatasetName::GeneratedSharedPrefix => {
+                Dataset::single(gsp::generate(cfg, tok, vocab)?, notes)
+            }
+            DatasetName::Mooncake => Dataset {
+                sessions: mooncake::sessions(cfg, tok, vocab, &mut notes)?,
+                notes,
+                ..Default::default()
+            },
+            DatasetName::AgenticTrace => Dataset {
+                sessions: agentic::sessions(cfg, &mut notes)?,
+                notes,
+                ..Default::default()
+            },
+            DatasetName::Openai => Dataset {
+                sessions: openai::requests(cfg, tok, &mut notes)?,
+                notes,
+                ..Default::default()
+            },
+            DatasetName::LongbenchV2 => {
+                Dataset::single(longbench::prompts(cfg, tok, &mut notes)?, notes)
+            }
+            DatasetName::SpeedBench => {
+                Dataset::single(speed_bench::prompts(cfg, tok, &mut notes)?, notes)
+            }
         }
     };
-    if prompts.is_empty() {
+    if data.prompts.is_empty() && data.sessions.is_empty() {
         return Err(BenchError::Usage(format!(
             "--dataset-name {}: no prompts were left after filtering",
             cfg.name.name()
         )));
     }
-    Ok(Dataset { prompts, notes })
+    Ok(data)
 }
 
 #[cfg(test)]

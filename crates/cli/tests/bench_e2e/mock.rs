@@ -41,6 +41,10 @@ pub struct Mock {
     arrivals: AtomicUsize,
     /// The client port of each /generate request (which connection it came on).
     pub ports: Mutex<Vec<u16>>,
+    /// Each /v1/chat/completions request body, in arrival order.
+    pub chats: Mutex<Vec<serde_json::Value>>,
+    /// (path, body) of each Triton, Truss and embeddings request.
+    pub others: Mutex<Vec<(String, serde_json::Value)>>,
 }
 
 pub struct MockServer {
@@ -54,6 +58,8 @@ pub async fn start(script: impl Fn(usize) -> Behaviour + Send + Sync + 'static) 
         script: Box::new(script),
         arrivals: AtomicUsize::new(0),
         ports: Mutex::new(Vec::new()),
+        chats: Mutex::new(Vec::new()),
+        others: Mutex::new(Vec::new()),
     });
     let app = Router::new()
         .route(
@@ -69,6 +75,10 @@ pub async fn start(script: impl Fn(usize) -> Behaviour + Send + Sync + 'static) 
             get(|| async { axum::Json(json!({"mock": true})) }),
         )
         .route("/generate", post(generate))
+        .route("/v1/chat/completions", post(chat))
+        .route("/v2/models/ensemble/generate_stream", post(trt))
+        .route("/v1/models/model:predict", post(truss))
+        .route("/v1/embeddings", post(embeddings))
         .with_state(mock.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -88,6 +98,75 @@ fn chunk(text: &str, tokens: usize) -> Bytes {
 }
 
 type Piece = Result<Bytes, std::io::Error>;
+
+fn sse(events: &[serde_json::Value], done: bool) -> Response {
+    let mut text: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    if done {
+        text.push_str("data: [DONE]\n\n");
+    }
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(text))
+        .unwrap()
+}
+
+/// Triton's stream: three `text_output` events and no [DONE].
+async fn trt(
+    State(m): State<Arc<Mock>>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> Response {
+    m.others.lock().unwrap().push(("trt".into(), body));
+    let ev: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|t| json!({"text_output": t}))
+        .collect();
+    sse(&ev, false)
+}
+
+/// Truss: completions-shaped events, then [DONE].
+async fn truss(
+    State(m): State<Arc<Mock>>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> Response {
+    m.others.lock().unwrap().push(("truss".into(), body));
+    let ev: Vec<_> = ["x", "y"]
+        .iter()
+        .map(|t| json!({"choices": [{"text": t}]}))
+        .collect();
+    sse(&ev, true)
+}
+
+async fn embeddings(
+    State(m): State<Arc<Mock>>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> axum::Json<serde_json::Value> {
+    m.others.lock().unwrap().push(("embeddings".into(), body));
+    axum::Json(json!({"data": [{"embedding": [0.1, 0.2]}], "usage": {"prompt_tokens": 7}}))
+}
+
+/// A chat stream whose reply names the request (`reply-<arrival index>`), so a test can find
+/// it in a later request's history; usage with the prompt's message count as its length.
+async fn chat(
+    State(m): State<Arc<Mock>>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> Response {
+    let i = {
+        let mut c = m.chats.lock().unwrap();
+        c.push(body.clone());
+        c.len() - 1
+    };
+    let n = body["messages"].as_array().map_or(0, Vec::len);
+    let text = format!(
+        "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+        json!({"choices": [{"delta": {"content": format!("reply-{i}")}}]}),
+        json!({"choices": [], "usage": {"prompt_tokens": n, "completion_tokens": 1,
+               "prompt_tokens_details": {"cached_tokens": n / 2}}})
+    );
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(text))
+        .unwrap()
+}
 
 async fn generate(
     State(m): State<Arc<Mock>>,

@@ -32,11 +32,20 @@ pub enum Backend {
     SglangOaiChat,
     VllmChat,
     LmdeployChat,
+    /// /v1/embeddings (latency only).
+    SglangEmbedding,
+    VllmEmbedding,
+    /// Triton TensorRT-LLM, /v2/models/ensemble/generate_stream (needs --model).
+    Trt,
+    /// Truss, /v1/models/model:predict (needs --model).
+    Truss,
+    /// Listed by bench_serving, which has no request function for it.
+    Gserver,
 }
 
-impl From<Backend> for plan::Backend {
-    fn from(b: Backend) -> Self {
-        match b {
+impl Backend {
+    fn plan(self) -> anyhow::Result<plan::Backend> {
+        Ok(match self {
             Backend::Sglang => plan::Backend::Sglang,
             Backend::SglangNative => plan::Backend::SglangNative,
             Backend::SglangOai => plan::Backend::SglangOai,
@@ -45,7 +54,15 @@ impl From<Backend> for plan::Backend {
             Backend::SglangOaiChat => plan::Backend::SglangOaiChat,
             Backend::VllmChat => plan::Backend::VllmChat,
             Backend::LmdeployChat => plan::Backend::LmdeployChat,
-        }
+            Backend::SglangEmbedding => plan::Backend::SglangEmbedding,
+            Backend::VllmEmbedding => plan::Backend::VllmEmbedding,
+            Backend::Trt => plan::Backend::Trt,
+            Backend::Truss => plan::Backend::Truss,
+            Backend::Gserver => bail!(
+                "--backend gserver: bench_serving has no request function for it (it raises \
+                 NotImplementedError at warmup), so loupe has nothing to match"
+            ),
+        })
     }
 }
 
@@ -62,17 +79,46 @@ pub enum DatasetName {
     Custom,
     /// Groups of prompts sharing a long system prompt (prefix-cache workloads).
     GeneratedSharedPrefix,
+    /// Mooncake trace replay: sessions at their timestamps, shared prefixes by hash_id block.
+    Mooncake,
+    /// Agent sessions (JSON): turns in order, the server's replies in the history.
+    AgenticTrace,
+    /// OpenAI chat requests, one JSONL line each (messages, tools, other body keys).
+    Openai,
+    /// LongBench-v2 rows (data.json or JSONL).
+    #[value(name = "longbench_v2")]
+    LongbenchV2,
+    /// SPEED-Bench rows (JSONL {category, turns}).
+    SpeedBench,
+    /// bench_serving's generated images (refused: not implemented).
+    Image,
+    /// MMMU Math with images (refused: not implemented).
+    Mmmu,
 }
 
-impl From<DatasetName> for plan::DatasetName {
-    fn from(d: DatasetName) -> Self {
-        match d {
+impl DatasetName {
+    fn plan(self) -> anyhow::Result<plan::DatasetName> {
+        Ok(match self {
+            DatasetName::Image | DatasetName::Mmmu => bail!(
+                "--dataset-name {}: image datasets are not implemented in loupe bench (the \
+                 image flags are refused too); use bench_serving for this run",
+                if self == DatasetName::Image {
+                    "image"
+                } else {
+                    "mmmu"
+                }
+            ),
+            DatasetName::Mooncake => plan::DatasetName::Mooncake,
+            DatasetName::AgenticTrace => plan::DatasetName::AgenticTrace,
+            DatasetName::Openai => plan::DatasetName::Openai,
+            DatasetName::LongbenchV2 => plan::DatasetName::LongbenchV2,
+            DatasetName::SpeedBench => plan::DatasetName::SpeedBench,
             DatasetName::Random => plan::DatasetName::Random,
             DatasetName::RandomIds => plan::DatasetName::RandomIds,
             DatasetName::Sharegpt => plan::DatasetName::Sharegpt,
             DatasetName::Custom => plan::DatasetName::Custom,
             DatasetName::GeneratedSharedPrefix => plan::DatasetName::GeneratedSharedPrefix,
-        }
+        })
     }
 }
 
@@ -108,6 +154,30 @@ impl From<RampUpStrategy> for plan::RampUpStrategy {
             RampUpStrategy::Exponential => plan::RampUpStrategy::Exponential,
         }
     }
+}
+
+/// Where a mooncake replay's assistant turns come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MooncakeHistory {
+    /// The server's reply to the round before; rounds in order.
+    Real,
+    /// bench_serving's: a canned reply, every round sent at once (for comparisons with it).
+    Canned,
+}
+
+/// `--lora-request-distribution`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoraDistribution {
+    Uniform,
+    Distinct,
+    Skewed,
+}
+
+/// `--search`: the load searched over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchKnob {
+    RequestRate,
+    MaxConcurrency,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -191,6 +261,8 @@ pub struct BenchArgs {
     pub traffic_scenario: Vec<String>,
     #[command(flatten)]
     pub gsp: GspArgs,
+    #[command(flatten)]
+    pub traces: TraceArgs,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Do not re-count generated text with the tokenizer (total_output_tokens_retokenized).
@@ -211,6 +283,31 @@ pub struct BenchArgs {
     /// Ask OpenAI routes for usage on every chunk, so per-token ITL needs no tokenizer.
     #[arg(long)]
     pub continuous_usage_stats: bool,
+    /// Non-streaming requests: TTFT is the whole latency, no ITL (bench_serving's).
+    #[arg(long)]
+    pub disable_stream: bool,
+    /// `bootstrap_host`/`bootstrap_room` for a decode server with a fake transfer backend.
+    #[arg(long)]
+    pub fake_prefill: bool,
+    /// Native `return_routed_experts` (server: --enable-return-routed-experts).
+    #[arg(long)]
+    pub return_routed_experts: bool,
+    #[arg(long)]
+    pub return_logprob: bool,
+    #[arg(long, default_value_t = 0)]
+    pub top_logprobs_num: usize,
+    #[arg(long, num_args = 1..)]
+    pub token_ids_logprob: Option<Vec<u32>>,
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub logprob_start_len: i64,
+    /// LoRA adapters; each request names one (native `lora_path`, OpenAI `model`).
+    #[arg(long, num_args = 1..)]
+    pub lora_name: Vec<String>,
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub lora_request_distribution: LoraDistribution,
+    /// skewed: adapter i drawn with weight alpha^-i (must be above 1).
+    #[arg(long, default_value_t = 1.5)]
+    pub lora_zipf_alpha: f64,
     /// Fail a request that takes longer than this many seconds in all.
     #[arg(long, default_value_t = 6.0 * 3600.0)]
     pub request_timeout: f64,
@@ -248,6 +345,27 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 256)]
     pub connection_ramp: usize,
 
+    // ---- time-based runs
+    /// Send for this many seconds (cycling through the dataset), then let what is in flight
+    /// finish; at an infinite rate, --max-concurrency workers in a closed loop.
+    #[arg(long, conflicts_with = "max_time_per_run")]
+    pub duration: Option<f64>,
+    /// genai-bench's spelling of --duration, in minutes.
+    #[arg(long)]
+    pub max_time_per_run: Option<f64>,
+    /// Send at most this many requests (cycling through the dataset).
+    #[arg(long)]
+    pub max_requests_per_run: Option<usize>,
+    /// Fraction of the run at its start left out of the steady-state figures.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_ratio: f64,
+    /// Fraction of the run at its end left out of the steady-state figures.
+    #[arg(long, default_value_t = 0.0)]
+    pub cooldown_ratio: f64,
+    /// Report figures per slice of this many seconds of the run.
+    #[arg(long)]
+    pub slice_duration: Option<f64>,
+
     // ---- sweeps
     /// Run once per value of --max-concurrency (comma-separated) and print one summary table.
     #[arg(long, value_delimiter = ',', conflicts_with = "sweep_request_rate")]
@@ -255,6 +373,24 @@ pub struct BenchArgs {
     /// Run once per value of --request-rate (comma-separated; inf allowed).
     #[arg(long, value_delimiter = ',')]
     pub sweep_request_rate: Vec<f64>,
+
+    /// Input:output token lengths, one run each (random-ids prompts), e.g. 128:128,1024:128.
+    #[arg(long, value_delimiter = ',', conflicts_with = "traffic_scenario")]
+    pub sweep_isl_osl: Vec<String>,
+    /// Find the highest load meeting --slo: bracketing, then bisection; every probe a run.
+    #[arg(long, value_enum, conflicts_with_all = ["sweep_max_concurrency", "sweep_request_rate"])]
+    pub search: Option<SearchKnob>,
+    /// The share of requests that must meet every SLO for a probe to pass.
+    #[arg(long, default_value_t = 0.9)]
+    pub goodput_target: f64,
+    /// The first probe (default: --request-rate or --max-concurrency when set, else 1).
+    #[arg(long)]
+    pub search_start: Option<f64>,
+    /// Stop when the request-rate bracket is narrower than this fraction (concurrency: 1).
+    #[arg(long, default_value_t = 0.1)]
+    pub search_resolution: f64,
+    #[arg(long, default_value_t = 12)]
+    pub search_max_probes: usize,
 
     // ---- reports
     /// Append the JSONL record here (default: bench_serving's auto-named file).
@@ -282,6 +418,14 @@ pub struct BenchArgs {
     /// bench_serving's spelling of the SLOs: ttft:500 tpot:50 e2el:3000.
     #[arg(long, num_args = 1..)]
     pub goodput: Vec<String>,
+
+    /// bench_serving's prefix-cache hit report (SGLang servers report cached tokens).
+    #[arg(long)]
+    pub cache_report: bool,
+    /// Poll the server's /metrics every MS milliseconds (1000 when given alone) during each
+    /// measured run: every series in the JSONL, queue/KV/preemption/cache-hit summary.
+    #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "1000")]
+    pub scrape_metrics: Option<u64>,
 
     #[command(flatten)]
     pub profile: ProfileFlags,
@@ -325,6 +469,70 @@ pub struct GspArgs {
     pub gsp_group_distribution: GroupDistribution,
     #[arg(long)]
     pub gsp_zipf_alpha: Option<f64>,
+}
+
+/// bench_serving's mooncake, agentic-trace and speed-bench flags, and loupe's for bad lines.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// Which published Mooncake trace --dataset-path holds: conversation, mooncake,
+    /// synthetic or toolagent.
+    #[arg(long, default_value = "conversation")]
+    pub mooncake_workload: String,
+    /// Stretch (> 1) or compress (< 1) the trace's time line.
+    #[arg(long, default_value_t = 1.0)]
+    pub mooncake_slowdown_factor: f64,
+    #[arg(long, default_value_t = 1)]
+    pub mooncake_num_rounds: usize,
+    /// real: rounds in order with the server's replies; canned: bench_serving's replay.
+    #[arg(long, value_enum, default_value = "real")]
+    pub mooncake_history: MooncakeHistory,
+    /// Tokens per hash_id block (Mooncake's convention).
+    #[arg(long, default_value_t = 512)]
+    pub mooncake_block_tokens: usize,
+    /// Replay the dataset's timestamps (mooncake replays them anyway at --request-rate inf).
+    #[arg(long)]
+    pub use_trace_timestamps: bool,
+    /// agentic-trace: start at this conversation (the list wraps around).
+    #[arg(long, default_value_t = 0)]
+    pub dataset_offset: usize,
+    /// agentic-trace: at most this many turns per conversation.
+    #[arg(long)]
+    pub agentic_max_turns: Option<usize>,
+    /// speed-bench: low_entropy, mixed or high_entropy (default: all).
+    #[arg(long)]
+    pub speed_bench_category: Option<String>,
+    #[arg(long, default_value_t = 512)]
+    pub speed_bench_output_len: usize,
+    /// Skip malformed dataset lines (each is counted in the run's notes) instead of stopping.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+}
+
+impl From<&TraceArgs> for plan::MooncakePlan {
+    fn from(t: &TraceArgs) -> Self {
+        plan::MooncakePlan {
+            workload: t.mooncake_workload.clone(),
+            slowdown_factor: t.mooncake_slowdown_factor,
+            num_rounds: t.mooncake_num_rounds,
+            history: match t.mooncake_history {
+                MooncakeHistory::Real => loupe_bench::session::History::Real,
+                MooncakeHistory::Canned => loupe_bench::session::History::Canned,
+            },
+            block_tokens: t.mooncake_block_tokens,
+        }
+    }
+}
+
+impl From<&TraceArgs> for plan::TraceDatasetPlan {
+    fn from(t: &TraceArgs) -> Self {
+        plan::TraceDatasetPlan {
+            dataset_offset: t.dataset_offset,
+            agentic_max_turns: t.agentic_max_turns,
+            speed_bench_category: t.speed_bench_category.clone(),
+            speed_bench_output_len: t.speed_bench_output_len,
+            skip_bad_lines: t.skip_bad_lines,
+        }
+    }
 }
 
 /// bench_serving's profiling flags.
@@ -457,7 +665,7 @@ fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
 
 impl BenchArgs {
     /// Where to send the requests: --base-url, else --host/--port, else the embedded server.
-    fn target(&self) -> plan::ServerTarget {
+    fn target(&self, backend: plan::Backend) -> plan::ServerTarget {
         if let Some(u) = &self.base_url {
             return plan::ServerTarget::Url(u.clone());
         }
@@ -472,16 +680,12 @@ impl BenchArgs {
         } else {
             host.to_string()
         };
-        let backend = plan::Backend::from(self.backend);
         let port = self.port.unwrap_or(backend.default_port());
         plan::ServerTarget::Url(format!("http://{host}:{port}"))
     }
 
     fn shared_prefix(&self) -> anyhow::Result<plan::SharedPrefixPlan> {
         let g = &self.gsp;
-        if g.gsp_num_turns != 1 {
-            bail!("--gsp-num-turns > 1 (multi-turn chat replay) is not implemented in loupe bench");
-        }
         let distribution = match (g.gsp_group_distribution, g.gsp_zipf_alpha) {
             (GroupDistribution::Zipf, None) => {
                 bail!("--gsp-group-distribution zipf needs --gsp-zipf-alpha")
@@ -502,6 +706,7 @@ impl BenchArgs {
             send_routing_key: g.gsp_send_routing_key,
             ordered: g.gsp_ordered,
             distribution,
+            num_turns: g.gsp_num_turns,
         })
     }
 
@@ -536,6 +741,24 @@ impl BenchArgs {
         }
     }
 
+    fn time(&self) -> anyhow::Result<plan::TimePlan> {
+        let duration = match (self.duration, self.max_time_per_run) {
+            (Some(s), _) => Some(seconds("--duration", s)?),
+            (None, Some(m)) => Some(seconds("--max-time-per-run", m * 60.0)?),
+            (None, None) => None,
+        };
+        Ok(plan::TimePlan {
+            duration,
+            max_requests: self.max_requests_per_run,
+            warmup_ratio: self.warmup_ratio,
+            cooldown_ratio: self.cooldown_ratio,
+            slice: self
+                .slice_duration
+                .map(|s| seconds("--slice-duration", s))
+                .transpose()?,
+        })
+    }
+
     fn extra_body(&self) -> anyhow::Result<serde_json::Map<String, Value>> {
         let Some(body) = &self.extra_request_body else {
             return Ok(Default::default());
@@ -564,14 +787,25 @@ impl BenchArgs {
         } else {
             Duration::ZERO
         };
-        let scenarios = self
+        let mut scenarios = self
             .traffic_scenario
             .iter()
             .map(|s| Scenario::parse(s))
             .collect::<Result<Vec<_>, _>>()?;
+        // An ISL:OSL pair is genai-bench's deterministic scenario D(isl,osl).
+        for pair in &self.sweep_isl_osl {
+            let (i, o) = pair
+                .split_once(':')
+                .filter(|(i, o)| i.trim().parse::<u32>().is_ok() && o.trim().parse::<u32>().is_ok())
+                .with_context(|| {
+                    format!("--sweep-isl-osl '{pair}': expected ISL:OSL, e.g. 128:128")
+                })?;
+            scenarios.push(Scenario::parse(&format!("D({},{})", i.trim(), o.trim()))?);
+        }
+        let backend = self.backend.plan()?;
         Ok(BenchPlan {
             server: plan::ServerPlan {
-                target: self.target(),
+                target: self.target(backend),
                 ready_check_timeout,
                 model: self.model.clone(),
                 served_model_name: self.served_model_name.clone(),
@@ -579,9 +813,9 @@ impl BenchArgs {
                 api_key: self.api_key.clone(),
                 headers: parse_headers(&self.header)?,
             },
-            backend: self.backend.into(),
+            backend,
             dataset: plan::DatasetPlan {
-                name: self.dataset_name.map(Into::into),
+                name: self.dataset_name.map(DatasetName::plan).transpose()?,
                 path: self.dataset_path.clone(),
                 num_prompts: self.num_prompts,
                 sharegpt_output_len: self.sharegpt_output_len,
@@ -595,6 +829,9 @@ impl BenchArgs {
                 prompt_suffix: self.prompt_suffix.clone(),
                 scenarios,
                 shared_prefix: self.shared_prefix()?,
+                mooncake: (&self.traces).into(),
+                traces: (&self.traces).into(),
+                use_trace_timestamps: self.traces.use_trace_timestamps,
                 seed: self.seed,
                 retokenize: !self.disable_retokenize,
             },
@@ -604,6 +841,25 @@ impl BenchArgs {
                 extra_body: self.extra_body()?,
                 ignore_eos: !self.disable_ignore_eos,
                 continuous_usage_stats: self.continuous_usage_stats,
+                stream: !self.disable_stream,
+                flags: plan::RequestFlags {
+                    fake_prefill: self.fake_prefill,
+                    return_routed_experts: self.return_routed_experts,
+                    return_logprob: self.return_logprob,
+                    top_logprobs_num: self.top_logprobs_num,
+                    token_ids_logprob: self.token_ids_logprob.clone(),
+                    logprob_start_len: self.logprob_start_len,
+                },
+                lora: (!self.lora_name.is_empty()).then(|| plan::LoraPlan {
+                    names: self.lora_name.clone(),
+                    distribution: match self.lora_request_distribution {
+                        LoraDistribution::Uniform => plan::LoraDistribution::Uniform,
+                        LoraDistribution::Distinct => plan::LoraDistribution::Distinct,
+                        LoraDistribution::Skewed => plan::LoraDistribution::Skewed {
+                            alpha: self.lora_zipf_alpha,
+                        },
+                    },
+                }),
                 timeout: request_timeout,
                 read_timeout,
             },
@@ -614,6 +870,17 @@ impl BenchArgs {
                 max_concurrency: self.max_concurrency,
             },
             sweep: self.sweep(),
+            search: self.search.map(|k| loupe_bench::search::SearchPlan {
+                knob: match k {
+                    SearchKnob::RequestRate => loupe_bench::search::Knob::RequestRate,
+                    SearchKnob::MaxConcurrency => loupe_bench::search::Knob::MaxConcurrency,
+                },
+                goodput_target: self.goodput_target,
+                start: self.search_start,
+                resolution: self.search_resolution,
+                max_probes: self.search_max_probes,
+            }),
+            time: self.time()?,
             warmup: plan::WarmupPlan {
                 connection_ramp: self.connection_ramp,
                 requests: self.warmup_requests,
@@ -623,6 +890,15 @@ impl BenchArgs {
             metrics: plan::MetricsPlan {
                 percentiles: parse_percentiles(&self.percentiles)?,
                 slos: parse_slos(self.slo.as_deref(), &self.goodput)?,
+                cache_report: self.cache_report,
+                scrape_metrics: self
+                    .scrape_metrics
+                    .map(|ms| {
+                        (ms > 0)
+                            .then(|| Duration::from_millis(ms))
+                            .context("--scrape-metrics: the interval must be at least 1 ms")
+                    })
+                    .transpose()?,
             },
             outputs: plan::OutputPlan {
                 jsonl: self.output_file.clone(),
@@ -801,15 +1077,18 @@ mod tests {
         assert!(err(&["--ramp-up-end-rps", "3"]).contains("need --ramp-up-strategy"));
         assert!(err(&["--gsp-zipf-alpha", "1"]).contains("only meaningful"));
         assert!(err(&["--gsp-group-distribution", "zipf"]).contains("needs --gsp-zipf-alpha"));
-        assert!(err(&["--gsp-num-turns", "2"]).contains("multi-turn"));
         assert!(err(&["--extra-request-body", "[1]"]).contains("must be a JSON object"));
         assert!(err(&["--header", "novalue"]).contains("KEY=VALUE"));
         assert!(err(&["--request-timeout=-1"]).contains("must be positive"));
         assert!(err(&["--traffic-scenario", "Q(1)"]).contains("--traffic-scenario 'Q(1)'"));
         assert!(err(&["--percentiles", "50,x"]).contains("'x' is not a percentile"));
-        let refused = err(&["--lora-name", "a", "b", "--disable-stream"]);
-        assert!(refused.contains("--lora-name: LoRA"), "{refused}");
-        assert!(refused.contains("--disable-stream: loupe bench measures streaming"));
+        assert!(err(&["--dataset-name", "mmmu"]).contains("image datasets are not implemented"));
+        let refused = err(&["--image-count", "2", "--plot-throughput"]);
+        assert!(
+            refused.contains("--image-count: the image dataset"),
+            "{refused}"
+        );
+        assert!(refused.contains("--plot-throughput: terminal plots"));
         // clap's own rules.
         let cli = |args: &[&str]| {
             Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).is_err()

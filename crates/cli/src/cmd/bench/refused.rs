@@ -7,47 +7,6 @@ use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 /// (flag, why it is refused).
 const REFUSED: &[(&str, &str)] = &[
-    ("lora-name", "LoRA adapter selection is not implemented"),
-    (
-        "lora-request-distribution",
-        "LoRA adapter selection is not implemented",
-    ),
-    (
-        "lora-zipf-alpha",
-        "LoRA adapter selection is not implemented",
-    ),
-    (
-        "use-trace-timestamps",
-        "trace replay (mooncake) is not implemented",
-    ),
-    (
-        "mooncake-slowdown-factor",
-        "the mooncake dataset is not implemented",
-    ),
-    (
-        "mooncake-num-rounds",
-        "the mooncake dataset is not implemented",
-    ),
-    (
-        "mooncake-workload",
-        "the mooncake dataset is not implemented",
-    ),
-    (
-        "disable-stream",
-        "loupe bench measures streaming responses only",
-    ),
-    ("return-logprob", "logprob requests are not implemented"),
-    ("top-logprobs-num", "logprob requests are not implemented"),
-    ("token-ids-logprob", "logprob requests are not implemented"),
-    ("logprob-start-len", "logprob requests are not implemented"),
-    (
-        "return-routed-experts",
-        "routed-expert capture is not implemented",
-    ),
-    (
-        "cache-report",
-        "the prefix-cache hit report is not implemented",
-    ),
     (
         "plot-throughput",
         "terminal plots are not implemented (use --output-csv)",
@@ -56,31 +15,11 @@ const REFUSED: &[(&str, &str)] = &[
         "print-requests",
         "per-request printing is not implemented (use --output-csv)",
     ),
-    (
-        "fake-prefill",
-        "fake-prefill decode benchmarks are not implemented",
-    ),
     ("image-count", "the image dataset is not implemented"),
     ("image-resolution", "the image dataset is not implemented"),
     ("random-image-count", "the image dataset is not implemented"),
     ("image-format", "the image dataset is not implemented"),
     ("image-content", "the image dataset is not implemented"),
-    (
-        "dataset-offset",
-        "the agentic-trace dataset is not implemented",
-    ),
-    (
-        "agentic-max-turns",
-        "the agentic-trace dataset is not implemented",
-    ),
-    (
-        "speed-bench-category",
-        "the speed-bench dataset is not implemented",
-    ),
-    (
-        "speed-bench-output-len",
-        "the speed-bench dataset is not implemented",
-    ),
     ("rust-client", "loupe bench is itself a native client"),
     ("rust-worker-threads", "loupe bench sizes its own runtime"),
 ];
@@ -163,13 +102,10 @@ mod tests {
 
     #[test]
     fn refused_flags_are_named_with_their_reason() {
-        let cli = Cli::try_parse_from(["x", "--lora-name", "a", "b", "--disable-stream"]).unwrap();
+        let cli = Cli::try_parse_from(["x", "--image-count", "2", "--print-requests"]).unwrap();
         let err = cli.refused.check().unwrap_err().to_string();
-        assert!(err.contains("--lora-name: LoRA"), "{err}");
-        assert!(
-            err.contains("--disable-stream: loupe bench measures streaming"),
-            "{err}"
-        );
+        assert!(err.contains("--image-count: the image dataset"), "{err}");
+        assert!(err.contains("--print-requests: per-request"), "{err}");
         let none = Cli::try_parse_from(["x"]).unwrap();
         assert!(none.refused.check().is_ok());
     }

@@ -9,7 +9,10 @@ use loupe_bench::RunOutcome;
 use loupe_bench::beyond::HdrSummary;
 use loupe_bench::metrics::Dist;
 use loupe_bench::outcome::RunRow;
+use loupe_bench::search::SearchReport;
 use loupe_bench::summary::SUMMARY_HEADER;
+use loupe_bench::turns::TurnFigures;
+use loupe_bench::windows::WindowFigures;
 
 fn line(out: &mut String, label: &str, value: impl std::fmt::Display) {
     out.push_str(&format!("{label:<40} {value:<10}\n"));
@@ -115,9 +118,26 @@ pub fn run_report(r: &RunOutcome) -> String {
 }
 
 /// loupe's additions, labelled so nobody mistakes them for bench_serving's figures.
+/// bench_serving's `Cache Hit Details` block (--cache-report).
+fn cache_section(r: &RunOutcome) -> String {
+    let c = &r.beyond.cache;
+    let mut o = format!("{:-^50}\n", "Cache Hit Details");
+    line(&mut o, "Total prompt tokens:", c.prompt_tokens);
+    line(&mut o, "Total cached tokens:", c.cached_tokens.unwrap_or(0));
+    line(
+        &mut o,
+        "Cache hit rate:",
+        format!("{:.2}%", c.hit_pct().unwrap_or(0.0)),
+    );
+    o
+}
+
 fn loupe_section(r: &RunOutcome) -> String {
     let (info, s, b) = (&r.info, &r.summary, &r.beyond);
     let mut o = String::new();
+    if info.cache_report {
+        o.push_str(&cache_section(r));
+    }
     o.push_str(&format!("{:-^50}\n", " loupe: beyond bench_serving "));
     if s.failed > 0 {
         line(&mut o, "Failed requests:", s.failed);
@@ -186,8 +206,64 @@ fn loupe_section(r: &RunOutcome) -> String {
             ),
         );
     }
+    if let Some(pct) = b.cache.hit_pct() {
+        line(
+            &mut o,
+            "Prefix-cache hits (tokens, %):",
+            format!(
+                "{} of {}, {pct:.2}%",
+                b.cache.cached_tokens.unwrap_or(0),
+                b.cache.prompt_tokens
+            ),
+        );
+    }
     if !b.hdr.is_empty() {
         o.push_str(&hdr_table(&b.hdr));
+        o.push('\n');
+    }
+    if !b.turns.is_empty() {
+        o.push_str(&turn_table(&b.turns));
+        o.push('\n');
+    }
+    if let Some(sm) = &info.server_metrics {
+        let su = &sm.summary;
+        let mm = |m: Option<loupe_bench::scrape::MeanMax>, scale: f64| {
+            m.map_or("-".into(), |m| {
+                format!("{:.2} / {:.2}", m.mean * scale, m.max * scale)
+            })
+        };
+        line(&mut o, "Server /metrics scrapes:", sm.scrapes);
+        line(&mut o, "  queued mean / max:", mm(su.queue, 1.0));
+        line(&mut o, "  running mean / max:", mm(su.running, 1.0));
+        line(&mut o, "  KV usage mean / max (%):", mm(su.kv_usage, 100.0));
+        line(
+            &mut o,
+            "  preemptions / retractions:",
+            su.preemptions.map_or("-".into(), |p| format!("{p:.0}")),
+        );
+        line(
+            &mut o,
+            "  prefix-cache hits (%):",
+            su.cache_hit_pct.map_or("-".into(), |p| format!("{p:.2}")),
+        );
+    }
+    if let Some(w) = &b.steady {
+        line(
+            &mut o,
+            &format!("Steady state {:.1}-{:.1} s:", w.start, w.end),
+            format!(
+                "{} done, {:.2} req/s, {:.1} tok/s",
+                w.completed, w.request_throughput, w.output_throughput
+            ),
+        );
+        line(
+            &mut o,
+            "  TTFT / TPOT mean (ms):",
+            format!("{:.2} / {:.2}", w.ttft.mean, w.tpot.mean),
+        );
+    }
+    if !b.slices.is_empty() {
+        o.push_str(&slice_table(&b.slices));
         o.push('\n');
     }
     if let Some(p) = &info.profile {
@@ -271,6 +347,124 @@ fn hdr_table(hdr: &[HdrSummary]) -> String {
         widths: Some((24, 9)),
     };
     grid(layout, header, rows)
+}
+
+/// Multi-turn runs: a row per round index.
+fn turn_table(turns: &[TurnFigures]) -> String {
+    let header = [
+        "Turn",
+        "done",
+        "TTFT mean",
+        "TTFT p99",
+        "TPOT mean",
+        "TPOT p99",
+        "prompt tok",
+        "cached %",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = turns
+        .iter()
+        .map(|t| {
+            vec![
+                (t.turn + 1).to_string(),
+                format!("{}/{}", t.completed, t.requests),
+                format!("{:.2}", t.ttft.mean),
+                format!("{:.2}", t.ttft.p99),
+                format!("{:.2}", t.tpot.mean),
+                format!("{:.2}", t.tpot.p99),
+                t.prompt_tokens.to_string(),
+                t.cache_hit_pct().map_or("-".into(), |p| format!("{p:.1}")),
+            ]
+        })
+        .collect();
+    let layout = Layout {
+        style: presets::NOTHING,
+        widths: Some((6, 11)),
+    };
+    grid(layout, header, rows)
+}
+
+/// --slice-duration: a row per slice of the run's clock.
+fn slice_table(slices: &[WindowFigures]) -> String {
+    let header = [
+        "Slice (s)",
+        "done",
+        "failed",
+        "req/s",
+        "tok/s",
+        "TTFT mean",
+        "TPOT mean",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = slices
+        .iter()
+        .map(|w| {
+            vec![
+                format!("{:.1}-{:.1}", w.start, w.end),
+                w.completed.to_string(),
+                w.failed.to_string(),
+                format!("{:.2}", w.request_throughput),
+                format!("{:.1}", w.output_throughput),
+                format!("{:.2}", w.ttft.mean),
+                format!("{:.2}", w.tpot.mean),
+            ]
+        })
+        .collect();
+    let layout = Layout {
+        style: presets::NOTHING,
+        widths: Some((12, 10)),
+    };
+    grid(layout, header, rows)
+}
+
+/// What a --search found: every probe, then the answer (or the closest probe).
+pub fn search_report(scenario: Option<&str>, r: &SearchReport) -> String {
+    let knob = r.knob.name();
+    let header = [knob, "SLO attainment", "meets"].map(String::from).to_vec();
+    let rows = r
+        .probes
+        .iter()
+        .map(|p| {
+            vec![
+                format!("{}", p.value),
+                format!("{:.1}%", 100.0 * p.attainment),
+                if p.meets { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    let layout = Layout {
+        style: presets::NOTHING,
+        widths: Some((16, 16)),
+    };
+    let mut o = format!(
+        "{:-^50}\n",
+        match scenario {
+            Some(s) => format!(" Search {knob}: {s} "),
+            None => format!(" Search {knob} "),
+        }
+    );
+    o.push_str(&grid(layout, header, rows));
+    o.push('\n');
+    let target = 100.0 * r.goodput_target;
+    match (r.best, r.closest) {
+        (Some(b), _) => o.push_str(&format!(
+            "Highest {knob} meeting the SLOs ({target:.0}% of requests): {}{}\n",
+            b.value,
+            r.bracket
+                .1
+                .map_or(String::new(), |h| format!(" (fails at {h})"))
+        )),
+        (None, Some(c)) => o.push_str(&format!(
+            "No probe met the SLOs ({target:.0}% of requests); the closest: {knob} {} with \
+             {:.1}%\n",
+            c.value,
+            100.0 * c.attainment
+        )),
+        (None, None) => o.push_str("No probe ran.\n"),
+    }
+    o
 }
 
 /// The summary table printed after several runs.
@@ -358,11 +552,13 @@ mod tests {
                 random_output_len: 128,
                 random_range_ratio: 0.0,
                 tag: None,
+                cache_report: false,
                 traffic_scenario: None,
                 server_info: serde_json::Value::Null,
                 accept_length: None,
                 cpu: None,
                 profile: None,
+                server_metrics: None,
                 warnings: vec!["careful".into()],
             },
             summary,

@@ -138,5 +138,8 @@ impl BenchObserver for Terminal {
         if outcome.wants_summary() {
             println!("{}", table::summary(&outcome.rows()));
         }
+        for (scenario, report) in &outcome.search {
+            println!("{}", table::search_report(scenario.as_deref(), report));
+        }
     }
 }
