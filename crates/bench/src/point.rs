@@ -111,7 +111,7 @@ pub async fn run_point(
         // bench_serving lets the server settle after a flush.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let profile = if plan.profile.profile {
+    let mut profile = if plan.profile.profile {
         let ep = ProfileEndpoint {
             client: ctx.client.clone(),
             base: ctx.base_url.to_string(),
@@ -125,14 +125,31 @@ pub async fn run_point(
     let offsets = arrivals.offsets(n, plan.dataset.seed);
     let cpu0 = beyond::process_cpu_seconds();
     ctx.observer.requests_started(n);
-    let driven = driver::drive(
+    let drive = driver::drive(
         ctx.target.clone(),
         requests,
         offsets,
         max_concurrency,
         Some(ctx.observer.clone()),
-    )
-    .await;
+    );
+    // While the server profiles, Ctrl-C must stop it before the process ends: a vLLM server
+    // left profiling grows its trace without bound. Without a profile, Ctrl-C keeps its
+    // default meaning.
+    let driven = match profile {
+        Some(p) => {
+            tokio::select! {
+                driven = drive => {
+                    profile = Some(p);
+                    driven
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    p.abandon().await;
+                    return Err(BenchError::Interrupted);
+                }
+            }
+        }
+        None => drive.await,
+    };
     ctx.observer.requests_finished();
     let cpu = ClientCpu {
         seconds: beyond::process_cpu_seconds() - cpu0,

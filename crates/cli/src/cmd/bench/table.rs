@@ -192,6 +192,7 @@ fn loupe_section(r: &RunOutcome) -> String {
     }
     if let Some(p) = &info.profile {
         o.push_str(&format!("{:-^50}\n", " Profile "));
+        line(&mut o, "Engine:", &p.engine);
         line(&mut o, "Profile id:", &p.profile_id);
         line(&mut o, "Output dir:", &p.output_dir);
         line(
