@@ -138,6 +138,23 @@ pub struct ProfileRun {
     started_at: SystemTime,
     errors: Vec<String>,
     notes: Vec<String>,
+    /// vLLM's directory before the start (file and modification time): its earlier sessions
+    /// share it, and `profiler_out.txt` is rewritten in place, so only new or rewritten files
+    /// are this run's.
+    before: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+fn modified_files(
+    dir: &Path,
+    is_output: &dyn Fn(&str) -> bool,
+) -> Vec<(PathBuf, Option<SystemTime>)> {
+    loupe_client::list_outputs(dir, None, is_output)
+        .into_iter()
+        .map(|(p, _)| {
+            let t = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+            (p, t)
+        })
+        .collect()
 }
 
 /// `$dir/<time>` (absolute) as bench_serving names it, created here (useful when the server
@@ -208,7 +225,13 @@ impl ProfileRun {
             started_at: SystemTime::now() - Duration::from_secs(1),
             errors: Vec::new(),
             notes,
+            before: Vec::new(),
         };
+        if engine == Engine::Vllm
+            && let Some(d) = &run.output_dir
+        {
+            run.before = modified_files(d, &vllm::is_output);
+        }
         let dir_for_body = run.output_dir.clone().unwrap_or_default();
         let mut body = args.start_body(&dir_for_body, &run.profile_id);
         if engine == Engine::Vllm {
@@ -329,6 +352,12 @@ impl ProfileRun {
         }
         report.files.sort();
         report.files.dedup();
+        if !self.before.is_empty() {
+            report.files.retain(|f| {
+                let t = std::fs::metadata(f).and_then(|m| m.modified()).ok();
+                !self.before.contains(&(PathBuf::from(f), t))
+            });
+        }
         report.errors = self.errors;
         // The API server's CPU trace is no rank: it stays listed but out of the rank summary.
         let paths: Vec<PathBuf> = report
