@@ -106,13 +106,23 @@ impl Server {
             Engine::Dynamo => body.to_json(),
             Engine::TensorrtLlm => trtllm_body(body),
             Engine::Vllm => {
-                let v = VllmStart::from_sglang(body)?;
-                self.stop_profile_on(Engine::Vllm).await?;
-                v.to_json()
+                return self
+                    .start_vllm_profile(&VllmStart::from_sglang(body)?)
+                    .await;
             }
         };
         tracing::debug!("POST {}{start} {text} ({engine})", self.base());
         self.profile_call(engine, start, text, START_TIMEOUT).await
+    }
+
+    /// vLLM's `/start_profile` with its own body, after a `/stop_profile` that clears the
+    /// guard an earlier (possibly auto-stopped) session left.
+    pub async fn start_vllm_profile(&self, body: &VllmStart) -> Result<String, ProfileError> {
+        self.stop_profile_on(Engine::Vllm).await?;
+        let text = body.to_json();
+        tracing::debug!("POST {}/start_profile {text} (vllm)", self.base());
+        self.profile_call(Engine::Vllm, "/start_profile", text, START_TIMEOUT)
+            .await
     }
 
     /// Stop the engine's profile; returns once the server answers (vLLM and SGLang: with

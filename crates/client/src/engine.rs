@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 /// An inference engine whose control surface loupe drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     /// SGLang and loupe's own server: `/flush_cache`, SGLang's `/start_profile` body.
@@ -17,7 +17,7 @@ pub enum Engine {
     /// vLLM: `/reset_prefix_cache`, strict `/start_profile` body, `/stop_profile` always.
     Vllm,
     /// `trtllm-serve`: SGLang-style `/start_profile` (PR #13872), JSON `/metrics`.
-    #[serde(rename = "trtllm")]
+    #[serde(rename = "trtllm", alias = "tensorrt-llm")]
     TensorrtLlm,
     /// A Dynamo worker's system port: `/engine/start_profile`, answers with a `status`.
     Dynamo,
