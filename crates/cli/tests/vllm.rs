@@ -53,6 +53,7 @@ fn tokenizer(dir: &Path) -> String {
 async fn server(dir: Option<&Path>) -> Running {
     vllm_like::start(Launch {
         profiler_dir: dir.map(Path::to_path_buf),
+        under_run_root: false,
         world: 2,
     })
     .await

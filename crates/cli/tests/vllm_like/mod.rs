@@ -26,6 +26,10 @@ use serde_json::{Value, json};
 pub struct Launch {
     /// `--profiler-config`'s `torch_profiler_dir`; `None`: launched without it.
     pub profiler_dir: Option<PathBuf>,
+    /// The directory is `<the one run directory under this root>/profiles/agg`: what a
+    /// `loupe run` command job's `{profile_dir}` placeholder fills in, known only once the
+    /// run has made its directory.
+    pub under_run_root: bool,
     /// Workers (TP ranks), one trace each.
     pub world: u32,
 }
@@ -95,6 +99,7 @@ pub async fn start(launch: Launch) -> Running {
             get(|| async { axum::Json(json!({"version": "0.32.0"})) }),
         )
         .route("/metrics", get(metrics))
+        .route("/health", get(|| async { StatusCode::OK }))
         .route("/v1/completions", post(completions));
     if launch.profiler_dir.is_some() {
         app = app
@@ -267,7 +272,18 @@ fn trace(rank: u32, steps: u64, version: bool) -> String {
 }
 
 fn write_session(s: &VllmLike, sess: &Session, workers: bool, frontend: bool) {
-    let dir = s.launch.profiler_dir.as_deref().expect("configured");
+    let root = s.launch.profiler_dir.as_deref().expect("configured");
+    let dir = &if s.launch.under_run_root {
+        let run = std::fs::read_dir(root)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        run.join("profiles").join("agg")
+    } else {
+        root.to_path_buf()
+    };
     std::fs::create_dir_all(dir).unwrap();
     let pre = sess
         .prefix
