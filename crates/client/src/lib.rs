@@ -23,6 +23,7 @@ pub mod start;
 pub mod status;
 pub mod vllm;
 pub mod wait;
+pub mod watch;
 
 #[cfg(feature = "http")]
 mod control;
