@@ -104,8 +104,12 @@ impl VllmFile {
         if name.contains(".async_llm.") {
             return Some(VllmFile::Frontend);
         }
+        // `dp0_pp0_tp0_dcp0_ep0_rank0` in multi-worker layouts; plain `rank0` is what
+        // vLLM 0.32's single CPU worker writes.
         let stem = name.split('.').next()?;
-        let rank = stem.rsplit_once("_rank")?.1.parse().ok()?;
+        let digits = stem.rsplit_once("rank")?;
+        let before_ok = digits.0.is_empty() || digits.0.ends_with('_');
+        let rank = digits.1.parse().ok().filter(|_| before_ok)?;
         Some(VllmFile::Worker { rank })
     }
 }
@@ -169,6 +173,15 @@ mod tests {
             VllmFile::of("dp0_pp0_tp0_dcp0_ep0_rank0.profiler_out.txt"),
             Some(VllmFile::Table)
         );
+        assert_eq!(
+            VllmFile::of("rank0.1796175945546204143.pt.trace.json.gz"),
+            Some(VllmFile::Worker { rank: 0 })
+        );
+        assert_eq!(
+            VllmFile::of("vm_17949.async_llm.profiler_out.txt"),
+            Some(VllmFile::Table)
+        );
+        assert_eq!(VllmFile::of("myrank0.17.pt.trace.json.gz"), None);
         assert_eq!(VllmFile::of(".dp0_rank0.17.pt.trace.json.gz.tmp"), None);
         assert_eq!(VllmFile::of("1-TP-0.trace.json.gz"), None);
     }

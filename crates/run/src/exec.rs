@@ -300,7 +300,7 @@ async fn finish_profile(
         Err(e) => log.line(format!("POST {url} -> {e}")),
     }
     let vllm = engine == Engine::Vllm;
-    let is_output: &dyn Fn(&str) -> bool = if vllm {
+    let is_output: &(dyn Fn(&str) -> bool + Sync) = if vllm {
         &vllm::is_output
     } else {
         &loupe_trace::files::is_profile_file

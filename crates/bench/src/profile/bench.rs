@@ -146,7 +146,7 @@ pub struct ProfileRun {
 
 fn modified_files(
     dir: &Path,
-    is_output: &dyn Fn(&str) -> bool,
+    is_output: &(dyn Fn(&str) -> bool + Sync),
 ) -> Vec<(PathBuf, Option<SystemTime>)> {
     loupe_client::list_outputs(dir, None, is_output)
         .into_iter()
@@ -269,7 +269,7 @@ impl ProfileRun {
             ..Default::default()
         };
         let vllm = self.engine == Engine::Vllm;
-        let is_output: &dyn Fn(&str) -> bool = if vllm {
+        let is_output: &(dyn Fn(&str) -> bool + Sync) = if vllm {
             &vllm::is_output
         } else {
             &loupe_trace::files::is_profile_file

@@ -7,3 +7,4 @@ pub mod profile;
 pub mod run;
 pub mod serve;
 pub mod trace;
+pub mod watch;

@@ -251,6 +251,15 @@ fn grid(layout: Layout, header: Vec<String>, rows: Vec<Vec<String>>) -> String {
     t.to_string()
 }
 
+/// Other commands' terminal tables (`loupe watch --once`), through the same renderer.
+pub(crate) fn terminal_table(header: Vec<String>, rows: Vec<Vec<String>>) -> String {
+    let layout = Layout {
+        style: presets::UTF8_FULL_CONDENSED,
+        widths: None,
+    };
+    grid(layout, header, rows)
+}
+
 /// loupe's HdrHistogram percentiles: a row per metric, in ms.
 fn hdr_table(hdr: &[HdrSummary]) -> String {
     let mut header = vec!["HdrHistogram (ms)".to_string(), "mean".into()];
