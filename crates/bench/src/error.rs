@@ -23,6 +23,9 @@ pub enum BenchError {
     /// An output file could not be written (the message names it).
     #[error("{0}")]
     Output(std::io::Error),
+    /// Ctrl-C during a profiled run (the server's profile was stopped first).
+    #[error("interrupted: the server's profile was stopped")]
+    Interrupted,
     /// The embedded reference server could not start or stop.
     #[error("embedded server: {0}")]
     Server(String),

@@ -117,7 +117,17 @@ pub async fn run_point(
         // bench_serving lets the server settle after a flush.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let profile = if plan.profile.profile {
+    // Listening before the start, so no Ctrl-C can fall between the server starting to
+    // profile and loupe listening (it would end loupe and leave the server profiling).
+    let mut interrupt = if plan.profile.profile {
+        Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| BenchError::Usage(format!("cannot listen for Ctrl-C: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let mut profile = if plan.profile.profile {
         let ep = ProfileEndpoint {
             client: ctx.client.clone(),
             base: ctx.base_url.to_string(),
@@ -145,15 +155,35 @@ pub async fn run_point(
     let limits = Limits {
         stop_after: plan.time.duration.map(|d| d.as_secs_f64()),
     };
-    let driven = driver::drive(
+    let drive = driver::drive(
         ctx.target.clone(),
         work,
         schedule,
         max_concurrency,
         Some(ctx.observer.clone()),
         limits,
-    )
-    .await;
+    );
+    // While the server profiles, Ctrl-C must stop it before the process ends: a vLLM server
+    // left profiling grows its trace without bound. Without a profile, Ctrl-C keeps its
+    // default meaning.
+    let driven = match (profile, interrupt.as_mut()) {
+        (Some(p), Some(sigint)) => {
+            tokio::select! {
+                driven = drive => {
+                    profile = Some(p);
+                    driven
+                }
+                _ = sigint.recv() => {
+                    p.abandon().await;
+                    return Err(BenchError::Interrupted);
+                }
+            }
+        }
+        (p, _) => {
+            profile = p;
+            drive.await
+        }
+    };
     ctx.observer.requests_finished();
     let server_metrics = match scraper {
         Some(s) => Some(s.finish(driven.t0).await),

@@ -212,7 +212,7 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
     if let Some(p) = &info.profile {
         m.insert(
             "profile_traces".into(),
-            json!({"profile_id": p.profile_id, "output_dir": p.output_dir, "files": p.files,
+            json!({"engine": p.engine, "profile_id": p.profile_id, "output_dir": p.output_dir, "files": p.files,
                    "complete": p.complete, "errors": p.errors, "notes": p.notes, "summary": p.summary}),
         );
     }

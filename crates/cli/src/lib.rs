@@ -38,6 +38,8 @@ pub enum Command {
     Trace(cmd::trace::TraceArgs),
     /// Run an srtctl-style profiling job: launch servers, profile each phase, collect.
     Run(cmd::run::RunArgs),
+    /// Watch servers' /metrics live per DP rank; profile when a rule fires.
+    Watch(cmd::watch::WatchArgs),
 }
 
 fn init_logging(filter: &str) {
@@ -63,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => run_async(cmd::bench::run(args)),
         Command::Profile(args) => run_async(cmd::profile::run(args)),
         Command::Run(args) => run_async(cmd::run::run(args)),
+        Command::Watch(args) => run_async(cmd::watch::run(args)),
         // Synchronous, no runtime.
         Command::Trace(args) => cmd::trace::run(args),
     }

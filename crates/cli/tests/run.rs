@@ -256,3 +256,68 @@ fn dry_run_and_slurm_print_the_golden_renderings() {
         std::fs::read_to_string(data.join("disagg.plan.txt")).unwrap()
     );
 }
+
+#[path = "vllm_like/mod.rs"]
+mod vllm_like;
+
+/// A `command` job with `engine: vllm`: the phase speaks vLLM's protocol to the worker (the
+/// scripted vLLM-like server on the worker's port; the command itself only holds the slot),
+/// stops it although its window ended by itself, and lists vLLM's files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vllm_job_profiles_through_vllms_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let vllm = vllm_like::start(vllm_like::Launch {
+        profiler_dir: Some(logs.clone()),
+        under_run_root: true,
+        world: 1,
+    })
+    .await;
+    let port = vllm.url.rsplit(':').next().unwrap().to_string();
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    let vocab: serde_json::Map<String, serde_json::Value> = (0..50)
+        .map(|i| (format!("t{i}"), serde_json::Value::from(i)))
+        .collect();
+    let tok = serde_json::json!({"version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [], "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "t0"}});
+    std::fs::write(model.join("tokenizer.json"), tok.to_string()).unwrap();
+    let job = format!(
+        "name: v\nmodel:\n  path: {}\nresources:\n  agg_workers: 1\n\
+         backend:\n  type: command\n  engine: vllm\n  command: \"sleep 300 # {{profile_dir}}\"\n\
+         profiling:\n  type: torch\n  isl: 8\n  osl: 4\n  concurrency: 2\n\
+         \x20 aggregated:\n    start_step: 2\n    stop_step: 5\n\
+         health_check:\n  max_attempts: 50\n  interval_seconds: 0.1\n",
+        model.display()
+    );
+    let path = dir.path().join("job.yaml");
+    std::fs::write(&path, job).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_loupe"))
+            .args([
+                "run",
+                path.to_str().unwrap(),
+                "--log-root",
+                logs.to_str().unwrap(),
+            ])
+            .args(["--base-port", &port])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (starts, stops) = vllm.log(|l| (l.starts.clone(), l.stops));
+    assert_eq!(starts, [r#"{"delay_iterations":2,"max_iterations":3}"#]);
+    assert_eq!(stops, 2, "a stop before the start and one after the phase");
+    assert!(!vllm.guard_set() && !vllm.profiling());
+    let run_dir = only_dir(&dir.path().join("logs"));
+    let log = std::fs::read_to_string(run_dir.join("run.log")).unwrap();
+    assert!(log.contains("phase aggregated: 3 trace file(s)"), "{log}");
+    let summary = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(summary.contains("rank0"), "{summary}");
+}

@@ -46,6 +46,9 @@ pub enum ErrorKind {
     Body(String),
     #[error("the body is not Prometheus text: {0}")]
     Metrics(#[from] crate::metrics::MetricsError),
+    /// The engine has no route for what was asked.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("the server was not ready within {timeout_s} s ({last})")]
     NotReady { timeout_s: f64, last: String },
 }

@@ -16,22 +16,30 @@
 //! traces (crates/trace; the wait loop takes a predicate for which files count), flags and
 //! printing (crates/cli). The crate logs through `tracing` and never prints.
 
+pub mod engine;
 pub mod metrics;
 pub mod nsys;
 pub mod start;
 pub mod status;
+pub mod vllm;
 pub mod wait;
+pub mod watch;
 
+#[cfg(feature = "http")]
+mod control;
 #[cfg(feature = "http")]
 mod error;
 #[cfg(feature = "http")]
 mod server;
 
 #[cfg(feature = "http")]
+pub use control::ProfileError;
+pub use engine::{Detected, Engine, Evidence};
+#[cfg(feature = "http")]
 pub use error::{ClientError, ErrorKind, SetupError};
 pub use metrics::{MetricsError, Sample};
 #[cfg(feature = "http")]
-pub use server::{Engine, Server, headers, http_client};
+pub use server::{Server, headers, http_client};
 pub use start::{BodyError, LaxInt, StartProfile};
 pub use status::{ProfileState, ProfileStatus};
 pub use wait::{CompletionRule, Observation, list_outputs};

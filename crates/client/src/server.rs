@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use crate::engine::Engine;
 use crate::error::{ClientError, ErrorKind, SetupError, describe};
 use crate::metrics::{self, Sample};
 use crate::start::StartProfile;
@@ -17,15 +18,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(600);
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(200);
-
-/// Which cache-flush route the server has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
-    /// `/flush_cache?timeout=` (SGLang, loupe).
-    Sglang,
-    /// `/reset_prefix_cache` (vLLM).
-    Vllm,
-}
 
 /// The HTTP client for control requests: a small keep-alive pool, no proxy, no Nagle delay.
 pub fn http_client() -> Result<reqwest::Client, SetupError> {
@@ -207,12 +199,19 @@ impl Server {
         }
     }
 
-    /// Flush the prefix cache. SGLang refuses (400) while requests run; `timeout_s` lets it
-    /// wait for them instead.
+    /// Flush the prefix cache: `/flush_cache?timeout=` (SGLang; it refuses with 400 while
+    /// requests run, `timeout_s` lets it wait for them instead) or `/reset_prefix_cache`
+    /// (vLLM). TensorRT-LLM and Dynamo workers have no such route.
     pub async fn flush_cache(&self, engine: Engine, timeout_s: f64) -> Result<(), ClientError> {
         let url = match engine {
             Engine::Sglang => self.url(&format!("/flush_cache?timeout={timeout_s}")),
             Engine::Vllm => self.url("/reset_prefix_cache"),
+            Engine::TensorrtLlm | Engine::Dynamo => {
+                return Err(ClientError::new(
+                    self.url(""),
+                    ErrorKind::Unsupported(format!("{engine} has no prefix-cache flush route")),
+                ));
+            }
         };
         let wait = Duration::from_secs_f64(timeout_s.max(0.0)) + REQUEST_TIMEOUT;
         let resp = self.send(self.http.post(&url).timeout(wait), &url).await?;
@@ -233,7 +232,8 @@ impl Server {
         metrics::parse(&text).map_err(|e| ClientError::new(url, e.into()))
     }
 
-    async fn post_text(
+    /// POST a JSON body to `path`; the reply text, or the error status with its reason.
+    pub(crate) async fn post_json_text(
         &self,
         path: &str,
         body: String,
@@ -253,13 +253,13 @@ impl Server {
     /// POST `/start_profile`; the server's reply text (SGLang: `Start profiling.\n`).
     pub async fn start_profile(&self, body: &StartProfile) -> Result<String, ClientError> {
         tracing::debug!("POST {}/start_profile {}", self.base, body.to_json());
-        self.post_text("/start_profile", body.to_json(), START_TIMEOUT)
+        self.post_json_text("/start_profile", body.to_json(), START_TIMEOUT)
             .await
     }
 
     /// POST `/stop_profile`; returns once the server has written its traces.
     pub async fn stop_profile(&self) -> Result<String, ClientError> {
-        self.post_text("/stop_profile", "{}".into(), STOP_TIMEOUT)
+        self.post_json_text("/stop_profile", "{}".into(), STOP_TIMEOUT)
             .await
     }
 

@@ -19,7 +19,7 @@ use crate::status::ProfileStatus;
 pub fn list_outputs(
     dir: &Path,
     since: Option<SystemTime>,
-    is_output: &dyn Fn(&str) -> bool,
+    is_output: &(dyn Fn(&str) -> bool + Sync),
 ) -> Vec<(PathBuf, u64)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -161,7 +161,7 @@ mod http {
         pub async fn wait_for_files(
             &self,
             w: &WaitFor,
-            is_output: &dyn Fn(&str) -> bool,
+            is_output: &(dyn Fn(&str) -> bool + Sync),
         ) -> Result<FilesOutcome, ClientError> {
             let deadline = Instant::now() + w.timeout;
             let mut rule = CompletionRule::new(w.profile_id.as_deref());

@@ -8,9 +8,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use loupe_client::{Server, StartProfile, WaitFor};
+use loupe_client::vllm;
+use loupe_client::{Engine, ProfileError, Server, StartProfile, WaitFor};
 
 use crate::error::{RunError, io};
 use crate::outcome::{BenchOutcome, JobOutcome, PhaseOutcome};
@@ -177,7 +178,7 @@ async fn bench(
     t: &Traffic,
     log: &mut RunLog,
 ) -> Result<serde_json::Value, String> {
-    let argv = bench_command(&plan.loupe_bin, url, t);
+    let argv = bench_command(plan, url, t);
     if let Some(parent) = t.output_file.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
@@ -222,12 +223,46 @@ async fn bench(
     }
 }
 
-/// Start a phase's capture on its worker.
+/// The engine a phase's worker runs: the plan's, else what the server says (SGLang's
+/// protocol when nothing does).
+async fn engine_of(plan: &Plan, server: &Server, log: &mut RunLog) -> Engine {
+    if let Some(e) = plan.engine {
+        return e;
+    }
+    let (engine, why) = match server.detect_engine().await {
+        Some(d) => (d.engine, d.because),
+        None => (
+            Engine::Sglang,
+            "nothing the server answered names it".into(),
+        ),
+    };
+    log.line(format!("{}: engine {engine} ({why})", server.base()));
+    engine
+}
+
+/// Start a phase's capture on its worker (vLLM: `ProfilePhase::vllm_start`'s body).
 async fn start_profile(
     server: &Server,
+    engine: Engine,
     p: &ProfilePhase,
     log: &mut RunLog,
 ) -> Result<(), RunError> {
+    let failed = |e: ProfileError| RunError::Failed(format!("phase {}: {e}", p.name));
+    if engine == Engine::Vllm {
+        let body = p.vllm_start();
+        log.line(format!(
+            "phase {}: POST {} {} (vllm: writes to its --profiler-config directory {})",
+            p.name,
+            server.url("/start_profile"),
+            body.to_json(),
+            p.output_dir.display()
+        ));
+        return server
+            .start_vllm_profile(&body)
+            .await
+            .map(drop)
+            .map_err(failed);
+    }
     let body = StartProfile {
         output_dir: Some(p.output_dir.display().to_string()),
         start_step: Some(p.start_step.into()),
@@ -242,31 +277,43 @@ async fn start_profile(
         body.to_json()
     ));
     server
-        .start_profile(&body)
+        .start_profile_on(engine, &body)
         .await
-        .map_err(|e| RunError::Failed(format!("phase {}: {e}", p.name)))?;
+        .map_err(failed)?;
     Ok(())
 }
 
-/// After a phase: stop the capture if it did not stop by itself, then wait for its files
-/// (loupe-client's wait: `/profile_status` where the server has it, else the directory's
-/// files until they stop growing).
-async fn finish_profile(server: &Server, dir: &Path, log: &mut RunLog) -> Vec<String> {
+/// After a phase: stop the capture (vLLM's auto-stop leaves its guard set, SGLang's may not
+/// have come), then wait for its files (loupe-client's wait: `/profile_status` where the
+/// server has it, else the directory's files until they stop growing).
+async fn finish_profile(
+    server: &Server,
+    engine: Engine,
+    p: &ProfilePhase,
+    since: SystemTime,
+    log: &mut RunLog,
+) -> Vec<String> {
+    let dir = &p.output_dir;
     let url = server.url("/stop_profile");
-    match server.stop_profile().await {
+    match server.stop_profile_on(engine).await {
         Ok(text) => log.line(format!("POST {url} -> {}", text.trim())),
-        Err(e) => log.line(format!("POST {url} -> {}", e.kind)),
+        Err(e) => log.line(format!("POST {url} -> {e}")),
     }
+    let vllm = engine == Engine::Vllm;
+    let is_output: &(dyn Fn(&str) -> bool + Sync) = if vllm {
+        &vllm::is_output
+    } else {
+        &loupe_trace::files::is_profile_file
+    };
     let wait = WaitFor {
         dir: Some(dir.to_path_buf()),
+        since: vllm.then_some(since),
+        use_status: !vllm,
         status_poll: Duration::from_millis(500),
         dir_poll: Duration::from_millis(500),
         ..WaitFor::new(None, Duration::from_secs(600))
     };
-    let outcome = match server
-        .wait_for_files(&wait, &loupe_trace::files::is_profile_file)
-        .await
-    {
+    let outcome = match server.wait_for_files(&wait, is_output).await {
         Ok(o) => Some(o),
         Err(e) => {
             // A status route that fails (e.g. it wants a key this run does not have): the
@@ -276,10 +323,7 @@ async fn finish_profile(server: &Server, dir: &Path, log: &mut RunLog) -> Vec<St
                 use_status: false,
                 ..wait
             };
-            server
-                .wait_for_files(&dir_only, &loupe_trace::files::is_profile_file)
-                .await
-                .ok()
+            server.wait_for_files(&dir_only, is_output).await.ok()
         }
     };
     match outcome {
@@ -349,9 +393,11 @@ pub async fn execute(
             let url = plan.workers[p.worker].url(&plan.host);
             std::fs::create_dir_all(&p.output_dir).map_err(io(&p.output_dir))?;
             let server = Server::with_client(client.clone(), &url, Default::default());
-            start_profile(&server, p, &mut log).await?;
+            let engine = engine_of(plan, &server, &mut log).await;
+            let since = SystemTime::now() - Duration::from_secs(1);
+            start_profile(&server, engine, p, &mut log).await?;
             let outcome = bench(plan, &url, &p.traffic, &mut log).await;
-            let files = finish_profile(&server, &p.output_dir, &mut log).await;
+            let files = finish_profile(&server, engine, p, since, &mut log).await;
             log.line(format!(
                 "phase {}: {} trace file(s) in {}",
                 p.name,

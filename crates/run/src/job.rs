@@ -85,7 +85,10 @@ pub enum BackendType {
     Embedded,
     /// `python3 -m sglang.launch_server` with `sglang_config` flags.
     Sglang,
-    /// Any command, with `{port}`, `{host}` and `{model_path}` placeholders.
+    /// `vllm serve` with `vllm_config` flags; with torch profiling, loupe adds
+    /// `--profiler-config` (vLLM's output directory is fixed at launch).
+    Vllm,
+    /// Any command, with `{port}`, `{host}`, `{model_path}` and `{profile_dir}` placeholders.
     Command,
 }
 
@@ -97,8 +100,14 @@ pub struct Backend {
     /// Server flags per role: `prefill`, `decode`, `aggregated`; kebab or snake case keys.
     #[serde(default)]
     pub sglang_config: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// `vllm serve` flags per role (only `aggregated`: loupe runs no disaggregated vLLM).
+    #[serde(default)]
+    pub vllm_config: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     #[serde(default)]
     pub command: Option<String>,
+    /// What `command` serves, for its profiling protocol (default: asked from the server).
+    #[serde(default)]
+    pub engine: Option<loupe_client::Engine>,
     #[serde(default)]
     pub prefill_environment: BTreeMap<String, String>,
     #[serde(default)]
@@ -348,6 +357,22 @@ pub fn validate(file: &Path, job: &Job) -> Result<(), JobError> {
                     ),
                 ));
             }
+        }
+        if let Some(role) = b.value.vllm_config.keys().find(|r| *r != "aggregated") {
+            return Err(err(
+                file,
+                Some(b.referenced.line()),
+                format!(
+                    "backend.vllm_config: role '{role}': vLLM jobs run aggregated workers only"
+                ),
+            ));
+        }
+        if b.value.kind == BackendType::Vllm && disagg {
+            return Err(err(
+                file,
+                Some(b.referenced.line()),
+                "backend: type vllm runs aggregated workers only (agg_workers, not prefill/decode)",
+            ));
         }
         if b.value.kind == BackendType::Command && b.value.command.is_none() {
             return Err(err(

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+use loupe_client::Engine;
+use loupe_client::vllm::VllmStart;
 use serde::Serialize;
 
 use crate::job::{
@@ -102,6 +104,31 @@ pub struct ProfilePhase {
     pub traffic: Traffic,
 }
 
+impl ProfilePhase {
+    /// vLLM's body for this window. vLLM counts steps from the start request, which comes
+    /// right before the phase's traffic: the window's start step is its `delay_iterations`.
+    pub fn vllm_start(&self) -> VllmStart {
+        VllmStart {
+            profile_prefix: None,
+            delay_iterations: (self.start_step > 0).then_some(self.start_step),
+            max_iterations: Some(self.num_steps),
+        }
+    }
+}
+
+impl Plan {
+    /// The `/start_profile` body a phase sends, as the dry run and sbatch script show it.
+    pub fn start_body(&self, p: &ProfilePhase) -> String {
+        if self.engine == Some(Engine::Vllm) {
+            p.vllm_start().to_json()
+        } else {
+            serde_json::json!({"output_dir": p.output_dir, "start_step": p.start_step,
+                "num_steps": p.num_steps, "activities": p.activities})
+            .to_string()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub job: String,
@@ -116,6 +143,10 @@ pub struct Plan {
     pub profiling: &'static str,
     pub loupe_bin: PathBuf,
     pub hostname: String,
+    /// The workers' engine, when the job says it (`command` without `engine`: asked from
+    /// the server when a phase starts).
+    pub engine: Option<Engine>,
+    pub model_path: String,
 }
 
 fn flag_args(flags: &BTreeMap<String, serde_json::Value>) -> Vec<String> {
@@ -192,6 +223,17 @@ pub fn build(job: &LoadedJob, opts: &PlanOptions) -> Plan {
         profiling: profiling.map_or("none", |p| profile_type(p.kind)),
         loupe_bin: opts.loupe_bin.clone(),
         hostname: opts.hostname.clone(),
+        engine: engine_of(j),
+        model_path: j.model.value.path.clone(),
+    }
+}
+
+fn engine_of(j: &Job) -> Option<Engine> {
+    let b = j.backend.as_ref().map(|b| &b.value);
+    match b.map_or(BackendType::Embedded, |b| b.kind) {
+        BackendType::Embedded | BackendType::Sglang => Some(Engine::Sglang),
+        BackendType::Vllm => Some(Engine::Vllm),
+        BackendType::Command => b.and_then(|b| b.engine),
     }
 }
 
@@ -236,7 +278,16 @@ fn workers(j: &Job, profiling: Option<&Profiling>, dir: &Path, opts: &PlanOption
             .or_insert(0usize);
         let port = opts.base_port + 32 * i as u16;
         let label = format!("{}_{}_w{index}", opts.hostname, role.mode());
-        let mut command = server_command(backend, role, &j.model.value.path, port, opts);
+        let profile_dir = dir.join("profiles").join(role.mode());
+        let mut command = server_command(
+            backend,
+            role,
+            &j.model.value.path,
+            port,
+            opts,
+            profiling.is_some_and(|p| p.kind == ProfilingType::Torch),
+            &profile_dir,
+        );
         if let Some(p) = profiling.filter(|p| p.kind == ProfilingType::Nsys) {
             let out = dir
                 .join("profiles")
@@ -265,9 +316,14 @@ fn server_command(
     model: &str,
     port: u16,
     opts: &PlanOptions,
+    torch_profiling: bool,
+    profile_dir: &Path,
 ) -> Vec<String> {
     let kind = backend.map_or(BackendType::Embedded, |b| b.kind);
     let mut command: Vec<String> = match kind {
+        BackendType::Vllm => {
+            return vllm_command(backend, model, port, opts, torch_profiling, profile_dir);
+        }
         BackendType::Embedded => [opts.loupe_bin.display().to_string(), "serve".into()].into(),
         BackendType::Sglang => ["python3", "-m", "sglang.launch_server"]
             .map(String::from)
@@ -277,7 +333,8 @@ fn server_command(
             let line = template
                 .replace("{port}", &port.to_string())
                 .replace("{host}", &opts.host)
-                .replace("{model_path}", model);
+                .replace("{model_path}", model)
+                .replace("{profile_dir}", &profile_dir.display().to_string());
             return ["bash".into(), "-c".into(), line].into();
         }
     };
@@ -297,6 +354,34 @@ fn server_command(
         .map(flag_args)
         .unwrap_or_default();
     command.extend(flags);
+    command
+}
+
+/// `vllm serve MODEL --host H --port P`, the `vllm_config` flags, and with torch profiling
+/// the `--profiler-config` that mounts vLLM's profiling routes and fixes its output
+/// directory (no request can move it).
+fn vllm_command(
+    backend: Option<&Backend>,
+    model: &str,
+    port: u16,
+    opts: &PlanOptions,
+    torch_profiling: bool,
+    profile_dir: &Path,
+) -> Vec<String> {
+    let mut command: Vec<String> = ["vllm", "serve", model, "--host", &opts.host, "--port"]
+        .map(String::from)
+        .into();
+    command.push(port.to_string());
+    if let Some(flags) = backend.and_then(|b| b.vllm_config.get("aggregated")) {
+        command.extend(flag_args(flags));
+    }
+    if torch_profiling {
+        let config = serde_json::json!({
+            "profiler": "torch",
+            "torch_profiler_dir": profile_dir.display().to_string(),
+        });
+        command.extend(["--profiler-config".into(), config.to_string()]);
+    }
     command
 }
 
@@ -437,12 +522,14 @@ fn benchmark_runs(j: &Job, dir: &Path) -> Vec<Traffic> {
 }
 
 /// The `loupe bench` command line of one traffic run against `url`.
-pub fn bench_command(loupe_bin: &Path, url: &str, t: &Traffic) -> Vec<String> {
-    vec![
-        loupe_bin.display().to_string(),
+pub fn bench_command(plan: &Plan, url: &str, t: &Traffic) -> Vec<String> {
+    let vllm = plan.engine == Some(Engine::Vllm);
+    let backend = if vllm { "vllm" } else { "sglang" };
+    let mut argv = vec![
+        plan.loupe_bin.display().to_string(),
         "bench".into(),
         "--backend".into(),
-        "sglang".into(),
+        backend.into(),
         "--base-url".into(),
         url.into(),
         "--dataset-name".into(),
@@ -461,7 +548,13 @@ pub fn bench_command(loupe_bin: &Path, url: &str, t: &Traffic) -> Vec<String> {
         t.warmup.to_string(),
         "--output-file".into(),
         t.output_file.display().to_string(),
-    ]
+    ];
+    // vLLM has no /model_info to give random-ids its vocabulary: the served checkpoint's
+    // tokenizer gives it.
+    if vllm {
+        argv.extend(["--tokenizer".into(), plan.model_path.clone()]);
+    }
+    argv
 }
 
 /// Quote an argument for a POSIX shell.
@@ -510,19 +603,20 @@ pub fn render(plan: &Plan) -> String {
     for p in &plan.phases {
         let url = plan.workers[p.worker].url(&plan.host);
         let _ = writeln!(o, "\nphase {}: worker {url}", p.name);
-        let _ = writeln!(
-            o,
-            "  POST {url}/start_profile {}",
-            serde_json::json!({"output_dir": p.output_dir, "start_step": p.start_step, "num_steps": p.num_steps, "activities": p.activities})
-        );
+        let _ = writeln!(o, "  POST {url}/start_profile {}", plan.start_body(p));
         let _ = writeln!(
             o,
             "  $ {}",
-            shell_line(&bench_command(&plan.loupe_bin, &url, &p.traffic))
+            shell_line(&bench_command(plan, &url, &p.traffic))
         );
         let _ = writeln!(
             o,
-            "  POST {url}/stop_profile (unless stopped by itself), wait for the files"
+            "  POST {url}/stop_profile{}, wait for the files",
+            if plan.engine == Some(Engine::Vllm) {
+                " (always: vLLM's own stop leaves its session guard set)"
+            } else {
+                " (unless stopped by itself)"
+            }
         );
         let _ = writeln!(o, "  traces: {}", p.output_dir.display());
     }
@@ -532,7 +626,7 @@ pub fn render(plan: &Plan) -> String {
             let _ = writeln!(
                 o,
                 "  $ {}",
-                shell_line(&bench_command(&plan.loupe_bin, &w.url(&plan.host), t))
+                shell_line(&bench_command(plan, &w.url(&plan.host), t))
             );
         }
     }

@@ -78,9 +78,7 @@ pub fn render(plan: &Plan, slurm: Option<&Slurm>) -> String {
     for p in &plan.phases {
         let w = &plan.workers[p.worker];
         let url = format!("http://${{NODES[{}]}}:{}", p.worker, w.port);
-        let body = serde_json::json!({
-            "output_dir": p.output_dir, "start_step": p.start_step, "num_steps": p.num_steps, "activities": p.activities,
-        });
+        let body = plan.start_body(p);
         let _ = writeln!(o, "\n# phase {}", p.name);
         let _ = writeln!(
             o,
@@ -90,9 +88,9 @@ pub fn render(plan: &Plan, slurm: Option<&Slurm>) -> String {
         let _ = writeln!(
             o,
             "curl -sf -X POST \"{url}/start_profile\" -d {}",
-            shell_quote(&body.to_string())
+            shell_quote(&body)
         );
-        let bench = shell_line(&bench_command(&plan.loupe_bin, "URL", &p.traffic))
+        let bench = shell_line(&bench_command(plan, "URL", &p.traffic))
             .replace("URL", &format!("\"{url}\""));
         let _ = writeln!(
             o,
@@ -112,8 +110,8 @@ pub fn render(plan: &Plan, slurm: Option<&Slurm>) -> String {
     if !plan.benches.is_empty() {
         let url = format!("http://${{NODES[0]}}:{}", plan.workers[0].port);
         for t in &plan.benches {
-            let bench = shell_line(&bench_command(&plan.loupe_bin, "URL", t))
-                .replace("URL", &format!("\"{url}\""));
+            let bench =
+                shell_line(&bench_command(plan, "URL", t)).replace("URL", &format!("\"{url}\""));
             let _ = writeln!(o, "\n# benchmark, concurrency {}", t.concurrency);
             let _ = writeln!(
                 o,

@@ -106,6 +106,8 @@ mod tests {
             profiling: "torch",
             loupe_bin: PathBuf::from("loupe"),
             hostname: "node0".into(),
+            engine: None,
+            model_path: "m".into(),
         }
     }
 

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use loupe_client::{LaxInt, Server, StartProfile, WaitFor, Watched};
+use loupe_client::vllm::{self, VllmFile};
+use loupe_client::{Engine, LaxInt, Server, StartProfile, WaitFor, Watched};
 
 use super::{ProfileEndpoint, summarize_traces};
 use crate::error::{BenchError, Result};
@@ -37,6 +38,8 @@ pub struct ProfileArgs {
     pub profile_decode_url: Vec<String>,
     /// How long to wait for the traces to be complete after the run, in seconds.
     pub profile_wait_timeout: f64,
+    /// The engine whose profiling protocol to speak; `None`: ask the server.
+    pub engine: Option<Engine>,
 }
 
 impl ProfileArgs {
@@ -96,11 +99,20 @@ impl ProfileArgs {
     pub fn sends_stop(&self) -> bool {
         self.profile_steps.is_none() && (self.pd_separated || self.profile_num_steps.is_none())
     }
+
+    /// Whether loupe stops `engine`'s profile after the run: when bench_serving would, and
+    /// always for vLLM, which ignores SGLang's `num_steps` and whose automatic stop leaves
+    /// its 409 guard set (a run that left vLLM profiling grows its trace until stopped).
+    pub fn stops(&self, engine: Engine) -> bool {
+        engine == Engine::Vllm || self.sends_stop()
+    }
 }
 
 /// The traces a profiled run produced.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProfileReport {
+    /// The engine whose protocol was spoken, and why (`vllm (/v1/models owned_by "vllm")`).
+    pub engine: String,
     pub profile_id: String,
     pub output_dir: String,
     pub files: Vec<String>,
@@ -117,10 +129,32 @@ pub struct ProfileRun {
     /// (label, server, whether its /start_profile succeeded).
     endpoints: Vec<(String, Server, bool)>,
     args: ProfileArgs,
-    output_dir: PathBuf,
+    engine: Engine,
+    engine_line: String,
+    /// Where the traces are looked for; `None`: not on this machine as far as loupe knows
+    /// (a vLLM server that did not say its launch-time directory).
+    output_dir: Option<PathBuf>,
     profile_id: String,
     started_at: SystemTime,
     errors: Vec<String>,
+    notes: Vec<String>,
+    /// vLLM's directory before the start (file and modification time): its earlier sessions
+    /// share it, and `profiler_out.txt` is rewritten in place, so only new or rewritten files
+    /// are this run's.
+    before: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+fn modified_files(
+    dir: &Path,
+    is_output: &(dyn Fn(&str) -> bool + Sync),
+) -> Vec<(PathBuf, Option<SystemTime>)> {
+    loupe_client::list_outputs(dir, None, is_output)
+        .into_iter()
+        .map(|(p, _)| {
+            let t = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+            (p, t)
+        })
+        .collect()
 }
 
 /// `$dir/<time>` (absolute) as bench_serving names it, created here (useful when the server
@@ -144,9 +178,26 @@ impl ProfileRun {
             .unwrap_or_default()
             .as_secs_f64();
         let stamp = format!("{now:.6}");
-        let output_dir = output_dir(args, &stamp);
-        let _ = std::fs::create_dir_all(&output_dir);
         let main = main.server();
+        let (engine, engine_line) = match args.engine {
+            Some(e) => (e, format!("{e} (--engine)")),
+            None => match main.detect_engine().await {
+                Some(d) => (d.engine, format!("{} ({})", d.engine, d.because)),
+                None => (
+                    Engine::Sglang,
+                    "sglang (nothing the server answered names its engine)".to_string(),
+                ),
+            },
+        };
+        tracing::info!("Engine: {engine_line}");
+        let mut notes = Vec::new();
+        let output_dir = if engine == Engine::Vllm {
+            vllm_output_dir(args, &main, &mut notes).await
+        } else {
+            let dir = output_dir(args, &stamp);
+            let _ = std::fs::create_dir_all(&dir);
+            Some(dir)
+        };
         let endpoints: Vec<(String, Server)> = if args.pd_separated {
             let worker = |kind: &str, i: usize, url: &str| (format!("{kind}-{i}"), main.at(url));
             let prefill = args
@@ -166,14 +217,29 @@ impl ProfileRun {
         let mut run = ProfileRun {
             endpoints: endpoints.into_iter().map(|(l, e)| (l, e, false)).collect(),
             args: args.clone(),
+            engine,
+            engine_line,
             profile_id: stamp.clone(),
             output_dir,
-            started_at: SystemTime::now(),
+            // A second back: file times and this clock may differ by a rounding.
+            started_at: SystemTime::now() - Duration::from_secs(1),
             errors: Vec::new(),
+            notes,
+            before: Vec::new(),
         };
-        let body = args.start_body(&run.output_dir, &run.profile_id);
+        if engine == Engine::Vllm
+            && let Some(d) = &run.output_dir
+        {
+            run.before = modified_files(d, &vllm::is_output);
+        }
+        let dir_for_body = run.output_dir.clone().unwrap_or_default();
+        let mut body = args.start_body(&dir_for_body, &run.profile_id);
+        if engine == Engine::Vllm {
+            // vLLM's directory is fixed at launch; the body cannot carry one.
+            body.output_dir = None;
+        }
         for (label, server, started) in &mut run.endpoints {
-            match server.start_profile(&body).await {
+            match server.start_profile_on(engine, &body).await {
                 Ok(_) => {
                     *started = true;
                     tracing::info!("Profiler started ({label} at {})", server.base());
@@ -191,14 +257,34 @@ impl ProfileRun {
     pub async fn finish(mut self) -> ProfileReport {
         let wait = Duration::from_secs_f64(self.args.profile_wait_timeout);
         let mut report = ProfileReport {
+            engine: self.engine_line.clone(),
             profile_id: self.profile_id.clone(),
-            output_dir: self.output_dir.display().to_string(),
+            output_dir: self
+                .output_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
             complete: true,
+            notes: std::mem::take(&mut self.notes),
             ..Default::default()
         };
+        let vllm = self.engine == Engine::Vllm;
+        let is_output: &(dyn Fn(&str) -> bool + Sync) = if vllm {
+            &vllm::is_output
+        } else {
+            &loupe_trace::files::is_profile_file
+        };
         let wait_for = WaitFor {
-            dir: Some(self.output_dir.clone()),
+            dir: self.output_dir.clone(),
             since: Some(self.started_at),
+            // vLLM has no status route; its files are complete when /stop_profile answers,
+            // so the listing only has to be seen twice.
+            use_status: !vllm,
+            dir_poll: if vllm {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(1)
+            },
             ..WaitFor::new(Some(&self.profile_id), wait)
         };
         for (label, server, started) in &self.endpoints {
@@ -207,15 +293,17 @@ impl ProfileRun {
                 report.complete = false;
                 continue;
             }
-            if self.args.sends_stop() {
+            if self.args.stops(self.engine) {
                 tracing::info!("Stopping the profiler ({label})...");
-                if let Err(e) = server.stop_profile().await {
+                if let Err(e) = server.stop_profile_on(self.engine).await {
                     self.errors.push(format!("stop ({label}): {e}"));
                 }
             }
-            let mut outcome = server
-                .wait_for_files(&wait_for, &loupe_trace::files::is_profile_file)
-                .await;
+            if vllm && self.output_dir.is_none() {
+                report.complete = false;
+                continue;
+            }
+            let mut outcome = server.wait_for_files(&wait_for, is_output).await;
             if let Ok(o) = &outcome
                 && let Watched::Status(st) = &o.watched
                 && !o.complete
@@ -227,11 +315,8 @@ impl ProfileRun {
                      captured ({}) are written",
                     st.state, self.args.profile_wait_timeout, st.steps_captured
                 ));
-                let _ = server.stop_profile().await;
-                if let Ok(again) = server
-                    .wait_for_files(&wait_for, &loupe_trace::files::is_profile_file)
-                    .await
-                {
+                let _ = server.stop_profile_on(self.engine).await;
+                if let Ok(again) = server.wait_for_files(&wait_for, is_output).await {
                     outcome = Ok(again);
                 }
             }
@@ -245,8 +330,13 @@ impl ProfileRun {
                         Watched::Directory(_) | Watched::Nothing if o.files.is_empty() => {
                             report.notes.push(format!(
                                 "{label}: no trace files appeared in {} (traces are written on \
-                                 the server's machine)",
-                                self.output_dir.display()
+                                 the server's machine{})",
+                                report.output_dir,
+                                if vllm {
+                                    ", in the torch_profiler_dir of its --profiler-config"
+                                } else {
+                                    ""
+                                }
                             ));
                         }
                         Watched::Directory(_) | Watched::Nothing => {}
@@ -262,10 +352,81 @@ impl ProfileRun {
         }
         report.files.sort();
         report.files.dedup();
+        if !self.before.is_empty() {
+            report.files.retain(|f| {
+                let t = std::fs::metadata(f).and_then(|m| m.modified()).ok();
+                !self.before.contains(&(PathBuf::from(f), t))
+            });
+        }
         report.errors = self.errors;
-        let paths: Vec<PathBuf> = report.files.iter().map(PathBuf::from).collect();
+        // The API server's CPU trace is no rank: it stays listed but out of the rank summary.
+        let paths: Vec<PathBuf> = report
+            .files
+            .iter()
+            .filter(|f| !vllm || vllm_file(f) != Some(VllmFile::Frontend))
+            .map(PathBuf::from)
+            .collect();
         report.summary = summarize_traces(&paths);
         report
+    }
+
+    /// Stop every started endpoint now (Ctrl-C): the server must not be left profiling.
+    pub async fn abandon(self) {
+        for (label, server, started) in &self.endpoints {
+            if *started && let Err(e) = server.stop_profile_on(self.engine).await {
+                tracing::warn!("Failed to stop the profiler ({label}): {e}");
+            }
+        }
+    }
+}
+
+fn vllm_file(path: &str) -> Option<VllmFile> {
+    Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(VllmFile::of)
+}
+
+/// Where a vLLM server writes: its launch-time `torch_profiler_dir`. `--profile-output-dir`
+/// names it when the server shares this disk; else the server's dev-mode `/server_info`
+/// may say it (then it is used only if it exists here); else loupe says where to look.
+async fn vllm_output_dir(
+    args: &ProfileArgs,
+    server: &Server,
+    notes: &mut Vec<String>,
+) -> Option<PathBuf> {
+    if let Some(d) = &args.profile_output_dir {
+        let d = std::path::absolute(d).unwrap_or_else(|_| d.clone());
+        notes.push(format!(
+            "vLLM writes to the torch_profiler_dir it was launched with; looking for its files \
+             in {} (--profile-output-dir)",
+            d.display()
+        ));
+        return Some(d);
+    }
+    match server.vllm_profiler_dir().await {
+        Some(d) if Path::new(&d).is_dir() => {
+            notes.push(format!(
+                "vLLM's torch_profiler_dir (from /server_info): {d}"
+            ));
+            Some(PathBuf::from(d))
+        }
+        Some(d) => {
+            notes.push(format!(
+                "vLLM writes its traces to {d} on the server's machine (not on this one)"
+            ));
+            None
+        }
+        None => {
+            notes.push(
+                "vLLM wrote its traces to the torch_profiler_dir of its --profiler-config, on \
+                 the server's machine (dp<D>_pp<P>_tp<T>_dcp<C>_ep<E>_rank<N>.<ns>.pt.trace.json.gz \
+                 per rank, <host>_<pid>.async_llm.<ns>.pt.trace.json.gz, *.profiler_out.txt); \
+                 pass that directory as --profile-output-dir when it is on this machine"
+                    .to_string(),
+            );
+            None
+        }
     }
 }
 

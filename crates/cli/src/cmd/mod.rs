@@ -2,7 +2,9 @@
 //! struct, the call, and what the terminal shows of the outcome.
 
 pub mod bench;
+pub mod engine;
 pub mod profile;
 pub mod run;
 pub mod serve;
 pub mod trace;
+pub mod watch;

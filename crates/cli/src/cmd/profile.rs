@@ -1,8 +1,11 @@
 //! `loupe profile start|stop|status`: interactive profiling of any SGLang-compatible server,
 //! with the request fields of `/start_profile` as flags (the same knobs as
 //! `python -m sglang.profiler`, bounded to 5 steps by default as that tool is), and
-//! `loupe profile nsys` for Nsight Systems sessions. The conversation itself is
-//! loupe-client's; this module holds the flags and the terminal output.
+//! `loupe profile nsys` for Nsight Systems sessions. The engine (SGLang, vLLM, TensorRT-LLM,
+//! Dynamo) is `--engine` or asked from the server, and printed; each speaks its own protocol
+//! (vLLM: the strict body, a stop before each start, files listed and summarised at the
+//! stop). The conversation itself is loupe-client's; this module holds the flags and the
+//! terminal output.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
 use loupe_client::nsys::{self, NsysCommand as Nsys};
-use loupe_client::{LaxInt, ProfileStatus, Server, StartProfile, WaitFor, Watched};
+use loupe_client::vllm::{self, VllmFile, VllmStart};
+use loupe_client::{Engine, LaxInt, ProfileStatus, Server, StartProfile, WaitFor, Watched};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProfileArgs {
@@ -23,7 +27,7 @@ pub enum ProfileCommand {
     /// POST /start_profile.
     Start(StartArgs),
     /// POST /stop_profile (returns once the traces are written) and list them.
-    Stop(ServerArgs),
+    Stop(StopArgs),
     /// GET /profile_status (loupe servers): idle, armed, active or exporting, and the files.
     Status(StatusArgs),
     /// Nsight Systems interactive sessions.
@@ -37,13 +41,27 @@ pub struct ServerArgs {
     /// Bearer key (admin key when the server has one).
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// The server's engine: sglang, vllm, trtllm or dynamo (default: asked from the server).
+    #[arg(long, value_parser = crate::cmd::engine::parse)]
+    pub engine: Option<Engine>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// vLLM: its torch_profiler_dir, when on this machine: the files written are listed and
+    /// summarised.
+    #[arg(long)]
+    pub output_dir: Option<String>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StartArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Where the server writes (default: the server's own default).
+    /// Where the server writes (default: the server's own default). vLLM's is fixed at its
+    /// launch: give its torch_profiler_dir here to have --wait list the files.
     #[arg(long)]
     pub output_dir: Option<String>,
     /// Steps to capture before the server stops by itself; 0 captures until `stop`.
@@ -154,6 +172,100 @@ fn server(s: &ServerArgs) -> anyhow::Result<Server> {
     Ok(Server::new(&s.url, headers)?)
 }
 
+/// The engine to speak to, from `--engine` or the server's answers; printed on stderr so
+/// scripts reading stdout see only the protocol's output.
+async fn engine_of(s: &ServerArgs, server: &Server) -> Engine {
+    let (engine, why) = match s.engine {
+        Some(e) => (e, "--engine".to_string()),
+        None => match server.detect_engine().await {
+            Some(d) => (d.engine, d.because),
+            None => (
+                Engine::Sglang,
+                "nothing the server answered names it".into(),
+            ),
+        },
+    };
+    eprintln!("engine: {engine} ({why})");
+    engine
+}
+
+/// vLLM's files in `dir` written since `since`, printed with their summary.
+fn list_vllm(dir: &str, since: SystemTime) -> anyhow::Result<()> {
+    let files =
+        loupe_client::list_outputs(std::path::Path::new(dir), Some(since), &vllm::is_output);
+    if files.is_empty() {
+        bail!(
+            "no vLLM trace files in {dir} (is it the server's torch_profiler_dir, on this machine?)"
+        );
+    }
+    for (f, len) in &files {
+        println!("  {} ({len} bytes)", f.display());
+    }
+    let ranks: Vec<PathBuf> = files
+        .into_iter()
+        .map(|(f, _)| f)
+        .filter(|f| {
+            matches!(
+                f.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(VllmFile::of),
+                Some(VllmFile::Worker { .. })
+            )
+        })
+        .collect();
+    if !ranks.is_empty() {
+        match loupe_trace::report::summary_text(&ranks, 10) {
+            Ok(text) => print!("{text}"),
+            Err(e) => eprintln!("no trace summary: {e}"),
+        }
+    }
+    Ok(())
+}
+
+const VLLM_DIR: &str = "vLLM writes to the torch_profiler_dir of its --profiler-config; \
+                        pass it as --output-dir (when it is on this machine) to list the files";
+
+/// `loupe profile start` on vLLM: the strict body (after a stop that clears an old session's
+/// guard); with --wait, the files of the automatic stop, then a stop so the next start is
+/// accepted.
+async fn start_vllm(a: &StartArgs, server: &Server) -> anyhow::Result<()> {
+    let mut body = a.body();
+    body.output_dir = None;
+    let sent = VllmStart::from_sglang(&body)?;
+    let since = SystemTime::now() - Duration::from_secs(1);
+    server.start_profile_on(Engine::Vllm, &body).await?;
+    println!("profiling started");
+    println!("request: {}", sent.to_json());
+    if !a.wait {
+        return Ok(());
+    }
+    let Some(dir) = &a.output_dir else {
+        bail!("--wait: {VLLM_DIR}");
+    };
+    if sent.max_iterations.is_none() {
+        bail!(
+            "--wait on vLLM needs --num-steps > 0 (without it vLLM records until `loupe profile stop`)"
+        );
+    }
+    let w = WaitFor {
+        dir: Some(PathBuf::from(dir)),
+        since: Some(since),
+        use_status: false,
+        dir_poll: Duration::from_millis(500),
+        ..WaitFor::new(None, Duration::from_secs_f64(a.timeout.max(0.0)))
+    };
+    let out = server.wait_for_files(&w, &vllm::is_output).await?;
+    // The automatic stop leaves vLLM's 409 guard set: only /stop_profile clears it.
+    server.stop_profile_on(Engine::Vllm).await?;
+    if !out.complete {
+        bail!(
+            "no complete vLLM trace files in {dir} after {} s (vLLM counts steps only while it serves requests)",
+            a.timeout
+        );
+    }
+    list_vllm(dir, since)
+}
+
 fn print_status(st: &ProfileStatus) {
     let mut line = format!("state: {}", st.state);
     if let Some(id) = &st.profile_id {
@@ -225,8 +337,13 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ProfileCommand::Start(a) => {
             let server = server(&a.server)?;
+            let engine = engine_of(&a.server, &server).await;
+            if engine == Engine::Vllm {
+                start_vllm(&a, &server).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let body = a.body();
-            let reply = server.start_profile(&body).await?;
+            let reply = server.start_profile_on(engine, &body).await?;
             print!("{reply}");
             if !reply.ends_with('\n') {
                 println!();
@@ -243,10 +360,19 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ProfileCommand::Stop(s) => {
-            let server = server(&s)?;
-            let reply = server.stop_profile().await?;
+            let server = server(&s.server)?;
+            let engine = engine_of(&s.server, &server).await;
+            let since = SystemTime::now() - Duration::from_secs(1);
+            let reply = server.stop_profile_on(engine).await?;
             print!("{reply}");
-            if let Some(st) = server.profile_status().await? {
+            if engine == Engine::Vllm {
+                // vLLM's files are complete when its stop answers.
+                println!("profiling stopped");
+                match &s.output_dir {
+                    Some(dir) => list_vllm(dir, since)?,
+                    None => println!("{VLLM_DIR}"),
+                }
+            } else if let Some(st) = server.profile_status().await? {
                 print_status(&st);
             }
         }

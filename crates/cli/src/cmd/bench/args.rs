@@ -573,6 +573,12 @@ pub struct ProfileFlags {
     /// How long to wait for the traces to be complete after the run.
     #[arg(long, default_value_t = 120.0)]
     pub profile_wait_timeout: f64,
+
+    // loupe's own: which engine's profiling protocol to speak.
+    /// The server's engine: sglang, vllm, trtllm or dynamo (default: asked from the server,
+    /// and printed in the profile's report).
+    #[arg(long, value_parser = crate::cmd::engine::parse)]
+    pub engine: Option<loupe_client::Engine>,
 }
 
 impl From<&ProfileFlags> for ProfileArgs {
@@ -591,6 +597,7 @@ impl From<&ProfileFlags> for ProfileArgs {
             profile_prefill_url: p.profile_prefill_url.clone(),
             profile_decode_url: p.profile_decode_url.clone(),
             profile_wait_timeout: p.profile_wait_timeout,
+            engine: p.engine,
         }
     }
 }

@@ -6,7 +6,7 @@
 
 mod args;
 mod refused;
-mod table;
+pub(crate) mod table;
 mod terminal;
 
 use std::process::ExitCode;

@@ -268,6 +268,7 @@ fn loupe_section(r: &RunOutcome) -> String {
     }
     if let Some(p) = &info.profile {
         o.push_str(&format!("{:-^50}\n", " Profile "));
+        line(&mut o, "Engine:", &p.engine);
         line(&mut o, "Profile id:", &p.profile_id);
         line(&mut o, "Output dir:", &p.output_dir);
         line(
@@ -324,6 +325,15 @@ fn grid(layout: Layout, header: Vec<String>, rows: Vec<Vec<String>>) -> String {
         }
     }
     t.to_string()
+}
+
+/// Other commands' terminal tables (`loupe watch --once`), through the same renderer.
+pub(crate) fn terminal_table(header: Vec<String>, rows: Vec<Vec<String>>) -> String {
+    let layout = Layout {
+        style: presets::UTF8_FULL_CONDENSED,
+        widths: None,
+    };
+    grid(layout, header, rows)
 }
 
 /// loupe's HdrHistogram percentiles: a row per metric, in ms.
