@@ -118,23 +118,23 @@ struct Group {
     thread: Option<JoinHandle<()>>,
 }
 
-/// A running engine. Dropping it stops the scheduler threads.
-pub struct Engine {
-    config: Arc<ModelConfig>,
-    tokenizer: Option<Arc<Tokenizer>>,
-    groups: Vec<Group>,
-    next: AtomicUsize,
-    load_balance: LoadBalance,
-    context_length: usize,
-    max_total_tokens: usize,
-    max_queued: Option<usize>,
-    pub args: EngineArgs,
-    pub model_source: ModelSource,
+/// What starting a model needs before any scheduler exists: the resolved source, config,
+/// weights and tokenizer, and the sizes derived from the arguments. Shared by [`Engine::start`]
+/// and [`crate::runner::ModelRunner::load`], so the two load a model identically.
+pub(crate) struct LoadedModel {
+    pub source: ModelSource,
+    pub config: Arc<ModelConfig>,
+    pub weights: WeightSource,
+    pub tokenizer: Option<Arc<Tokenizer>>,
     pub eos_token_ids: Vec<u32>,
+    pub context_length: usize,
+    pub max_total_tokens: usize,
+    pub threads_per_rank: usize,
+    pub dtype: WeightDtype,
 }
 
-impl Engine {
-    pub fn start(args: EngineArgs) -> Result<Engine, EngineError> {
+impl LoadedModel {
+    pub fn load(args: &EngineArgs) -> Result<LoadedModel, EngineError> {
         if args.tp_size == 0 || args.dp_size == 0 {
             return Err(EngineError::Config(
                 "--tp-size and --dp-size must be at least 1".into(),
@@ -213,12 +213,61 @@ impl Engine {
                 args.page_size
             )));
         }
-        let max_running = args
-            .max_running_requests
-            .unwrap_or_else(|| (max_total_tokens / 2).clamp(1, 512));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads_per_rank =
             (args.threads.unwrap_or(cores) / (args.tp_size * args.dp_size)).max(1);
+        let dtype = config.weight_dtype(args.dtype);
+        tracing::info!(
+            "model {} ({}), weights kept as {}, compute in float32",
+            args.model_path,
+            config.architecture.hf_name(),
+            dtype.name()
+        );
+        Ok(LoadedModel {
+            source,
+            config,
+            weights,
+            tokenizer,
+            eos_token_ids,
+            context_length,
+            max_total_tokens,
+            threads_per_rank,
+            dtype,
+        })
+    }
+}
+
+/// A running engine. Dropping it stops the scheduler threads.
+pub struct Engine {
+    config: Arc<ModelConfig>,
+    tokenizer: Option<Arc<Tokenizer>>,
+    groups: Vec<Group>,
+    next: AtomicUsize,
+    load_balance: LoadBalance,
+    context_length: usize,
+    max_total_tokens: usize,
+    max_queued: Option<usize>,
+    pub args: EngineArgs,
+    pub model_source: ModelSource,
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl Engine {
+    pub fn start(args: EngineArgs) -> Result<Engine, EngineError> {
+        let LoadedModel {
+            source,
+            config,
+            weights,
+            tokenizer,
+            eos_token_ids,
+            context_length,
+            max_total_tokens,
+            threads_per_rank,
+            dtype,
+        } = LoadedModel::load(&args)?;
+        let max_running = args
+            .max_running_requests
+            .unwrap_or_else(|| (max_total_tokens / 2).clamp(1, 512));
         let sched_cfg = SchedulerConfig {
             max_total_tokens,
             page_size: args.page_size,
@@ -235,13 +284,6 @@ impl Engine {
         let detok = tokenizer
             .clone()
             .unwrap_or_else(|| Arc::new(Tokenizer::byte_level(config.vocab_size)));
-        let dtype = config.weight_dtype(args.dtype);
-        tracing::info!(
-            "model {} ({}), weights kept as {}, compute in float32",
-            args.model_path,
-            config.architecture.hf_name(),
-            dtype.name()
-        );
         let mut groups = Vec::with_capacity(args.dp_size);
         for dp_rank in 0..args.dp_size {
             let ranks = RankModel::load_all(
