@@ -246,6 +246,7 @@ pub struct Engine {
     load_balance: LoadBalance,
     context_length: usize,
     max_total_tokens: usize,
+    max_running_requests: usize,
     max_queued: Option<usize>,
     pub args: EngineArgs,
     pub model_source: ModelSource,
@@ -325,6 +326,7 @@ impl Engine {
             load_balance: args.load_balance,
             context_length,
             max_total_tokens,
+            max_running_requests: max_running,
             max_queued: args.max_queued_requests,
             model_source: source,
             eos_token_ids,
@@ -348,6 +350,11 @@ impl Engine {
     /// KV pool size of each data-parallel group, in tokens.
     pub fn max_total_tokens(&self) -> usize {
         self.max_total_tokens
+    }
+
+    /// Requests one data-parallel group runs at once (`--max-running-requests` or its default).
+    pub fn max_running_requests(&self) -> usize {
+        self.max_running_requests
     }
 
     /// The longest prompt a request may have.

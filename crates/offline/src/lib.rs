@@ -13,5 +13,6 @@ pub mod error;
 pub mod jsonl;
 pub mod key_averages;
 pub mod one_batch;
+pub mod one_batch_server;
 
 pub use error::OfflineError;

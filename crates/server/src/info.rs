@@ -134,6 +134,10 @@ pub async fn server_info(State(st): State<Arc<AppState>>) -> Response {
                 "num_retractions": s.retractions_total.load(Ordering::Relaxed),
                 "forward_steps": steps,
                 "scheduler_overhead_fraction": if step_ns > 0 { (step_ns - fwd_ns.min(step_ns)) as f64 / step_ns as f64 } else { 0.0 },
+                // What one_batch_server sizes its cases by (SGLang's scheduler reports them).
+                "effective_max_running_requests_per_dp": engine.max_running_requests(),
+                "dp_size": engine.args.dp_size,
+                "memory_usage": {"token_capacity": engine.max_total_tokens()},
             })
         })
         .collect();

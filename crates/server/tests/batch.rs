@@ -164,3 +164,17 @@ async fn other_shapes_are_a_400_naming_the_field() {
         .await;
     assert_eq!(status, 400, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_info_reports_what_one_batch_server_sizes_cases_by() {
+    let s = app(|a| {
+        a.max_running_requests = Some(7);
+        a.max_total_tokens = Some(5000);
+    })
+    .await;
+    let v: Value = serde_json::from_str(&s.get("/server_info").await.1).unwrap();
+    let st = &v["internal_states"][0];
+    assert_eq!(st["effective_max_running_requests_per_dp"], 7);
+    assert_eq!(st["dp_size"], 1);
+    assert_eq!(st["memory_usage"]["token_capacity"], 5000);
+}

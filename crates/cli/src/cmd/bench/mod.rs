@@ -7,6 +7,7 @@
 mod args;
 mod key_averages;
 pub mod one_batch;
+pub mod one_batch_server;
 mod refused;
 mod table;
 mod terminal;
@@ -22,6 +23,8 @@ use loupe_bench::BenchOutcome;
 pub enum OfflineTool {
     /// `python -m sglang.benchmark.one_batch`: the model batch by batch, no server, no queue.
     OneBatch(one_batch::OneBatchArgs),
+    /// `python -m sglang.benchmark.one_batch_server`: each batch as one streamed /generate.
+    OneBatchServer(one_batch_server::OneBatchServerArgs),
 }
 
 /// Run the benchmark the flags describe, showing it as `loupe bench` does; the outcome holds
@@ -37,6 +40,7 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(tool) = args.tool.take() {
         return match tool {
             OfflineTool::OneBatch(a) => one_batch::run(a).await,
+            OfflineTool::OneBatchServer(a) => one_batch_server::run(a).await,
         };
     }
     let outcome = execute(args).await?;
