@@ -14,5 +14,6 @@ pub mod jsonl;
 pub mod key_averages;
 pub mod one_batch;
 pub mod one_batch_server;
+pub mod throughput;
 
 pub use error::OfflineError;

@@ -6,6 +6,7 @@
 
 mod args;
 mod key_averages;
+pub mod offline;
 pub mod one_batch;
 pub mod one_batch_server;
 mod refused;
@@ -25,6 +26,8 @@ pub enum OfflineTool {
     OneBatch(one_batch::OneBatchArgs),
     /// `python -m sglang.benchmark.one_batch_server`: each batch as one streamed /generate.
     OneBatchServer(one_batch_server::OneBatchServerArgs),
+    /// `python -m sglang.benchmark.offline_throughput`: every prompt to the in-process engine.
+    Offline(offline::OfflineArgs),
 }
 
 /// Run the benchmark the flags describe, showing it as `loupe bench` does; the outcome holds
@@ -41,6 +44,7 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<ExitCode> {
         return match tool {
             OfflineTool::OneBatch(a) => one_batch::run(a).await,
             OfflineTool::OneBatchServer(a) => one_batch_server::run(a).await,
+            OfflineTool::Offline(a) => offline::run(a).await,
         };
     }
     let outcome = execute(args).await?;
