@@ -44,8 +44,8 @@ fn last_state(info: &Value, key: &str) -> f64 {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|s| s[key].as_f64())
-        .last()
+        .rev()
+        .find_map(|s| s[key].as_f64())
         .unwrap_or(-1.0)
 }
 
