@@ -147,6 +147,11 @@ pub async fn server_info(State(st): State<Arc<AppState>>) -> Response {
         st.served_model_name.clone().into(),
     );
     obj.insert("launch_command".into(), st.launch_command.clone().into());
+    // SGLang reports the resolved tokenizer path (one_batch_server loads its tokenizer from
+    // it); for a preset, the directory its tokenizer was exported to.
+    if let Some(p) = &st.tokenizer_path {
+        obj.insert("tokenizer_path".into(), p.clone().into());
+    }
     obj.insert(
         "max_total_num_tokens".into(),
         engine.max_total_tokens().into(),

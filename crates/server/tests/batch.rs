@@ -178,3 +178,11 @@ async fn server_info_reports_what_one_batch_server_sizes_cases_by() {
     assert_eq!(st["dp_size"], 1);
     assert_eq!(st["memory_usage"]["token_capacity"], 5000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_info_names_a_tokenizer_clients_can_load() {
+    let s = app(|_| {}).await;
+    let v: Value = serde_json::from_str(&s.get("/server_info").await.1).unwrap();
+    let dir = std::path::Path::new(v["tokenizer_path"].as_str().expect("a path for the preset"));
+    assert!(dir.join("tokenizer.json").is_file(), "{}", dir.display());
+}
