@@ -286,7 +286,9 @@ fn one_batch_profiles_into_upstreams_file_names_with_a_table_per_trace() {
     }
     // The decode window's two steps (the calls column; a step span has no input shapes).
     assert_eq!(
-        row(tables[1], "step[DECODE bs=2]").last().map(String::as_str),
+        row(tables[1], "step[DECODE bs=2]")
+            .last()
+            .map(String::as_str),
         Some("2")
     );
 

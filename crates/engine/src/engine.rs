@@ -120,7 +120,7 @@ struct Group {
 
 /// What starting a model needs before any scheduler exists: the resolved source, config,
 /// weights and tokenizer, and the sizes derived from the arguments. Shared by [`Engine::start`]
-/// and [`crate::runner::ModelRunner::load`], so the two load a model identically.
+/// and the model runner (`runner.rs`), so the two load a model identically.
 pub(crate) struct LoadedModel {
     pub source: ModelSource,
     pub config: Arc<ModelConfig>,
