@@ -17,7 +17,7 @@ pip install -q torch transformers safetensors numpy aiohttp tqdm requests pybase
 tmp=$(mktemp -d)
 pip download -q --no-deps -d "$tmp" sglang==0.5.23
 pip install -q --no-deps "$tmp"/sglang-*.whl
-pip install -q orjson psutil pillow starlette msgspec pyzmq ipython datasets apache-tvm-ffi \
+pip install -q orjson psutil pillow starlette msgspec pyzmq ipython datasets apache-tvm-ffi tabulate \
   sentencepiece compressed-tensors gguf
 pip install -q perfetto==0.59.1 protobuf
 python -m sglang.benchmark.serving --help >/dev/null

@@ -118,23 +118,23 @@ struct Group {
     thread: Option<JoinHandle<()>>,
 }
 
-/// A running engine. Dropping it stops the scheduler threads.
-pub struct Engine {
-    config: Arc<ModelConfig>,
-    tokenizer: Option<Arc<Tokenizer>>,
-    groups: Vec<Group>,
-    next: AtomicUsize,
-    load_balance: LoadBalance,
-    context_length: usize,
-    max_total_tokens: usize,
-    max_queued: Option<usize>,
-    pub args: EngineArgs,
-    pub model_source: ModelSource,
+/// What starting a model needs before any scheduler exists: the resolved source, config,
+/// weights and tokenizer, and the sizes derived from the arguments. Shared by [`Engine::start`]
+/// and the model runner (`runner.rs`), so the two load a model identically.
+pub(crate) struct LoadedModel {
+    pub source: ModelSource,
+    pub config: Arc<ModelConfig>,
+    pub weights: WeightSource,
+    pub tokenizer: Option<Arc<Tokenizer>>,
     pub eos_token_ids: Vec<u32>,
+    pub context_length: usize,
+    pub max_total_tokens: usize,
+    pub threads_per_rank: usize,
+    pub dtype: WeightDtype,
 }
 
-impl Engine {
-    pub fn start(args: EngineArgs) -> Result<Engine, EngineError> {
+impl LoadedModel {
+    pub fn load(args: &EngineArgs) -> Result<LoadedModel, EngineError> {
         if args.tp_size == 0 || args.dp_size == 0 {
             return Err(EngineError::Config(
                 "--tp-size and --dp-size must be at least 1".into(),
@@ -213,12 +213,62 @@ impl Engine {
                 args.page_size
             )));
         }
-        let max_running = args
-            .max_running_requests
-            .unwrap_or_else(|| (max_total_tokens / 2).clamp(1, 512));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads_per_rank =
             (args.threads.unwrap_or(cores) / (args.tp_size * args.dp_size)).max(1);
+        let dtype = config.weight_dtype(args.dtype);
+        tracing::info!(
+            "model {} ({}), weights kept as {}, compute in float32",
+            args.model_path,
+            config.architecture.hf_name(),
+            dtype.name()
+        );
+        Ok(LoadedModel {
+            source,
+            config,
+            weights,
+            tokenizer,
+            eos_token_ids,
+            context_length,
+            max_total_tokens,
+            threads_per_rank,
+            dtype,
+        })
+    }
+}
+
+/// A running engine. Dropping it stops the scheduler threads.
+pub struct Engine {
+    config: Arc<ModelConfig>,
+    tokenizer: Option<Arc<Tokenizer>>,
+    groups: Vec<Group>,
+    next: AtomicUsize,
+    load_balance: LoadBalance,
+    context_length: usize,
+    max_total_tokens: usize,
+    max_running_requests: usize,
+    max_queued: Option<usize>,
+    pub args: EngineArgs,
+    pub model_source: ModelSource,
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl Engine {
+    pub fn start(args: EngineArgs) -> Result<Engine, EngineError> {
+        let LoadedModel {
+            source,
+            config,
+            weights,
+            tokenizer,
+            eos_token_ids,
+            context_length,
+            max_total_tokens,
+            threads_per_rank,
+            dtype,
+        } = LoadedModel::load(&args)?;
+        let max_running = args
+            .max_running_requests
+            .unwrap_or_else(|| (max_total_tokens / 2).clamp(1, 512));
         let sched_cfg = SchedulerConfig {
             max_total_tokens,
             page_size: args.page_size,
@@ -235,13 +285,6 @@ impl Engine {
         let detok = tokenizer
             .clone()
             .unwrap_or_else(|| Arc::new(Tokenizer::byte_level(config.vocab_size)));
-        let dtype = config.weight_dtype(args.dtype);
-        tracing::info!(
-            "model {} ({}), weights kept as {}, compute in float32",
-            args.model_path,
-            config.architecture.hf_name(),
-            dtype.name()
-        );
         let mut groups = Vec::with_capacity(args.dp_size);
         for dp_rank in 0..args.dp_size {
             let ranks = RankModel::load_all(
@@ -283,6 +326,7 @@ impl Engine {
             load_balance: args.load_balance,
             context_length,
             max_total_tokens,
+            max_running_requests: max_running,
             max_queued: args.max_queued_requests,
             model_source: source,
             eos_token_ids,
@@ -306,6 +350,11 @@ impl Engine {
     /// KV pool size of each data-parallel group, in tokens.
     pub fn max_total_tokens(&self) -> usize {
         self.max_total_tokens
+    }
+
+    /// Requests one data-parallel group runs at once (`--max-running-requests` or its default).
+    pub fn max_running_requests(&self) -> usize {
+        self.max_running_requests
     }
 
     /// The longest prompt a request may have.

@@ -114,11 +114,6 @@ pub(crate) fn common_sampling(f: &Fields<'_>, p: &mut SamplingParams) -> Result<
     if let Some(v) = f.bool("no_stop_trim")? {
         p.no_stop_trim = v;
     }
-    if let Some(n) = f.u64("n")?
-        && n != 1
-    {
-        return Err(f.err("n", format!("only n = 1 is supported, got {n}")));
-    }
     reject_unsupported(
         f,
         &[
@@ -133,8 +128,25 @@ pub(crate) fn common_sampling(f: &Fields<'_>, p: &mut SamplingParams) -> Result<
     p.validate().map_err(|e| f.err(e.field, e.message))
 }
 
+/// The OpenAI routes take one choice per request.
+pub(crate) fn single_choice(f: &Fields<'_>) -> Result<(), ApiError> {
+    match f.u64("n")? {
+        Some(n) if n != 1 => Err(f.err("n", format!("only n = 1 is supported, got {n}"))),
+        _ => Ok(()),
+    }
+}
+
+/// One input's `sampling_params` of /generate.
+#[derive(Clone)]
+struct NativeSampling {
+    params: SamplingParams,
+    stream_interval: Option<u64>,
+    /// `n`: SGLang's parallel samples of this input.
+    n: u64,
+}
+
 /// `sampling_params` of /generate.
-fn native_sampling(f: &Fields<'_>) -> Result<(SamplingParams, Option<u64>), ApiError> {
+fn native_sampling(f: &Fields<'_>) -> Result<NativeSampling, ApiError> {
     const KNOWN: &[&str] = &[
         "max_new_tokens",
         "min_new_tokens",
@@ -186,8 +198,16 @@ fn native_sampling(f: &Fields<'_>) -> Result<(SamplingParams, Option<u64>), ApiE
     if interval == Some(0) {
         return Err(f.err("stream_interval", "must be at least 1"));
     }
+    let n = f.u64("n")?.unwrap_or(1);
+    if n == 0 {
+        return Err(f.err("n", "must be at least 1"));
+    }
     common_sampling(f, &mut p)?;
-    Ok((p, interval))
+    Ok(NativeSampling {
+        params: p,
+        stream_interval: interval,
+        n,
+    })
 }
 
 fn meta_info(p: &Pending, out: &RequestOutput, e2e: bool) -> Value {
@@ -271,7 +291,7 @@ fn read_inputs(st: &AppState, f: &Fields<'_>) -> Result<Inputs, ApiError> {
 }
 
 /// Per-input `sampling_params` (one dict for all, or a list with one per input).
-fn read_sampling(f: &Fields<'_>, n: usize) -> Result<Vec<(SamplingParams, Option<u64>)>, ApiError> {
+fn read_sampling(f: &Fields<'_>, n: usize) -> Result<Vec<NativeSampling>, ApiError> {
     let empty = Map::new();
     match f.get("sampling_params") {
         None => {
@@ -305,10 +325,16 @@ fn read_sampling(f: &Fields<'_>, n: usize) -> Result<Vec<(SamplingParams, Option
     }
 }
 
-fn read_rids(st: &AppState, f: &Fields<'_>, n: usize) -> Result<Vec<String>, ApiError> {
+fn read_rids(
+    st: &AppState,
+    f: &Fields<'_>,
+    n: usize,
+    batch: bool,
+) -> Result<Vec<String>, ApiError> {
     match f.get("rid") {
         None => Ok((0..n).map(|_| st.new_rid()).collect()),
-        Some(Value::String(s)) if n == 1 => Ok(vec![s.clone()]),
+        // SGLang: "The rid should be a list for batch processing."
+        Some(Value::String(s)) if n == 1 && !batch => Ok(vec![s.clone()]),
         Some(Value::Array(list)) if list.len() == n => list
             .iter()
             .enumerate()
@@ -347,26 +373,44 @@ pub async fn generate(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Re
         ],
     )?;
     let inputs = read_inputs(&st, &f)?;
-    let n = inputs.prompts.len();
-    let sampling = read_sampling(&f, n)?;
-    let rids = read_rids(&st, &f, n)?;
+    let sampling = read_sampling(&f, inputs.prompts.len())?;
+    // SGLang's parallel sampling: every input has the same `n`; each input becomes n requests,
+    // output i*n + j being input i's sample j, and the reply is a list even for one input.
+    let parallel = sampling[0].n;
+    if let Some(i) = sampling.iter().position(|s| s.n != parallel) {
+        return Err(f.err(
+            &format!("sampling_params[{i}].n"),
+            format!(
+                "is {} but sampling_params[0].n is {parallel}: the parallel_sample_num should be \
+                 the same for all samples in sample params",
+                sampling[i].n
+            ),
+        ));
+    }
+    let batch = inputs.batch || parallel > 1;
+    let n = inputs.prompts.len() * parallel as usize;
+    // Parallel samples get fresh request ids, as SGLang regenerates them.
+    let rids = if parallel > 1 {
+        (0..n).map(|_| st.new_rid()).collect()
+    } else {
+        read_rids(&st, &f, n, batch)?
+    };
     let stream = f.bool("stream")?.unwrap_or(false);
     let log_metrics = f.bool("log_metrics")?.unwrap_or(true);
 
-    let mut pending = Vec::with_capacity(n);
-    for (i, ((ids, (params, interval)), rid)) in inputs
+    let requests = inputs
         .prompts
         .into_iter()
         .zip(sampling)
-        .zip(rids)
-        .enumerate()
-    {
+        .flat_map(|(ids, s)| std::iter::repeat_n((ids, s), parallel as usize));
+    let mut pending = Vec::with_capacity(n);
+    for (i, ((ids, s), rid)) in requests.zip(rids).enumerate() {
         let req = NewRequest {
             rid,
             input_ids: ids,
-            params,
+            params: s.params,
             stream,
-            stream_interval: interval.map(|n| n as usize),
+            stream_interval: s.stream_interval.map(|n| n as usize),
             log_metrics,
         };
         pending.push(st.submit(Surface::Native, i, req)?);
@@ -387,7 +431,7 @@ pub async fn generate(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Re
                 json!({"text": text, "output_ids": ids, "meta_info": meta_info(&p, &last, true)}),
             );
         }
-        let body = if inputs.batch {
+        let body = if batch {
             Value::Array(results)
         } else {
             results.pop().expect("one")
@@ -396,7 +440,6 @@ pub async fn generate(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Re
     }
 
     let incremental = st.config.incremental_streaming_output;
-    let batch = inputs.batch;
     let streams = pending.into_iter().map(|p| {
         let st = st.clone();
         futures::stream::unfold(

@@ -135,6 +135,10 @@ pub async fn server_info(State(st): State<Arc<AppState>>) -> Response {
                 "num_retractions": s.retractions_total.load(Ordering::Relaxed),
                 "forward_steps": steps,
                 "scheduler_overhead_fraction": if step_ns > 0 { (step_ns - fwd_ns.min(step_ns)) as f64 / step_ns as f64 } else { 0.0 },
+                // What one_batch_server sizes its cases by (SGLang's scheduler reports them).
+                "effective_max_running_requests_per_dp": engine.max_running_requests(),
+                "dp_size": engine.args.dp_size,
+                "memory_usage": {"token_capacity": engine.max_total_tokens()},
             })
         })
         .collect();
@@ -144,6 +148,11 @@ pub async fn server_info(State(st): State<Arc<AppState>>) -> Response {
         st.served_model_name.clone().into(),
     );
     obj.insert("launch_command".into(), st.launch_command.clone().into());
+    // SGLang reports the resolved tokenizer path (one_batch_server loads its tokenizer from
+    // it); for a preset, the directory its tokenizer was exported to.
+    if let Some(p) = &st.tokenizer_path {
+        obj.insert("tokenizer_path".into(), p.clone().into());
+    }
     obj.insert(
         "max_total_num_tokens".into(),
         engine.max_total_tokens().into(),

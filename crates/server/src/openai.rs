@@ -12,7 +12,7 @@ use loupe_engine::{ChatMessage, FinishReason, RequestOutput, SamplingParams};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Surface};
-use crate::generate::{SSE_DONE, common_sampling, sse_event, sse_headers};
+use crate::generate::{SSE_DONE, common_sampling, single_choice, sse_event, sse_headers};
 use crate::parse::{Fields, json_object, kind, reject_unsupported, token_list};
 use crate::state::{AppState, NewRequest, Pending, unix_now};
 
@@ -93,6 +93,7 @@ fn read_common(st: &AppState, f: &Fields<'_>, route: Route) -> Result<Common, Ap
         p.min_new_tokens = v as usize;
     }
     p.seed = f.u64("seed")?;
+    single_choice(f)?;
     if route == Route::Chat && p.max_new_tokens == usize::MAX {
         // Validation would compare against usize::MAX; check everything else now.
         let mut probe = p.clone();

@@ -187,7 +187,11 @@ pub enum GroupDistribution {
 }
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchArgs {
+    /// SGLang's offline tools; without one, bench_serving's flags below.
+    #[command(subcommand)]
+    pub tool: Option<super::OfflineTool>,
     // ---- target
     #[arg(long, value_enum, default_value = "sglang")]
     pub backend: Backend,

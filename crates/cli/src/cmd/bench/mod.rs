@@ -5,6 +5,10 @@
 //! a sweep, on stdout).
 
 mod args;
+mod key_averages;
+pub mod offline;
+pub mod one_batch;
+pub mod one_batch_server;
 mod refused;
 pub(crate) mod table;
 mod terminal;
@@ -15,6 +19,17 @@ use std::sync::Arc;
 pub use args::BenchArgs;
 use loupe_bench::BenchOutcome;
 
+/// `loupe bench <tool>`: SGLang's offline benchmarks, each with its own flags.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum OfflineTool {
+    /// `python -m sglang.benchmark.one_batch`: the model batch by batch, no server, no queue.
+    OneBatch(one_batch::OneBatchArgs),
+    /// `python -m sglang.benchmark.one_batch_server`: each batch as one streamed /generate.
+    OneBatchServer(one_batch_server::OneBatchServerArgs),
+    /// `python -m sglang.benchmark.offline_throughput`: every prompt to the in-process engine.
+    Offline(offline::OfflineArgs),
+}
+
 /// Run the benchmark the flags describe, showing it as `loupe bench` does; the outcome holds
 /// every run's records and metrics.
 pub async fn execute(args: BenchArgs) -> anyhow::Result<BenchOutcome> {
@@ -24,7 +39,14 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<BenchOutcome> {
 }
 
 /// The exit code says whether every request of every run completed.
-pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(tool) = args.tool.take() {
+        return match tool {
+            OfflineTool::OneBatch(a) => one_batch::run(a).await,
+            OfflineTool::OneBatchServer(a) => one_batch_server::run(a).await,
+            OfflineTool::Offline(a) => offline::run(a).await,
+        };
+    }
     let outcome = execute(args).await?;
     if outcome.success() {
         return Ok(ExitCode::SUCCESS);

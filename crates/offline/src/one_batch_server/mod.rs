@@ -1,0 +1,662 @@
+//! `python -m sglang.benchmark.one_batch_server`: against any SGLang-API server (a URL, or
+//! loupe's reference server started in-process), each case (batch size x input length x
+//! output length) is one streamed `/generate` carrying the whole batch as `input_ids` lists.
+//! Per case: flush the cache, build the token ids (bench_serving's datasets), scrape
+//! `/metrics`, send, follow every index's cumulative `completion_tokens`, then read
+//! `/server_info` and `/metrics` again. With profiling, every case runs a second time with
+//! `/start_profile` sent first (upstream's `run_profile`: a fresh directory, `server_args.json`
+//! beside the traces, `{prefix}bs-{bs}-il-{il}`, no stop call); loupe then waits for the files.
+//!
+//! Differences from upstream, on purpose: a case that does not fit the server's running
+//! requests or token capacity is an error before any work (upstream skips it mid-sweep), and
+//! the profiled pass waits until the traces are complete before it reports their directory.
+
+mod report;
+pub mod stream;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use loupe_bench::dataset::{self, DatasetConfig, PromptInput};
+use loupe_bench::plan::{DatasetName, GroupDistribution, RangeSemantics, SharedPrefixPlan};
+use loupe_bench::tokenizer::BenchTokenizer;
+use loupe_client::{LaxInt, Server, StartProfile, WaitFor};
+use loupe_server::ServerConfig;
+use serde_json::{Value, json};
+
+pub use report::{CaseResult, pydantic_record};
+use stream::BatchRecorder;
+
+use crate::OfflineError;
+
+/// Which server to benchmark.
+#[derive(Clone)]
+pub enum Target {
+    Url(String),
+    /// loupe's reference server in this process, on a free port.
+    Embedded(Box<ServerConfig>),
+}
+
+/// The server-side profile of the second pass (`--profile` and its flags).
+#[derive(Debug, Clone)]
+pub struct ServerProfile {
+    pub activities: Vec<String>,
+    pub start_step: Option<u64>,
+    pub steps: u64,
+    pub by_stage: bool,
+    pub prefix: Option<String>,
+    /// `--profile-output-dir`, else `$SGLANG_TORCH_PROFILER_DIR`, else /tmp (absolute).
+    pub output_dir: PathBuf,
+    /// How long to wait for a profiled case's traces.
+    pub wait: Duration,
+}
+
+/// The run, as plain data.
+#[derive(Clone)]
+pub struct OneBatchServerConfig {
+    pub target: Target,
+    pub api_key: Option<String>,
+    pub run_name: String,
+    pub batch_sizes: Vec<usize>,
+    pub input_lens: Vec<usize>,
+    pub output_lens: Vec<usize>,
+    pub temperature: f64,
+    pub ignore_eos: bool,
+    pub return_logprob: bool,
+    pub stream_interval: usize,
+    /// `random` or `random-ids`.
+    pub dataset: DatasetName,
+    pub dataset_path: String,
+    pub tokenizer: Option<String>,
+    pub seed: u64,
+    pub skip_warmup: bool,
+    pub skip_token_capacity_check: bool,
+    /// Appended per case; `None` writes none.
+    pub result_file: Option<PathBuf>,
+    pub profile: Option<ServerProfile>,
+    pub request_timeout: Duration,
+}
+
+/// What a front end is told, in order.
+#[derive(Debug)]
+pub enum ServerEvent<'a> {
+    /// The embedded server is up at this URL.
+    Embedded(&'a str),
+    /// The skip guards read from `/server_info`.
+    Limits {
+        max_running_requests_per_dp: Option<i64>,
+        num_dp_ranks: i64,
+        max_running_requests: Option<i64>,
+        token_capacity: Option<f64>,
+    },
+    WarmupBegin(&'a [usize]),
+    WarmupEnd,
+    CaseDone(&'a CaseResult),
+    /// The profiled pass sent `/start_profile` for a case with this directory.
+    ProfileStarted(&'a std::path::Path),
+    /// A profiled case's traces (complete = their sizes stopped changing in time).
+    ProfileFiles {
+        files: &'a [String],
+        complete: bool,
+    },
+    /// Upstream prints and swallows the profiled pass's errors.
+    ProfileFailed(&'a str),
+}
+
+pub trait ServerObserver: Send + Sync {
+    fn event(&self, event: &ServerEvent<'_>);
+}
+
+/// Every case's plain result, then (with profiling) every profiled result, in sweep order.
+#[derive(Debug, Default)]
+pub struct OneBatchServerOutcome {
+    pub results: Vec<CaseResult>,
+    pub profile_results: Vec<CaseResult>,
+    pub server_info: Value,
+}
+
+fn cases(cfg: &OneBatchServerConfig) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    for &b in &cfg.batch_sizes {
+        for &i in &cfg.input_lens {
+            for &o in &cfg.output_lens {
+                out.push((b, i, o));
+            }
+        }
+    }
+    out
+}
+
+fn check_flags(cfg: &OneBatchServerConfig) -> Result<(), OfflineError> {
+    for (flag, list) in [
+        ("--batch-size", &cfg.batch_sizes),
+        ("--input-len", &cfg.input_lens),
+        ("--output-len", &cfg.output_lens),
+    ] {
+        if list.is_empty() || list.contains(&0) {
+            return Err(OfflineError::Flag(format!(
+                "{flag} needs values of at least 1, got {list:?}"
+            )));
+        }
+    }
+    if !cfg.ignore_eos && cfg.stream_interval != 1 {
+        return Err(OfflineError::Flag(
+            "--disable-ignore-eos requires --client-stream-interval 1: the steady-state window \
+             needs per-token cumulative counts"
+                .into(),
+        ));
+    }
+    if cfg.stream_interval == 0 {
+        return Err(OfflineError::Flag(
+            "--client-stream-interval must be at least 1".into(),
+        ));
+    }
+    if !matches!(cfg.dataset, DatasetName::Random | DatasetName::RandomIds) {
+        return Err(OfflineError::Flag(format!(
+            "--dataset-name {}: loupe's one-batch-server builds random and random-ids prompts",
+            cfg.dataset.name()
+        )));
+    }
+    Ok(())
+}
+
+/// The skip guards, from `/server_info` as upstream reads them.
+struct Limits {
+    max_running: Option<i64>,
+    token_capacity: Option<f64>,
+}
+
+fn limits(cfg: &OneBatchServerConfig, info: &Value, observer: &dyn ServerObserver) -> Limits {
+    let states = info["internal_states"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let first = states.first().cloned().unwrap_or(Value::Null);
+    let dim = |k: &str| first[k].as_i64().filter(|&v| v > 0).unwrap_or(1);
+    let num_dp_ranks = dim("dp_size") * dim("attn_dp_size");
+    let per_dp = first["effective_max_running_requests_per_dp"]
+        .as_i64()
+        .filter(|&v| v > 0);
+    let token_capacity = (!cfg.skip_token_capacity_check && !states.is_empty()).then(|| {
+        states
+            .iter()
+            .map(|s| s["memory_usage"]["token_capacity"].as_f64().unwrap_or(1e9))
+            .sum::<f64>()
+    });
+    let max_running = per_dp.map(|p| p * num_dp_ranks);
+    observer.event(&ServerEvent::Limits {
+        max_running_requests_per_dp: per_dp,
+        num_dp_ranks,
+        max_running_requests: max_running,
+        token_capacity,
+    });
+    Limits {
+        max_running,
+        token_capacity,
+    }
+}
+
+/// Upstream warms up each batch size at 1024 input tokens and 16 output tokens; on a server
+/// too small for that, at the longest input that fits.
+fn warmup_input_len(l: &Limits, bs: usize) -> usize {
+    match l.token_capacity {
+        Some(cap) => 1024.min((cap as usize / bs).saturating_sub(16).max(1)),
+        None => 1024,
+    }
+}
+
+/// Every case must fit before any request is sent.
+fn check_limits(cfg: &OneBatchServerConfig, l: &Limits, url: &str) -> Result<(), OfflineError> {
+    for (bs, il, ol) in cases(cfg) {
+        if let Some(max) = l.max_running
+            && bs as i64 > max
+        {
+            return Err(OfflineError::Flag(format!(
+                "--batch-size {bs}: the server at {url} runs at most {max} requests at once \
+                 (/server_info internal_states effective_max_running_requests_per_dp x DP ranks); \
+                 lower --batch-size or raise the server's --max-running-requests"
+            )));
+        }
+        let resident = (bs * (il + ol)) as f64;
+        if let Some(cap) = l.token_capacity
+            && resident > cap
+        {
+            return Err(OfflineError::Flag(format!(
+                "--batch-size {bs} --input-len {il} --output-len {ol}: {resident} tokens exceed the \
+                 server's KV capacity of {cap} tokens (/server_info memory_usage.token_capacity); \
+                 lower the case or pass --skip-token-capacity-check"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn vocab_size(info: &Value) -> Option<usize> {
+    info["hf_config"]["vocab_size"]
+        .as_u64()
+        .or_else(|| info["vocab_size"].as_u64())
+        .map(|v| v as usize)
+}
+
+/// The batch's token ids: bench_serving's loader with `--random-range-ratio 1`, ids sent as is.
+fn batch_ids(
+    cfg: &OneBatchServerConfig,
+    tok: Option<&BenchTokenizer>,
+    vocab: Option<usize>,
+    bs: usize,
+    il: usize,
+    ol: usize,
+) -> Result<Vec<Vec<u32>>, OfflineError> {
+    let gsp = SharedPrefixPlan {
+        num_groups: 1,
+        prompts_per_group: bs,
+        system_prompt_len: 0,
+        question_len: 0,
+        output_len: ol,
+        range_ratio: 1.0,
+        send_routing_key: false,
+        ordered: true,
+        distribution: GroupDistribution::Uniform,
+    };
+    let dc = DatasetConfig {
+        name: cfg.dataset,
+        path: &cfg.dataset_path,
+        num: bs,
+        input_len: il,
+        output_len: ol,
+        range_ratio: 1.0,
+        semantics: RangeSemantics::Sglang,
+        tokenize_prompt: true,
+        sharegpt_output_len: None,
+        sharegpt_context_len: None,
+        apply_chat_template: false,
+        prompt_suffix: "",
+        gsp: &gsp,
+        seed: cfg.seed,
+        scenario: None,
+    };
+    let ds = dataset::build(&dc, tok, vocab).map_err(|e| OfflineError::Flag(e.to_string()))?;
+    ds.prompts
+        .into_iter()
+        .map(|p| match p.input {
+            PromptInput::Ids(ids) => Ok(ids),
+            PromptInput::Text(t) => match tok {
+                Some(t2) => t2.encode(&t).map_err(|e| OfflineError::Flag(e.to_string())),
+                None => Err(OfflineError::Flag(
+                    "the dataset gave text and no tokenizer is at hand".into(),
+                )),
+            },
+        })
+        .collect()
+}
+
+/// Upstream's `time.time()` directory name.
+fn unix_time_name() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+/// The running benchmark's connection and what it learnt at start.
+struct Session<'a> {
+    cfg: &'a OneBatchServerConfig,
+    server: Server,
+    http: reqwest::Client,
+    url: String,
+    tokenizer: Option<BenchTokenizer>,
+    vocab: Option<usize>,
+}
+
+impl Session<'_> {
+    async fn flush(&self) {
+        // Upstream: three tries, two seconds apart; a server without the route is benchmarked
+        // anyway.
+        for attempt in 0..3 {
+            match self
+                .server
+                .flush_cache(loupe_client::Engine::Sglang, 0.0)
+                .await
+            {
+                Ok(()) => return,
+                Err(e) if attempt == 2 => tracing::warn!("cache flush failed: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+            }
+        }
+    }
+
+    async fn cache_tokens(&self) -> Option<(f64, f64)> {
+        let samples = self.server.metrics().await.ok()?;
+        let sum = |name: &str| {
+            samples
+                .iter()
+                .filter(|s| s.name == name)
+                .map(|s| s.value)
+                .sum::<f64>()
+        };
+        Some((
+            sum("sglang:cached_tokens_total"),
+            sum("sglang:prompt_tokens_total"),
+        ))
+    }
+
+    async fn start_profile(
+        &self,
+        p: &ServerProfile,
+        bs: usize,
+        il: usize,
+    ) -> Result<PathBuf, OfflineError> {
+        let dir = p.output_dir.join(unix_time_name());
+        std::fs::create_dir_all(&dir).map_err(|e| OfflineError::file(&dir, e))?;
+        let info = self.server.server_info().await?;
+        let args = dir.join("server_args.json");
+        loupe_trace::export::write_atomic(&args, |w| {
+            std::io::Write::write_all(w, info.to_string().as_bytes())
+        })
+        .map_err(|e| OfflineError::file(&args, e))?;
+        let body = StartProfile {
+            activities: Some(p.activities.clone()),
+            output_dir: Some(dir.display().to_string()),
+            num_steps: Some(LaxInt::Text(p.steps)),
+            start_step: p.start_step.map(LaxInt::Text),
+            profile_by_stage: Some(p.by_stage),
+            profile_prefix: Some(format!(
+                "{}bs-{bs}-il-{il}",
+                p.prefix.as_deref().unwrap_or("")
+            )),
+            merge_profiles: Some(false),
+            ..Default::default()
+        };
+        self.server.start_profile(&body).await?;
+        Ok(dir)
+    }
+
+    /// One case: flush, ids, (profile), metrics, the batched request, metrics again.
+    async fn case(
+        &self,
+        (bs, il, ol): (usize, usize, usize),
+        ignore_eos: bool,
+        run_name: &str,
+        profile: Option<&ServerProfile>,
+        observer: &dyn ServerObserver,
+    ) -> Result<CaseResult, OfflineError> {
+        self.flush().await;
+        let ids = batch_ids(self.cfg, self.tokenizer.as_ref(), self.vocab, bs, il, ol)?;
+        let profile_link = match profile {
+            Some(p) => {
+                let dir = self.start_profile(p, bs, il).await?;
+                observer.event(&ServerEvent::ProfileStarted(&dir));
+                Some(dir)
+            }
+            None => None,
+        };
+        let before = self.cache_tokens().await;
+        let body = json!({
+            "sampling_params": {
+                "temperature": self.cfg.temperature,
+                "max_new_tokens": ol,
+                "ignore_eos": ignore_eos,
+                "json_schema": null,
+                "stream_interval": self.cfg.stream_interval,
+            },
+            "return_logprob": self.cfg.return_logprob,
+            "stream": true,
+            "input_ids": ids,
+        });
+        let t0 = Instant::now();
+        let recorder = self.send(&body, bs, ignore_eos, t0).await?;
+        let latency = t0.elapsed().as_secs_f64();
+        let info = self.server.server_info().await?;
+        let after = self.cache_tokens().await;
+        let mut r = CaseResult::measure(
+            run_name,
+            (bs, il, ol),
+            ignore_eos,
+            latency,
+            &recorder,
+            &info,
+            before,
+            after,
+        );
+        r.profile_link = profile_link;
+        if let Some(p) = profile
+            && let Some(dir) = &r.profile_link
+        {
+            let mut w = WaitFor::new(None, p.wait);
+            w.dir = Some(dir.clone());
+            w.use_status = false;
+            let files = self
+                .server
+                .wait_for_files(&w, &|name| name.ends_with(".trace.json.gz"))
+                .await?;
+            observer.event(&ServerEvent::ProfileFiles {
+                files: &files.files,
+                complete: files.complete,
+            });
+        }
+        Ok(r)
+    }
+
+    /// POST the batch and follow its stream.
+    async fn send(
+        &self,
+        body: &Value,
+        bs: usize,
+        ignore_eos: bool,
+        t0: Instant,
+    ) -> Result<BatchRecorder, OfflineError> {
+        let url = format!("{}/generate", self.url);
+        let mut req = self
+            .http
+            .post(&url)
+            .json(body)
+            .timeout(self.cfg.request_timeout);
+        if let Some(k) = &self.cfg.api_key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| OfflineError::Server(format!("POST {url}: {e}")))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(OfflineError::Server(format!(
+                "POST {url}: the server cannot take a batched /generate (input_ids as a list of \
+                 {bs} lists): HTTP {status}: {}",
+                text.trim()
+            )));
+        }
+        let mut recorder = BatchRecorder::new(bs);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunks = resp.bytes_stream();
+        'stream: while let Some(part) = chunks.next().await {
+            let part = part.map_err(|e| OfflineError::Server(format!("POST {url}: {e}")))?;
+            let now = t0.elapsed().as_secs_f64();
+            buf.extend_from_slice(&part);
+            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim_end();
+                let Some(data) = line.strip_prefix("data:") else {
+                    continue;
+                };
+                let data = data.trim();
+                if data == "[DONE]" {
+                    break 'stream;
+                }
+                self.chunk(&mut recorder, data, ignore_eos, now, &url)?;
+            }
+        }
+        let missing = recorder.missing();
+        if !missing.is_empty() {
+            return Err(OfflineError::Server(format!(
+                "POST {url}: no stream chunk with a token for request indices {missing:?}: the \
+                 server does not stream a batched /generate with one index per request"
+            )));
+        }
+        Ok(recorder)
+    }
+
+    fn chunk(
+        &self,
+        recorder: &mut BatchRecorder,
+        data: &str,
+        ignore_eos: bool,
+        now: f64,
+        url: &str,
+    ) -> Result<(), OfflineError> {
+        let v: Value = serde_json::from_str(data).map_err(|e| {
+            OfflineError::Server(format!(
+                "POST {url}: a stream chunk is not JSON ({e}): {data}"
+            ))
+        })?;
+        if v.get("error").is_some() {
+            return Err(OfflineError::Server(format!(
+                "POST {url}: the request failed: {data}"
+            )));
+        }
+        let bs = recorder.batch_size();
+        let index = match v["index"].as_u64() {
+            Some(i) if (i as usize) < bs => i as usize,
+            // Upstream reads data["index"]; a server that omits it answered one request.
+            _ => {
+                return Err(OfflineError::Server(format!(
+                    "POST {url}: the server cannot take a batched /generate: a chunk has no \
+                     index below {bs}: {data}"
+                )));
+            }
+        };
+        let tokens = v["meta_info"]["completion_tokens"].as_u64().unwrap_or(0);
+        let finish = &v["meta_info"]["finish_reason"];
+        let kind = finish["type"].as_str();
+        match kind {
+            None | Some("length") => {}
+            Some("stop") if finish["matched"] == "NaN happened" => {
+                return Err(OfflineError::Server(format!(
+                    "POST {url}: request {index} hit NaN logits: {finish}"
+                )));
+            }
+            Some("stop") if ignore_eos => {
+                return Err(OfflineError::Server(format!(
+                    "POST {url}: request {index} stopped early despite ignore_eos: {finish}"
+                )));
+            }
+            Some("stop") => {}
+            Some(_) => {
+                return Err(OfflineError::Server(format!(
+                    "POST {url}: request {index} ended unexpectedly: {finish}"
+                )));
+            }
+        }
+        recorder.chunk(index, tokens, kind, now);
+        Ok(())
+    }
+}
+
+/// Warm up, run every case, then (with profiling) every case again, profiled.
+pub async fn run(
+    cfg: &OneBatchServerConfig,
+    observer: &dyn ServerObserver,
+) -> Result<OneBatchServerOutcome, OfflineError> {
+    check_flags(cfg)?;
+    let embedded = match &cfg.target {
+        Target::Url(_) => None,
+        Target::Embedded(sc) => {
+            let s = loupe_server::spawn((**sc).clone())
+                .await
+                .map_err(OfflineError::Server)?;
+            observer.event(&ServerEvent::Embedded(&s.url()));
+            Some(s)
+        }
+    };
+    let url = match (&cfg.target, &embedded) {
+        (_, Some(s)) => s.url(),
+        (Target::Url(u), None) => u.trim_end_matches('/').to_string(),
+        (Target::Embedded(_), None) => unreachable!("the embedded server was started"),
+    };
+    let result = run_against(cfg, &url, observer).await;
+    if let Some(s) = embedded {
+        let _ = s.shutdown().await;
+    }
+    result
+}
+
+async fn run_against(
+    cfg: &OneBatchServerConfig,
+    url: &str,
+    observer: &dyn ServerObserver,
+) -> Result<OneBatchServerOutcome, OfflineError> {
+    let headers = loupe_client::headers(cfg.api_key.as_deref(), &[])
+        .map_err(|e| OfflineError::Flag(e.to_string()))?;
+    let server = Server::new(url, headers).map_err(|e| OfflineError::Flag(e.to_string()))?;
+    let info = server.server_info().await?;
+    let l = limits(cfg, &info, observer);
+    check_limits(cfg, &l, url)?;
+    let tokenizer = match cfg.dataset {
+        DatasetName::Random => BenchTokenizer::resolve(cfg.tokenizer.as_deref(), Some(&info))
+            .map_err(|e| OfflineError::Flag(e.to_string()))?,
+        _ => None,
+    };
+    let http = loupe_client::http_client().map_err(|e| OfflineError::Flag(e.to_string()))?;
+    let session = Session {
+        cfg,
+        server,
+        http,
+        url: url.to_string(),
+        tokenizer,
+        vocab: vocab_size(&info),
+    };
+    if !cfg.skip_warmup {
+        let mut unique = cfg.batch_sizes.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        observer.event(&ServerEvent::WarmupBegin(&unique));
+        for &bs in &unique {
+            let r = session
+                .case((bs, warmup_input_len(&l, bs), 16), true, "", None, observer)
+                .await?;
+            observer.event(&ServerEvent::CaseDone(&r));
+        }
+        observer.event(&ServerEvent::WarmupEnd);
+    }
+    let mut outcome = OneBatchServerOutcome {
+        server_info: info,
+        ..Default::default()
+    };
+    for c in cases(cfg) {
+        let r = session
+            .case(c, cfg.ignore_eos, &cfg.run_name, None, observer)
+            .await?;
+        if let Some(f) = &cfg.result_file {
+            crate::jsonl::append(f, &[r.to_json()])?;
+        }
+        observer.event(&ServerEvent::CaseDone(&r));
+        outcome.results.push(r);
+    }
+    if let Some(p) = &cfg.profile {
+        for c in cases(cfg) {
+            match session
+                .case(c, cfg.ignore_eos, &cfg.run_name, Some(p), observer)
+                .await
+            {
+                Ok(r) => {
+                    if let Some(f) = &cfg.result_file {
+                        crate::jsonl::append(f, &[r.to_json()])?;
+                    }
+                    observer.event(&ServerEvent::CaseDone(&r));
+                    outcome.profile_results.push(r);
+                }
+                Err(e) => {
+                    observer.event(&ServerEvent::ProfileFailed(&e.to_string()));
+                    break;
+                }
+            }
+        }
+        for (r, p) in outcome.results.iter_mut().zip(&outcome.profile_results) {
+            r.profile_link = p.profile_link.clone();
+        }
+    }
+    Ok(outcome)
+}
