@@ -39,6 +39,7 @@ pub mod report;
 pub mod run;
 pub mod sse;
 pub mod summary;
+pub mod timings;
 pub mod tokenizer;
 
 pub use error::BenchError;

@@ -38,6 +38,8 @@ pub enum Command {
     Trace(cmd::trace::TraceArgs),
     /// Run an srtctl-style profiling job: launch servers, profile each phase, collect.
     Run(cmd::run::RunArgs),
+    /// Rebuild an HTML report from saved outputs (request timings, traces).
+    Report(cmd::report::ReportArgs),
 }
 
 fn init_logging(filter: &str) {
@@ -65,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run_async(cmd::run::run(args)),
         // Synchronous, no runtime.
         Command::Trace(args) => cmd::trace::run(args),
+        Command::Report(args) => cmd::report::run(args),
     }
 }
 

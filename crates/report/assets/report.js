@@ -62,6 +62,31 @@
     ctx.restore();
   }
 
+  function xRules(u, list) {
+    var ctx = u.ctx, top = u.bbox.top, bottom = top + u.bbox.height;
+    ctx.save();
+    ctx.strokeStyle = FAILURE;
+    ctx.fillStyle = FAILURE;
+    ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+    ctx.font = (11 * devicePixelRatio) + "px sans-serif";
+    list.forEach(function (r) {
+      var x = u.valToPos(r.x, "x", true);
+      ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, bottom); ctx.stroke();
+      ctx.fillText(r.label, x + 4 * devicePixelRatio, top + 12 * devicePixelRatio);
+    });
+    ctx.restore();
+  }
+
+  function xRange(spec) {
+    var extra = spec.x_rules.map(function (r) { return r.x; });
+    return function (u, min, max) {
+      extra.forEach(function (x) { min = Math.min(min, x); max = Math.max(max, x); });
+      if (min == null || max == null || !isFinite(min) || !isFinite(max)) return [0, 1];
+      if (spec.x.scale === "log") return uPlot.rangeLog(min, max, 10, true);
+      return min === max ? uPlot.rangeNum(min, max, 0.1, true) : [min, max];
+    };
+  }
+
   function yRange(spec) {
     var extra = spec.rules.map(function (r) { return r.y; });
     return function (u, min, max) {
@@ -104,7 +129,7 @@
       height: HEIGHT,
       series: series,
       scales: {
-        x: { time: false, distr: spec.x.scale === "log" ? 3 : 1 },
+        x: { time: false, distr: spec.x.scale === "log" ? 3 : 1, range: xRange(spec) },
         y: { distr: spec.y.scale === "log" ? 3 : 1, range: yRange(spec) }
       },
       axes: [xAxis, { label: spec.y.label, size: 60 }],
@@ -114,6 +139,7 @@
         draw: [function (u) {
           crossIdx.forEach(function (i) { crosses(u, i); });
           if (spec.rules.length) rules(u, spec.rules);
+          if (spec.x_rules.length) xRules(u, spec.x_rules);
         }]
       }
     };

@@ -19,7 +19,7 @@ pub mod reduce;
 mod render;
 pub mod svg;
 
-pub use page::{Axis, Block, Chart, Page, Rule, Scale, Section, Series, Style, Svg, Table};
+pub use page::{Axis, Block, Chart, Page, Part, Rule, Scale, Section, Series, Style, Svg, Table};
 pub use render::{RenderError, render};
 
 /// The Content-Security-Policy every page carries: inline script and style only, images only

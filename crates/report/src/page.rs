@@ -53,8 +53,10 @@ pub struct Chart {
     pub y: Axis,
     pub xs: Vec<f64>,
     pub series: Vec<Series>,
-    /// Horizontal reference lines (SLOs).
+    /// Horizontal reference lines (SLOs on a latency axis).
     pub rules: Vec<Rule>,
+    /// Vertical reference lines (SLOs on a histogram's latency axis).
+    pub x_rules: Vec<Rule>,
     /// Pairs of series indices (upper, lower) whose gap is filled: min-max bands.
     pub bands: Vec<(usize, usize)>,
 }
@@ -95,6 +97,7 @@ pub enum Style {
     Steps,
 }
 
+/// A reference line at `y` (for `x_rules`, the line's x).
 #[derive(Debug, Clone, Default)]
 pub struct Rule {
     pub label: String,
@@ -146,5 +149,39 @@ impl Page {
                 + s.children.iter().map(walk).sum::<usize>()
         }
         self.sections.iter().map(walk).sum()
+    }
+}
+
+/// Points of some of a chart's series at x values of their own, for [`Chart::aligned`].
+#[derive(Debug, Clone, Default)]
+pub struct Part {
+    pub xs: Vec<f64>,
+    /// (series index, a value per x of this part).
+    pub ys: Vec<(usize, Vec<Option<f64>>)>,
+}
+
+impl Chart {
+    /// Lay `parts` out on one x column sorted ascending (as uPlot wants): each part's points
+    /// keep their own x, so points sharing an x are never merged. Fills `xs` and every
+    /// series' `ys` (`series` must already hold the series, their `ys` empty).
+    pub fn aligned(mut self, parts: Vec<Part>) -> Chart {
+        let mut order: Vec<(f64, usize, usize)> = parts
+            .iter()
+            .enumerate()
+            .flat_map(|(p, part)| part.xs.iter().enumerate().map(move |(i, &x)| (x, p, i)))
+            .collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        self.xs = order.iter().map(|o| o.0).collect();
+        for s in &mut self.series {
+            s.ys = vec![None; order.len()];
+        }
+        for (col, &(_, p, i)) in order.iter().enumerate() {
+            for (s, ys) in &parts[p].ys {
+                if let Some(series) = self.series.get_mut(*s) {
+                    series.ys[col] = ys.get(i).copied().flatten();
+                }
+            }
+        }
+        self
     }
 }

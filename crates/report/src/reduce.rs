@@ -165,6 +165,44 @@ pub fn time_bins(
     bins
 }
 
+/// How many intervals were open during each bin of `width` from time 0: the most at any
+/// instant, and the time-weighted mean. `intervals` are (from, to) with from <= to.
+pub fn occupancy(intervals: &[(f64, f64)], width: f64, bins: usize) -> Vec<(u32, f64)> {
+    let mut events: Vec<(f64, i32)> = intervals
+        .iter()
+        .flat_map(|&(a, b)| [(a, 1), (b.max(a), -1)])
+        .collect();
+    // Ends before starts at the same instant: a request that ends as another starts does not
+    // count twice.
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut out = vec![(0u32, 0.0f64); bins];
+    let (mut open, mut t) = (0i64, 0.0f64);
+    let add = |out: &mut Vec<(u32, f64)>, from: f64, to: f64, open: i64| {
+        // Spread the span [from, to) over the bins it covers.
+        let mut a = from.max(0.0);
+        while a < to {
+            let b = (a / width).floor() as usize;
+            if b >= bins {
+                break;
+            }
+            let end = (((b + 1) as f64) * width).min(to);
+            out[b].1 += open as f64 * (end - a) / width;
+            out[b].0 = out[b].0.max(open as u32);
+            a = end;
+        }
+    };
+    for (at, d) in events {
+        add(&mut out, t, at, open);
+        open += i64::from(d);
+        t = at;
+        let b = ((at / width).floor().max(0.0)) as usize;
+        if b < bins && open > 0 {
+            out[b].0 = out[b].0.max(open as u32);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +271,14 @@ mod tests {
         assert_eq!(bin_width(100.0, 1.0, 1000), 1.0);
         assert_eq!(bin_width(3000.0, 1.0, 1000), 5.0);
         assert_eq!(bin_width(15_000.0, 1.0, 1000), 20.0);
+    }
+
+    #[test]
+    fn occupancy_has_peaks_and_time_weighted_means() {
+        // Two overlapping for half of bin 0, one alone through bin 1, back to back at 2.0.
+        let o = occupancy(&[(0.0, 1.5), (0.5, 1.0), (1.5, 2.0), (2.0, 2.5)], 1.0, 3);
+        assert_eq!(o[0], (2, 1.5));
+        assert_eq!(o[1], (1, 1.0));
+        assert_eq!(o[2], (1, 0.5), "an end and a start at 2.0 never overlap");
     }
 }

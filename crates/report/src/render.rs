@@ -181,6 +181,15 @@ fn chart(c: &Chart) -> Result<Value, RenderError> {
                 .collect(),
         ),
     );
+    m.insert(
+        "x_rules".into(),
+        Value::Array(
+            c.x_rules
+                .iter()
+                .map(|r| json!({"label": r.label, "x": number(r.y)}))
+                .collect(),
+        ),
+    );
     m.insert("bands".into(), json!(c.bands));
     Ok(Value::Object(m))
 }

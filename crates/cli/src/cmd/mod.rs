@@ -3,6 +3,8 @@
 
 pub mod bench;
 pub mod profile;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod trace;
+pub mod trace_html;

@@ -142,6 +142,9 @@ pub struct SummaryArgs {
     pub input: InputArgs,
     #[command(flatten)]
     pub report: ReportArgs,
+    /// Also write the report as a self-contained HTML page here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +156,9 @@ pub struct RanksArgs {
     pub input: InputArgs,
     #[command(flatten)]
     pub report: ReportArgs,
+    /// Also write the report as a self-contained HTML page here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +220,9 @@ pub struct DiffArgs {
     pub input: InputArgs,
     #[command(flatten)]
     pub report: ReportArgs,
+    /// Also write the report as a self-contained HTML page here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -263,11 +272,21 @@ fn execute(command: TraceCommand) -> Result<()> {
         TraceCommand::Summary(a) => {
             let summaries = a.input.summaries(&a.files)?;
             print(&report::summary(&summaries, &a.report.options()));
+            if let Some(h) = &a.html {
+                let page = super::trace_html::summary_page(&summaries, &command_line(&a.files));
+                super::trace_html::write(h, &page)?;
+            }
         }
         TraceCommand::Ranks(a) => {
             let summaries = a.input.summaries(&a.files)?;
             let r = ranks::compare(&summaries, a.report.key_ops());
             print(&report::ranks(&r, &a.report.options()));
+            if let Some(h) = &a.html {
+                super::trace_html::write(
+                    h,
+                    &super::trace_html::ranks_page(&r, &command_line(&a.files)),
+                )?;
+            }
         }
         TraceCommand::Diff(a) => {
             let mut s = a.input.summaries(&[a.a.clone(), a.b.clone()])?;
@@ -275,6 +294,10 @@ fn execute(command: TraceCommand) -> Result<()> {
             let base = s.pop().expect("two inputs");
             let d = diff::diff(&base, &b, a.threshold);
             print(&report::diff(&d, &a.report.options()));
+            if let Some(h) = &a.html {
+                let page = super::trace_html::diff_page(&d, &command_line(&[a.a, a.b]));
+                super::trace_html::write(h, &page)?;
+            }
         }
         TraceCommand::Top(a) => {
             let input = a.input.open_one(&a.file)?;
@@ -373,6 +396,12 @@ fn convert_cmd(a: ConvertArgs) -> Result<()> {
 }
 
 /// A report on stdout; a closed pipe (`| head`) is not an error worth reporting.
+/// The files a page was built from, for its subtitle.
+fn command_line(files: &[PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    format!("from {}", names.join(" "))
+}
+
 fn print(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
