@@ -15,9 +15,9 @@ pub fn nines(p: f64) -> f64 {
     -(1.0 - p / 100.0).max(f64::MIN_POSITIVE).log10()
 }
 
-/// The percentiles (0..100) a curve over `n` values is drawn at: evenly spaced in nines up
-/// to the largest value's rank (1 - 1/n), which is where the maximum is drawn, plus the
-/// table's percentiles, so chart and table agree to the digit.
+/// The percentiles (0..100) a curve over `n` values is drawn at, before its maximum: evenly
+/// spaced in nines up to the largest value's rank (1 - 1/n), plus the table's percentiles
+/// whatever `n` (so chart and table agree to the digit).
 pub fn curve_percentiles(n: usize, points: usize) -> Vec<f64> {
     if n == 0 {
         return Vec::new();
@@ -32,33 +32,36 @@ pub fn curve_percentiles(n: usize, points: usize) -> Vec<f64> {
         .map(|i| 100.0 * (1.0 - 10f64.powf(-span * i as f64 / steps as f64)))
         .filter(|p| *p < top)
         .collect();
-    ps.extend(TABLE_PERCENTILES.iter().copied().filter(|p| *p < top));
-    ps.push(top);
+    ps.extend(TABLE_PERCENTILES);
     ps.sort_by(f64::total_cmp);
     ps.dedup();
     ps
 }
 
+/// Where a curve draws its maximum: at the largest value's rank (1 - 1/n), or just past the
+/// table's p99 when there are too few values for that rank to lie beyond it.
+pub fn max_percentile(n: usize) -> f64 {
+    (100.0 * (1.0 - 1.0 / n.max(1) as f64)).max(TABLE_PERCENTILES[TABLE_PERCENTILES.len() - 1])
+}
+
 /// A percentile curve: (nines x, value) at [`curve_percentiles`], from all of `sorted`
-/// through `percentile(sorted, p)` (the tables' own function); the last point is the maximum.
+/// through `percentile(sorted, p)` (the tables' own function), then the maximum at
+/// [`max_percentile`].
 pub fn percentile_curve(
     sorted: &[f64],
     points: usize,
     percentile: impl Fn(&[f64], f64) -> f64,
 ) -> (Vec<f64>, Vec<f64>) {
-    let ps = curve_percentiles(sorted.len(), points);
-    let last = ps.len().saturating_sub(1);
-    ps.iter()
-        .enumerate()
-        .map(|(i, &p)| {
-            let v = if i == last {
-                *sorted.last().expect("a non-empty grid means values")
-            } else {
-                percentile(sorted, p)
-            };
-            (nines(p), v)
-        })
-        .unzip()
+    let Some(&max) = sorted.last() else {
+        return (Vec::new(), Vec::new());
+    };
+    let (mut xs, mut ys): (Vec<f64>, Vec<f64>) = curve_percentiles(sorted.len(), points)
+        .into_iter()
+        .map(|p| (nines(p), percentile(sorted, p)))
+        .unzip();
+    xs.push(nines(max_percentile(sorted.len())));
+    ys.push(max);
+    (xs, ys)
 }
 
 /// A histogram over log-spaced bins (R3): `edges[i]..edges[i + 1]` holds `counts[i]`.
@@ -234,11 +237,16 @@ mod tests {
     #[test]
     fn tiny_inputs_still_give_their_maximum() {
         let (xs, ys) = percentile_curve(&[5.0], CURVE_POINTS, numpy);
-        assert_eq!((xs, ys), (vec![0.0], vec![5.0]));
-        let (xs, ys) = percentile_curve(&[1.0, 2.0], CURVE_POINTS, numpy);
-        assert_eq!((ys.len(), ys[0], ys[ys.len() - 1]), (3, 1.0, 2.0));
-        assert_eq!(xs[2], nines(50.0), "the maximum of two values sits at p50");
-        assert!(curve_percentiles(0, 10).is_empty());
+        assert_eq!(ys, vec![5.0; 5], "p50..p99, then the maximum");
+        assert_eq!(xs[xs.len() - 1], nines(99.0));
+        // Forty values: the table's p99 lies past the largest value's rank (97.5%), and is
+        // drawn all the same, with the maximum just after it.
+        let v: Vec<f64> = (1..=40).map(f64::from).collect();
+        let (xs, ys) = percentile_curve(&v, CURVE_POINTS, numpy);
+        let i = xs.iter().position(|&x| x == nines(99.0)).unwrap();
+        assert_eq!(ys[i], numpy(&v, 99.0));
+        assert_eq!((xs[xs.len() - 1], ys[ys.len() - 1]), (nines(99.0), 40.0));
+        assert!(percentile_curve(&[], 10, numpy).0.is_empty());
     }
 
     #[test]

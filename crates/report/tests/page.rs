@@ -49,7 +49,7 @@ fn scatter(n: usize) -> Chart {
             label: "SLO 500 ms".into(),
             y: 500.0,
         }],
-        bands: vec![],
+        ..Default::default()
     }
 }
 

@@ -346,6 +346,13 @@ pub fn ranks_page(r: &RanksReport, command: &str) -> Page {
     }
 }
 
+fn file_name(path: &str) -> &str {
+    std::path::Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(path)
+}
+
 /// `loupe trace diff --html`.
 pub fn diff_page(d: &DiffReport, command: &str) -> Page {
     let mut changed: Vec<_> = d
@@ -388,8 +395,8 @@ pub fn diff_page(d: &DiffReport, command: &str) -> Page {
             "",
             &breakdown_keys(),
             &[
-                breakdown_stack(&format!("A {}", d.a), &d.timeline_a),
-                breakdown_stack(&format!("B {}", d.b), &d.timeline_b),
+                breakdown_stack(&format!("A {}", file_name(&d.a)), &d.timeline_a),
+                breakdown_stack(&format!("B {}", file_name(&d.b)), &d.timeline_b),
             ],
             ms_text,
         )),
@@ -409,7 +416,7 @@ pub fn diff_page(d: &DiffReport, command: &str) -> Page {
         subtitle: command.into(),
         sections: vec![Section {
             id: "diff".into(),
-            title: format!("{} -> {}", d.a, d.b),
+            title: format!("A {} -> B {}", file_name(&d.a), file_name(&d.b)),
             blocks,
             ..Default::default()
         }],

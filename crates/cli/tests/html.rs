@@ -1,0 +1,278 @@
+//! Every kind of `--html` page through the binary, opened from disk in headless Chromium:
+//! a bench run, a profiled run, a sweep, trace summary/ranks/diff; and `loupe report`
+//! rebuilding a bench page byte for byte from its request timings. Screenshots go under
+//! target/tmp/html-pages/.
+
+#[path = "../../report/tests/browser/mod.rs"]
+mod browser;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn loupe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_loupe"));
+    c.env_remove("OPENAI_API_KEY").env_remove("API_KEY");
+    c
+}
+
+fn ok(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{c:?} failed: {err}");
+    err
+}
+
+fn bench(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let html = dir.join(format!("{name}.html"));
+    let mut c = loupe();
+    c.current_dir(dir)
+        .args([
+            "bench",
+            "--dataset-name",
+            "random-ids",
+            "--random-input-len",
+            "32",
+            "--random-output-len",
+            "12",
+            "--disable-tqdm",
+            "--output-file",
+        ])
+        .arg(dir.join(format!("{name}.jsonl")))
+        .arg("--html")
+        .arg(&html)
+        .args(extra);
+    ok(&mut c);
+    html
+}
+
+fn data(html: &str) -> serde_json::Value {
+    let key = r#"<script type="application/json" id="loupe-data">"#;
+    let start = html.find(key).unwrap() + key.len();
+    let end = start + html[start..].find("</script>").unwrap();
+    serde_json::from_str(&html[start..end]).unwrap()
+}
+
+fn screens() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-pages");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Open the page in the browser (when there is one) and check everything rendered.
+fn check_in_browser(page: &Path, name: &str) {
+    let Some(chrome) = browser::require() else {
+        return;
+    };
+    let html = std::fs::read_to_string(page).unwrap();
+    let charts = data(&html)["charts"].as_array().unwrap().len();
+    let figures = html.matches("<svg xmlns=").count();
+    let shot = screens().join(format!("{name}.png"));
+    let loaded = browser::open(&chrome, page, &shot);
+    browser::assert_rendered(&loaded, charts, figures, name);
+}
+
+/// The cells of the table row whose first cell is `first`.
+fn row(html: &str, first: &str) -> Vec<String> {
+    let key = format!("<tr><td>{first}</td>");
+    let start = html.find(&key).unwrap_or_else(|| panic!("no row {first}"));
+    let end = start + html[start..].find("</tr>").unwrap();
+    html[start..end]
+        .split("<td>")
+        .skip(1)
+        .map(|c| c.trim_end_matches("</td>").to_string())
+        .collect()
+}
+
+fn nines(p: f64) -> f64 {
+    -(1.0 - p / 100.0).log10()
+}
+
+#[test]
+fn a_bench_page_renders_agrees_with_its_tables_and_rebuilds_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = bench(
+        dir.path(),
+        "run",
+        &[
+            "--num-prompts",
+            "40",
+            "--request-rate",
+            "40",
+            "--slo",
+            "ttft=500,tpot=100",
+        ],
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.len() < 500_000, "{} bytes", html.len());
+    // Chart and table agree to the digit at every table percentile (R1).
+    let charts = data(&html)["charts"].as_array().unwrap().clone();
+    let record: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.path().join("run.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    for (metric, key) in [("TTFT", "ttft"), ("TPOT", "tpot"), ("E2E", "e2e_latency")] {
+        let cells = row(&html, metric);
+        let chart = charts
+            .iter()
+            .find(|c| c["title"] == format!("{metric} by percentile"))
+            .unwrap();
+        let xs = chart["data"][0].as_array().unwrap();
+        let ys = chart["data"][1].as_array().unwrap();
+        for (p, cell) in [(50.0, 3), (90.0, 4), (95.0, 5), (99.0, 6)] {
+            let want = (nines(p) * 1000.0).round() / 1000.0;
+            let i = xs
+                .iter()
+                .position(|x| (x.as_f64().unwrap() - want).abs() < 1e-9)
+                .unwrap_or_else(|| panic!("{metric}: no point at p{p}"));
+            assert_eq!(
+                format!("{:.2}", ys[i].as_f64().unwrap()),
+                cells[cell],
+                "{metric} p{p}"
+            );
+        }
+        let max = ys.last().unwrap().as_f64().unwrap();
+        assert_eq!(format!("{max:.2}"), cells[7], "{metric} max");
+        let p99 = record[format!("p99_{key}_ms")].as_f64().unwrap();
+        assert_eq!(format!("{p99:.2}"), cells[6], "{metric}: the JSONL's p99");
+    }
+    // The SLO lines are drawn where the flags put them.
+    let ttft = charts
+        .iter()
+        .find(|c| c["title"] == "TTFT by percentile")
+        .unwrap();
+    assert_eq!(ttft["rules"][0]["y"], 500);
+    check_in_browser(&page, "bench-run");
+
+    // `loupe report` gives the same bytes from the timings file alone.
+    let again = dir.path().join("again.html");
+    let timings = dir.path().join("run.requests.jsonl");
+    ok(loupe().arg("report").arg(&timings).arg("-o").arg(&again));
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&page).unwrap()
+    );
+
+    // A cut-off timings file is refused with its line, and no page is left behind.
+    let text = std::fs::read_to_string(&timings).unwrap();
+    let cut = dir.path().join("cut.requests.jsonl");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&cut, lines[..lines.len() - 3].join("\n")).unwrap();
+    let bad = dir.path().join("bad.html");
+    let out = loupe()
+        .arg("report")
+        .arg(&cut)
+        .arg("-o")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cut.requests.jsonl:") && err.contains("37 of its 40"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+}
+
+#[test]
+fn sweep_and_profiled_pages_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = bench(
+        dir.path(),
+        "sweep",
+        &["--num-prompts", "12", "--sweep-max-concurrency", "1,4"],
+    );
+    let html = std::fs::read_to_string(&sweep).unwrap();
+    assert!(html.contains(r#"<details class="section" id="run-2">"#));
+    for t in [
+        "Latency vs achieved throughput",
+        "Per-user vs total output tokens/s",
+    ] {
+        assert!(html.contains(t), "{t}");
+    }
+    check_in_browser(&sweep, "bench-sweep");
+
+    let traces = dir.path().join("traces");
+    let traces_arg = traces.display().to_string();
+    let profiled = bench(
+        dir.path(),
+        "profiled",
+        &[
+            "--num-prompts",
+            "8",
+            "--profile",
+            "--profile-output-dir",
+            &traces_arg,
+        ],
+    );
+    let html = std::fs::read_to_string(&profiled).unwrap();
+    assert!(html.contains("Profile of run") && html.contains("Top kernels by total time"));
+    assert!(
+        !html.contains("could not be summarised"),
+        "the traces were read"
+    );
+    check_in_browser(&profiled, "bench-profiled");
+}
+
+fn trace_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../trace/tests/data")
+        .join(name)
+}
+
+#[test]
+fn trace_pages_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r0, r1) = (
+        trace_data("sampled_rank-0.json.gz"),
+        trace_data("sampled_rank-1.json.gz"),
+    );
+    let summary = dir.path().join("summary.html");
+    ok(loupe()
+        .args(["trace", "summary"])
+        .arg(trace_data("sglang_Qwen3-8B_decode.json.gz"))
+        .arg("--html")
+        .arg(&summary));
+    let html = std::fs::read_to_string(&summary).unwrap();
+    assert!(html.contains("other (") && html.contains("GPU time per rank"));
+    assert!(!html.contains("<void"), "kernel names are escaped");
+    check_in_browser(&summary, "trace-summary");
+
+    let ranks = dir.path().join("ranks.html");
+    ok(loupe()
+        .args(["trace", "ranks"])
+        .arg(&r0)
+        .arg(&r1)
+        .arg("--html")
+        .arg(&ranks));
+    let html = std::fs::read_to_string(&ranks).unwrap();
+    assert!(html.contains("Compute per step and rank") && html.contains("Stragglers"));
+    check_in_browser(&ranks, "trace-ranks");
+
+    let diff = dir.path().join("diff.html");
+    ok(loupe()
+        .args(["trace", "diff"])
+        .arg(&r0)
+        .arg(&r1)
+        .arg("--html")
+        .arg(&diff));
+    let html = std::fs::read_to_string(&diff).unwrap();
+    assert!(html.contains("Largest changes in total time"));
+    check_in_browser(&diff, "trace-diff");
+
+    // `loupe report` on the traces: their summary and, for two, the rank comparison.
+    let rebuilt = dir.path().join("rebuilt.html");
+    ok(loupe()
+        .arg("report")
+        .arg(&r0)
+        .arg(&r1)
+        .arg("-o")
+        .arg(&rebuilt));
+    let html = std::fs::read_to_string(&rebuilt).unwrap();
+    assert!(html.contains("Compute per step and rank") && html.contains("Top kernels"));
+    check_in_browser(&rebuilt, "report-traces");
+}
