@@ -276,3 +276,40 @@ fn trace_pages_render() {
     assert!(html.contains("Compute per step and rank") && html.contains("Top kernels"));
     check_in_browser(&rebuilt, "report-traces");
 }
+
+#[test]
+fn a_run_summary_page_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = serde_json::json!({
+        "completed": 128, "request_throughput": 3.5, "output_throughput": 84.25,
+        "median_ttft_ms": 12.5, "p99_ttft_ms": 40.125, "median_tpot_ms": 5.0,
+        "p99_tpot_ms": 9.75, "duration": 36.6,
+    });
+    // Named as SGLang names a rank's trace, which is what the page looks for.
+    let trace = dir.path().join("1769070226.0713482-TP-0.trace.json.gz");
+    std::fs::copy(trace_data("sglang_Qwen3-8B_decode.json.gz"), &trace).unwrap();
+    let outcome = loupe_run::JobOutcome {
+        job: "pd <test>".into(),
+        log_dir: dir.path().to_path_buf(),
+        phases: vec![loupe_run::PhaseOutcome {
+            name: "decode".into(),
+            trace_files: vec![trace.display().to_string()],
+            bench: Ok(record),
+        }],
+        benches: vec![loupe_run::BenchOutcome {
+            concurrency: 8,
+            result: Err("concurrency 8: loupe bench exited 1".into()),
+        }],
+    };
+    let page = loupe_cli::cmd::run_html::write(&outcome).unwrap();
+    assert_eq!(page, dir.path().join("summary.html"));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("loupe run: pd &lt;test&gt;"));
+    assert_eq!(
+        row(&html, "phase decode")[..5],
+        ["phase decode", "128", "3.50", "84.25", "12.50"]
+    );
+    assert!(html.contains("Failed: concurrency 8: loupe bench exited 1"));
+    assert!(html.contains("Top kernels by total time"));
+    check_in_browser(&page, "run-summary");
+}

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod profile;
 pub mod report;
 pub mod run;
+pub mod run_html;
 pub mod serve;
 pub mod trace;
 pub mod trace_html;
