@@ -313,3 +313,44 @@ fn a_run_summary_page_renders() {
     assert!(html.contains("Top kernels by total time"));
     check_in_browser(&page, "run-summary");
 }
+
+#[cfg(feature = "xlsx")]
+#[test]
+fn xlsx_workbook_has_genai_bench_sheets_and_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("bench.xlsx");
+    let book_arg = book.display().to_string();
+    bench(
+        dir.path(),
+        "sweep",
+        &[
+            "--num-prompts",
+            "8",
+            "--sweep-max-concurrency",
+            "1,2",
+            "--xlsx",
+            &book_arg,
+        ],
+    );
+    let bytes = std::fs::read(&book).unwrap();
+    assert_eq!(&bytes[..2], b"PK");
+    // The zip's directory names its parts in the clear: six sheets, genai-bench's 2 x 4 charts.
+    let names = String::from_utf8_lossy(&bytes);
+    assert!(names.contains("xl/worksheets/sheet6.xml") && !names.contains("sheet7.xml"));
+    assert!(names.contains("xl/charts/chart8.xml") && !names.contains("chart9.xml"));
+}
+
+#[cfg(not(feature = "xlsx"))]
+#[test]
+fn xlsx_without_the_feature_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = loupe()
+        .current_dir(dir.path())
+        .args(["bench", "--num-prompts", "1", "--xlsx", "b.xlsx"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--features xlsx"), "{err}");
+    assert!(!dir.path().join("b.xlsx").exists());
+}

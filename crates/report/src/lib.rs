@@ -18,6 +18,8 @@ pub mod page;
 pub mod reduce;
 mod render;
 pub mod svg;
+#[cfg(feature = "xlsx")]
+pub mod xlsx;
 
 pub use page::{Axis, Block, Chart, Page, Part, Rule, Scale, Section, Series, Style, Svg, Table};
 pub use render::{RenderError, render};

@@ -69,7 +69,7 @@ pub fn percentile_curve(
 pub struct LogHistogram {
     pub edges: Vec<f64>,
     pub counts: Vec<u64>,
-    /// Values that are zero or negative (no place on a log axis), counted apart.
+    /// Values that are zero, negative or not finite (no place on a log axis), counted apart.
     pub nonpositive: u64,
 }
 
@@ -80,7 +80,8 @@ pub const MAX_BINS: usize = 200;
 pub fn log_histogram(values: &[f64]) -> LogHistogram {
     let positive = values.iter().copied().filter(|v| *v > 0.0 && v.is_finite());
     let (lo, hi) = positive.fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
-    let nonpositive = values.iter().filter(|v| !(**v > 0.0)).count() as u64;
+    let plotted = values.iter().filter(|v| **v > 0.0 && v.is_finite()).count();
+    let nonpositive = (values.len() - plotted) as u64;
     if hi == 0.0 {
         return LogHistogram {
             edges: Vec::new(),

@@ -275,6 +275,10 @@ pub struct BenchArgs {
     /// built from (`NAME.requests.jsonl`, which `loupe report` rebuilds it from).
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Write genai-bench's workbook (.xlsx, its sheet names, native charts) here; needs a
+    /// loupe built with `--features xlsx`.
+    #[arg(long)]
+    pub xlsx: Option<PathBuf>,
     #[arg(long)]
     pub disable_tqdm: bool,
     /// Percentiles reported from HdrHistograms, comma-separated.

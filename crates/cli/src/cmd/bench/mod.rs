@@ -9,6 +9,8 @@ pub mod html;
 mod refused;
 mod table;
 mod terminal;
+#[cfg(feature = "xlsx")]
+pub mod xlsx;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,11 +22,22 @@ use loupe_bench::BenchOutcome;
 /// Run the benchmark the flags describe, showing it as `loupe bench` does; the outcome holds
 /// every run's records and metrics.
 pub async fn execute(args: BenchArgs) -> anyhow::Result<BenchOutcome> {
+    if args.xlsx.is_some() && !cfg!(feature = "xlsx") {
+        anyhow::bail!(
+            "--xlsx: this loupe was built without the xlsx feature \
+             (cargo build --release --features xlsx)"
+        );
+    }
     let plan = args.plan()?;
     let terminal = Arc::new(terminal::Terminal::new(!args.disable_tqdm));
     let outcome = loupe_bench::run(plan, terminal).await?;
     if let Some(path) = &args.html {
         write_html(path, &outcome)?;
+    }
+    #[cfg(feature = "xlsx")]
+    if let Some(path) = &args.xlsx {
+        xlsx::write(path, &outcome.runs)?;
+        eprintln!("workbook: {}", path.display());
     }
     Ok(outcome)
 }
