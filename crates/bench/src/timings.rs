@@ -372,3 +372,110 @@ pub fn read(path: &Path) -> Result<Vec<RunOutcome>, TimingsError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_with(label: &str, records: Vec<RequestRecord>) -> RunOutcome {
+        let info = info(
+            &json!({"backend": "sglang", "request_rate": "inf", "request_rate_label": "inf"}),
+            None,
+        );
+        RunOutcome {
+            label: label.into(),
+            info,
+            summary: Default::default(),
+            beyond: Default::default(),
+            records,
+            retokenized: None,
+            native: false,
+        }
+    }
+
+    fn records() -> Vec<RequestRecord> {
+        vec![
+            RequestRecord {
+                ok: true,
+                prompt_len: 7,
+                server_prompt_len: Some(8),
+                output_len: 3,
+                output_len_reported: true,
+                intended: 0.1 + 0.2,
+                dispatched: 1.0 / 3.0,
+                start: std::f64::consts::PI,
+                ttft: 1e-7,
+                latency: 0.123456789012345,
+                first_tokens: 1,
+                gaps: vec![0.1, 2.0f64.sqrt()],
+                gap_tokens: vec![1, 1],
+                ..Default::default()
+            },
+            RequestRecord {
+                ok: false,
+                error: "HTTP 500: \"boom\"\nsecond line".into(),
+                ..Default::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn runs_read_back_to_the_same_bits_and_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.requests.jsonl");
+        let mut run = run_with("concurrency 4", records());
+        run.summary = metrics::summarize(&run.records, 2.5, false, None);
+        run.beyond = beyond::summarize(&run.records, 2.5, &[50.0, 99.9], &Vec::new());
+        write(&path, std::slice::from_ref(&run), |r| {
+            crate::report::record(r, false)
+        })
+        .unwrap();
+        assert!(is_timings(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+        ));
+        let back = read(&path).unwrap();
+        assert_eq!(back.len(), 1);
+        let (a, b) = (&run.records[0], &back[0].records[0]);
+        for (x, y) in [
+            (a.intended, b.intended),
+            (a.dispatched, b.dispatched),
+            (a.start, b.start),
+            (a.ttft, b.ttft),
+            (a.latency, b.latency),
+            (a.gaps[1], b.gaps[1]),
+        ] {
+            assert_eq!(x.to_bits(), y.to_bits());
+        }
+        assert_eq!(back[0].records[1].error, run.records[1].error);
+        assert_eq!(back[0].summary.ttft, run.summary.ttft);
+        assert_eq!(back[0].beyond.hdr, run.beyond.hdr);
+        assert_eq!(back[0].label, "concurrency 4");
+    }
+
+    #[test]
+    fn bad_files_name_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.jsonl");
+        std::fs::write(&path, "{\"ok\": true}\n").unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with("bad.jsonl:1: a request line before any run line"),
+            "{e}"
+        );
+        std::fs::write(
+            &path,
+            "{\"loupe_timings\": 1, \"label\": \"run\", \"native\": false, \"requests\": 1, \
+             \"duration\": \"1\", \"record\": {}}\n{\"ok\": true, \"times\": \"1 2 x\"}\n",
+        )
+        .unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.jsonl:2: \"times\": \"x\" is not a number"),
+            "{e}"
+        );
+    }
+}
