@@ -354,3 +354,49 @@ fn xlsx_without_the_feature_is_refused_before_the_run() {
     assert!(err.contains("--features xlsx"), "{err}");
     assert!(!dir.path().join("b.xlsx").exists());
 }
+
+#[test]
+fn loupe_report_reads_a_run_directory_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("pd_20261202_010000");
+    std::fs::create_dir_all(run.join("profiles/decode")).unwrap();
+    std::fs::copy(
+        trace_data("sglang_Qwen3-8B_decode.json.gz"),
+        run.join("profiles/decode/1769070226.0713482-TP-0-DECODE.trace.json.gz"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(run.join("profile_decode_isl_32_osl_24")).unwrap();
+    std::fs::write(
+        run.join("profile_decode_isl_32_osl_24/concurrency_4.json"),
+        "{\"completed\": 1}\n{\"completed\": 128, \"p99_ttft_ms\": 12.345}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(run.join("loupe-bench_isl_32_osl_24")).unwrap();
+    std::fs::write(
+        run.join("loupe-bench_isl_32_osl_24/concurrency_16.json"),
+        "{\"completed\": 64, \"output_throughput\": 99.5}\n",
+    )
+    .unwrap();
+    let page = dir.path().join("run.html");
+    ok(loupe().arg("report").arg(&run).arg("-o").arg(&page));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("loupe run: pd_20261202_010000"));
+    assert_eq!(row(&html, "phase decode")[..2], ["phase decode", "128"]);
+    assert_eq!(
+        row(&html, "concurrency 16")[..4],
+        ["concurrency 16", "64", "", "99.50"]
+    );
+    assert!(html.contains("Top kernels by total time"));
+    check_in_browser(&page, "report-run-dir");
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = loupe()
+        .arg("report")
+        .arg(empty.path())
+        .arg("-o")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loupe run directory"));
+}

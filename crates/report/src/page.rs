@@ -104,12 +104,12 @@ pub struct Rule {
     pub y: f64,
 }
 
-/// A figure drawn here as SVG markup ([`crate::svg`] builds them), with its caption.
+/// A figure drawn here as SVG markup (built by the svg module), with its caption.
 #[derive(Debug, Clone, Default)]
 pub struct Svg {
     pub title: String,
     pub caption: String,
-    /// Markup from `crate::svg` only: it escapes every string it writes.
+    /// Markup from the svg module only: it escapes every string it writes.
     pub(crate) markup: String,
 }
 

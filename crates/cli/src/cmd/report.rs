@@ -1,7 +1,7 @@
 //! `loupe report INPUT... -o FILE`: rebuild a page from saved outputs, without re-running.
 //! Inputs: request-timings files written beside a bench page (`NAME.requests.jsonl`: every
-//! run's JSONL record and every request's timings) and profiler traces (any format loupe
-//! trace reads). Which is which comes from the file's bytes.
+//! run's JSONL record and every request's timings), profiler traces (any format loupe trace
+//! reads; which is which comes from the file's bytes), or one `loupe run` directory.
 
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,8 @@ use loupe_report::Page;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Request-timings files (`*.requests.jsonl` from `loupe bench --html`) and/or trace files.
+    /// Request-timings files (`*.requests.jsonl` from `loupe bench --html`), trace files, or
+    /// one `loupe run` directory.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// The page to write (whole, under a temporary name first).
@@ -33,10 +34,17 @@ fn first_line(path: &Path) -> anyhow::Result<String> {
 pub fn build(inputs: &[PathBuf]) -> anyhow::Result<Page> {
     let mut runs = Vec::new();
     let mut traces = Vec::new();
+    if let [dir] = inputs
+        && dir.is_dir()
+    {
+        return Ok(super::run_html::page(&super::run_html::outcome_of_dir(
+            dir,
+        )?));
+    }
     for p in inputs {
         if p.is_dir() {
             anyhow::bail!(
-                "{}: a directory; give its files (a bench page's NAME.requests.jsonl, trace files)",
+                "{}: a directory among several inputs; give one `loupe run` directory alone",
                 p.display()
             );
         }

@@ -1,13 +1,14 @@
 //! `summary.html` of `loupe run`, beside `summary.md`: every phase's and benchmark's figures
 //! from their JSONL records, compared across them, and each phase's traces summarised
 //! (`trace_html`). The run's benchmarks keep no request timings, so there are no over-time
-//! charts here; `loupe bench --html` has them.
+//! charts here; `loupe bench --html` has them. `loupe report RUN_DIR` reads a finished run
+//! directory back (`outcome_of_dir`) and builds the same page.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use loupe_report::svg::{self, Bar};
 use loupe_report::{Block, Page, Section, Table};
-use loupe_run::JobOutcome;
+use loupe_run::{BenchOutcome, JobOutcome, PhaseOutcome};
 
 /// The record's figures shown per benchmark, as (JSONL key, column).
 const FIGURES: [(&str, &str); 12] = [
@@ -124,6 +125,104 @@ pub fn page(o: &JobOutcome) -> Page {
         sections,
         records: results.iter().map(|(_, r)| (*r).clone()).collect(),
     }
+}
+
+fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The last JSONL record of a benchmark's output file.
+fn last_record(path: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .ok_or_else(|| format!("{}: no record", path.display()))?;
+    serde_json::from_str(line).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A finished run directory read back as the outcome it recorded: `profiles/<phase>/` for
+/// each phase's traces, `profile_<phase>_isl_*/concurrency_*.json` for its benchmark and
+/// `loupe-bench_isl_*/concurrency_<n>.json` for the benchmark runs (the names `loupe run`
+/// gives them).
+pub fn outcome_of_dir(dir: &Path) -> anyhow::Result<JobOutcome> {
+    let profiles = dir.join("profiles");
+    let entries = sorted_entries(dir);
+    let named = |prefix: &str| -> Vec<PathBuf> {
+        entries
+            .iter()
+            .filter(|p| {
+                p.is_dir()
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix))
+            })
+            .flat_map(|d| sorted_entries(d))
+            .filter(|f| f.extension().is_some_and(|e| e == "json"))
+            .collect()
+    };
+    let phases: Vec<PhaseOutcome> = sorted_entries(&profiles)
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .map(|p| {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let bench = named(&format!("profile_{name}_isl_")).first().map_or_else(
+                || Err(format!("phase {name}: no benchmark record")),
+                |f| last_record(f),
+            );
+            PhaseOutcome {
+                trace_files: sorted_entries(&p)
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect(),
+                name,
+                bench,
+            }
+        })
+        .collect();
+    let mut benches: Vec<BenchOutcome> = named("loupe-bench_isl_")
+        .iter()
+        .filter_map(|f| {
+            let c = f
+                .file_stem()?
+                .to_str()?
+                .strip_prefix("concurrency_")?
+                .parse()
+                .ok()?;
+            Some(BenchOutcome {
+                concurrency: c,
+                result: last_record(f),
+            })
+        })
+        .collect();
+    benches.sort_by_key(|b| b.concurrency);
+    if phases.is_empty() && benches.is_empty() {
+        anyhow::bail!(
+            "{}: not a loupe run directory (no profiles/ and no benchmark results)",
+            dir.display()
+        );
+    }
+    Ok(JobOutcome {
+        job: dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string(),
+        log_dir: dir.to_path_buf(),
+        phases,
+        benches,
+    })
 }
 
 /// `<log_dir>/summary.html`, beside `summary.md`.
