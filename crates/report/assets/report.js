@@ -145,6 +145,16 @@
     };
   }
 
+  // Mostly-empty series come as {at: [indices], v: [values]}.
+  function expand(n) {
+    return function (col) {
+      if (Array.isArray(col)) return col;
+      var out = new Array(n).fill(null);
+      col.at.forEach(function (i, k) { out[i] = col.v[k]; });
+      return out;
+    };
+  }
+
   function widthOf(el) {
     return el.clientWidth || document.querySelector("main").clientWidth || 960;
   }
@@ -156,6 +166,7 @@
     Array.prototype.forEach.call(holders, function (el) {
       try {
         var spec = data.charts[Number(el.getAttribute("data-chart"))];
+        spec.data = spec.data.map(expand(spec.data[0].length));
         plots.push({ el: el, plot: new uPlot(options(spec, widthOf(el)), spec.data, el) });
       } catch (e) {
         failed();
