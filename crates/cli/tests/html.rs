@@ -400,3 +400,130 @@ fn loupe_report_reads_a_run_directory_back() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loupe run directory"));
 }
+
+/// A run of `n` synthetic requests (every 50th failed), metrics computed as a live run's.
+fn synthetic(n: usize, failed_every: usize) -> loupe_bench::RunOutcome {
+    use loupe_bench::record::RequestRecord;
+    let records: Vec<RequestRecord> = (0..n)
+        .map(|i| {
+            let t = i as f64 * 0.01;
+            let ok = i % failed_every != 0;
+            // A slow tail: every 97th request is 20x slower.
+            let k = if i % 97 == 0 {
+                10.0 + (i % 1000) as f64 / 50.0
+            } else {
+                1.0 + (i % 13) as f64 / 13.0
+            };
+            RequestRecord {
+                ok,
+                error: if ok {
+                    String::new()
+                } else {
+                    format!("HTTP 50{}: <busy>", i % 3)
+                },
+                prompt_len: 100 + i % 50,
+                output_len: if ok { 8 } else { 0 },
+                output_len_reported: ok,
+                intended: t,
+                dispatched: t,
+                start: t,
+                ttft: if ok { 0.02 * k } else { 0.0 },
+                latency: if ok { 0.02 * k + 0.07 } else { 0.5 },
+                first_tokens: 1,
+                gaps: if ok { vec![0.01; 7] } else { Vec::new() },
+                gap_tokens: if ok { vec![1; 7] } else { Vec::new() },
+                ..Default::default()
+            }
+        })
+        .collect();
+    let duration = n as f64 * 0.01 + 1.0;
+    let slos = vec![("e2el".to_string(), 300.0)];
+    loupe_bench::RunOutcome {
+        label: "run".into(),
+        info: loupe_bench::outcome::RunInfo {
+            backend: "sglang".into(),
+            dataset_name: "random-ids".into(),
+            request_rate: 100.0,
+            rate_label: "100".into(),
+            burstiness: 1.0,
+            max_concurrency: None,
+            sharegpt_output_len: None,
+            random_input_len: 150,
+            random_output_len: 8,
+            random_range_ratio: 0.0,
+            tag: None,
+            traffic_scenario: None,
+            server_info: serde_json::Value::Null,
+            accept_length: None,
+            cpu: None,
+            profile: None,
+            warnings: Vec::new(),
+        },
+        summary: loupe_bench::metrics::summarize(&records, duration, true, None),
+        beyond: loupe_bench::beyond::summarize(&records, duration, &[50.0, 99.0], &slos),
+        records,
+        retokenized: None,
+        native: true,
+    }
+}
+
+#[test]
+fn a_large_run_is_binned_without_losing_its_tail_or_failures() {
+    let run = synthetic(25_000, 50);
+    let page = loupe_cli::cmd::bench::html::page(std::slice::from_ref(&run), false, Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("large.html");
+    loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(html.len() < 1_000_000, "{} bytes", html.len());
+    let charts = data(&html)["charts"].as_array().unwrap().clone();
+    let over = charts
+        .iter()
+        .find(|c| c["title"] == "Latency of each request by when it was sent")
+        .unwrap();
+    let labels: Vec<&str> = over["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "E2E max",
+            "E2E min",
+            "E2E p50",
+            "failed",
+            "E2E p99",
+            "above p99"
+        ]
+    );
+    let count = |col: &serde_json::Value| match col {
+        serde_json::Value::Array(a) => a.iter().filter(|v| !v.is_null()).count(),
+        sparse => sparse["at"].as_array().unwrap().len(),
+    };
+    // Every failure is a mark of its own; every request above the run's p99 is a point.
+    assert_eq!(count(&over["data"][4]), 500);
+    let p99 = run.summary.e2e.p99;
+    let above = run
+        .records
+        .iter()
+        .filter(|r| r.ok && r.latency * 1000.0 > p99)
+        .count();
+    assert!(above > 0);
+    assert_eq!(count(&over["data"][6]), above);
+    // 250 s at 1 s bins: no more than 1,000 columns of band, never an average.
+    assert!(count(&over["data"][1]) <= 1000);
+    assert!(html.contains("binned 1 s by start; band = min-max"));
+    check_in_browser(&file, "bench-binned");
+
+    let all_failed = synthetic(20, 1);
+    let page =
+        loupe_cli::cmd::bench::html::page(std::slice::from_ref(&all_failed), false, Vec::new());
+    let file = dir.path().join("failed.html");
+    loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(html.contains("No request completed") && html.contains("20 of 20 requests failed"));
+    assert!(html.contains("HTTP 500: &lt;busy&gt;"));
+    check_in_browser(&file, "bench-all-failed");
+}

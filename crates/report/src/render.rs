@@ -159,14 +159,13 @@ fn chart(c: &Chart) -> Result<Value, RenderError> {
     let log_y = c.y.scale == Scale::Log;
     let mut data = vec![Value::Array(c.xs.iter().map(|&x| number(x)).collect())];
     for s in &c.series {
-        let values: Vec<Value> = s
-            .ys
-            .iter()
-            .map(|y| match *y {
-                Some(y) if !(log_y && y <= 0.0) => number(y),
-                _ => Value::Null,
-            })
-            .collect();
+        let values: Vec<Value> =
+            s.ys.iter()
+                .map(|y| match *y {
+                    Some(y) if !(log_y && y <= 0.0) => number(y),
+                    _ => Value::Null,
+                })
+                .collect();
         data.push(column(values));
     }
     let mut m = Map::new();

@@ -492,18 +492,24 @@ pub fn sections(r: &RunOutcome, prefix: &str, exact: usize) -> Vec<Section> {
     let lens = |f: fn(&loupe_bench::record::RequestRecord) -> usize| -> Vec<f64> {
         ok.iter().map(|x| f(x) as f64).collect()
     };
-    hist.push(Block::Chart(histogram(
-        "Input length",
-        "tokens",
-        &lens(|x| x.prompt_len),
-        Vec::new(),
-    )));
-    hist.push(Block::Chart(histogram(
-        "Output length",
-        "tokens",
-        &lens(|x| x.output_len),
-        Vec::new(),
-    )));
+    if !ok.is_empty() {
+        hist.push(Block::Chart(histogram(
+            "Input length",
+            "tokens",
+            &lens(|x| x.prompt_len),
+            Vec::new(),
+        )));
+        hist.push(Block::Chart(histogram(
+            "Output length",
+            "tokens",
+            &lens(|x| x.output_len),
+            Vec::new(),
+        )));
+    } else {
+        hist.push(Block::Text(
+            "No request completed: nothing to histogram.".into(),
+        ));
+    }
     let [thr, conc] = throughput_and_concurrency(r);
     let mut time = vec![Block::Chart(over_time(r, exact))];
     if !ok.is_empty() {
