@@ -156,6 +156,17 @@ fn a_bench_page_renders_agrees_with_its_tables_and_rebuilds_byte_for_byte() {
         std::fs::read(&page).unwrap()
     );
 
+    // The JSONL alone gives the records' figures (and says where the timings are).
+    let jsonl = dir.path().join("run.jsonl");
+    let records = dir.path().join("records.html");
+    ok(loupe().arg("report").arg(&jsonl).arg("-o").arg(&records));
+    let page_text = std::fs::read_to_string(&records).unwrap();
+    let cells = row(&page_text, "rate 40.0 (run.jsonl:1)");
+    let p99 = record["p99_ttft_ms"].as_f64().unwrap();
+    assert_eq!(cells[5], format!("{p99:.2}"), "TTFT p99");
+    assert!(page_text.contains(".requests.jsonl"));
+    check_in_browser(&records, "report-records");
+
     // A cut-off timings file is refused with its line, and no page is left behind.
     let text = std::fs::read_to_string(&timings).unwrap();
     let cut = dir.path().join("cut.requests.jsonl");

@@ -47,8 +47,8 @@ fn bars_of(results: &[(String, &serde_json::Value)], key: &str) -> Vec<Bar> {
         .collect()
 }
 
-pub fn page(o: &JobOutcome) -> Page {
-    let results = o.bench_results();
+/// A table of every record's headline figures and bars comparing them.
+pub fn records_blocks(results: &[(String, &serde_json::Value)]) -> Vec<Block> {
     let mut blocks = vec![Block::Table(Table {
         caption: "Benchmarks (ms unless named), from each one's JSONL record".into(),
         header: std::iter::once("benchmark".to_string())
@@ -73,12 +73,18 @@ pub fn page(o: &JobOutcome) -> Page {
             blocks.push(Block::Svg(svg::bars(
                 title,
                 "",
-                &bars_of(&results, key),
+                &bars_of(results, key),
                 &[],
                 |v| format!("{v:.2} {unit}"),
             )));
         }
     }
+    blocks
+}
+
+pub fn page(o: &JobOutcome) -> Page {
+    let results = o.bench_results();
+    let mut blocks = records_blocks(&results);
     for f in o.failures() {
         blocks.push(Block::Text(format!("Failed: {f}")));
     }
