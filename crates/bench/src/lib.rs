@@ -45,6 +45,7 @@ pub mod search;
 pub mod session;
 pub mod sse;
 pub mod summary;
+pub mod timings;
 pub mod tokenizer;
 pub mod turns;
 pub mod windows;

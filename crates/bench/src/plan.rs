@@ -182,6 +182,19 @@ pub struct MooncakePlan {
     pub block_tokens: usize,
 }
 
+/// bench_serving's defaults (`--mooncake-workload conversation`, no slowdown, one round).
+impl Default for MooncakePlan {
+    fn default() -> Self {
+        MooncakePlan {
+            workload: "conversation".into(),
+            slowdown_factor: 1.0,
+            num_rounds: 1,
+            history: crate::session::History::Real,
+            block_tokens: 512,
+        }
+    }
+}
+
 /// The agentic-trace, openai, longbench_v2 and speed-bench flags.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TraceDatasetPlan {

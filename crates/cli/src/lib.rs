@@ -40,6 +40,8 @@ pub enum Command {
     Run(cmd::run::RunArgs),
     /// Watch servers' /metrics live per DP rank; profile when a rule fires.
     Watch(cmd::watch::WatchArgs),
+    /// Rebuild an HTML report from saved outputs (request timings, traces).
+    Report(cmd::report::ReportArgs),
 }
 
 fn init_logging(filter: &str) {
@@ -68,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => run_async(cmd::watch::run(args)),
         // Synchronous, no runtime.
         Command::Trace(args) => cmd::trace::run(args),
+        Command::Report(args) => cmd::report::run(args),
     }
 }
 

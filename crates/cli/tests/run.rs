@@ -75,6 +75,8 @@ fn prefill_and_decode_phases_produce_traces_and_bench_results() {
         summary.contains("phase prefill") && summary.contains("phase decode"),
         "{summary}"
     );
+    let page = std::fs::read_to_string(run_dir.join("summary.html")).unwrap();
+    assert!(page.contains("Phase prefill: profile") && page.contains("Phase decode: profile"));
     // Each phase's traces summarised by loupe trace: the timeline and the engine's ops.
     assert_eq!(
         summary.matches("where the time goes").count(),

@@ -174,6 +174,7 @@ fn build_prompts(
         send_routing_key: false,
         ordered: false,
         distribution: GroupDistribution::Uniform,
+        num_turns: 1,
     };
     let dc = DatasetConfig {
         name,
@@ -189,6 +190,8 @@ fn build_prompts(
         apply_chat_template: d.apply_chat_template,
         prompt_suffix: &d.prompt_suffix,
         gsp: &gsp,
+        mooncake: &Default::default(),
+        traces: &Default::default(),
         seed,
         scenario: None,
     };
@@ -210,6 +213,12 @@ async fn generate_all(
             PromptInput::Text(t) => st
                 .encode(t, true)
                 .map_err(|e| OfflineError::Flag(format!("prompt {i}: {e}")))?,
+            PromptInput::Messages(_) => {
+                return Err(OfflineError::Flag(format!(
+                    "prompt {i}: the dataset gives chat messages (a multi-turn or openai \
+                     dataset); offline throughput sends one text or id prompt per request"
+                )));
+            }
         };
         let mut params = SamplingParams {
             temperature: 0.0,

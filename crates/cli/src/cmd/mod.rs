@@ -4,7 +4,10 @@
 pub mod bench;
 pub mod engine;
 pub mod profile;
+pub mod report;
 pub mod run;
+pub mod run_html;
 pub mod serve;
 pub mod trace;
+pub mod trace_html;
 pub mod watch;

@@ -66,6 +66,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             r = job.execute(|line| eprintln!("{line}")) => r.map_err(|e| e.to_string()),
             _ = tokio::signal::ctrl_c() => Err("interrupted: the workers were stopped".to_string()),
         };
+        if let Ok(o) = &outcome
+            && let Err(e) = super::run_html::write(o)
+        {
+            all_ok = false;
+            eprintln!("job {name}: {e:#}");
+        }
         match outcome {
             Ok(o) if o.succeeded() => {
                 eprintln!("job {name} done: {}", o.summary_path().display());

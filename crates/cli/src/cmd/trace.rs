@@ -180,6 +180,9 @@ pub struct SummaryArgs {
     pub analysis: AnalysisArgs,
     #[command(flatten)]
     pub report: ReportArgs,
+    /// Also write the report as a self-contained HTML page here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -205,6 +208,9 @@ pub struct RanksArgs {
     pub analysis: AnalysisArgs,
     #[command(flatten)]
     pub report: ReportArgs,
+    /// Also write the report as a self-contained HTML page here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -278,6 +284,9 @@ pub struct DiffArgs {
     pub analysis: AnalysisArgs,
     #[command(flatten)]
     pub report: ReportArgs,
+    /// Also write the report as a self-contained HTML page here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -347,6 +356,10 @@ fn execute(command: TraceCommand) -> Result<ExitCode> {
             } else {
                 print(&report::summary(&summaries, &opts));
             }
+            if let Some(h) = &a.html {
+                let page = super::trace_html::summary_page(&summaries, &command_line(&a.files));
+                super::trace_html::write(h, &page)?;
+            }
         }
         TraceCommand::Ranks(a) => {
             let summaries = if a.from_summaries {
@@ -360,6 +373,12 @@ fn execute(command: TraceCommand) -> Result<ExitCode> {
             };
             let r = ranks::compare(&summaries, a.report.key_ops());
             print(&report::ranks(&r, &a.report.options()));
+            if let Some(h) = &a.html {
+                super::trace_html::write(
+                    h,
+                    &super::trace_html::ranks_page(&r, &command_line(&a.files)),
+                )?;
+            }
         }
         TraceCommand::Diff(a) => {
             // a bad condition is a usage error before any reading
@@ -375,6 +394,10 @@ fn execute(command: TraceCommand) -> Result<ExitCode> {
             let base = s.pop().expect("two inputs");
             let d = diff::diff(&base, &b, a.threshold);
             print(&report::diff(&d, &a.report.options()));
+            if let Some(h) = &a.html {
+                let page = super::trace_html::diff_page(&d, &command_line(&[a.a, a.b]));
+                super::trace_html::write(h, &page)?;
+            }
             let hits: Vec<_> = gates.iter().filter_map(|g| g.check(&d)).collect();
             for h in &hits {
                 let rel = h
@@ -490,6 +513,12 @@ fn convert_cmd(a: ConvertArgs) -> Result<()> {
 }
 
 /// A report on stdout; a closed pipe (`| head`) is not an error worth reporting.
+/// The files a page was built from, for its subtitle.
+fn command_line(files: &[PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    format!("from {}", names.join(" "))
+}
+
 fn print(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

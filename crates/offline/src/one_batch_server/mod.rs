@@ -258,6 +258,7 @@ fn batch_ids(
         send_routing_key: false,
         ordered: true,
         distribution: GroupDistribution::Uniform,
+        num_turns: 1,
     };
     let dc = DatasetConfig {
         name: cfg.dataset,
@@ -273,6 +274,8 @@ fn batch_ids(
         apply_chat_template: false,
         prompt_suffix: "",
         gsp: &gsp,
+        mooncake: &Default::default(),
+        traces: &Default::default(),
         seed: cfg.seed,
         scenario: None,
     };
@@ -287,6 +290,11 @@ fn batch_ids(
                     "the dataset gave text and no tokenizer is at hand".into(),
                 )),
             },
+            PromptInput::Messages(_) => Err(OfflineError::Flag(
+                "the dataset gives chat messages (multi-turn or openai); one_batch_server sends \
+                 one batch of token ids"
+                    .into(),
+            )),
         })
         .collect()
 }

@@ -411,6 +411,14 @@ pub struct BenchArgs {
     /// Write one CSV row per run here (sweeps and scenarios: one row per point).
     #[arg(long)]
     pub summary_csv: Option<PathBuf>,
+    /// Write a self-contained HTML report here, and beside it the request timings it was
+    /// built from (`NAME.requests.jsonl`, which `loupe report` rebuilds it from).
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Write genai-bench's workbook (.xlsx, its sheet names, native charts) here; needs a
+    /// loupe built with `--features xlsx`.
+    #[arg(long)]
+    pub xlsx: Option<PathBuf>,
     #[arg(long)]
     pub disable_tqdm: bool,
     /// Percentiles reported from HdrHistograms, comma-separated.

@@ -2,9 +2,10 @@
 //! become a `loupe_bench::BenchPlan`; the run is followed on the terminal (`terminal.rs`:
 //! status lines and the progress bar on stderr) and reported from its outcome (`table.rs`:
 //! bench_serving's result block and loupe's section after each run, the summary table after
-//! a sweep, on stdout).
+//! a sweep, on stdout); `--html` pages are built from the outcome (`html/`).
 
 mod args;
+pub mod html;
 mod key_averages;
 pub mod offline;
 pub mod one_batch;
@@ -12,7 +13,10 @@ pub mod one_batch_server;
 mod refused;
 pub(crate) mod table;
 mod terminal;
+#[cfg(feature = "xlsx")]
+pub mod xlsx;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -33,9 +37,45 @@ pub enum OfflineTool {
 /// Run the benchmark the flags describe, showing it as `loupe bench` does; the outcome holds
 /// every run's records and metrics.
 pub async fn execute(args: BenchArgs) -> anyhow::Result<BenchOutcome> {
+    if args.xlsx.is_some() && !cfg!(feature = "xlsx") {
+        anyhow::bail!(
+            "--xlsx: this loupe was built without the xlsx feature \
+             (cargo build --release --features xlsx)"
+        );
+    }
     let plan = args.plan()?;
     let terminal = Arc::new(terminal::Terminal::new(!args.disable_tqdm));
-    Ok(loupe_bench::run(plan, terminal).await?)
+    let outcome = loupe_bench::run(plan, terminal).await?;
+    if let Some(path) = &args.html {
+        write_html(path, &outcome)?;
+    }
+    #[cfg(feature = "xlsx")]
+    if let Some(path) = &args.xlsx {
+        xlsx::write(path, &outcome.runs)?;
+        eprintln!("workbook: {}", path.display());
+    }
+    Ok(outcome)
+}
+
+/// The request-timings sidecar of a report: `report.html` -> `report.requests.jsonl`.
+pub fn timings_path(html: &Path) -> PathBuf {
+    html.with_extension("requests.jsonl")
+}
+
+/// The page and its request timings.
+fn write_html(path: &Path, outcome: &BenchOutcome) -> anyhow::Result<()> {
+    let record = |r: &loupe_bench::RunOutcome| loupe_bench::report::record(r, false);
+    let timings = timings_path(path);
+    loupe_bench::timings::write(&timings, &outcome.runs, record)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", timings.display()))?;
+    let records = outcome.runs.iter().map(record).collect();
+    html::write(path, &html::page(&outcome.runs, outcome.swept, records))?;
+    eprintln!(
+        "report: {} (request timings: {})",
+        path.display(),
+        timings.display()
+    );
+    Ok(())
 }
 
 /// The exit code says whether every request of every run completed.

@@ -1,0 +1,542 @@
+//! Every kind of `--html` page through the binary, opened from disk in headless Chromium:
+//! a bench run, a profiled run, a sweep, trace summary/ranks/diff; and `loupe report`
+//! rebuilding a bench page byte for byte from its request timings. Screenshots go under
+//! target/tmp/html-pages/.
+
+#[path = "../../report/tests/browser/mod.rs"]
+mod browser;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn loupe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_loupe"));
+    c.env_remove("OPENAI_API_KEY").env_remove("API_KEY");
+    c
+}
+
+fn ok(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{c:?} failed: {err}");
+    err
+}
+
+fn bench(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let html = dir.join(format!("{name}.html"));
+    let mut c = loupe();
+    c.current_dir(dir)
+        .args([
+            "bench",
+            "--dataset-name",
+            "random-ids",
+            "--random-input-len",
+            "32",
+            "--random-output-len",
+            "12",
+            "--disable-tqdm",
+            "--output-file",
+        ])
+        .arg(dir.join(format!("{name}.jsonl")))
+        .arg("--html")
+        .arg(&html)
+        .args(extra);
+    ok(&mut c);
+    html
+}
+
+fn data(html: &str) -> serde_json::Value {
+    let key = r#"<script type="application/json" id="loupe-data">"#;
+    let start = html.find(key).unwrap() + key.len();
+    let end = start + html[start..].find("</script>").unwrap();
+    serde_json::from_str(&html[start..end]).unwrap()
+}
+
+fn screens() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-pages");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Open the page in the browser (when there is one) and check everything rendered.
+fn check_in_browser(page: &Path, name: &str) {
+    let Some(chrome) = browser::require() else {
+        return;
+    };
+    let html = std::fs::read_to_string(page).unwrap();
+    let charts = data(&html)["charts"].as_array().unwrap().len();
+    let figures = html.matches("<svg xmlns=").count();
+    let shot = screens().join(format!("{name}.png"));
+    let loaded = browser::open(&chrome, page, &shot);
+    browser::assert_rendered(&loaded, charts, figures, name);
+}
+
+/// The cells of the table row whose first cell is `first`.
+fn row(html: &str, first: &str) -> Vec<String> {
+    let key = format!("<tr><td>{first}</td>");
+    let start = html.find(&key).unwrap_or_else(|| panic!("no row {first}"));
+    let end = start + html[start..].find("</tr>").unwrap();
+    html[start..end]
+        .split("<td>")
+        .skip(1)
+        .map(|c| c.trim_end_matches("</td>").to_string())
+        .collect()
+}
+
+fn nines(p: f64) -> f64 {
+    -(1.0 - p / 100.0).log10()
+}
+
+#[test]
+fn a_bench_page_renders_agrees_with_its_tables_and_rebuilds_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = bench(
+        dir.path(),
+        "run",
+        &[
+            "--num-prompts",
+            "40",
+            "--request-rate",
+            "40",
+            "--slo",
+            "ttft=500,tpot=100",
+        ],
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.len() < 500_000, "{} bytes", html.len());
+    // Chart and table agree to the digit at every table percentile (R1).
+    let charts = data(&html)["charts"].as_array().unwrap().clone();
+    let record: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.path().join("run.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    for (metric, key) in [("TTFT", "ttft"), ("TPOT", "tpot"), ("E2E", "e2e_latency")] {
+        let cells = row(&html, metric);
+        let chart = charts
+            .iter()
+            .find(|c| c["title"] == format!("{metric} by percentile"))
+            .unwrap();
+        let xs = chart["data"][0].as_array().unwrap();
+        let ys = chart["data"][1].as_array().unwrap();
+        for (p, cell) in [(50.0, 3), (90.0, 4), (95.0, 5), (99.0, 6)] {
+            let want = (nines(p) * 1000.0).round() / 1000.0;
+            let i = xs
+                .iter()
+                .position(|x| (x.as_f64().unwrap() - want).abs() < 1e-9)
+                .unwrap_or_else(|| panic!("{metric}: no point at p{p}"));
+            assert_eq!(
+                format!("{:.2}", ys[i].as_f64().unwrap()),
+                cells[cell],
+                "{metric} p{p}"
+            );
+        }
+        let max = ys.last().unwrap().as_f64().unwrap();
+        assert_eq!(format!("{max:.2}"), cells[7], "{metric} max");
+        let p99 = record[format!("p99_{key}_ms")].as_f64().unwrap();
+        assert_eq!(format!("{p99:.2}"), cells[6], "{metric}: the JSONL's p99");
+    }
+    // The SLO lines are drawn where the flags put them.
+    let ttft = charts
+        .iter()
+        .find(|c| c["title"] == "TTFT by percentile")
+        .unwrap();
+    assert_eq!(ttft["rules"][0]["y"], 500);
+    check_in_browser(&page, "bench-run");
+
+    // `loupe report` gives the same bytes from the timings file alone.
+    let again = dir.path().join("again.html");
+    let timings = dir.path().join("run.requests.jsonl");
+    ok(loupe().arg("report").arg(&timings).arg("-o").arg(&again));
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&page).unwrap()
+    );
+
+    // The JSONL alone gives the records' figures (and says where the timings are).
+    let jsonl = dir.path().join("run.jsonl");
+    let records = dir.path().join("records.html");
+    ok(loupe().arg("report").arg(&jsonl).arg("-o").arg(&records));
+    let page_text = std::fs::read_to_string(&records).unwrap();
+    let cells = row(&page_text, "rate 40.0 (run.jsonl:1)");
+    let p99 = record["p99_ttft_ms"].as_f64().unwrap();
+    assert_eq!(cells[5], format!("{p99:.2}"), "TTFT p99");
+    assert!(page_text.contains(".requests.jsonl"));
+    check_in_browser(&records, "report-records");
+
+    // A cut-off timings file is refused with its line, and no page is left behind.
+    let text = std::fs::read_to_string(&timings).unwrap();
+    let cut = dir.path().join("cut.requests.jsonl");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&cut, lines[..lines.len() - 3].join("\n")).unwrap();
+    let bad = dir.path().join("bad.html");
+    let out = loupe()
+        .arg("report")
+        .arg(&cut)
+        .arg("-o")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cut.requests.jsonl:") && err.contains("37 of its 40"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+}
+
+#[test]
+fn sweep_and_profiled_pages_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = bench(
+        dir.path(),
+        "sweep",
+        &["--num-prompts", "12", "--sweep-max-concurrency", "1,4"],
+    );
+    let html = std::fs::read_to_string(&sweep).unwrap();
+    assert!(html.contains(r#"<details class="section" id="run-2">"#));
+    for t in [
+        "Latency vs achieved throughput",
+        "Per-user vs total output tokens/s",
+    ] {
+        assert!(html.contains(t), "{t}");
+    }
+    check_in_browser(&sweep, "bench-sweep");
+
+    let traces = dir.path().join("traces");
+    let traces_arg = traces.display().to_string();
+    let profiled = bench(
+        dir.path(),
+        "profiled",
+        &[
+            "--num-prompts",
+            "8",
+            "--profile",
+            "--profile-output-dir",
+            &traces_arg,
+        ],
+    );
+    let html = std::fs::read_to_string(&profiled).unwrap();
+    assert!(html.contains("Profile of run") && html.contains("Top kernels by total time"));
+    assert!(
+        !html.contains("could not be summarised"),
+        "the traces were read"
+    );
+    check_in_browser(&profiled, "bench-profiled");
+}
+
+fn trace_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../trace/tests/data")
+        .join(name)
+}
+
+#[test]
+fn trace_pages_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r0, r1) = (
+        trace_data("sampled_rank-0.json.gz"),
+        trace_data("sampled_rank-1.json.gz"),
+    );
+    let summary = dir.path().join("summary.html");
+    ok(loupe()
+        .args(["trace", "summary"])
+        .arg(trace_data("sglang_Qwen3-8B_decode.json.gz"))
+        .arg("--html")
+        .arg(&summary));
+    let html = std::fs::read_to_string(&summary).unwrap();
+    assert!(html.contains("other (") && html.contains("GPU time per rank"));
+    assert!(!html.contains("<void"), "kernel names are escaped");
+    check_in_browser(&summary, "trace-summary");
+
+    let ranks = dir.path().join("ranks.html");
+    ok(loupe()
+        .args(["trace", "ranks"])
+        .arg(&r0)
+        .arg(&r1)
+        .arg("--html")
+        .arg(&ranks));
+    let html = std::fs::read_to_string(&ranks).unwrap();
+    assert!(html.contains("Compute per step and rank") && html.contains("Stragglers"));
+    check_in_browser(&ranks, "trace-ranks");
+
+    let diff = dir.path().join("diff.html");
+    ok(loupe()
+        .args(["trace", "diff"])
+        .arg(&r0)
+        .arg(&r1)
+        .arg("--html")
+        .arg(&diff));
+    let html = std::fs::read_to_string(&diff).unwrap();
+    assert!(html.contains("Largest changes in total time"));
+    check_in_browser(&diff, "trace-diff");
+
+    // `loupe report` on the traces: their summary and, for two, the rank comparison.
+    let rebuilt = dir.path().join("rebuilt.html");
+    ok(loupe()
+        .arg("report")
+        .arg(&r0)
+        .arg(&r1)
+        .arg("-o")
+        .arg(&rebuilt));
+    let html = std::fs::read_to_string(&rebuilt).unwrap();
+    assert!(html.contains("Compute per step and rank") && html.contains("Top kernels"));
+    check_in_browser(&rebuilt, "report-traces");
+}
+
+#[test]
+fn a_run_summary_page_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = serde_json::json!({
+        "completed": 128, "request_throughput": 3.5, "output_throughput": 84.25,
+        "median_ttft_ms": 12.5, "p99_ttft_ms": 40.125, "median_tpot_ms": 5.0,
+        "p99_tpot_ms": 9.75, "duration": 36.6,
+    });
+    // Named as SGLang names a rank's trace, which is what the page looks for.
+    let trace = dir.path().join("1769070226.0713482-TP-0.trace.json.gz");
+    std::fs::copy(trace_data("sglang_Qwen3-8B_decode.json.gz"), &trace).unwrap();
+    let outcome = loupe_run::JobOutcome {
+        job: "pd <test>".into(),
+        log_dir: dir.path().to_path_buf(),
+        phases: vec![loupe_run::PhaseOutcome {
+            name: "decode".into(),
+            trace_files: vec![trace.display().to_string()],
+            bench: Ok(record),
+        }],
+        benches: vec![loupe_run::BenchOutcome {
+            concurrency: 8,
+            result: Err("concurrency 8: loupe bench exited 1".into()),
+        }],
+    };
+    let page = loupe_cli::cmd::run_html::write(&outcome).unwrap();
+    assert_eq!(page, dir.path().join("summary.html"));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("loupe run: pd &lt;test&gt;"));
+    assert_eq!(
+        row(&html, "phase decode")[..5],
+        ["phase decode", "128", "3.50", "84.25", "12.50"]
+    );
+    assert!(html.contains("Failed: concurrency 8: loupe bench exited 1"));
+    assert!(html.contains("Top kernels by total time"));
+    check_in_browser(&page, "run-summary");
+}
+
+#[cfg(feature = "xlsx")]
+#[test]
+fn xlsx_workbook_has_genai_bench_sheets_and_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("bench.xlsx");
+    let book_arg = book.display().to_string();
+    bench(
+        dir.path(),
+        "sweep",
+        &[
+            "--num-prompts",
+            "8",
+            "--sweep-max-concurrency",
+            "1,2",
+            "--xlsx",
+            &book_arg,
+        ],
+    );
+    let bytes = std::fs::read(&book).unwrap();
+    assert_eq!(&bytes[..2], b"PK");
+    // The zip's directory names its parts in the clear: six sheets, genai-bench's 2 x 4 charts.
+    let names = String::from_utf8_lossy(&bytes);
+    assert!(names.contains("xl/worksheets/sheet6.xml") && !names.contains("sheet7.xml"));
+    assert!(names.contains("xl/charts/chart8.xml") && !names.contains("chart9.xml"));
+}
+
+#[cfg(not(feature = "xlsx"))]
+#[test]
+fn xlsx_without_the_feature_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = loupe()
+        .current_dir(dir.path())
+        .args(["bench", "--num-prompts", "1", "--xlsx", "b.xlsx"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--features xlsx"), "{err}");
+    assert!(!dir.path().join("b.xlsx").exists());
+}
+
+#[test]
+fn loupe_report_reads_a_run_directory_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("pd_20261202_010000");
+    std::fs::create_dir_all(run.join("profiles/decode")).unwrap();
+    std::fs::copy(
+        trace_data("sglang_Qwen3-8B_decode.json.gz"),
+        run.join("profiles/decode/1769070226.0713482-TP-0-DECODE.trace.json.gz"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(run.join("profile_decode_isl_32_osl_24")).unwrap();
+    std::fs::write(
+        run.join("profile_decode_isl_32_osl_24/concurrency_4.json"),
+        "{\"completed\": 1}\n{\"completed\": 128, \"p99_ttft_ms\": 12.345}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(run.join("loupe-bench_isl_32_osl_24")).unwrap();
+    std::fs::write(
+        run.join("loupe-bench_isl_32_osl_24/concurrency_16.json"),
+        "{\"completed\": 64, \"output_throughput\": 99.5}\n",
+    )
+    .unwrap();
+    let page = dir.path().join("run.html");
+    ok(loupe().arg("report").arg(&run).arg("-o").arg(&page));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("loupe run: pd_20261202_010000"));
+    assert_eq!(row(&html, "phase decode")[..2], ["phase decode", "128"]);
+    assert_eq!(
+        row(&html, "concurrency 16")[..4],
+        ["concurrency 16", "64", "", "99.50"]
+    );
+    assert!(html.contains("Top kernels by total time"));
+    check_in_browser(&page, "report-run-dir");
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = loupe()
+        .arg("report")
+        .arg(empty.path())
+        .arg("-o")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loupe run directory"));
+}
+
+/// A run of `n` synthetic requests (every 50th failed), metrics computed as a live run's.
+fn synthetic(n: usize, failed_every: usize) -> loupe_bench::RunOutcome {
+    use loupe_bench::record::RequestRecord;
+    let records: Vec<RequestRecord> = (0..n)
+        .map(|i| {
+            let t = i as f64 * 0.01;
+            let ok = i % failed_every != 0;
+            // A slow tail: every 97th request is 20x slower.
+            let k = if i % 97 == 0 {
+                10.0 + (i % 1000) as f64 / 50.0
+            } else {
+                1.0 + (i % 13) as f64 / 13.0
+            };
+            RequestRecord {
+                ok,
+                error: if ok {
+                    String::new()
+                } else {
+                    format!("HTTP 50{}: <busy>", i % 3)
+                },
+                prompt_len: 100 + i % 50,
+                output_len: if ok { 8 } else { 0 },
+                output_len_reported: ok,
+                intended: t,
+                dispatched: t,
+                start: t,
+                ttft: if ok { 0.02 * k } else { 0.0 },
+                latency: if ok { 0.02 * k + 0.07 } else { 0.5 },
+                first_tokens: 1,
+                gaps: if ok { vec![0.01; 7] } else { Vec::new() },
+                gap_tokens: if ok { vec![1; 7] } else { Vec::new() },
+                ..Default::default()
+            }
+        })
+        .collect();
+    let duration = n as f64 * 0.01 + 1.0;
+    let slos = vec![("e2el".to_string(), 300.0)];
+    loupe_bench::RunOutcome {
+        label: "run".into(),
+        info: loupe_bench::outcome::RunInfo {
+            backend: "sglang".into(),
+            dataset_name: "random-ids".into(),
+            request_rate: 100.0,
+            rate_label: "100".into(),
+            burstiness: 1.0,
+            max_concurrency: None,
+            sharegpt_output_len: None,
+            random_input_len: 150,
+            random_output_len: 8,
+            random_range_ratio: 0.0,
+            tag: None,
+            cache_report: false,
+            traffic_scenario: None,
+            server_info: serde_json::Value::Null,
+            accept_length: None,
+            cpu: None,
+            profile: None,
+            warnings: Vec::new(),
+            server_metrics: None,
+        },
+        summary: loupe_bench::metrics::summarize(&records, duration, true, None),
+        beyond: loupe_bench::beyond::summarize(&records, duration, &[50.0, 99.0], &slos),
+        records,
+        retokenized: None,
+        native: true,
+    }
+}
+
+#[test]
+fn a_large_run_is_binned_without_losing_its_tail_or_failures() {
+    let run = synthetic(25_000, 50);
+    let page = loupe_cli::cmd::bench::html::page(std::slice::from_ref(&run), false, Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("large.html");
+    loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(html.len() < 1_000_000, "{} bytes", html.len());
+    let charts = data(&html)["charts"].as_array().unwrap().clone();
+    let over = charts
+        .iter()
+        .find(|c| c["title"] == "Latency of each request by when it was sent")
+        .unwrap();
+    let labels: Vec<&str> = over["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "E2E max",
+            "E2E min",
+            "E2E p50",
+            "failed",
+            "E2E p99",
+            "above p99"
+        ]
+    );
+    let count = |col: &serde_json::Value| match col {
+        serde_json::Value::Array(a) => a.iter().filter(|v| !v.is_null()).count(),
+        sparse => sparse["at"].as_array().unwrap().len(),
+    };
+    // Every failure is a mark of its own; every request above the run's p99 is a point.
+    assert_eq!(count(&over["data"][4]), 500);
+    let p99 = run.summary.e2e.p99;
+    let above = run
+        .records
+        .iter()
+        .filter(|r| r.ok && r.latency * 1000.0 > p99)
+        .count();
+    assert!(above > 0);
+    assert_eq!(count(&over["data"][6]), above);
+    // 250 s at 1 s bins: no more than 1,000 columns of band, never an average.
+    assert!(count(&over["data"][1]) <= 1000);
+    assert!(html.contains("binned 1 s by start; band = min-max"));
+    check_in_browser(&file, "bench-binned");
+
+    let all_failed = synthetic(20, 1);
+    let page =
+        loupe_cli::cmd::bench::html::page(std::slice::from_ref(&all_failed), false, Vec::new());
+    let file = dir.path().join("failed.html");
+    loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(html.contains("No request completed") && html.contains("20 of 20 requests failed"));
+    assert!(html.contains("HTTP 500: &lt;busy&gt;"));
+    check_in_browser(&file, "bench-all-failed");
+}
