@@ -73,12 +73,13 @@ fn temp_beside(path: &Path) -> Option<io::Result<tempfile::NamedTempFile>> {
         _ => Path::new("."),
     };
     let name = path.file_name()?.to_string_lossy().into_owned();
-    Some(
-        tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(dir),
-    )
+    let mut b = tempfile::Builder::new();
+    b.prefix(&format!(".{name}.")).suffix(".tmp");
+    // tempfile makes its files 0600; an output is an ordinary file, so give it the mode
+    // `File::create` would (0666 less the umask), or others could not read a shared report.
+    #[cfg(unix)]
+    b.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    Some(b.tempfile_in(dir))
 }
 
 pub struct AtomicOutput {
@@ -236,6 +237,18 @@ fn write_chunks(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[cfg(unix)]
+    fn write_atomic_gives_the_mode_file_create_gives() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+        std::fs::File::create(&a).unwrap();
+        super::write_atomic(&b, |w| std::io::Write::write_all(w, b"x")).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
+        assert_eq!(mode(&b), mode(&a));
+    }
+
     #[test]
     fn write_atomic_replaces_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
