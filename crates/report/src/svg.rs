@@ -290,6 +290,17 @@ pub fn heatmap(h: &Heatmap<'_>, value_text: impl Fn(f64) -> String) -> Svg {
             escape(name)
         );
     }
+    // Cells are shaded in SHADES steps and a row's neighbours of one shade are drawn as one
+    // rectangle whose tooltip gives their columns and largest value: a row of thousands of
+    // steps stays a few hundred elements.
+    const SHADES: f64 = 16.0;
+    let level = |v: f64| {
+        if max > 0.0 {
+            (v / max * SHADES).round() / SHADES
+        } else {
+            0.0
+        }
+    };
     for (r, name) in h.rows.iter().enumerate() {
         let y = top + cell_h * r as f64;
         let _ = write!(
@@ -299,9 +310,22 @@ pub fn heatmap(h: &Heatmap<'_>, value_text: impl Fn(f64) -> String) -> Svg {
             y + cell_h - 3.0,
             escape(name)
         );
-        for (c, v) in h.cells.get(r).into_iter().flatten().enumerate() {
-            let Some(v) = v else { continue };
-            let t = if max > 0.0 { v / max } else { 0.0 };
+        let row = h.cells.get(r).map_or(&[][..], Vec::as_slice);
+        let mut c = 0;
+        while c < row.len() {
+            let Some(v) = row[c] else {
+                c += 1;
+                continue;
+            };
+            let t = level(v);
+            let (mut end, mut top_value) = (c + 1, v);
+            while let Some(Some(w)) = row.get(end) {
+                if level(*w) != t {
+                    break;
+                }
+                top_value = top_value.max(*w);
+                end += 1;
+            }
             // White to dark blue.
             let shade = |from: f64, to: f64| (from + (to - from) * t).round() as u8;
             let fill = format!(
@@ -310,16 +334,23 @@ pub fn heatmap(h: &Heatmap<'_>, value_text: impl Fn(f64) -> String) -> Svg {
                 shade(251.0, 48.0),
                 shade(255.0, 107.0)
             );
+            let col = |i: usize| escape(h.columns.get(i).map_or("", String::as_str));
+            let span = if end - c == 1 {
+                col(c)
+            } else {
+                format!("{}..{}", col(c), col(end - 1))
+            };
             let _ = write!(
                 o,
-                "<rect x=\"{:.2}\" y=\"{y}\" width=\"{:.2}\" height=\"{cell_h}\" fill=\"{fill}\">\
-                 <title>{} {}: {}</title></rect>",
+                "<rect x=\"{:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"{cell_h}\" fill=\"{fill}\">\
+                 <title>{} {span}: {}{}</title></rect>",
                 label_w + cell_w * c as f64,
-                cell_w,
+                cell_w * (end - c) as f64,
                 escape(name),
-                escape(h.columns.get(c).map_or("", String::as_str)),
-                escape(&value_text(*v)),
+                if end - c == 1 { "" } else { "max " },
+                escape(&value_text(top_value)),
             );
+            c = end;
         }
     }
     for &(r, c) in h.marked {
@@ -426,11 +457,27 @@ mod tests {
         assert_eq!(
             h.markup.matches("<title>").count(),
             3,
-            "one per filled cell"
+            "one per run of a shade"
         );
         assert!(
             h.markup.contains("fill=\"#08306b\""),
             "the maximum is darkest"
         );
+        // Neighbours of one shade are one rectangle: a long, even row stays small.
+        let even = vec![vec![Some(5.0); 4000]];
+        let cols: Vec<String> = (0..4000).map(|i| i.to_string()).collect();
+        let h = heatmap(
+            &Heatmap {
+                title: "h",
+                caption: "",
+                rows: &names[..1],
+                columns: &cols,
+                cells: &even,
+                marked: &[],
+            },
+            |v| format!("{v}"),
+        );
+        assert_eq!(h.markup.matches("<rect").count(), 1);
+        assert!(h.markup.contains("<title>TP0 0..3999: max 5</title>"));
     }
 }

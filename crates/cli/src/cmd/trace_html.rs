@@ -215,13 +215,49 @@ fn step_chart(summaries: &[TraceSummary]) -> Option<Chart> {
     Some(chart.aligned(parts))
 }
 
+/// Arrays longer than this in an embedded analysis are cut (their full length is kept beside
+/// them as `<key>_total`): the page stays within its budget whatever the trace's size, and
+/// `--format json` gives the whole analysis.
+const RECORD_ROWS: usize = 100;
+
+/// The analysis as JSON for the page's `loupe-record`, its long tables cut to their first
+/// (largest) `RECORD_ROWS` rows.
+fn record(json: String) -> serde_json::Value {
+    fn trim(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let long: Vec<(String, usize)> = m
+                    .iter()
+                    .filter_map(|(k, x)| {
+                        x.as_array()
+                            .filter(|a| a.len() > RECORD_ROWS)
+                            .map(|a| (k.clone(), a.len()))
+                    })
+                    .collect();
+                for (k, n) in long {
+                    if let Some(serde_json::Value::Array(a)) = m.get_mut(&k) {
+                        a.truncate(RECORD_ROWS);
+                    }
+                    m.insert(format!("{k}_total"), n.into());
+                }
+                m.values_mut().for_each(trim);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(trim),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::from_str(&json).unwrap_or_default();
+    trim(&mut v);
+    v
+}
+
 /// `loupe trace summary --html`.
 pub fn summary_page(summaries: &[TraceSummary], command: &str) -> Page {
     Page {
         title: format!("loupe trace summary: {} file(s)", summaries.len()),
         subtitle: command.into(),
         sections: summary_sections(summaries, ""),
-        records: vec![serde_json::from_str(&report::json(summaries)).unwrap_or_default()],
+        records: vec![record(report::json(summaries))],
     }
 }
 
@@ -332,7 +368,15 @@ pub fn ranks_page(r: &RanksReport, command: &str) -> Page {
             })
             .collect(),
     }));
-    blocks.push(terminal(report::ranks(r, &table_opts())));
+    // The terminal's tables, but not its row per step: the heatmap and the imbalance chart
+    // show the steps, and a long trace has thousands.
+    for table in ["ranks", "stragglers", "key_ops"] {
+        let opts = ReportOptions {
+            table: Some(table.into()),
+            ..table_opts()
+        };
+        blocks.push(terminal(report::ranks(r, &opts)));
+    }
     Page {
         title: format!("loupe trace ranks: {} ranks", r.ranks.len()),
         subtitle: command.into(),
@@ -342,7 +386,7 @@ pub fn ranks_page(r: &RanksReport, command: &str) -> Page {
             blocks,
             ..Default::default()
         }],
-        records: vec![serde_json::from_str(&report::json(r)).unwrap_or_default()],
+        records: vec![record(report::json(r))],
     }
 }
 
@@ -420,7 +464,7 @@ pub fn diff_page(d: &DiffReport, command: &str) -> Page {
             blocks,
             ..Default::default()
         }],
-        records: vec![serde_json::from_str(&report::json(d)).unwrap_or_default()],
+        records: vec![record(report::json(d))],
     }
 }
 
