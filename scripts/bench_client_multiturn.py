@@ -101,7 +101,7 @@ def section_multiturn_peer(args, work, report):
                 for name in order:
                     out = str(work / f"mtpeer-{len(rows)}.jsonl")
                     common = ["--backend", backend, "--base-url", server.base, "--output-file", out,
-                              "--disable-tqdm", "--warmup-requests", "1", *case]
+                              "--disable-tqdm", "--warmup-requests", "1", "--flush-cache", *case]
                     if name == "loupe":
                         cmd = [args.loupe, "bench", *common, "--disable-retokenize", *loupe_only]
                     else:

@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(lines[0], REQUEST_HEADER.join(","));
         assert!(
             lines[1].starts_with("run1,0,false,")
-                && lines[1].ends_with(",\"HTTP 500: boom, \"\"again\"\"\""),
+                && lines[1].ends_with(",\"HTTP 500: boom, \"\"again\"\"\",,0"),
             "{text}"
         );
         let f: Vec<&str> = lines[2].split(',').collect();
@@ -183,6 +183,7 @@ mod tests {
         assert_eq!(f[8].parse::<f64>().unwrap(), 0.0123456789 * 1e3);
         assert_eq!(f[13], "3", "first token and two gaps");
         assert_eq!(f[14], "", "no error");
+        assert_eq!((f[15], f[16]), ("", "0"), "not a conversation's round");
         // Written whole: no temporary file left beside it.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }

@@ -154,13 +154,13 @@ fn without_a_url_the_embedded_server_is_benchmarked_and_said_so() {
 #[test]
 fn bad_flags_exit_with_a_reason_before_anything_runs() {
     let out = loupe()
-        .args(["bench", "--lora-name", "a", "--request-rate", "0"])
+        .args(["bench", "--plot-throughput", "--request-rate", "0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("--lora-name: LoRA adapter selection is not implemented"),
+        stderr.contains("--plot-throughput: terminal plots are not implemented"),
         "{stderr}"
     );
 }
