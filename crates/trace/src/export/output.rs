@@ -73,8 +73,9 @@ fn temp_beside(path: &Path) -> Option<io::Result<tempfile::NamedTempFile>> {
         _ => Path::new("."),
     };
     let name = path.file_name()?.to_string_lossy().into_owned();
+    let prefix = format!(".{name}.");
     let mut b = tempfile::Builder::new();
-    b.prefix(&format!(".{name}.")).suffix(".tmp");
+    b.prefix(&prefix).suffix(".tmp");
     // tempfile makes its files 0600; an output is an ordinary file, so give it the mode
     // `File::create` would (0666 less the umask), or others could not read a shared report.
     #[cfg(unix)]
