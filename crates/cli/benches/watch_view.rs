@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use loupe_cli::cmd::watch::view::{ServerView, ViewState, draw};
+use loupe_cli::cmd::watch::view::{ViewState, draw};
 use loupe_client::Engine;
 use loupe_client::watch::{RankPoint, ServerPoint};
 use ratatui::Terminal;
