@@ -149,10 +149,30 @@ async fn run(
         dir_poll: Duration::from_millis(500),
         ..WaitFor::new(body.profile_id.as_deref(), timeout)
     };
-    let out = server
+    let mut out = server
         .wait_for_files(&w, is_output)
         .await
         .map_err(|e| e.to_string());
+    let mut stopped = None;
+    if let Ok(o) = &out
+        && !o.complete
+        && matches!(o.watched, Watched::Status(_))
+    {
+        // A rank that takes no steps (an idle DP group: the very imbalance that fired)
+        // never completes its window; stopping writes what every rank recorded.
+        server
+            .stop_profile_on(engine)
+            .await
+            .map_err(|e| e.to_string())?;
+        out = server
+            .wait_for_files(&w, is_output)
+            .await
+            .map_err(|e| e.to_string());
+        stopped = Some(format!(
+            "stopped after {:.0} s (--profile-wait-timeout): some ranks had not recorded every step",
+            timeout.as_secs_f64()
+        ));
+    }
     if vllm {
         // Its automatic stop leaves the session guard set; without a directory to watch,
         // this stop (after the wait timeout) is what ends the capture.
@@ -173,7 +193,7 @@ async fn run(
              traces went"
                 .to_string(),
         ),
-        _ => None,
+        _ => stopped,
     };
     Ok((out.files, out.complete, note))
 }

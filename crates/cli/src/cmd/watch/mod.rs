@@ -164,11 +164,17 @@ async fn round(targets: &mut [Target], t: f64) -> Vec<Result<ServerPoint, String
                 Some(e) => e,
                 None => match server.detect_engine().await {
                     Some(d) => d.engine,
+                    // Say why: the scrape's own error (unreachable, not Prometheus text), or
+                    // that it answers without a name loupe knows.
                     None => {
-                        return (
-                            None,
-                            Err(format!("{}: no answer that names an engine", server.base())),
-                        );
+                        let why = match server.metrics().await {
+                            Err(e) => e.to_string(),
+                            Ok(_) => format!(
+                                "{}: no answer names its engine; pass --engine",
+                                server.base()
+                            ),
+                        };
+                        return (None, Err(why));
                     }
                 },
             };
