@@ -208,6 +208,73 @@ fn delta(scrapes: &[(f64, Vec<Sample>)], names: &[&str]) -> Option<f64> {
     Some(last - first)
 }
 
+/// The gauges a run's page and summary read, SGLang's name first, then vLLM's.
+pub const RUNNING: &[&str] = &["sglang:num_running_reqs", "vllm:num_requests_running"];
+pub const QUEUE: &[&str] = &["sglang:num_queue_reqs", "vllm:num_requests_waiting"];
+pub const KV_USAGE: &[&str] = &["sglang:token_usage", "vllm:kv_cache_usage_perc"];
+
+/// The series (one per label set, e.g. per DP rank) of the first of `names` that was scraped.
+pub fn named_series<'a>(series: &'a [Series], names: &[&str]) -> Vec<&'a Series> {
+    for n in names {
+        let found: Vec<&Series> = series.iter().filter(|s| s.name == *n).collect();
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    Vec::new()
+}
+
+impl Scraped {
+    /// The scrape back from a JSONL record's `server_metrics` (as `report::record` writes it),
+    /// for a page rebuilt from saved outputs. None when the record has none or it is misshapen.
+    pub fn from_record(v: &serde_json::Value) -> Option<Scraped> {
+        let mm = |m: &serde_json::Value| -> Option<MeanMax> {
+            Some(MeanMax {
+                mean: m.get("mean")?.as_f64()?,
+                max: m.get("max")?.as_f64()?,
+            })
+        };
+        let su = v.get("summary")?;
+        let mut series = Vec::new();
+        for s in v.get("series")?.as_array()? {
+            let labels = s
+                .get("labels")?
+                .as_object()?
+                .iter()
+                .map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect::<Option<Labels>>()?;
+            let t = s.get("t")?.as_array()?;
+            let val = s.get("v")?.as_array()?;
+            let points = t
+                .iter()
+                .zip(val)
+                .map(|(t, v)| Some((t.as_f64()?, v.as_f64()?)))
+                .collect::<Option<Vec<_>>>()?;
+            series.push(Series {
+                name: s.get("name")?.as_str()?.to_string(),
+                labels,
+                points,
+            });
+        }
+        Some(Scraped {
+            interval: Duration::from_millis(v.get("interval_ms")?.as_u64()?),
+            scrapes: v.get("scrapes")?.as_u64()? as usize,
+            series,
+            summary: ScrapeSummary {
+                queue: su.get("queue").and_then(mm),
+                running: su.get("running").and_then(mm),
+                kv_usage: su.get("kv_usage").and_then(mm),
+                preemptions: su.get("preemptions").and_then(serde_json::Value::as_f64),
+                cache_hit_pct: su.get("cache_hit_pct").and_then(serde_json::Value::as_f64),
+            },
+            warning: v
+                .get("warning")
+                .and_then(|w| w.as_str())
+                .map(str::to_string),
+        })
+    }
+}
+
 pub fn summarize(scrapes: &[(f64, Vec<Sample>)]) -> ScrapeSummary {
     let hits = delta(
         scrapes,
@@ -221,21 +288,9 @@ pub fn summarize(scrapes: &[(f64, Vec<Sample>)]) -> ScrapeSummary {
         ],
     );
     ScrapeSummary {
-        queue: gauge(
-            scrapes,
-            &["sglang:num_queue_reqs", "vllm:num_requests_waiting"],
-            false,
-        ),
-        running: gauge(
-            scrapes,
-            &["sglang:num_running_reqs", "vllm:num_requests_running"],
-            false,
-        ),
-        kv_usage: gauge(
-            scrapes,
-            &["sglang:token_usage", "vllm:kv_cache_usage_perc"],
-            true,
-        ),
+        queue: gauge(scrapes, QUEUE, false),
+        running: gauge(scrapes, RUNNING, false),
+        kv_usage: gauge(scrapes, KV_USAGE, true),
         preemptions: delta(
             scrapes,
             &[

@@ -261,9 +261,9 @@ fn info(record: &Value, cpu: Option<ClientCpu>) -> RunInfo {
         cpu,
         profile,
         warnings: strings(record.get("client_warnings")),
-        // The scraped series are in the JSONL record, not the sidecar: a rebuilt page shows
-        // the requests' own figures.
-        server_metrics: None,
+        server_metrics: record
+            .get("server_metrics")
+            .and_then(crate::scrape::Scraped::from_record),
     }
 }
 

@@ -218,10 +218,17 @@ fn sweep_and_profiled_pages_render() {
             "--profile",
             "--profile-output-dir",
             &traces_arg,
+            "--scrape-metrics",
+            "20",
         ],
     );
     let html = std::fs::read_to_string(&profiled).unwrap();
     assert!(html.contains("Profile of run") && html.contains("Top kernels by total time"));
+    // The server's own gauges, scraped during the run, drawn beside the client's figures.
+    assert!(
+        html.contains("Running requests (server)") && html.contains("KV cache usage (server)"),
+        "the scraped /metrics are charted"
+    );
     assert!(
         !html.contains("could not be summarised"),
         "the traces were read"

@@ -3,6 +3,7 @@
 //! section). With `--profile`, the profiled run's trace summary follows (`cmd::trace_html`).
 
 pub mod run;
+mod server_metrics;
 
 use std::path::Path;
 

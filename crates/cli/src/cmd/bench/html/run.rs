@@ -517,11 +517,7 @@ pub fn sections(r: &RunOutcome, prefix: &str, exact: usize) -> Vec<Section> {
     }
     time.push(Block::Chart(thr));
     time.push(Block::Chart(conc));
-    time.push(Block::Text(
-        "Server metrics over time (running and queued requests, token usage) are not \
-         collected by this run: loupe bench does not scrape /metrics yet."
-            .into(),
-    ));
+    time.extend(super::server_metrics::blocks(r));
     let errors = errors_by_reason(r);
     let error_blocks = if errors.is_empty() {
         vec![Block::Text("No request failed.".into())]
