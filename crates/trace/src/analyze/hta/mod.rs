@@ -333,12 +333,13 @@ impl HtaBuilder {
         let comm_comp_overlap_pctg = breakdown::overlap(rows);
         let kernel_types = breakdown::kernel_types(rows);
         let top_kernels = breakdown::top_kernels(rows, &self.names);
-        let launch_of: Map<i64, CpuRow> = {
-            let mut m = Map::default();
-            for r in &self.cpu {
-                m.entry(r.correlation).or_insert(*r);
-            }
-            m
+        // The first CPU row of each correlation, as `(correlation, start)` sorted by
+        // correlation: a sixth of a hash map of rows.
+        let launch_of: Vec<(i64, i64)> = {
+            let mut v: Vec<(i64, i64)> = self.cpu.iter().map(|r| (r.correlation, r.ts)).collect();
+            v.sort_by_key(|&(c, _)| c);
+            v.dedup_by_key(|&mut (c, _)| c);
+            v
         };
         let (idle, idle_stats) = launch::idle(rows, &launch_of, stream_order);
         let launches = launch::launches(rows, &self.cpu, opts.hta_launch_names);
