@@ -277,8 +277,11 @@ type OuterSpans = (u64, i64, Vec<(i64, i64)>);
 struct TreeFold {
     thread: u64,
     stack: Vec<Frame>,
-    self_time: Map<(HostKind, String), SelfTimeRow>,
-    shapes: Map<(String, String), ShapeRow>,
+    /// Per kind (`HostKind as usize`), by name: looked up by `&str`, so a known name costs
+    /// no allocation.
+    self_time: [Map<String, SelfTimeRow>; 4],
+    /// By name, then input dims.
+    shapes: Map<String, Map<String, ShapeRow>>,
     outer: Map<String, OuterSpans>,
     outer_ops: Vec<(i64, i64)>,
     collectives: Vec<(i64, i64)>,
@@ -333,41 +336,52 @@ impl TreeFold {
             parent.child_ns += dur;
         }
         let self_ns = dur - f.child_ns;
-        let row = self
-            .self_time
-            .entry((rec.kind, rec.name.clone()))
-            .or_insert_with(|| SelfTimeRow {
-                kind: rec.kind,
-                name: rec.name.clone(),
-                calls: 0,
-                self_ns: 0,
-                total_ns: 0,
-            });
+        let by_name = &mut self.self_time[rec.kind as usize];
+        if !by_name.contains_key(rec.name.as_str()) {
+            by_name.insert(
+                rec.name.clone(),
+                SelfTimeRow {
+                    kind: rec.kind,
+                    name: rec.name.clone(),
+                    calls: 0,
+                    self_ns: 0,
+                    total_ns: 0,
+                },
+            );
+        }
+        let row = by_name.get_mut(rec.name.as_str()).expect("inserted above");
         row.calls += 1;
         row.self_ns += self_ns;
         row.total_ns += dur;
         if rec.kind.is_torch() {
             let name = if rec.name.starts_with("ProfilerStep#") {
-                "ProfilerStep*".to_string()
+                "ProfilerStep*"
             } else {
-                rec.name.clone()
+                rec.name.as_str()
             };
             let dims = if rec.dims.is_empty() {
-                "[]".to_string()
+                "[]"
             } else {
-                rec.dims.clone()
+                rec.dims.as_str()
             };
-            let row = self
-                .shapes
-                .entry((name.clone(), dims.clone()))
-                .or_insert_with(|| ShapeRow {
-                    name,
-                    input_dims: dims,
-                    calls: 0,
-                    self_ns: 0,
-                    total_ns: 0,
-                    first_ns: rec.ts,
-                });
+            if !self.shapes.contains_key(name) {
+                self.shapes.insert(name.to_string(), Map::default());
+            }
+            let by_dims = self.shapes.get_mut(name).expect("inserted above");
+            if !by_dims.contains_key(dims) {
+                by_dims.insert(
+                    dims.to_string(),
+                    ShapeRow {
+                        name: name.to_string(),
+                        input_dims: dims.to_string(),
+                        calls: 0,
+                        self_ns: 0,
+                        total_ns: 0,
+                        first_ns: rec.ts,
+                    },
+                );
+            }
+            let row = by_dims.get_mut(dims).expect("inserted above");
             row.calls += 1;
             row.self_ns += self_ns;
             row.total_ns += dur;
@@ -375,7 +389,13 @@ impl TreeFold {
             if f.torch_parent.is_none() {
                 self.busy_ns += dur;
                 if matches!(rec.kind, HostKind::CpuOp | HostKind::UserAnnotation) {
-                    let o = self.outer.entry(rec.name.clone()).or_default();
+                    if !self.outer.contains_key(rec.name.as_str()) {
+                        self.outer.insert(rec.name.clone(), OuterSpans::default());
+                    }
+                    let o = self
+                        .outer
+                        .get_mut(rec.name.as_str())
+                        .expect("inserted above");
                     o.0 += 1;
                     o.1 += dur;
                     o.2.push((rec.ts, rec.end.0));
@@ -396,16 +416,6 @@ impl TreeFold {
         }
     }
 
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.name_ids.get(name) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(name.to_string());
-        self.name_ids.insert(name.to_string(), id);
-        id
-    }
-
     /// Where the runtime call `f` (just popped) sits in its thread's call tree.
     fn launch_site(&mut self, f: &Frame) -> LaunchSite {
         let op_name = self
@@ -413,7 +423,7 @@ impl TreeFold {
             .iter()
             .rev()
             .find(|p| p.rec.kind == HostKind::CpuOp)
-            .map_or(f.rec.name.clone(), |p| p.rec.name.clone());
+            .map_or(f.rec.name.as_str(), |p| p.rec.name.as_str());
         let modules: Vec<&str> = self
             .stack
             .iter()
@@ -435,26 +445,43 @@ impl TreeFold {
             layer.push(modules[cut]);
             (Some(path.join("/")), Some(layer.join("/")))
         };
+        let mut intern = |name: &str| -> u32 {
+            if let Some(&id) = self.name_ids.get(name) {
+                return id;
+            }
+            let id = self.names.len() as u32;
+            self.names.push(name.to_string());
+            self.name_ids.insert(name.to_string(), id);
+            id
+        };
         LaunchSite {
             correlation: f.rec.correlation,
             ts: f.rec.ts,
             dur: f.rec.end.0 - f.rec.ts,
-            op: self.intern(&op_name),
-            module: module.map(|m| self.intern(&m)),
-            layer: layer.map(|l| self.intern(&l)),
+            op: intern(op_name),
+            module: module.map(|m| intern(&m)),
+            layer: layer.map(|l| intern(&l)),
         }
     }
 
     fn finish(mut self) -> HostOutcome {
         self.close_all();
-        let mut self_time: Vec<SelfTimeRow> = self.self_time.into_values().collect();
+        let mut self_time: Vec<SelfTimeRow> = self
+            .self_time
+            .into_iter()
+            .flat_map(|m| m.into_values())
+            .collect();
         self_time.sort_by(|a, b| {
             b.self_ns
                 .cmp(&a.self_ns)
                 .then_with(|| a.name.cmp(&b.name))
                 .then(a.kind.cmp(&b.kind))
         });
-        let mut by_shape: Vec<ShapeRow> = self.shapes.into_values().collect();
+        let mut by_shape: Vec<ShapeRow> = self
+            .shapes
+            .into_values()
+            .flat_map(|m| m.into_values())
+            .collect();
         by_shape.sort_by(|a, b| {
             b.self_ns
                 .cmp(&a.self_ns)
