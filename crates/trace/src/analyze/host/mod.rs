@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyze::timeline::Window;
 use crate::external_sort::ExternalSorter;
 use crate::model::Event;
+pub(crate) use record::CORRELATION_KEY;
 use record::{HostRecord, correlation, input_dims};
 
 mod record;

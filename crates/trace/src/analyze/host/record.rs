@@ -2,7 +2,11 @@
 //! spelling of `Input Dims` and a runtime call's `correlation`.
 
 use std::cmp::Reverse;
+use std::fmt::Write;
 use std::io::{self, Read};
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use serde::Deserialize;
 
@@ -81,13 +85,19 @@ impl Record for HostRecord {
     }
 }
 
+/// Built once: `memmem::find` builds its searcher on every call, which cost more than the
+/// search on these short `args` objects.
+pub(crate) static CORRELATION_KEY: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"correlation\""));
+static INPUT_DIMS_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"Input Dims"));
+
 #[derive(Deserialize)]
 struct CorrelationArgs {
     correlation: Option<i64>,
 }
 
 pub(super) fn correlation(args: Option<&str>) -> i64 {
-    args.filter(|a| memchr::memmem::find(a.as_bytes(), b"\"correlation\"").is_some())
+    args.filter(|a| CORRELATION_KEY.find(a.as_bytes()).is_some())
         .and_then(|a| serde_json::from_str::<CorrelationArgs>(a).ok())
         .and_then(|c| c.correlation)
         .unwrap_or(-1)
@@ -104,7 +114,7 @@ pub(super) fn input_dims(args: Option<&str>) -> String {
     let Some(args) = args else {
         return "[]".into();
     };
-    if memchr::memmem::find(args.as_bytes(), b"Input Dims").is_none() {
+    if INPUT_DIMS_KEY.find(args.as_bytes()).is_none() {
         return "[]".into();
     }
     let Ok(parsed) = serde_json::from_str::<ShapeArgs<'_>>(args) else {
@@ -114,20 +124,37 @@ pub(super) fn input_dims(args: Option<&str>) -> String {
         .input_dims
         .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
     {
-        Some(v) => torch_repr(&v),
+        Some(v) => {
+            let mut out = String::new();
+            torch_repr(&v, &mut out);
+            out
+        }
         None => "[]".into(),
     }
 }
 
-/// A JSON value as Python's `str()` prints the list torch builds (`[[4, 64], []]`).
-fn torch_repr(v: &serde_json::Value) -> String {
+/// A JSON value as Python's `str()` prints the list torch builds (`[[4, 64], []]`), written
+/// into one string.
+fn torch_repr(v: &serde_json::Value, out: &mut String) {
     match v {
         serde_json::Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(torch_repr).collect();
-            format!("[{}]", inner.join(", "))
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                torch_repr(item, out);
+            }
+            out.push(']');
         }
-        serde_json::Value::String(s) => format!("'{s}'"),
-        other => other.to_string(),
+        serde_json::Value::String(s) => {
+            out.push('\'');
+            out.push_str(s);
+            out.push('\'');
+        }
+        other => {
+            write!(out, "{other}").expect("a String takes any write");
+        }
     }
 }
 
