@@ -1,11 +1,14 @@
 //! One host event as the call-tree fold sorts it, with the `args` members it needs: torch's
 //! spelling of `Input Dims` and a runtime call's `correlation`.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::io::{self, Read};
 use std::sync::LazyLock;
 
+use foldhash::fast::FixedState;
 use memchr::memmem::Finder;
 
 use serde::Deserialize;
@@ -120,17 +123,37 @@ pub(super) fn input_dims(args: Option<&str>) -> String {
     let Ok(parsed) = serde_json::from_str::<ShapeArgs<'_>>(args) else {
         return "[]".into();
     };
-    match parsed
-        .input_dims
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
-    {
-        Some(v) => {
-            let mut out = String::new();
-            torch_repr(&v, &mut out);
-            out
+    let Some(raw) = parsed.input_dims else {
+        return "[]".into();
+    };
+    PRINTED_DIMS.with_borrow_mut(|printed| {
+        if let Some(p) = printed.get(raw.get()) {
+            return p.to_string();
         }
-        None => "[]".into(),
-    }
+        let p = match serde_json::from_str::<serde_json::Value>(raw.get()) {
+            Ok(v) => {
+                let mut out = String::new();
+                torch_repr(&v, &mut out);
+                out
+            }
+            Err(_) => "[]".into(),
+        };
+        if printed.len() >= PRINTED_DIMS_CAP {
+            printed.clear();
+        }
+        printed.insert(raw.get().into(), p.as_str().into());
+        p
+    })
+}
+
+/// Distinct shapes are few and repeat every step: each parsing thread keeps the printed form
+/// of the raw JSON it has seen (at most this many, then it starts over) instead of building
+/// and printing a `serde_json::Value` per op.
+const PRINTED_DIMS_CAP: usize = 4096;
+
+thread_local! {
+    static PRINTED_DIMS: RefCell<HashMap<Box<str>, Box<str>, FixedState>> =
+        RefCell::new(HashMap::default());
 }
 
 /// A JSON value as Python's `str()` prints the list torch builds (`[[4, 64], []]`), written
