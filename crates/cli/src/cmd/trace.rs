@@ -83,7 +83,10 @@ impl InputArgs {
         let inputs = self.open(files)?;
         let mut out = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
-            let s = summarize_with(input, &opts, i, &analysis)?;
+            let mut s = summarize_with(input, &opts, i, &analysis)?;
+            // Every launch row of every file would stay in memory until the last file is read;
+            // the commands print only their distributions.
+            s.hta.launches.rows = Vec::new();
             if s.truncated {
                 eprintln!(
                     "warning: {}: the event array is cut off; summarising the {} events before the cut",

@@ -75,50 +75,70 @@ pub struct StepLaunches {
     pub launch_bound: bool,
 }
 
-/// Joins GPU operations `(start, end, correlation)` to the host's launch sites; `windows` are
-/// the steps (none: the whole trace is one).
-pub fn attribute(
+/// Joins GPU operations `(start, end, correlation)` to the host's launch sites; `gpu` yields
+/// them (it is walked twice); `windows` are the steps (none: the whole trace is one).
+pub fn attribute<I: Iterator<Item = (i64, i64, i64)>>(
     host: &HostOutcome,
-    gpu: impl Iterator<Item = (i64, i64, i64)>,
+    gpu: impl Fn() -> I,
     windows: &[Window],
 ) -> Attribution {
     let sites: &[LaunchSite] = &host.launches;
-    let by_corr: Map<i64, usize> = sites
+    // A correlation named by several launch calls goes to the last of them.
+    let by_corr: Map<i64, u32> = sites
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.correlation, i))
+        .map(|(i, s)| (s.correlation, i as u32))
         .collect();
-    let mut of_site: Vec<Vec<(i64, i64)>> = vec![Vec::new(); sites.len()];
+    let site_of = |corr: i64| by_corr.get(&corr).copied().filter(|_| corr >= 0);
+    // Each site's GPU intervals are one slice of a single array (`of_site`): two passes over
+    // the GPU operations, counting then filling, instead of a vector per launch call.
+    let mut offsets = vec![0u32; sites.len() + 1];
     let mut unattributed = 0;
-    for (ts, end, corr) in gpu {
-        match by_corr.get(&corr) {
-            Some(&i) if corr >= 0 => of_site[i].push((ts, end.max(ts))),
-            _ => unattributed += 1,
+    for (_, _, corr) in gpu() {
+        match site_of(corr) {
+            Some(i) => offsets[i as usize + 1] += 1,
+            None => unattributed += 1,
         }
     }
+    for i in 0..sites.len() {
+        offsets[i + 1] += offsets[i];
+    }
+    let mut fill = offsets.clone();
+    let mut ivs = vec![(0i64, 0i64); offsets[sites.len()] as usize];
+    for (ts, end, corr) in gpu() {
+        if let Some(i) = site_of(corr) {
+            let slot = &mut fill[i as usize];
+            ivs[*slot as usize] = (ts, end.max(ts));
+            *slot += 1;
+        }
+    }
+    drop(fill);
+    let of_site = SiteIntervals {
+        offsets: &offsets,
+        ivs: &ivs,
+    };
     let names = &host.names;
     let group = |key: fn(&LaunchSite) -> Option<u32>| -> Vec<AttributionRow> {
-        let mut groups: Map<u32, (u64, Vec<(i64, i64)>)> = Map::default();
-        for (site, ivs) in sites.iter().zip(&of_site) {
-            if ivs.is_empty() {
-                continue;
-            }
-            if let Some(k) = key(site) {
-                let g = groups.entry(k).or_default();
-                g.0 += 1;
-                g.1.extend_from_slice(ivs);
-            }
-        }
-        let mut rows: Vec<AttributionRow> = groups
-            .into_iter()
-            .map(|(k, (launches, ivs))| AttributionRow {
-                name: names[k as usize].clone(),
-                launches,
-                kernels: ivs.len() as u64,
-                sum_ns: ivs.iter().map(|(s, e)| e - s).sum(),
-                gpu_ns: union(ivs),
-            })
+        let mut keyed: Vec<(u32, u32)> = (0..sites.len())
+            .filter(|&i| !of_site.get(i).is_empty())
+            .filter_map(|i| key(&sites[i]).map(|k| (k, i as u32)))
             .collect();
+        keyed.sort_unstable();
+        let mut rows: Vec<AttributionRow> = Vec::new();
+        let mut scratch: Vec<(i64, i64)> = Vec::new();
+        for run in keyed.chunk_by(|a, b| a.0 == b.0) {
+            scratch.clear();
+            for &(_, i) in run {
+                scratch.extend_from_slice(of_site.get(i as usize));
+            }
+            rows.push(AttributionRow {
+                name: names[run[0].0 as usize].clone(),
+                launches: run.len() as u64,
+                kernels: scratch.len() as u64,
+                sum_ns: scratch.iter().map(|(s, e)| e - s).sum(),
+                gpu_ns: union(&mut scratch),
+            });
+        }
         rows.sort_by(|a, b| b.gpu_ns.cmp(&a.gpu_ns).then_with(|| a.name.cmp(&b.name)));
         rows
     };
@@ -132,13 +152,26 @@ pub fn attribute(
     }
 }
 
+/// The GPU intervals of every launch site, site `i`'s at `ivs[offsets[i]..offsets[i + 1]]`.
+struct SiteIntervals<'a> {
+    offsets: &'a [u32],
+    ivs: &'a [(i64, i64)],
+}
+
+impl SiteIntervals<'_> {
+    fn get(&self, site: usize) -> &[(i64, i64)] {
+        &self.ivs[self.offsets[site] as usize..self.offsets[site + 1] as usize]
+    }
+}
+
 fn step_launches(
     sites: &[LaunchSite],
-    of_site: &[Vec<(i64, i64)>],
+    of_site: &SiteIntervals<'_>,
     windows: &[Window],
 ) -> Vec<StepLaunches> {
     let mut out = vec![StepLaunches::default(); windows.len()];
-    for (site, ivs) in sites.iter().zip(of_site) {
+    for (i, site) in sites.iter().enumerate() {
+        let ivs = of_site.get(i);
         if ivs.is_empty() {
             continue;
         }
@@ -155,10 +188,10 @@ fn step_launches(
     out
 }
 
-fn union(mut ivs: Vec<(i64, i64)>) -> i64 {
+fn union(ivs: &mut [(i64, i64)]) -> i64 {
     ivs.sort_unstable();
     let (mut total, mut cur): (i64, Option<(i64, i64)>) = (0, None);
-    for (s, e) in ivs {
+    for &(s, e) in ivs.iter() {
         cur = match cur {
             Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
             Some((cs, ce)) => {
@@ -173,12 +206,12 @@ fn union(mut ivs: Vec<(i64, i64)>) -> i64 {
 
 fn positions(
     sites: &[LaunchSite],
-    of_site: &[Vec<(i64, i64)>],
+    of_site: &SiteIntervals<'_>,
     names: &[String],
     windows: &[Window],
 ) -> Vec<PositionRow> {
     let mut order: Vec<usize> = (0..sites.len())
-        .filter(|&i| !of_site[i].is_empty())
+        .filter(|&i| !of_site.get(i).is_empty())
         .collect();
     order.sort_by_key(|&i| (sites[i].ts, sites[i].correlation));
     let step_of = |t: i64| -> Option<usize> {
@@ -196,7 +229,7 @@ fn positions(
             continue;
         };
         let k = seen.entry((step, sites[i].op)).or_default();
-        let gpu: i64 = of_site[i].iter().map(|(s, e)| e - s).sum();
+        let gpu: i64 = of_site.get(i).iter().map(|(s, e)| e - s).sum();
         per_key.entry((sites[i].op, *k)).or_default().push(gpu);
         *k += 1;
     }
@@ -229,7 +262,7 @@ mod tests {
 
     #[test]
     fn union_counts_overlaps_once() {
-        assert_eq!(union(vec![(0, 10), (5, 15), (20, 25)]), 20);
-        assert_eq!(union(Vec::new()), 0);
+        assert_eq!(union(&mut [(0, 10), (5, 15), (20, 25)]), 20);
+        assert_eq!(union(&mut []), 0);
     }
 }

@@ -320,7 +320,7 @@ impl SummaryBuilder {
         stream_order: &[i64],
         opts: &SummaryOptions,
     ) -> Result<TraceSummary> {
-        let host = self.host.finish().map_err(TraceError::Temp)?;
+        let mut host = self.host.finish().map_err(TraceError::Temp)?;
         let mut steps = self.steps.finish();
         if steps.is_empty() && !host.repeating.is_empty() {
             // No step markers: a span repeated at the top of the host's call trees is one.
@@ -328,7 +328,10 @@ impl SummaryBuilder {
         }
         let windows: Vec<_> = steps.iter().map(|(_, w)| *w).collect();
         let cpu_steps = host.steps(&windows);
-        let attribution = attribute(&host, self.hta.gpu_ops(), &windows);
+        let attribution = attribute(&host, || self.hta.gpu_ops(), &windows);
+        // Launch sites serve only the attribution: not held through HTA's analyses.
+        host.launches = Vec::new();
+        host.names = Vec::new();
         let (timeline, per_step) = self.timeline.finish(&windows).map_err(TraceError::Temp)?;
         let steps = steps
             .into_iter()

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
 use super::breakdown::quantile;
@@ -65,7 +64,7 @@ pub struct IdleStatsRow {
 
 pub(super) fn idle(
     rows: &[GpuRow],
-    launch_of: &HashMap<i64, CpuRow, FixedState>,
+    launch_of: &[(i64, i64)],
     stream_order: &[i64],
 ) -> (Vec<IdleRow>, Vec<IdleStatsRow>) {
     let mut per_stream: HashMap<i64, Vec<&GpuRow>> = HashMap::new();
@@ -94,8 +93,12 @@ pub(super) fn idle(
         for w in ks.windows(2) {
             let (prev, k) = (w[0], w[1]);
             let gap = k.ts - prev.end;
-            let runtime = launch_of.get(&k.correlation).filter(|_| k.correlation >= 0);
-            let cat = if runtime.is_some_and(|c| c.ts > prev.end) {
+            let runtime = launch_of
+                .binary_search_by_key(&k.correlation, |&(c, _)| c)
+                .ok()
+                .filter(|_| k.correlation >= 0)
+                .map(|i| launch_of[i].1);
+            let cat = if runtime.is_some_and(|ts| ts > prev.end) {
                 IdleCategory::HostWait
             } else if gap < CONSECUTIVE_KERNEL_DELAY_NS {
                 IdleCategory::KernelWait
@@ -208,17 +211,19 @@ pub struct LaunchSummary {
 }
 
 pub(super) fn launches(gpu: &[GpuRow], cpu: &[CpuRow], hta_names: bool) -> LaunchSummary {
-    let mut by_corr: HashMap<i64, Vec<&GpuRow>, FixedState> = HashMap::default();
-    for g in gpu.iter().filter(|g| g.correlation >= 0) {
-        by_corr.entry(g.correlation).or_default().push(g);
-    }
+    // GPU rows by correlation (stable: a correlation's rows keep the file's order), looked up
+    // by binary search: one reference per row instead of a vector per correlation.
+    let mut by_corr: Vec<&GpuRow> = gpu.iter().filter(|g| g.correlation >= 0).collect();
+    by_corr.sort_by_key(|g| g.correlation);
     let mut rows = Vec::new();
     for c in cpu.iter().filter(|c| match c.launch {
         Launch::Hta => true,
         Launch::Other => !hta_names,
         Launch::No => false,
     }) {
-        for g in by_corr.get(&c.correlation).into_iter().flatten() {
+        let from = by_corr.partition_point(|g| g.correlation < c.correlation);
+        let to = from + by_corr[from..].partition_point(|g| g.correlation == c.correlation);
+        for g in &by_corr[from..to] {
             rows.push(LaunchRow {
                 correlation: c.correlation,
                 cpu_ns: c.end - c.ts,

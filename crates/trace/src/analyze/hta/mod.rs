@@ -19,13 +19,16 @@ mod breakdown;
 mod launch;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
+use crate::analyze::host::CORRELATION_KEY;
 use crate::model::Event;
 pub use breakdown::{KernelTypeRow, Temporal, TopKernelRow, kernel_type_shares};
 pub use launch::{Distribution, IdleCategory, IdleRow, IdleStatsRow, LaunchRow, LaunchSummary};
+use memchr::memmem::Finder;
 
 /// How closely to follow HTA where it is wrong.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -180,6 +183,8 @@ fn int_arg(v: &serde_json::Value) -> Option<i64> {
 
 type Map<K, V> = HashMap<K, V, FixedState>;
 
+static STREAM_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"stream\""));
+
 /// The fold. One per parsing thread, combined with [`HtaBuilder::absorb`].
 #[derive(Default)]
 pub struct HtaBuilder {
@@ -219,8 +224,8 @@ impl HtaBuilder {
         }
         let (stream, correlation) = match ev.args.as_deref() {
             Some(args)
-                if memchr::memmem::find(args.as_bytes(), b"\"stream\"").is_some()
-                    || memchr::memmem::find(args.as_bytes(), b"\"correlation\"").is_some() =>
+                if STREAM_KEY.find(args.as_bytes()).is_some()
+                    || CORRELATION_KEY.find(args.as_bytes()).is_some() =>
             {
                 match serde_json::from_str::<RowArgs>(args) {
                     Ok(a) => (
@@ -333,12 +338,13 @@ impl HtaBuilder {
         let comm_comp_overlap_pctg = breakdown::overlap(rows);
         let kernel_types = breakdown::kernel_types(rows);
         let top_kernels = breakdown::top_kernels(rows, &self.names);
-        let launch_of: Map<i64, CpuRow> = {
-            let mut m = Map::default();
-            for r in &self.cpu {
-                m.entry(r.correlation).or_insert(*r);
-            }
-            m
+        // The first CPU row of each correlation, as `(correlation, start)` sorted by
+        // correlation: a sixth of a hash map of rows.
+        let launch_of: Vec<(i64, i64)> = {
+            let mut v: Vec<(i64, i64)> = self.cpu.iter().map(|r| (r.correlation, r.ts)).collect();
+            v.sort_by_key(|&(c, _)| c);
+            v.dedup_by_key(|&mut (c, _)| c);
+            v
         };
         let (idle, idle_stats) = launch::idle(rows, &launch_of, stream_order);
         let launches = launch::launches(rows, &self.cpu, opts.hta_launch_names);

@@ -7,19 +7,24 @@
 //! calls): an op's self time is its duration less that of the torch events directly under it,
 //! `python_function` frames in between being transparent. A `python_function`'s self time is
 //! its duration less that of every event directly under it. Events are sorted per thread
-//! through an external sort, so memory does not grow with the trace.
+//! through an external sort; what the fold returns per launch call and per outermost op
+//! (launch sites, step attribution) is kept in memory.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::io::{self, Read};
+use std::io;
 
 use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::timeline::Window;
-use crate::external_sort::{ExternalSorter, Record, read_exact_or_end};
+use crate::external_sort::ExternalSorter;
 use crate::model::Event;
+pub(crate) use record::CORRELATION_KEY;
+use record::{HostRecord, correlation, input_dims};
+
+mod record;
 
 /// In-memory budget of unsorted host events before they spill to disk, shared by the parsing
 /// threads.
@@ -127,128 +132,6 @@ pub fn is_collective(name: &str) -> bool {
         || name.starts_with("_c10d_functional::")
         || name.starts_with("c10d_functional::")
         || name == "record_param_comms"
-}
-
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct HostRecord {
-    /// A hash of `(pid, tid)`: records sort by thread first, and only grouping matters.
-    thread: u64,
-    ts: i64,
-    /// Longer events first at equal starts, so a parent precedes its children.
-    end: Reverse<i64>,
-    kind: HostKind,
-    name: String,
-    dims: String,
-    /// `args.correlation` of a runtime call (-1 otherwise): the key to the GPU work it launched.
-    correlation: i64,
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn get_str(input: &mut impl Read) -> io::Result<String> {
-    let mut n = [0u8; 4];
-    input.read_exact(&mut n)?;
-    let mut b = vec![0u8; u32::from_le_bytes(n) as usize];
-    input.read_exact(&mut b)?;
-    String::from_utf8(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-impl Record for HostRecord {
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.thread.to_le_bytes());
-        out.extend_from_slice(&self.ts.to_le_bytes());
-        out.extend_from_slice(&self.end.0.to_le_bytes());
-        out.push(self.kind as u8);
-        put_str(out, &self.name);
-        put_str(out, &self.dims);
-        out.extend_from_slice(&self.correlation.to_le_bytes());
-    }
-
-    fn decode(input: &mut impl Read) -> io::Result<Option<Self>> {
-        let mut t = [0u8; 8];
-        if !read_exact_or_end(input, &mut t)? {
-            return Ok(None);
-        }
-        let thread = u64::from_le_bytes(t);
-        let mut b = [0u8; 17];
-        input.read_exact(&mut b)?;
-        let kind = match b[16] {
-            0 => HostKind::CpuOp,
-            1 => HostKind::UserAnnotation,
-            2 => HostKind::Runtime,
-            _ => HostKind::PythonFunction,
-        };
-        Ok(Some(HostRecord {
-            thread,
-            ts: i64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
-            end: Reverse(i64::from_le_bytes(b[8..16].try_into().expect("8 bytes"))),
-            kind,
-            name: get_str(input)?,
-            dims: get_str(input)?,
-            correlation: {
-                let mut c = [0u8; 8];
-                input.read_exact(&mut c)?;
-                i64::from_le_bytes(c)
-            },
-        }))
-    }
-
-    fn mem_size(&self) -> usize {
-        std::mem::size_of::<HostRecord>() + self.name.len() + self.dims.len()
-    }
-}
-
-#[derive(Deserialize)]
-struct CorrelationArgs {
-    correlation: Option<i64>,
-}
-
-fn correlation(args: Option<&str>) -> i64 {
-    args.filter(|a| memchr::memmem::find(a.as_bytes(), b"\"correlation\"").is_some())
-        .and_then(|a| serde_json::from_str::<CorrelationArgs>(a).ok())
-        .and_then(|c| c.correlation)
-        .unwrap_or(-1)
-}
-
-#[derive(Deserialize)]
-struct ShapeArgs<'a> {
-    #[serde(rename = "Input Dims", borrow)]
-    input_dims: Option<&'a serde_json::value::RawValue>,
-}
-
-/// `Input Dims` in torch's spelling: `[[4, 64], []]`.
-fn input_dims(args: Option<&str>) -> String {
-    let Some(args) = args else {
-        return "[]".into();
-    };
-    if memchr::memmem::find(args.as_bytes(), b"Input Dims").is_none() {
-        return "[]".into();
-    }
-    let Ok(parsed) = serde_json::from_str::<ShapeArgs<'_>>(args) else {
-        return "[]".into();
-    };
-    match parsed
-        .input_dims
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
-    {
-        Some(v) => torch_repr(&v),
-        None => "[]".into(),
-    }
-}
-
-/// A JSON value as Python's `str()` prints the list torch builds (`[[4, 64], []]`).
-fn torch_repr(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(torch_repr).collect();
-            format!("[{}]", inner.join(", "))
-        }
-        serde_json::Value::String(s) => format!("'{s}'"),
-        other => other.to_string(),
-    }
 }
 
 /// The fold: one per parsing thread, combined with [`HostBuilder::absorb`].
@@ -395,8 +278,11 @@ type OuterSpans = (u64, i64, Vec<(i64, i64)>);
 struct TreeFold {
     thread: u64,
     stack: Vec<Frame>,
-    self_time: Map<(HostKind, String), SelfTimeRow>,
-    shapes: Map<(String, String), ShapeRow>,
+    /// Per kind (`HostKind as usize`), by name: looked up by `&str`, so a known name costs
+    /// no allocation.
+    self_time: [Map<String, SelfTimeRow>; 4],
+    /// By name, then input dims.
+    shapes: Map<String, Map<String, ShapeRow>>,
     outer: Map<String, OuterSpans>,
     outer_ops: Vec<(i64, i64)>,
     collectives: Vec<(i64, i64)>,
@@ -451,41 +337,52 @@ impl TreeFold {
             parent.child_ns += dur;
         }
         let self_ns = dur - f.child_ns;
-        let row = self
-            .self_time
-            .entry((rec.kind, rec.name.clone()))
-            .or_insert_with(|| SelfTimeRow {
-                kind: rec.kind,
-                name: rec.name.clone(),
-                calls: 0,
-                self_ns: 0,
-                total_ns: 0,
-            });
+        let by_name = &mut self.self_time[rec.kind as usize];
+        if !by_name.contains_key(rec.name.as_str()) {
+            by_name.insert(
+                rec.name.clone(),
+                SelfTimeRow {
+                    kind: rec.kind,
+                    name: rec.name.clone(),
+                    calls: 0,
+                    self_ns: 0,
+                    total_ns: 0,
+                },
+            );
+        }
+        let row = by_name.get_mut(rec.name.as_str()).expect("inserted above");
         row.calls += 1;
         row.self_ns += self_ns;
         row.total_ns += dur;
         if rec.kind.is_torch() {
             let name = if rec.name.starts_with("ProfilerStep#") {
-                "ProfilerStep*".to_string()
+                "ProfilerStep*"
             } else {
-                rec.name.clone()
+                rec.name.as_str()
             };
             let dims = if rec.dims.is_empty() {
-                "[]".to_string()
+                "[]"
             } else {
-                rec.dims.clone()
+                rec.dims.as_str()
             };
-            let row = self
-                .shapes
-                .entry((name.clone(), dims.clone()))
-                .or_insert_with(|| ShapeRow {
-                    name,
-                    input_dims: dims,
-                    calls: 0,
-                    self_ns: 0,
-                    total_ns: 0,
-                    first_ns: rec.ts,
-                });
+            if !self.shapes.contains_key(name) {
+                self.shapes.insert(name.to_string(), Map::default());
+            }
+            let by_dims = self.shapes.get_mut(name).expect("inserted above");
+            if !by_dims.contains_key(dims) {
+                by_dims.insert(
+                    dims.to_string(),
+                    ShapeRow {
+                        name: name.to_string(),
+                        input_dims: dims.to_string(),
+                        calls: 0,
+                        self_ns: 0,
+                        total_ns: 0,
+                        first_ns: rec.ts,
+                    },
+                );
+            }
+            let row = by_dims.get_mut(dims).expect("inserted above");
             row.calls += 1;
             row.self_ns += self_ns;
             row.total_ns += dur;
@@ -493,7 +390,13 @@ impl TreeFold {
             if f.torch_parent.is_none() {
                 self.busy_ns += dur;
                 if matches!(rec.kind, HostKind::CpuOp | HostKind::UserAnnotation) {
-                    let o = self.outer.entry(rec.name.clone()).or_default();
+                    if !self.outer.contains_key(rec.name.as_str()) {
+                        self.outer.insert(rec.name.clone(), OuterSpans::default());
+                    }
+                    let o = self
+                        .outer
+                        .get_mut(rec.name.as_str())
+                        .expect("inserted above");
                     o.0 += 1;
                     o.1 += dur;
                     o.2.push((rec.ts, rec.end.0));
@@ -514,16 +417,6 @@ impl TreeFold {
         }
     }
 
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.name_ids.get(name) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(name.to_string());
-        self.name_ids.insert(name.to_string(), id);
-        id
-    }
-
     /// Where the runtime call `f` (just popped) sits in its thread's call tree.
     fn launch_site(&mut self, f: &Frame) -> LaunchSite {
         let op_name = self
@@ -531,7 +424,7 @@ impl TreeFold {
             .iter()
             .rev()
             .find(|p| p.rec.kind == HostKind::CpuOp)
-            .map_or(f.rec.name.clone(), |p| p.rec.name.clone());
+            .map_or(f.rec.name.as_str(), |p| p.rec.name.as_str());
         let modules: Vec<&str> = self
             .stack
             .iter()
@@ -553,26 +446,43 @@ impl TreeFold {
             layer.push(modules[cut]);
             (Some(path.join("/")), Some(layer.join("/")))
         };
+        let mut intern = |name: &str| -> u32 {
+            if let Some(&id) = self.name_ids.get(name) {
+                return id;
+            }
+            let id = self.names.len() as u32;
+            self.names.push(name.to_string());
+            self.name_ids.insert(name.to_string(), id);
+            id
+        };
         LaunchSite {
             correlation: f.rec.correlation,
             ts: f.rec.ts,
             dur: f.rec.end.0 - f.rec.ts,
-            op: self.intern(&op_name),
-            module: module.map(|m| self.intern(&m)),
-            layer: layer.map(|l| self.intern(&l)),
+            op: intern(op_name),
+            module: module.map(|m| intern(&m)),
+            layer: layer.map(|l| intern(&l)),
         }
     }
 
     fn finish(mut self) -> HostOutcome {
         self.close_all();
-        let mut self_time: Vec<SelfTimeRow> = self.self_time.into_values().collect();
+        let mut self_time: Vec<SelfTimeRow> = self
+            .self_time
+            .into_iter()
+            .flat_map(|m| m.into_values())
+            .collect();
         self_time.sort_by(|a, b| {
             b.self_ns
                 .cmp(&a.self_ns)
                 .then_with(|| a.name.cmp(&b.name))
                 .then(a.kind.cmp(&b.kind))
         });
-        let mut by_shape: Vec<ShapeRow> = self.shapes.into_values().collect();
+        let mut by_shape: Vec<ShapeRow> = self
+            .shapes
+            .into_values()
+            .flat_map(|m| m.into_values())
+            .collect();
         by_shape.sort_by(|a, b| {
             b.self_ns
                 .cmp(&a.self_ns)
@@ -686,15 +596,5 @@ mod tests {
         );
         assert_eq!(steps[1].compute_ns, 10);
         assert_eq!(out.repeating.len(), 4);
-    }
-
-    #[test]
-    fn input_dims_print_like_torch() {
-        assert_eq!(
-            input_dims(Some(r#"{"Input Dims": [[4, 64], [], [128]], "x": 1}"#)),
-            "[[4, 64], [], [128]]"
-        );
-        assert_eq!(input_dims(Some(r#"{"External id": 3}"#)), "[]");
-        assert_eq!(input_dims(None), "[]");
     }
 }
