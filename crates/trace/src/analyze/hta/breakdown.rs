@@ -250,10 +250,14 @@ fn stats_row(kernel_type: KernelType, name: String, d: &[i64]) -> TopKernelRow {
     let n = d.len() as f64;
     let sum: i64 = d.iter().sum();
     let mean = sum as f64 / n;
+    // The durations arrive in the order the parsing threads handed them over; summing the
+    // squares in sorted order makes the last digits the same on every run.
     let std = if d.len() < 2 {
         0.0
     } else {
-        (d.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        let mut sorted = d.to_vec();
+        sorted.sort_unstable();
+        (sorted.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
     };
     TopKernelRow {
         kernel_type,
