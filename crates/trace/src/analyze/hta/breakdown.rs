@@ -257,7 +257,12 @@ fn stats_row(kernel_type: KernelType, name: String, d: &[i64]) -> TopKernelRow {
     } else {
         let mut sorted = d.to_vec();
         sorted.sort_unstable();
-        (sorted.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        (sorted
+            .iter()
+            .map(|&x| (x as f64 - mean).powi(2))
+            .sum::<f64>()
+            / (n - 1.0))
+            .sqrt()
     };
     TopKernelRow {
         kernel_type,
