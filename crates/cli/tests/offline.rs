@@ -862,3 +862,271 @@ fn plain_bench_keeps_its_flags_and_lists_the_tools() {
     ));
     assert!(!stderr.is_empty());
 }
+
+/// Requests a recording server saw: (request line, body).
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// An SGLang-API server that records every request and streams a batched `/generate` as
+/// SGLang does (one chunk per index with its cumulative completion_tokens, then [DONE]).
+fn recording_server() -> (String, Seen) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let seen: Seen = Default::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut first = String::new();
+            if r.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let body = String::from_utf8_lossy(&body).to_string();
+            log.lock()
+                .unwrap()
+                .push((first.trim().to_string(), body.clone()));
+            let reply = if first.contains("/server_info") {
+                r#"{"internal_states": [{"effective_max_running_requests_per_dp": 8, "memory_usage": {"token_capacity": 100000}}], "hf_config": {"vocab_size": 512}}"#.to_string()
+            } else if first.contains("/generate") {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                let bs = v["input_ids"].as_array().map_or(1, Vec::len);
+                let ol = v["sampling_params"]["max_new_tokens"].as_u64().unwrap_or(1);
+                if v["stream"] == true {
+                    let mut s = String::new();
+                    for t in 1..=ol {
+                        for i in 0..bs {
+                            let fin = if t == ol {
+                                r#"{"type": "length", "length": 1}"#
+                            } else {
+                                "null"
+                            };
+                            s += &format!(
+                                "data: {{\"index\": {i}, \"text\": \"\", \"meta_info\": {{\"completion_tokens\": {t}, \"finish_reason\": {fin}}}}}\n\n"
+                            );
+                        }
+                    }
+                    s += "data: [DONE]\n\n";
+                    s
+                } else {
+                    "[]".to_string()
+                }
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn one_batch_server_sends_upstreams_body_flags_and_cache_warmup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = recording_server();
+    let args = [
+        "bench",
+        "one-batch-server",
+        "--base-url",
+        &url,
+        "--dataset-name",
+        "random-ids",
+        "--skip-warmup",
+        "--batch-size",
+        "3",
+        "--input-len",
+        "8",
+        "--input-len-list",
+        "4,8",
+        "--output-len",
+        "2",
+        "--parallel-batch",
+        "--fake-prefill",
+        "--flush-hicache-storage",
+        "--cache-hit-rate",
+        "0.5",
+        "--lora-name",
+        "a",
+        "b",
+        "--lora-request-distribution",
+        "distinct",
+        "--input-len-step-percentage",
+        "0.1",
+    ];
+    ok(&run(dir.path(), &args));
+    let seen = seen.lock().unwrap().clone();
+    let paths: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+    let at = |p: &str| {
+        paths
+            .iter()
+            .position(|l| l.starts_with(p))
+            .unwrap_or_else(|| panic!("{p}: {paths:?}"))
+    };
+    // Flush, then the storage tier, then the warm-up, then the timed request.
+    assert!(at("POST /flush_cache") < at("POST /hicache/storage-backend/clear"));
+    let gens: Vec<Value> = seen
+        .iter()
+        .filter(|(l, _)| l.starts_with("POST /generate"))
+        .map(|(_, b)| serde_json::from_str(b).unwrap())
+        .collect();
+    assert_eq!(gens.len(), 2, "{paths:?}");
+    let (warm, timed) = (&gens[0], &gens[1]);
+    // Request lengths 4, 8, 4 (entry i mod 2); input_len 16 // 3 = 5; half of it cached.
+    let lens: Vec<usize> = timed["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_array().unwrap().len())
+        .collect();
+    assert_eq!(lens, [4, 8, 4]);
+    assert_eq!(warm["stream"], false);
+    assert_eq!(warm["sampling_params"]["max_new_tokens"], 1);
+    for (p, full) in warm["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(timed["input_ids"].as_array().unwrap())
+    {
+        let p = p.as_array().unwrap();
+        assert_eq!(p.len(), 2, "int(5 x 0.5) tokens of each prompt");
+        assert_eq!(p[..], full.as_array().unwrap()[..2]);
+    }
+    assert_eq!(timed["parallel_batch"], true);
+    assert_eq!(timed["bootstrap_host"], "2.2.2.2");
+    assert_eq!(timed["bootstrap_room"], 0);
+    assert_eq!(timed["lora_path"], serde_json::json!(["a", "b", "a"]));
+    assert_eq!(timed["stream"], true);
+    let r = &jsonl(&dir.path().join("result.jsonl"))[0];
+    assert_eq!(
+        (r["input_len"].as_u64(), r["total_output_tokens"].as_u64()),
+        (Some(5), Some(6))
+    );
+}
+
+#[test]
+fn one_batch_server_datasets_against_loupe_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let base = [
+        "bench",
+        "one-batch-server",
+        "--base-url",
+        &s.url,
+        "--skip-warmup",
+        "--batch-size",
+        "3",
+        "--input-len",
+        "16",
+        "--output-len",
+        "5",
+    ];
+    // generated-shared-prefix: the record's output length is --gsp-output-len, the input
+    // length the prompts' mean.
+    let gsp = [
+        &base[..],
+        &[
+            "--dataset-name",
+            "generated-shared-prefix",
+            "--gsp-num-groups",
+            "2",
+            "--gsp-system-prompt-len",
+            "12",
+            "--gsp-question-len",
+            "4",
+            "--gsp-output-len",
+            "3",
+            "--result-filename",
+            "gsp.jsonl",
+        ],
+    ]
+    .concat();
+    ok(&run(dir.path(), &gsp));
+    let r = &jsonl(&dir.path().join("gsp.jsonl"))[0];
+    assert_eq!(r["output_len"], 3, "{r}");
+    assert_eq!(r["total_output_tokens"], 9, "{r}");
+    let il = r["input_len"].as_u64().unwrap();
+    assert!(
+        (14..=20).contains(&il),
+        "system 12 + question 4 tokens: {r}"
+    );
+    // A fixed prompt file: every request the same text; input_len is its token count.
+    std::fs::write(dir.path().join("p.txt"), "hello world, hello world").unwrap();
+    let fixed = [
+        &base[..],
+        &[
+            "--fixed-prompt-file",
+            "p.txt",
+            "--result-filename",
+            "fixed.jsonl",
+        ],
+    ]
+    .concat();
+    ok(&run(dir.path(), &fixed));
+    let r = &jsonl(&dir.path().join("fixed.jsonl"))[0];
+    let il = r["input_len"].as_u64().unwrap();
+    assert!(il > 0 && il != 16, "{r}");
+    assert_eq!(r["total_output_tokens"], 15, "{r}");
+}
+
+#[test]
+fn one_batch_server_refuses_each_flag_it_cannot_honour_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing answers here: every refusal comes before any request.
+    let base = [
+        "bench",
+        "one-batch-server",
+        "--base-url",
+        "http://127.0.0.1:9",
+    ];
+    for (extra, needle) in [
+        (&["--dataset-name", "mmmu"][..], "--dataset-name mmmu"),
+        (&["--backend", "vllm"][..], "--backend vllm"),
+        (
+            &["--apply-chat-template"][..],
+            "--apply-chat-template requires",
+        ),
+        (
+            &["--lora-name", "a", "--lora-request-distribution", "skewed"][..],
+            "--lora-request-distribution",
+        ),
+        (
+            &["--lora-zipf-alpha", "1"][..],
+            "--lora-zipf-alpha must be > 1",
+        ),
+        (
+            &["--input-len-list", "4,8", "--input-len", "4", "8"][..],
+            "--input-len-list",
+        ),
+        (&["--input-len-list", "4,x"][..], "--input-len-list must be"),
+        (
+            &["--dataset-name", "custom", "--dataset-path", "nope.jsonl"][..],
+            "--dataset-name custom requires --dataset-path",
+        ),
+        (
+            &["--disable-ignore-eos", "--fake-prefill"][..],
+            "--fake-prefill",
+        ),
+        (&["--cache-hit-rate", "1.5"][..], "--cache-hit-rate 1.5"),
+    ] {
+        let args = [&base[..], extra].concat();
+        let stderr = failed(&run(dir.path(), &args));
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(!dir.path().join("result.jsonl").exists());
+}

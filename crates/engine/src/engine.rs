@@ -410,6 +410,47 @@ impl Engine {
 
     /// Validate and hand a request to a data-parallel group. Returns the group's rank.
     pub fn submit(&self, req: GenerateRequest) -> Result<usize, SubmitError> {
+        let g = self.admit(&req)?;
+        self.send_to(g, vec![req])?;
+        Ok(g)
+    }
+
+    /// Validate and hand a batch to the schedulers, each group's share in one message, as
+    /// SGLang's tokenizer manager sends a pre-tokenized batch (`BatchTokenizedGenerateReqInput`):
+    /// the scheduler sees the whole share at once, so one prefill batch can hold all of it
+    /// (one message per request would let it start a prefill on the first alone). Nothing is
+    /// sent when one request is refused. Returns each request's group rank, in order.
+    pub fn submit_batch(&self, reqs: Vec<GenerateRequest>) -> Result<Vec<usize>, SubmitError> {
+        let mut groups = Vec::with_capacity(reqs.len());
+        for req in &reqs {
+            match self.admit(req) {
+                Ok(g) => groups.push(g),
+                Err(e) => {
+                    for &g in &groups {
+                        self.groups[g]
+                            .stats
+                            .inflight
+                            .fetch_sub(1, Ordering::Relaxed);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut shares: Vec<Vec<GenerateRequest>> =
+            self.groups.iter().map(|_| Vec::new()).collect();
+        for (req, &g) in reqs.into_iter().zip(&groups) {
+            shares[g].push(req);
+        }
+        for (g, share) in shares.into_iter().enumerate() {
+            if !share.is_empty() {
+                self.send_to(g, share)?;
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Check a request and pick its group; counts it in flight there.
+    fn admit(&self, req: &GenerateRequest) -> Result<usize, SubmitError> {
         let vocab = self.config.vocab_size as u32;
         if let Some(bad) = req.input_ids.iter().find(|&&t| t >= vocab) {
             return Err(SubmitError::Invalid {
@@ -442,11 +483,24 @@ impl Engine {
             }
         }
         group.stats.inflight.fetch_add(1, Ordering::Relaxed);
-        if group.tx.send(Command::Generate(Box::new(req))).is_err() {
-            group.stats.inflight.fetch_sub(1, Ordering::Relaxed);
+        Ok(g)
+    }
+
+    fn send_to(&self, g: usize, mut reqs: Vec<GenerateRequest>) -> Result<(), SubmitError> {
+        let n = reqs.len();
+        let cmd = if n == 1 {
+            Command::Generate(Box::new(reqs.pop().expect("one request")))
+        } else {
+            Command::GenerateBatch(reqs)
+        };
+        if self.groups[g].tx.send(cmd).is_err() {
+            self.groups[g]
+                .stats
+                .inflight
+                .fetch_sub(n, Ordering::Relaxed);
             return Err(SubmitError::Engine(EngineError::Stopped));
         }
-        Ok(g)
+        Ok(())
     }
 
     /// Abort a request by id wherever it is.

@@ -92,6 +92,8 @@ impl SchedulerStats {
 /// Messages to the scheduler thread.
 pub enum Command {
     Generate(Box<GenerateRequest>),
+    /// A batch that arrived as one request: queued together, before the next step is planned.
+    GenerateBatch(Vec<GenerateRequest>),
     Abort(String),
     /// Drop the prefix cache if idle; answers whether it did.
     FlushCache(tokio::sync::oneshot::Sender<Result<(), String>>),
@@ -321,6 +323,11 @@ impl Scheduler {
                     num_retractions: 0,
                     finish: None,
                 });
+            }
+            Command::GenerateBatch(reqs) => {
+                for g in reqs {
+                    self.handle(Command::Generate(Box::new(g)));
+                }
             }
             Command::Abort(rid) => self.abort_where(|r| r.rid == rid, "aborted by request"),
             Command::FlushCache(reply) => {

@@ -403,18 +403,18 @@ pub async fn generate(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Re
         .into_iter()
         .zip(sampling)
         .flat_map(|(ids, s)| std::iter::repeat_n((ids, s), parallel as usize));
-    let mut pending = Vec::with_capacity(n);
-    for (i, ((ids, s), rid)) in requests.zip(rids).enumerate() {
-        let req = NewRequest {
+    let reqs: Vec<NewRequest> = requests
+        .zip(rids)
+        .map(|((ids, s), rid)| NewRequest {
             rid,
             input_ids: ids,
             params: s.params,
             stream,
             stream_interval: s.stream_interval.map(|n| n as usize),
             log_metrics,
-        };
-        pending.push(st.submit(Surface::Native, i, req)?);
-    }
+        })
+        .collect();
+    let pending = st.submit_batch(Surface::Native, reqs)?;
 
     if !stream {
         let mut results = Vec::with_capacity(n);

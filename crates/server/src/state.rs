@@ -88,34 +88,70 @@ impl AppState {
         index: usize,
         req: NewRequest,
     ) -> Result<Pending, ApiError> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let prompt_tokens = req.input_ids.len();
-        let rid = req.rid.clone();
-        self.engine
-            .submit(GenerateRequest {
-                rid: req.rid,
-                input_ids: req.input_ids,
-                params: req.params,
-                stream: req.stream,
-                stream_interval: req.stream_interval,
-                log_metrics: req.log_metrics,
-                output: tx,
-            })
-            .map_err(|e| ApiError::from_submit(surface, e))?;
-        if req.log_metrics {
-            self.metrics.requests_total.fetch_add(1, Ordering::Relaxed);
+        let (g, mut p) = self.prepare(index, req);
+        if let Err(e) = self.engine.submit(g) {
+            // Never submitted: not an abort.
+            p.done = true;
+            return Err(ApiError::from_submit(surface, e));
         }
-        Ok(Pending {
+        self.count(&p);
+        Ok(p)
+    }
+
+    /// Hand a whole batch to the engine at once (SGLang sends a pre-tokenized batch to its
+    /// scheduler as one message, so the batch can be prefilled together); the requests'
+    /// indices are their places in `reqs`. Nothing is submitted when one is refused.
+    pub fn submit_batch(
+        self: &Arc<Self>,
+        surface: Surface,
+        reqs: Vec<NewRequest>,
+    ) -> Result<Vec<Pending>, ApiError> {
+        let (gens, mut pending): (Vec<_>, Vec<_>) = reqs
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| self.prepare(i, r))
+            .unzip();
+        if let Err(e) = self.engine.submit_batch(gens) {
+            for p in &mut pending {
+                p.done = true;
+            }
+            return Err(ApiError::from_submit(surface, e));
+        }
+        for p in &pending {
+            self.count(p);
+        }
+        Ok(pending)
+    }
+
+    fn prepare(self: &Arc<Self>, index: usize, req: NewRequest) -> (GenerateRequest, Pending) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let pending = Pending {
             state: self.clone(),
             index,
-            rid,
+            rid: req.rid.clone(),
             rx,
-            prompt_tokens,
+            prompt_tokens: req.input_ids.len(),
             log_metrics: req.log_metrics,
             started: Instant::now(),
             last_token_at: None,
             done: false,
-        })
+        };
+        let g = GenerateRequest {
+            rid: req.rid,
+            input_ids: req.input_ids,
+            params: req.params,
+            stream: req.stream,
+            stream_interval: req.stream_interval,
+            log_metrics: req.log_metrics,
+            output: tx,
+        };
+        (g, pending)
+    }
+
+    fn count(&self, p: &Pending) {
+        if p.log_metrics {
+            self.metrics.requests_total.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

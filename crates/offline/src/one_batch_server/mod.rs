@@ -23,6 +23,8 @@ use loupe_bench::plan::{DatasetName, GroupDistribution, RangeSemantics, SharedPr
 use loupe_bench::tokenizer::BenchTokenizer;
 use loupe_client::{LaxInt, Server, StartProfile, WaitFor};
 use loupe_server::ServerConfig;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
 pub use report::{CaseResult, pydantic_record};
@@ -52,6 +54,77 @@ pub struct ServerProfile {
     pub wait: Duration,
 }
 
+/// one_batch_server's generated-shared-prefix shape: `min(groups, bs)` groups of
+/// `ceil(bs / groups)` prompts, the first `bs` kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchGsp {
+    pub num_groups: usize,
+    pub system_prompt_len: usize,
+    pub question_len: usize,
+    pub output_len: usize,
+}
+
+impl Default for BatchGsp {
+    fn default() -> Self {
+        BatchGsp {
+            num_groups: 1,
+            system_prompt_len: 2048,
+            question_len: 128,
+            output_len: 256,
+        }
+    }
+}
+
+/// How `--lora-name` adapters are spread over the batch's prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoraDistribution {
+    Uniform,
+    Distinct,
+    Skewed,
+}
+
+/// `--lora-name` with `--lora-request-distribution` and `--lora-zipf-alpha`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraChoice {
+    pub names: Vec<String>,
+    pub distribution: LoraDistribution,
+    pub zipf_alpha: f64,
+}
+
+impl LoraChoice {
+    /// The body's `lora_path`: the one name as a string, else one name per prompt
+    /// (uniform: drawn at random; distinct: round-robin; skewed: P(i) proportional to alpha^-i).
+    fn lora_path(&self, bs: usize, rng: &mut StdRng) -> Value {
+        if self.names.len() == 1 {
+            return Value::from(self.names[0].clone());
+        }
+        let n = self.names.len();
+        let weights: Vec<f64> = (0..n).map(|i| self.zipf_alpha.powi(-(i as i32))).collect();
+        let total: f64 = weights.iter().sum();
+        let pick = |rng: &mut StdRng, i: usize| -> usize {
+            match self.distribution {
+                LoraDistribution::Uniform => rng.random_range(0..n),
+                LoraDistribution::Distinct => i % n,
+                LoraDistribution::Skewed => {
+                    let mut x = rng.random::<f64>() * total;
+                    for (j, w) in weights.iter().enumerate() {
+                        if x < *w {
+                            return j;
+                        }
+                        x -= w;
+                    }
+                    n - 1
+                }
+            }
+        };
+        Value::from(
+            (0..bs)
+                .map(|i| self.names[pick(rng, i)].clone())
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
 /// The run, as plain data.
 #[derive(Clone)]
 pub struct OneBatchServerConfig {
@@ -65,9 +138,23 @@ pub struct OneBatchServerConfig {
     pub ignore_eos: bool,
     pub return_logprob: bool,
     pub stream_interval: usize,
-    /// `random` or `random-ids`.
+    /// random, random-ids, generated-shared-prefix, sharegpt, custom or longbench_v2.
     pub dataset: DatasetName,
     pub dataset_path: String,
+    /// `--gsp-*` (generated-shared-prefix only).
+    pub gsp: BatchGsp,
+    /// `--fixed-prompt-file`: this text's ids for every request of the batch.
+    pub fixed_prompt: Option<PathBuf>,
+    pub apply_chat_template: bool,
+    /// `--input-len-list`: request i gets entry i mod n (random and random-ids).
+    pub input_len_list: Option<Vec<usize>>,
+    /// `--cache-hit-rate`: each prompt's first int(il x r) tokens are sent once before the case.
+    pub cache_hit_rate: f64,
+    pub parallel_batch: bool,
+    pub fake_prefill: bool,
+    pub flush_hicache_storage: bool,
+    pub enable_multi_batch: bool,
+    pub lora: Option<LoraChoice>,
     pub tokenizer: Option<String>,
     pub seed: u64,
     pub skip_warmup: bool,
@@ -152,13 +239,105 @@ fn check_flags(cfg: &OneBatchServerConfig) -> Result<(), OfflineError> {
             "--client-stream-interval must be at least 1".into(),
         ));
     }
-    if !matches!(cfg.dataset, DatasetName::Random | DatasetName::RandomIds) {
+    let replay = is_replay(cfg.dataset);
+    match cfg.dataset {
+        DatasetName::Random
+        | DatasetName::RandomIds
+        | DatasetName::GeneratedSharedPrefix
+        | DatasetName::Sharegpt
+        | DatasetName::Custom
+        | DatasetName::LongbenchV2 => {}
+        other => {
+            return Err(OfflineError::Flag(format!(
+                "--dataset-name {}: one_batch_server takes random, random-ids,                  generated-shared-prefix, sharegpt, custom, longbench_v2 or mmmu (mmmu needs                  image inputs, which loupe does not send)",
+                other.name()
+            )));
+        }
+    }
+    if !cfg.ignore_eos && cfg.fake_prefill {
+        return Err(OfflineError::Flag(
+            "--disable-ignore-eos is incompatible with --fake-prefill: decode conditions on              uninitialized KV, so EOS timing is meaningless"
+                .into(),
+        ));
+    }
+    if let Some(list) = &cfg.input_len_list {
+        if list.is_empty() || list.contains(&0) {
+            return Err(OfflineError::Flag(format!(
+                "--input-len-list must be comma-separated positive integers, got {list:?}"
+            )));
+        }
+        if !matches!(cfg.dataset, DatasetName::Random | DatasetName::RandomIds)
+            || cfg.fixed_prompt.is_some()
+            || cfg.input_lens.len() > 1
+        {
+            return Err(OfflineError::Flag(
+                "--input-len-list sizes random/random-ids prompts and replaces --input-len: use                  one of those datasets, one --input-len value and no --fixed-prompt-file"
+                    .into(),
+            ));
+        }
+    }
+    if replay {
+        if cfg.fixed_prompt.is_some() {
+            return Err(OfflineError::Flag(
+                "--fixed-prompt-file bypasses --dataset-name; drop one of them".into(),
+            ));
+        }
+        if cfg.dataset == DatasetName::Custom && !std::path::Path::new(&cfg.dataset_path).is_file()
+        {
+            return Err(OfflineError::Flag(format!(
+                "--dataset-name custom requires --dataset-path pointing at a JSONL conversation                  file; got {:?}",
+                cfg.dataset_path
+            )));
+        }
+        if cfg.input_lens.len() > 1 {
+            return Err(OfflineError::Flag(
+                "--input-len: replay datasets (sharegpt, custom) take prompt lengths from the                  recorded data; pass at most one value (used only by the token-capacity check)"
+                    .into(),
+            ));
+        }
+    }
+    if cfg.apply_chat_template && cfg.fixed_prompt.is_none() && !replay {
+        return Err(OfflineError::Flag(
+            "--apply-chat-template requires --fixed-prompt-file or a replay dataset (sharegpt,              custom)"
+                .into(),
+        ));
+    }
+    if let Some(l) = &cfg.lora {
+        if l.names.is_empty() {
+            return Err(OfflineError::Flag(
+                "--lora-name needs at least one name".into(),
+            ));
+        }
+        if l.distribution != LoraDistribution::Uniform && l.names.len() < 2 {
+            return Err(OfflineError::Flag(
+                "--lora-request-distribution distinct/skewed requires more than one --lora-name"
+                    .into(),
+            ));
+        }
+    }
+    if !(cfg.lora.as_ref().map_or(1.1, |l| l.zipf_alpha) > 1.0) {
         return Err(OfflineError::Flag(format!(
-            "--dataset-name {}: loupe's one-batch-server builds random and random-ids prompts",
-            cfg.dataset.name()
+            "--lora-zipf-alpha must be > 1, got {}",
+            cfg.lora.as_ref().map_or(1.1, |l| l.zipf_alpha)
         )));
     }
+    if !(0.0..=1.0).contains(&cfg.cache_hit_rate) {
+        return Err(OfflineError::Flag(format!(
+            "--cache-hit-rate {}: a fraction of the input, from 0 to 1",
+            cfg.cache_hit_rate
+        )));
+    }
+    if cfg.gsp.num_groups == 0 {
+        return Err(OfflineError::Flag(
+            "--gsp-num-groups must be at least 1".into(),
+        ));
+    }
     Ok(())
+}
+
+/// Upstream's REPLAY_TEXT_DATASETS: recorded prompts, their real lengths counted.
+fn is_replay(d: DatasetName) -> bool {
+    matches!(d, DatasetName::Sharegpt | DatasetName::Custom)
 }
 
 /// The skip guards, from `/server_info` as upstream reads them.
@@ -209,7 +388,14 @@ fn warmup_input_len(l: &Limits, bs: usize) -> usize {
 /// Every case must fit before any request is sent.
 fn check_limits(cfg: &OneBatchServerConfig, l: &Limits, url: &str) -> Result<(), OfflineError> {
     for (bs, il, ol) in cases(cfg) {
+        // --enable-multi-batch: more prompts than the server runs at once are fine (they run
+        // in waves); the KV check then counts one wave.
+        let resident_bs = match l.max_running {
+            Some(max) if cfg.enable_multi_batch => bs.min(max.max(0) as usize),
+            _ => bs,
+        };
         if let Some(max) = l.max_running
+            && !cfg.enable_multi_batch
             && bs as i64 > max
         {
             return Err(OfflineError::Flag(format!(
@@ -218,7 +404,7 @@ fn check_limits(cfg: &OneBatchServerConfig, l: &Limits, url: &str) -> Result<(),
                  lower --batch-size or raise the server's --max-running-requests"
             )));
         }
-        let resident = (bs * (il + ol)) as f64;
+        let resident = (resident_bs * (il + ol)) as f64;
         if let Some(cap) = l.token_capacity
             && resident > cap
         {
@@ -239,27 +425,65 @@ fn vocab_size(info: &Value) -> Option<usize> {
         .map(|v| v as usize)
 }
 
-/// The batch's token ids: bench_serving's loader with `--random-range-ratio 1`, ids sent as is.
-fn batch_ids(
+/// One case's inputs and the lengths its record reports.
+struct Batch {
+    ids: Vec<Vec<u32>>,
+    /// Upstream rewrites the case's input length (fixed prompt, GSP, replay, length list)
+    /// and, for GSP, its output length.
+    input_len: usize,
+    output_len: usize,
+    /// Replay datasets count their real prompt tokens as the input.
+    replay_input: Option<usize>,
+}
+
+/// The batch's token ids as upstream's `run_one_case` builds them: bench_serving's loaders
+/// (`--random-range-ratio 1`), text prompts encoded client-side, ids sent as is.
+fn build_batch(
     cfg: &OneBatchServerConfig,
     tok: Option<&BenchTokenizer>,
     vocab: Option<usize>,
-    bs: usize,
-    il: usize,
-    ol: usize,
-) -> Result<Vec<Vec<u32>>, OfflineError> {
+    (bs, il, ol): (usize, usize, usize),
+) -> Result<Batch, OfflineError> {
+    let need_tok = |what: &str| {
+        tok.ok_or_else(|| {
+            OfflineError::Flag(format!(
+                "{what} needs the model's tokenizer: pass --local-tokenizer-path (the server's                  /server_info names none that is readable here)"
+            ))
+        })
+    };
+    if let Some(path) = &cfg.fixed_prompt {
+        let t = need_tok("--fixed-prompt-file")?;
+        let text = std::fs::read_to_string(path).map_err(|e| OfflineError::file(path, e))?;
+        let text = if cfg.apply_chat_template {
+            t.chat(&text)
+                .map_err(|e| OfflineError::Flag(format!("--apply-chat-template: {e}")))?
+        } else {
+            text
+        };
+        let ids = t
+            .encode(&text)
+            .map_err(|e| OfflineError::file(path, e.to_string()))?;
+        return Ok(Batch {
+            input_len: ids.len(),
+            ids: vec![ids; bs],
+            output_len: ol,
+            replay_input: None,
+        });
+    }
+    let groups = cfg.gsp.num_groups.min(bs).max(1);
     let gsp = SharedPrefixPlan {
-        num_groups: 1,
-        prompts_per_group: bs,
-        system_prompt_len: 0,
-        question_len: 0,
-        output_len: ol,
+        num_groups: groups,
+        prompts_per_group: bs.div_ceil(groups),
+        system_prompt_len: cfg.gsp.system_prompt_len,
+        question_len: cfg.gsp.question_len,
+        output_len: cfg.gsp.output_len,
         range_ratio: 1.0,
         send_routing_key: false,
         ordered: true,
         distribution: GroupDistribution::Uniform,
         num_turns: 1,
     };
+    let tokenize_prompt = matches!(cfg.dataset, DatasetName::Random | DatasetName::RandomIds);
     let dc = DatasetConfig {
         name: cfg.dataset,
         path: &cfg.dataset_path,
@@ -268,10 +492,10 @@ fn batch_ids(
         output_len: ol,
         range_ratio: 1.0,
         semantics: RangeSemantics::Sglang,
-        tokenize_prompt: true,
+        tokenize_prompt,
         sharegpt_output_len: None,
         sharegpt_context_len: None,
-        apply_chat_template: false,
+        apply_chat_template: cfg.apply_chat_template,
         prompt_suffix: "",
         gsp: &gsp,
         mooncake: &Default::default(),
@@ -280,23 +504,96 @@ fn batch_ids(
         scenario: None,
     };
     let ds = dataset::build(&dc, tok, vocab).map_err(|e| OfflineError::Flag(e.to_string()))?;
-    ds.prompts
+    let mut ids = ds
+        .prompts
         .into_iter()
         .map(|p| match p.input {
             PromptInput::Ids(ids) => Ok(ids),
-            PromptInput::Text(t) => match tok {
-                Some(t2) => t2.encode(&t).map_err(|e| OfflineError::Flag(e.to_string())),
-                None => Err(OfflineError::Flag(
-                    "the dataset gave text and no tokenizer is at hand".into(),
-                )),
-            },
-            PromptInput::Messages(_) => Err(OfflineError::Flag(
-                "the dataset gives chat messages (multi-turn or openai); one_batch_server sends \
-                 one batch of token ids"
-                    .into(),
-            )),
+            PromptInput::Text(t) => need_tok(&format!("--dataset-name {}", cfg.dataset.name()))?
+                .encode(&t)
+                .map_err(|e| OfflineError::Flag(e.to_string())),
+            PromptInput::Messages(_) => Err(OfflineError::Flag(format!(
+                "--dataset-name {}: the dataset gives chat messages; one_batch_server sends one                  batch of token ids",
+                cfg.dataset.name()
+            ))),
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    let mean = |ids: &[Vec<u32>]| ids.iter().map(Vec::len).sum::<usize>() / ids.len().max(1);
+    match cfg.dataset {
+        DatasetName::GeneratedSharedPrefix => {
+            ids.truncate(bs);
+            Ok(Batch {
+                input_len: mean(&ids),
+                ids,
+                output_len: cfg.gsp.output_len,
+                replay_input: None,
+            })
+        }
+        DatasetName::LongbenchV2 => {
+            // Real long documents cut to exactly --input-len tokens.
+            let mut long: Vec<Vec<u32>> = ids
+                .into_iter()
+                .filter(|v| v.len() >= il)
+                .map(|mut v| {
+                    v.truncate(il);
+                    v
+                })
+                .collect();
+            if long.len() < bs {
+                return Err(OfflineError::Flag(format!(
+                    "--dataset-name longbench_v2 yielded only {} prompts of >= {il} tokens for                      --batch-size {bs} (--dataset-path {:?})",
+                    long.len(),
+                    cfg.dataset_path
+                )));
+            }
+            long.truncate(bs);
+            Ok(Batch {
+                ids: long,
+                input_len: il,
+                output_len: ol,
+                replay_input: None,
+            })
+        }
+        d if is_replay(d) => {
+            if ids.len() < bs {
+                return Err(OfflineError::Flag(format!(
+                    "--dataset-name {} produced only {} usable prompts for --batch-size {bs};                      use a smaller batch size or a larger dataset (--dataset-path {:?})",
+                    d.name(),
+                    ids.len(),
+                    cfg.dataset_path
+                )));
+            }
+            let total = ids.iter().map(Vec::len).sum();
+            Ok(Batch {
+                input_len: mean(&ids),
+                ids,
+                output_len: ol,
+                replay_input: Some(total),
+            })
+        }
+        _ => match &cfg.input_len_list {
+            Some(list) => {
+                let lens: Vec<usize> = (0..bs).map(|i| list[i % list.len()]).collect();
+                let ids: Vec<Vec<u32>> = ids
+                    .into_iter()
+                    .zip(&lens)
+                    .map(|(v, &n)| v.iter().copied().cycle().take(n).collect())
+                    .collect();
+                Ok(Batch {
+                    ids,
+                    input_len: lens.iter().sum::<usize>() / bs,
+                    output_len: ol,
+                    replay_input: None,
+                })
+            }
+            None => Ok(Batch {
+                ids,
+                input_len: il,
+                output_len: ol,
+                replay_input: None,
+            }),
+        },
+    }
 }
 
 /// Upstream's `time.time()` directory name.
@@ -315,6 +612,8 @@ struct Session<'a> {
     url: String,
     tokenizer: Option<BenchTokenizer>,
     vocab: Option<usize>,
+    /// Draws `--lora-name` adapters (seeded with --seed).
+    rng: std::sync::Mutex<StdRng>,
 }
 
 impl Session<'_> {
@@ -380,46 +679,142 @@ impl Session<'_> {
         Ok(dir)
     }
 
-    /// One case: flush, ids, (profile), metrics, the batched request, metrics again.
-    async fn case(
-        &self,
-        (bs, il, ol): (usize, usize, usize),
-        ignore_eos: bool,
-        run_name: &str,
-        profile: Option<&ServerProfile>,
-        observer: &dyn ServerObserver,
-    ) -> Result<CaseResult, OfflineError> {
-        self.flush().await;
-        let ids = batch_ids(self.cfg, self.tokenizer.as_ref(), self.vocab, bs, il, ol)?;
-        let profile_link = match profile {
-            Some(p) => {
-                let dir = self.start_profile(p, bs, il).await?;
-                observer.event(&ServerEvent::ProfileStarted(&dir));
-                Some(dir)
+    /// `--flush-hicache-storage`: upstream's three tries, then the error.
+    async fn flush_hicache_storage(&self) -> Result<(), OfflineError> {
+        let url = format!("{}/hicache/storage-backend/clear", self.url);
+        let mut last = String::new();
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            None => None,
-        };
-        let before = self.cache_tokens().await;
+            match self
+                .http
+                .post(&url)
+                .timeout(self.cfg.request_timeout)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => {
+                    let status = r.status();
+                    last = format!(
+                        "HTTP {status}: {}",
+                        r.text().await.unwrap_or_default().trim()
+                    );
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(OfflineError::Server(format!(
+            "--flush-hicache-storage: POST {url} failed three times: {last}"
+        )))
+    }
+
+    /// `--cache-hit-rate`: one non-streaming request of every prompt's first int(il x r)
+    /// tokens, one new token each, so the timed request finds that share cached.
+    async fn warm_cache(&self, batch: &Batch) -> Result<(), OfflineError> {
+        let cached = (batch.input_len as f64 * self.cfg.cache_hit_rate) as usize;
+        if cached == 0 {
+            return Ok(());
+        }
+        let prefixes: Vec<&[u32]> = batch
+            .ids
+            .iter()
+            .map(|v| &v[..cached.min(v.len())])
+            .collect();
+        let url = format!("{}/generate", self.url);
         let body = json!({
+            "input_ids": prefixes,
+            "sampling_params": {"temperature": 0.0, "max_new_tokens": 1, "ignore_eos": true},
+            "stream": false,
+        });
+        let mut req = self
+            .http
+            .post(&url)
+            .json(&body)
+            .timeout(self.cfg.request_timeout);
+        if let Some(k) = &self.cfg.api_key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| OfflineError::Server(format!("--cache-hit-rate: POST {url}: {e}")))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(OfflineError::Server(format!(
+                "--cache-hit-rate: POST {url} (the cache warm-up): HTTP {status}: {}",
+                resp.text().await.unwrap_or_default().trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The timed request's body: upstream's keys, the optional ones only when asked for.
+    fn body(&self, batch: &Batch, ignore_eos: bool) -> Value {
+        let mut body = json!({
             "sampling_params": {
                 "temperature": self.cfg.temperature,
-                "max_new_tokens": ol,
+                "max_new_tokens": batch.output_len,
                 "ignore_eos": ignore_eos,
                 "json_schema": null,
                 "stream_interval": self.cfg.stream_interval,
             },
             "return_logprob": self.cfg.return_logprob,
             "stream": true,
-            "input_ids": ids,
         });
+        if self.cfg.parallel_batch {
+            body["parallel_batch"] = true.into();
+        }
+        body["input_ids"] = json!(batch.ids);
+        if self.cfg.fake_prefill {
+            body["bootstrap_host"] = "2.2.2.2".into();
+            body["bootstrap_room"] = 0.into();
+        }
+        if let Some(l) = &self.cfg.lora {
+            let mut rng = self.rng.lock().expect("lora rng");
+            body["lora_path"] = l.lora_path(batch.ids.len(), &mut rng);
+        }
+        body
+    }
+
+    /// One case: flush, ids, (cache warm-up), (profile), metrics, the batched request,
+    /// metrics again.
+    async fn case(
+        &self,
+        case: (usize, usize, usize),
+        ignore_eos: bool,
+        run_name: &str,
+        profile: Option<&ServerProfile>,
+        observer: &dyn ServerObserver,
+    ) -> Result<CaseResult, OfflineError> {
+        let (bs, _, _) = case;
+        self.flush().await;
+        if self.cfg.flush_hicache_storage {
+            self.flush_hicache_storage().await?;
+        }
+        let batch = build_batch(self.cfg, self.tokenizer.as_ref(), self.vocab, case)?;
+        self.warm_cache(&batch).await?;
+        let profile_link = match profile {
+            Some(p) => {
+                let dir = self.start_profile(p, bs, batch.input_len).await?;
+                observer.event(&ServerEvent::ProfileStarted(&dir));
+                Some(dir)
+            }
+            None => None,
+        };
+        let before = self.cache_tokens().await;
+        let body = self.body(&batch, ignore_eos);
+        let n = batch.ids.len();
         let t0 = Instant::now();
-        let recorder = self.send(&body, bs, ignore_eos, t0).await?;
+        let recorder = self.send(&body, n, ignore_eos, t0).await?;
         let latency = t0.elapsed().as_secs_f64();
         let info = self.server.server_info().await?;
         let after = self.cache_tokens().await;
         let mut r = CaseResult::measure(
             run_name,
-            (bs, il, ol),
+            (bs, batch.input_len, batch.output_len),
+            batch.replay_input,
             ignore_eos,
             latency,
             &recorder,
@@ -602,10 +997,12 @@ async fn run_against(
     let info = server.server_info().await?;
     let l = limits(cfg, &info, observer);
     check_limits(cfg, &l, url)?;
-    let tokenizer = match cfg.dataset {
-        DatasetName::Random => BenchTokenizer::resolve(cfg.tokenizer.as_deref(), Some(&info))
-            .map_err(|e| OfflineError::Flag(e.to_string()))?,
-        _ => None,
+    // Every input but random-ids (and no fixed prompt) is text encoded client-side.
+    let tokenizer = if cfg.dataset != DatasetName::RandomIds || cfg.fixed_prompt.is_some() {
+        BenchTokenizer::resolve(cfg.tokenizer.as_deref(), Some(&info))
+            .map_err(|e| OfflineError::Flag(e.to_string()))?
+    } else {
+        None
     };
     let http = loupe_client::http_client().map_err(|e| OfflineError::Flag(e.to_string()))?;
     let session = Session {
@@ -615,6 +1012,7 @@ async fn run_against(
         url: url.to_string(),
         tokenizer,
         vocab: vocab_size(&info),
+        rng: std::sync::Mutex::new(StdRng::seed_from_u64(cfg.seed)),
     };
     if !cfg.skip_warmup {
         let mut unique = cfg.batch_sizes.clone();

@@ -54,6 +54,7 @@ impl CaseResult {
     pub(super) fn measure(
         run_name: &str,
         (bs, il, ol): (usize, usize, usize),
+        replay_input: Option<usize>,
         ignore_eos: bool,
         latency: f64,
         rec: &BatchRecorder,
@@ -65,12 +66,13 @@ impl CaseResult {
         let total_output = rec.total_output_tokens();
         // Under ignore_eos upstream divides every output token by the decode window (the
         // number its CI floors are calibrated to); otherwise only the window's own tokens.
-        let decode_tokens = if ignore_eos {
+        // Replay datasets always count the window's own tokens, and their real prompt tokens.
+        let decode_tokens = if ignore_eos && replay_input.is_none() {
             total_output as f64
         } else {
             total_output as f64 - rec.tokens_before_all_started()
         };
-        let total_input = (bs * il) as f64;
+        let total_input = replay_input.unwrap_or(bs * il) as f64;
         let steady = rec.steady_state();
         let cache_hit_rate = match (cache_before, cache_after) {
             (Some(b), Some(a)) if a.1 - b.1 > 0.0 => Some((a.0 - b.0) / (a.1 - b.1)),
@@ -175,6 +177,7 @@ mod tests {
         let r = CaseResult::measure(
             "default",
             (2, 10, 4),
+            None,
             true,
             2.123456,
             &rec,

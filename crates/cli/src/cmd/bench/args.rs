@@ -450,9 +450,9 @@ pub struct BenchArgs {
     pub refused: RefusedFlags,
 }
 
-/// bench_serving's generated-shared-prefix flags (same names and defaults).
+/// The generated-shared-prefix shape, as bench_serving and offline_throughput name it.
 #[derive(clap::Args, Debug, Clone)]
-pub struct GspArgs {
+pub struct GspShapeArgs {
     #[arg(long, default_value_t = 64)]
     pub gsp_num_groups: usize,
     #[arg(long, default_value_t = 16)]
@@ -463,6 +463,13 @@ pub struct GspArgs {
     pub gsp_question_len: usize,
     #[arg(long, default_value_t = 256)]
     pub gsp_output_len: usize,
+}
+
+/// bench_serving's generated-shared-prefix flags (same names and defaults).
+#[derive(clap::Args, Debug, Clone)]
+pub struct GspArgs {
+    #[command(flatten)]
+    pub shape: GspShapeArgs,
     /// Unlike --random-range-ratio, 1.0 (fixed lengths) by default, as bench_serving.
     #[arg(long, default_value_t = 1.0)]
     pub gsp_range_ratio: f64,
@@ -716,11 +723,11 @@ impl BenchArgs {
             (GroupDistribution::Uniform, None) => plan::GroupDistribution::Uniform,
         };
         Ok(plan::SharedPrefixPlan {
-            num_groups: g.gsp_num_groups,
-            prompts_per_group: g.gsp_prompts_per_group,
-            system_prompt_len: g.gsp_system_prompt_len,
-            question_len: g.gsp_question_len,
-            output_len: g.gsp_output_len,
+            num_groups: g.shape.gsp_num_groups,
+            prompts_per_group: g.shape.gsp_prompts_per_group,
+            system_prompt_len: g.shape.gsp_system_prompt_len,
+            question_len: g.shape.gsp_question_len,
+            output_len: g.shape.gsp_output_len,
             range_ratio: g.gsp_range_ratio,
             send_routing_key: g.gsp_send_routing_key,
             ordered: g.gsp_ordered,

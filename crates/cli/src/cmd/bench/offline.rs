@@ -14,6 +14,7 @@ use loupe_offline::throughput::{
 use loupe_server::ServerConfig;
 use serde_json::{Map, Value};
 
+use super::args::GspShapeArgs;
 use super::one_batch::{ActivityName, profiler_dir};
 use crate::cmd::serve::ServeArgs;
 
@@ -61,16 +62,8 @@ pub struct OfflineArgs {
     pub random_output_len: usize,
     #[arg(long, default_value_t = 0.0)]
     pub random_range_ratio: f64,
-    #[arg(long, default_value_t = 64)]
-    pub gsp_num_groups: usize,
-    #[arg(long, default_value_t = 16)]
-    pub gsp_prompts_per_group: usize,
-    #[arg(long, default_value_t = 2048)]
-    pub gsp_system_prompt_len: usize,
-    #[arg(long, default_value_t = 128)]
-    pub gsp_question_len: usize,
-    #[arg(long, default_value_t = 256)]
-    pub gsp_output_len: usize,
+    #[command(flatten)]
+    pub gsp: GspShapeArgs,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     #[arg(long)]
@@ -156,11 +149,11 @@ impl OfflineArgs {
                 random_input_len: self.random_input_len,
                 random_output_len: self.random_output_len,
                 random_range_ratio: self.random_range_ratio,
-                gsp_num_groups: self.gsp_num_groups,
-                gsp_prompts_per_group: self.gsp_prompts_per_group,
-                gsp_system_prompt_len: self.gsp_system_prompt_len,
-                gsp_question_len: self.gsp_question_len,
-                gsp_output_len: self.gsp_output_len,
+                gsp_num_groups: self.gsp.gsp_num_groups,
+                gsp_prompts_per_group: self.gsp.gsp_prompts_per_group,
+                gsp_system_prompt_len: self.gsp.gsp_system_prompt_len,
+                gsp_question_len: self.gsp.gsp_question_len,
+                gsp_output_len: self.gsp.gsp_output_len,
                 apply_chat_template: self.apply_chat_template,
                 prompt_suffix: self.prompt_suffix.clone(),
             },

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use loupe_bench::plan::DatasetName;
 use loupe_offline::one_batch_server::{
-    self, CaseResult, OneBatchServerConfig, ServerEvent, ServerObserver, ServerProfile, Target,
+    self, BatchGsp, CaseResult, LoraChoice, LoraDistribution, OneBatchServerConfig, ServerEvent,
+    ServerObserver, ServerProfile, Target,
 };
 use loupe_server::ServerConfig;
 
@@ -22,6 +23,32 @@ pub enum BatchDataset {
     Random,
     /// Token ids drawn from the vocabulary: no corpus needed.
     RandomIds,
+    /// min(--gsp-num-groups, batch) groups sharing a system prompt; the record's output
+    /// length is --gsp-output-len.
+    GeneratedSharedPrefix,
+    /// Recorded prompts at their real lengths (recorded output lengths ignored).
+    Sharegpt,
+    /// A JSONL conversation file (--dataset-path), replayed as sharegpt.
+    Custom,
+    /// LongBench-v2 documents cut to exactly --input-len tokens.
+    #[value(name = "longbench_v2")]
+    LongbenchV2,
+    /// Refused: needs image inputs.
+    Mmmu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BatchBackend {
+    Sglang,
+    /// Refused: vLLM's /v1/completions batch is not implemented.
+    Vllm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoraSpread {
+    Uniform,
+    Distinct,
+    Skewed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,7 +104,53 @@ pub struct OneBatchServerArgs {
     pub dataset_name: BatchDataset,
     #[arg(long, default_value = "")]
     pub dataset_path: String,
-    /// Tokenizer for --dataset-name random (default: the server's tokenizer_path).
+    /// This file's text (its token ids) for every request; replaces --dataset-name.
+    #[arg(long, default_value = "")]
+    pub fixed_prompt_file: String,
+    /// The chat template around --fixed-prompt-file's text or sharegpt/custom prompts.
+    #[arg(long)]
+    pub apply_chat_template: bool,
+    /// Comma-separated input lengths, request i gets entry i mod n (random, random-ids; one
+    /// --input-len); the record's input_len is their floor mean.
+    #[arg(long, default_value = "")]
+    pub input_len_list: String,
+    /// Unused, as upstream (accepted so copied command lines run).
+    #[arg(long, default_value_t = 0.0)]
+    pub input_len_step_percentage: f64,
+    #[arg(long, default_value_t = 1)]
+    pub gsp_num_groups: usize,
+    #[arg(long, default_value_t = 2048)]
+    pub gsp_system_prompt_len: usize,
+    #[arg(long, default_value_t = 128)]
+    pub gsp_question_len: usize,
+    #[arg(long, default_value_t = 256)]
+    pub gsp_output_len: usize,
+    #[arg(long, value_enum, default_value = "sglang")]
+    pub backend: BatchBackend,
+    /// Send each prompt's first int(input_len x rate) tokens once before the timed request.
+    #[arg(long, default_value_t = 0.0)]
+    pub cache_hit_rate: f64,
+    /// `parallel_batch: true` in the request body.
+    #[arg(long)]
+    pub parallel_batch: bool,
+    /// `bootstrap_host: "2.2.2.2"`, `bootstrap_room: 0` (a decode server with a fake
+    /// transfer backend).
+    #[arg(long)]
+    pub fake_prefill: bool,
+    /// Also POST /hicache/storage-backend/clear before every case.
+    #[arg(long)]
+    pub flush_hicache_storage: bool,
+    /// Allow batches over the server's running-request cap (they run in waves).
+    #[arg(long)]
+    pub enable_multi_batch: bool,
+    /// Adapters for `lora_path` (one: every prompt; more: per prompt).
+    #[arg(long, num_args = 0..)]
+    pub lora_name: Option<Vec<String>>,
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub lora_request_distribution: LoraSpread,
+    #[arg(long, default_value_t = 1.1)]
+    pub lora_zipf_alpha: f64,
+    /// Tokenizer for text inputs (default: the server's tokenizer_path).
     #[arg(long, default_value = "")]
     pub local_tokenizer_path: String,
     #[arg(long, default_value_t = 42)]
@@ -123,6 +196,59 @@ pub struct OneBatchServerArgs {
 
 impl OneBatchServerArgs {
     pub fn config(&self) -> anyhow::Result<OneBatchServerConfig> {
+        if self.backend == BatchBackend::Vllm {
+            anyhow::bail!(
+                "--backend vllm: loupe's one-batch-server sends SGLang's batched /generate only                  (vLLM's /v1/completions batch with /reset_prefix_cache is not implemented);                  use --backend sglang against an SGLang-API server"
+            );
+        }
+        let dataset = match self.dataset_name {
+            BatchDataset::Random => DatasetName::Random,
+            BatchDataset::RandomIds => DatasetName::RandomIds,
+            BatchDataset::GeneratedSharedPrefix => DatasetName::GeneratedSharedPrefix,
+            BatchDataset::Sharegpt => DatasetName::Sharegpt,
+            BatchDataset::Custom => DatasetName::Custom,
+            BatchDataset::LongbenchV2 => DatasetName::LongbenchV2,
+            BatchDataset::Mmmu => anyhow::bail!(
+                "--dataset-name mmmu: its requests carry images (image_data), which loupe does \
+                 not send; use random, random-ids, generated-shared-prefix, sharegpt, custom or \
+                 longbench_v2"
+            ),
+        };
+        let input_len_list = if self.input_len_list.is_empty() {
+            None
+        } else {
+            Some(
+                self.input_len_list
+                    .split(',')
+                    .map(|v| v.trim().parse::<usize>().ok().filter(|&n| n > 0))
+                    .collect::<Option<Vec<usize>>>()
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--input-len-list must be comma-separated positive integers, got {:?}",
+                            self.input_len_list
+                        )
+                    })?,
+            )
+        };
+        let lora = self
+            .lora_name
+            .as_ref()
+            .filter(|n| !n.is_empty())
+            .map(|names| LoraChoice {
+                names: names.clone(),
+                distribution: match self.lora_request_distribution {
+                    LoraSpread::Uniform => LoraDistribution::Uniform,
+                    LoraSpread::Distinct => LoraDistribution::Distinct,
+                    LoraSpread::Skewed => LoraDistribution::Skewed,
+                },
+                zipf_alpha: self.lora_zipf_alpha,
+            });
+        if !(self.lora_zipf_alpha > 1.0) {
+            anyhow::bail!(
+                "--lora-zipf-alpha must be > 1, got {}",
+                self.lora_zipf_alpha
+            );
+        }
         let target = match &self.base_url {
             Some(u) => Target::Url(u.clone()),
             None => {
@@ -163,11 +289,24 @@ impl OneBatchServerArgs {
             ignore_eos: !self.disable_ignore_eos,
             return_logprob: self.return_logprob,
             stream_interval: self.client_stream_interval,
-            dataset: match self.dataset_name {
-                BatchDataset::Random => DatasetName::Random,
-                BatchDataset::RandomIds => DatasetName::RandomIds,
-            },
+            dataset,
             dataset_path: self.dataset_path.clone(),
+            gsp: BatchGsp {
+                num_groups: self.gsp_num_groups,
+                system_prompt_len: self.gsp_system_prompt_len,
+                question_len: self.gsp_question_len,
+                output_len: self.gsp_output_len,
+            },
+            fixed_prompt: (!self.fixed_prompt_file.is_empty())
+                .then(|| PathBuf::from(&self.fixed_prompt_file)),
+            apply_chat_template: self.apply_chat_template,
+            input_len_list,
+            cache_hit_rate: self.cache_hit_rate,
+            parallel_batch: self.parallel_batch,
+            fake_prefill: self.fake_prefill,
+            flush_hicache_storage: self.flush_hicache_storage,
+            enable_multi_batch: self.enable_multi_batch,
+            lora,
             tokenizer: (!self.local_tokenizer_path.is_empty())
                 .then(|| self.local_tokenizer_path.clone()),
             seed: self.seed,
