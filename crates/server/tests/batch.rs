@@ -186,3 +186,55 @@ async fn server_info_names_a_tokenizer_clients_can_load() {
     let dir = std::path::Path::new(v["tokenizer_path"].as_str().expect("a path for the preset"));
     assert!(dir.join("tokenizer.json").is_file(), "{}", dir.display());
 }
+
+/// The scheduler's forward-step count (`/server_info`) once it has counted at least
+/// `at_least` steps and is idle again (the idle state is published after the last step's
+/// count, so the figure read then is final).
+async fn settled_steps(s: &App, at_least: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = s.get("/server_info").await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let st = &v["internal_states"][0];
+        let steps = st["forward_steps"].as_u64().unwrap();
+        if steps >= at_least && st["num_running_reqs"] == 0 && st["num_queue_reqs"] == 0 {
+            return steps;
+        }
+        assert!(std::time::Instant::now() < deadline, "the scheduler never settled: {st}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_prefilled_in_one_step_as_sglang_sends_it_whole() {
+    // SGLang's tokenizer manager hands a pre-tokenized batch to the scheduler as one
+    // message; loupe's scheduler must likewise see all eight prompts before it plans the
+    // step (one message per prompt let it start a prefill on the first one alone).
+    let s = app(|_| {}).await;
+    let one = |ids: Value| {
+        json!({
+            "input_ids": ids,
+            "sampling_params": {"temperature": 0.0, "max_new_tokens": 1, "ignore_eos": true},
+            "stream": true,
+        })
+    };
+    let mut before = settled_steps(&s, 0).await;
+    for round in 0..5u32 {
+        let ids: Vec<Vec<u32>> = (0..8)
+            .map(|i| (0..16).map(|j| 3 + ((round * 8 + i) * 16 + j) % 200).collect())
+            .collect();
+        let chunks = stream(&s, one(json!(ids))).await;
+        assert_eq!(per_index(&chunks, 8), vec![vec![1]; 8]);
+        // A single request after it: by its end every step of the batch has been counted.
+        stream(&s, one(json!([7, 8, 9]))).await;
+        let after = settled_steps(&s, before + 2).await;
+        assert_eq!(
+            after - before,
+            2,
+            "round {round}: eight 16-token prompts, one new token each, take one extend step \
+             (and the single request after them one)"
+        );
+        before = after;
+    }
+}
