@@ -12,6 +12,7 @@
 # trace is written after the last step, outside the timed steps, as upstream does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$(date +%s)
 model=${1:-small}
 BATCHES=${BATCHES:-1 8 32}
 INPUT_LEN=${INPUT_LEN:-128}
@@ -27,7 +28,7 @@ for b in $BATCHES; do
   for r in $(seq "$ROUNDS"); do
     cargo bench -q -p loupe-engine --bench forward -- --model "$model" --batches "$b" \
       --prompt-len "$INPUT_LEN" --decode-steps "$steps" --threads "$THREADS" \
-      --overhead-batch "$b" 2>/dev/null > "$out/fwd-$b-$r.json"
+      --decode-only --record-every 0 2>/dev/null > "$out/fwd-$b-$r.json"
     target/release/loupe --log-level warn bench one-batch --model-path "$model" --threads "$THREADS" \
       --batch-size "$b" --input-len "$INPUT_LEN" --output-len "$OUTPUT_LEN" \
       --result-filename "$out/ob-$b.jsonl" > /dev/null
@@ -46,10 +47,11 @@ print("| batch | forward bench step (ms) | one-batch median step (ms) | one-batc
       "one-batch profiled step (ms) | profiling cost per step |")
 print("|---|---|---|---|---|---|")
 for b in batches:
-    fwd = [int(b) / json.load(open(p))["decode"][0]["tokens_per_s"] * 1e3
+    fwd = [json.load(open(p))["decode"][0]["median_step_s"] * 1e3
            for p in sorted(glob.glob(f"{out}/fwd-{b}-*.json"))]
     ob = [r["median_decode_latency"] * 1e3 for r in lines(f"{out}/ob-{b}.jsonl")]
     obp = [r["median_decode_latency"] * 1e3 for r in lines(f"{out}/obp-{b}.jsonl")]
     f, o, p = (statistics.median(x) for x in (fwd, ob, obp))
     print(f"| {b} | {f:.3f} | {o:.3f} | {o / f:.3f} | {p:.3f} | {p - o:+.3f} ms ({(p / o - 1) * 100:+.1f}%) |")
 PY
+echo "elapsed: $(( $(date +%s) - start )) s (load average: $(cut -d" " -f1-3 /proc/loadavg))"

@@ -4,7 +4,9 @@
 # figure's median over ROUNDS for both tools and their ratio.
 #
 #   scripts/bench_one_batch_server.sh [model]   (default tiny)
-#   env: BATCHES="1 8 32"  INPUT_LEN=256  OUTPUT_LEN=32  THREADS=$(nproc)  ROUNDS=3
+#   env: BATCHES="1 8 32"  INPUT_LEN=256  OUTPUT_LEN=32  THREADS=$(nproc)  ROUNDS=3  REPEAT=1
+#        (REPEAT: each batch size that many times per run, as upstream sweeps a repeated
+#        --batch-size value: more samples per process start)
 #        PYTHON (default .venv-peers/bin/python; scripts/install-python-peers.sh)
 #
 # Both tools send `--dataset-name random-ids` batches (same shapes; the ids differ, which the
@@ -19,6 +21,7 @@ INPUT_LEN=${INPUT_LEN:-256}
 OUTPUT_LEN=${OUTPUT_LEN:-32}
 THREADS=${THREADS:-$(nproc)}
 ROUNDS=${ROUNDS:-3}
+REPEAT=${REPEAT:-1}
 PYTHON=${PYTHON:-.venv-peers/bin/python}
 out=$(mktemp -d)
 pydeps="$out/pydeps"
@@ -32,7 +35,8 @@ trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$out"' EXIT
 url="http://127.0.0.1:$port"
 until curl -sf "$url/health" > /dev/null; do sleep 0.2; done
 model_dir=$(curl -s "$url/server_info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tokenizer_path"])')
-cases=(--batch-size $BATCHES --input-len "$INPUT_LEN" --output-len "$OUTPUT_LEN" \
+sweep=$(for b in $BATCHES; do for _ in $(seq "$REPEAT"); do printf '%s ' "$b"; done; done)
+cases=(--batch-size $sweep --input-len "$INPUT_LEN" --output-len "$OUTPUT_LEN" \
        --dataset-name random-ids --skip-warmup)
 sglang() {
   PYTHONPATH="scripts/peers/sglang_no_launch:$pydeps" HF_HUB_OFFLINE=1 "$PYTHON" -m \
@@ -44,9 +48,13 @@ loupe() {
     --result-filename "$1" > /dev/null
 }
 sglang "$out/warm.jsonl"; loupe "$out/warm.jsonl"
+# Alternating, and the order swapped every round.
 for r in $(seq "$ROUNDS"); do
-  sglang "$out/sglang.jsonl"
-  loupe "$out/loupe.jsonl"
+  if [ $((r % 2)) = 1 ]; then
+    sglang "$out/sglang.jsonl"; loupe "$out/loupe.jsonl"
+  else
+    loupe "$out/loupe.jsonl"; sglang "$out/sglang.jsonl"
+  fi
 done
 "$PYTHON" - "$out" "$model" "$THREADS" <<'PY'
 import json, statistics, sys
@@ -59,6 +67,7 @@ def load(name):
     return rows
 s, l = load("sglang"), load("loupe")
 keys = ["latency", "last_ttft", "input_throughput", "output_throughput", "overall_throughput"]
+print(f"samples per case and tool: {len(next(iter(s.values())))}; load average: {open('/proc/loadavg').read().split()[:3]}")
 print(f"\n### one_batch_server: SGLang's tool vs loupe's against the same loupe serve ({model}, {threads} threads)")
 print("| case (bs, il, ol) | " + " | ".join(f"{k} sglang / loupe / ratio" for k in keys) + " |")
 print("|---|" + "---|" * len(keys))

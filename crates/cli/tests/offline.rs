@@ -291,6 +291,29 @@ fn one_batch_profiles_into_upstreams_file_names_with_a_table_per_trace() {
             .map(String::as_str),
         Some("2")
     );
+    // The scheduler-shaped spans SGLang's traces carry, and `loupe trace summary` reads the
+    // files: each decode step is one `scheduler.run_batch` with its `step[DECODE bs=2]`, and
+    // the stage table finds both steps; the prefill file has its EXTEND step.
+    for (name, step, stage, steps) in [
+        (&names[0], "step[DECODE bs=2]", "decode", "2"),
+        (&names[1], "step[EXTEND bs=2 toks=16]", "prefill", "1"),
+    ] {
+        let summary = ok(&run(
+            dir.path(),
+            &["trace", "summary", prof.join(name).to_str().unwrap()],
+        ));
+        for needle in ["scheduler.run_batch", step, "loupe::qkv_proj"] {
+            assert!(summary.contains(needle), "{name}: {needle}: {summary}");
+        }
+        let stages = summary.split("\nStages").nth(1).unwrap_or_default();
+        assert!(
+            stages.lines().any(|l| {
+                let mut w = l.split_whitespace();
+                w.next() == Some(stage) && w.next() == Some(steps)
+            }),
+            "{name}: {stage} x {steps}: {summary}"
+        );
+    }
 
     // CPU only, prefill only: one file, sorted by self CPU time, no device columns.
     let only = dir.path().join("only");

@@ -6,6 +6,7 @@
 //!     cargo bench -p loupe-engine --bench forward -- --model small --batches 1,8,32,64
 //!         [--prompt-len 128] [--decode-steps 32] [--prefill-len 512] [--overhead-batch 64]
 //!         [--threads N] [--write-config config.json] [--dtype float32|bfloat16|float16]
+//!         [--record-every N (time every Nth step's ops, 0: none; default 4)] [--decode-only]
 //!     cargo bench -p loupe-engine --bench forward -- --kernels [--dtype bfloat16]
 
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,10 @@ struct Opts {
     write_config: Option<String>,
     dtype: Option<WeightDtype>,
     kernels: bool,
+    /// Time the ops of every Nth decode step for the GFLOP/s figure (0: never).
+    record_every: usize,
+    /// Decode only: no prefill, gemm peak or scheduler-overhead runs.
+    decode_only: bool,
 }
 
 fn parse_args() -> Opts {
@@ -45,6 +50,8 @@ fn parse_args() -> Opts {
         write_config: None,
         dtype: None,
         kernels: false,
+        record_every: 4,
+        decode_only: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -69,6 +76,12 @@ fn parse_args() -> Opts {
                 i += 1;
                 continue;
             }
+            "--decode-only" => {
+                o.decode_only = true;
+                i += 1;
+                continue;
+            }
+            "--record-every" => o.record_every = val(i).parse().expect("--record-every"),
             "--dtype" => {
                 o.dtype =
                     Some(WeightDtype::parse(&val(i)).expect("--dtype float32|bfloat16|float16"))
@@ -84,15 +97,26 @@ fn parse_args() -> Opts {
     o
 }
 
-/// Decode `steps` tokens for `batch` sequences after a `prompt_len` prefill; returns
-/// (decode tokens/s, projection GFLOP/s during decode).
+/// What one batch size's decode measured.
+struct Decode {
+    /// Tokens/s of the best of three passes.
+    tokens_per_s: f64,
+    /// Projection GFLOP/s over the steps whose ops were timed.
+    gflops: f64,
+    /// The median of every untimed-ops step's own latency (batch built, forward, argmax),
+    /// over the three passes: `bench one-batch`'s statistic.
+    median_step_s: f64,
+}
+
+/// Decode `steps` tokens for `batch` sequences after a `prompt_len` prefill.
 fn decode_throughput(
     group: &mut TpGroup,
     vocab: usize,
     batch: usize,
     prompt_len: usize,
     steps: usize,
-) -> (f64, f64) {
+    record_every: usize,
+) -> Decode {
     let ctx = prompt_len + steps + 1;
     let slots: Vec<Vec<u32>> = (0..batch)
         .map(|b| ((b * ctx) as u32..((b + 1) * ctx) as u32).collect())
@@ -115,11 +139,14 @@ fn decode_throughput(
     let mut next: Vec<u32> = logits.chunks(vocab).map(argmax).collect();
     let (mut flops, mut proj_secs) = (0.0, 0.0);
     let mut best = f64::MAX;
+    let mut step_secs = Vec::with_capacity(3 * steps);
     // Best of three passes over the same positions (the machine may be shared).
     for _ in 0..3 {
         let t0 = Instant::now();
         for step in 0..steps {
             let pos = prompt_len + step;
+            let record = record_every > 0 && step % record_every == 0;
+            let ts = Instant::now();
             let out = group.forward(ForwardBatch {
                 seqs: (0..batch)
                     .map(|b| SeqInput {
@@ -129,7 +156,7 @@ fn decode_throughput(
                         want_logits: true,
                     })
                     .collect(),
-                record_ops: step % 4 == 0,
+                record_ops: record,
                 all_logits: false,
             });
             next = out
@@ -138,6 +165,9 @@ fn decode_throughput(
                 .chunks(vocab)
                 .map(argmax)
                 .collect();
+            if !record {
+                step_secs.push(ts.elapsed().as_secs_f64());
+            }
             for op in out
                 .rank_ops
                 .iter()
@@ -150,10 +180,18 @@ fn decode_throughput(
         }
         best = best.min(t0.elapsed().as_secs_f64());
     }
-    (
-        (batch * steps) as f64 / best,
-        flops / proj_secs.max(1e-12) / 1e9,
-    )
+    step_secs.sort_by(f64::total_cmp);
+    let n = step_secs.len();
+    let median_step_s = match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => step_secs[n / 2],
+        _ => (step_secs[n / 2 - 1] + step_secs[n / 2]) / 2.0,
+    };
+    Decode {
+        tokens_per_s: (batch * steps) as f64 / best,
+        gflops: flops / proj_secs.max(1e-12) / 1e9,
+        median_step_s,
+    }
 }
 
 fn prefill_throughput(group: &mut TpGroup, vocab: usize, len: usize) -> f64 {
@@ -363,17 +401,34 @@ fn main() {
     .expect("model");
     let mut group = TpGroup::new(ranks, 0);
     // Warm caches and thread pools once.
-    decode_throughput(&mut group, vocab, 1, 16, 2);
-    let peak = gemm_peak(o.threads);
+    decode_throughput(&mut group, vocab, 1, 16, 2, o.record_every);
+    let peak = if o.decode_only {
+        f64::NAN
+    } else {
+        gemm_peak(o.threads)
+    };
     let decode: Vec<serde_json::Value> = o
         .batches
         .iter()
         .map(|&b| {
-            let (tps, gflops) = decode_throughput(&mut group, vocab, b, o.prompt_len, o.decode_steps);
-            eprintln!("decode batch {b:>3}: {tps:>10.1} tok/s, projections {gflops:.1} GFLOP/s");
-            json!({"batch": b, "tokens_per_s": tps, "projection_gflops": gflops, "gemm_peak_fraction": gflops / peak})
+            let d = decode_throughput(&mut group, vocab, b, o.prompt_len, o.decode_steps, o.record_every);
+            let (tps, gflops) = (d.tokens_per_s, d.gflops);
+            eprintln!(
+                "decode batch {b:>3}: {tps:>10.1} tok/s, median step {:.4} ms, projections {gflops:.1} GFLOP/s",
+                d.median_step_s * 1e3
+            );
+            json!({"batch": b, "tokens_per_s": tps, "median_step_s": d.median_step_s,
+                   "projection_gflops": gflops, "gemm_peak_fraction": gflops / peak})
         })
         .collect();
+    if o.decode_only {
+        println!(
+            "{}",
+            json!({"engine": "loupe", "model": o.model.name(), "threads": o.threads,
+            "prompt_len": o.prompt_len, "decode_steps": o.decode_steps, "decode": decode})
+        );
+        return;
+    }
     let prefill = prefill_throughput(&mut group, vocab, o.prefill_len);
     eprintln!(
         "prefill {} tokens: {prefill:.1} tok/s; gemm peak {peak:.1} GFLOP/s",

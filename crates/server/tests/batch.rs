@@ -201,7 +201,10 @@ async fn settled_steps(s: &App, at_least: u64) -> u64 {
         if steps >= at_least && st["num_running_reqs"] == 0 && st["num_queue_reqs"] == 0 {
             return steps;
         }
-        assert!(std::time::Instant::now() < deadline, "the scheduler never settled: {st}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduler never settled: {st}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
@@ -222,7 +225,11 @@ async fn a_batch_is_prefilled_in_one_step_as_sglang_sends_it_whole() {
     let mut before = settled_steps(&s, 0).await;
     for round in 0..5u32 {
         let ids: Vec<Vec<u32>> = (0..8)
-            .map(|i| (0..16).map(|j| 3 + ((round * 8 + i) * 16 + j) % 200).collect())
+            .map(|i| {
+                (0..16)
+                    .map(|j| 3 + ((round * 8 + i) * 16 + j) % 200)
+                    .collect()
+            })
             .collect();
         let chunks = stream(&s, one(json!(ids))).await;
         assert_eq!(per_index(&chunks, 8), vec![vec![1]; 8]);

@@ -315,10 +315,11 @@ fn check_flags(cfg: &OneBatchServerConfig) -> Result<(), OfflineError> {
             ));
         }
     }
-    if !(cfg.lora.as_ref().map_or(1.1, |l| l.zipf_alpha) > 1.0) {
+    let alpha = cfg.lora.as_ref().map_or(1.1, |l| l.zipf_alpha);
+    // NaN included: upstream asserts alpha > 1.
+    if alpha.partial_cmp(&1.0) != Some(std::cmp::Ordering::Greater) {
         return Err(OfflineError::Flag(format!(
-            "--lora-zipf-alpha must be > 1, got {}",
-            cfg.lora.as_ref().map_or(1.1, |l| l.zipf_alpha)
+            "--lora-zipf-alpha must be > 1, got {alpha}"
         )));
     }
     if !(0.0..=1.0).contains(&cfg.cache_hit_rate) {

@@ -29,7 +29,7 @@ pub enum OfflineTool {
     /// `python -m sglang.benchmark.one_batch`: the model batch by batch, no server, no queue.
     OneBatch(one_batch::OneBatchArgs),
     /// `python -m sglang.benchmark.one_batch_server`: each batch as one streamed /generate.
-    OneBatchServer(one_batch_server::OneBatchServerArgs),
+    OneBatchServer(Box<one_batch_server::OneBatchServerArgs>),
     /// `python -m sglang.benchmark.offline_throughput`: every prompt to the in-process engine.
     Offline(offline::OfflineArgs),
 }
@@ -83,7 +83,7 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(tool) = args.tool.take() {
         return match tool {
             OfflineTool::OneBatch(a) => one_batch::run(a).await,
-            OfflineTool::OneBatchServer(a) => one_batch_server::run(a).await,
+            OfflineTool::OneBatchServer(a) => one_batch_server::run(*a).await,
             OfflineTool::Offline(a) => offline::run(a).await,
         };
     }

@@ -243,7 +243,7 @@ impl OneBatchServerArgs {
                 },
                 zipf_alpha: self.lora_zipf_alpha,
             });
-        if !(self.lora_zipf_alpha > 1.0) {
+        if self.lora_zipf_alpha.partial_cmp(&1.0) != Some(std::cmp::Ordering::Greater) {
             anyhow::bail!(
                 "--lora-zipf-alpha must be > 1, got {}",
                 self.lora_zipf_alpha
