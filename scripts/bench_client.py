@@ -89,7 +89,9 @@ class Server:
 
     def __init__(self, loupe, port, args, log):
         self.base = f"http://127.0.0.1:{port}"
-        cmd = ["taskset", "-c", "0", loupe, "serve", "--port", str(port), "--threads", "1", *args]
+        # --enable-metrics: the scraper section reads /metrics (404 without it, as SGLang).
+        cmd = ["taskset", "-c", "0", loupe, "serve", "--port", str(port), "--threads", "1",
+               "--enable-metrics", *args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while True:

@@ -17,7 +17,7 @@ use crate::error::{BenchError, Result};
 use crate::observer::{BenchObserver, DatasetReady, RunStart};
 use crate::outcome::{BenchOutcome, RunInfo, RunOutcome};
 use crate::plan::{Api, BenchPlan, DatasetName, ServerTarget};
-use crate::point::{PointContext, PointResult, run_point};
+use crate::point::{Interrupt, PointContext, PointResult, run_point};
 use crate::points::{Point, point_label, points, schedule};
 use crate::report;
 use crate::request_keys;
@@ -93,6 +93,8 @@ async fn start_embedded(model: &str, observer: &dyn BenchObserver) -> Result<Run
     let serve = loupe_server::ServerConfig {
         model_path: model.to_string(),
         port: 0,
+        // --scrape-metrics and --html's server charts read its /metrics.
+        enable_metrics: true,
         ..Default::default()
     };
     let s = loupe_server::spawn(serve)
@@ -338,6 +340,11 @@ async fn sweep(
         tokenizer: found.tokenizer.as_deref(),
         embedded: r.embedded,
         observer,
+        interrupt: if plan.profile.profile {
+            Some(Interrupt::listen()?)
+        } else {
+            None
+        },
     };
     let scenarios: Vec<Option<&Scenario>> = if plan.dataset.scenarios.is_empty() {
         vec![None]

@@ -49,6 +49,7 @@ impl Server {
                 "tiny",
                 "--threads",
                 "1",
+                "--enable-metrics",
                 "--port",
                 &port.to_string(),
             ])

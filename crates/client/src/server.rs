@@ -218,12 +218,16 @@ impl Server {
         Self::check(resp, &url).await.map(drop)
     }
 
-    /// Scrape `/metrics`.
+    /// Scrape `/metrics`. A 404 is [`ErrorKind::NoMetrics`], whose message names
+    /// `--enable-metrics`.
     pub async fn metrics(&self) -> Result<Vec<Sample>, ClientError> {
         let url = self.url("/metrics");
         let resp = self
             .send(self.http.get(&url).timeout(REQUEST_TIMEOUT), &url)
             .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(ClientError::new(url, ErrorKind::NoMetrics));
+        }
         let text = Self::check(resp, &url)
             .await?
             .text()

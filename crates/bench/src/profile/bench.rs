@@ -124,7 +124,8 @@ pub struct ProfileReport {
     pub summary: Option<String>,
 }
 
-/// A profile started around a run.
+/// A profile started around a run (cloned to stop it while `finish` runs).
+#[derive(Clone)]
 pub struct ProfileRun {
     /// (label, server, whether its /start_profile succeeded).
     endpoints: Vec<(String, Server, bool)>,
@@ -371,7 +372,7 @@ impl ProfileRun {
     }
 
     /// Stop every started endpoint now (Ctrl-C): the server must not be left profiling.
-    pub async fn abandon(self) {
+    pub async fn abandon(&self) {
         for (label, server, started) in &self.endpoints {
             if *started && let Err(e) = server.stop_profile_on(self.engine).await {
                 tracing::warn!("Failed to stop the profiler ({label}): {e}");

@@ -102,6 +102,9 @@ pub enum ServerEvent<'a> {
     },
     /// Upstream prints and swallows the profiled pass's errors.
     ProfileFailed(&'a str),
+    /// `/metrics` could not be read (said once): cache_hit_rate is left out. A 404's message
+    /// names --enable-metrics.
+    NoMetrics(&'a str),
 }
 
 pub trait ServerObserver: Send + Sync {
@@ -315,6 +318,9 @@ struct Session<'a> {
     url: String,
     tokenizer: Option<BenchTokenizer>,
     vocab: Option<usize>,
+    observer: &'a dyn ServerObserver,
+    /// `/metrics` failed once already (its warning is said once).
+    metrics_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Session<'_> {
@@ -335,7 +341,17 @@ impl Session<'_> {
     }
 
     async fn cache_tokens(&self) -> Option<(f64, f64)> {
-        let samples = self.server.metrics().await.ok()?;
+        use std::sync::atomic::Ordering;
+        let samples = match self.server.metrics().await {
+            Ok(s) => s,
+            Err(e) => {
+                if !self.metrics_failed.swap(true, Ordering::Relaxed) {
+                    let why = format!("{e}; cache_hit_rate is left out");
+                    self.observer.event(&ServerEvent::NoMetrics(&why));
+                }
+                return None;
+            }
+        };
         let sum = |name: &str| {
             samples
                 .iter()
@@ -615,6 +631,8 @@ async fn run_against(
         url: url.to_string(),
         tokenizer,
         vocab: vocab_size(&info),
+        observer,
+        metrics_failed: Default::default(),
     };
     if !cfg.skip_warmup {
         let mut unique = cfg.batch_sizes.clone();

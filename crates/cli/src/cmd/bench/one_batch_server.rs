@@ -131,6 +131,8 @@ impl OneBatchServerArgs {
                 if sc.port == 30000 {
                     sc.port = 0;
                 }
+                // cache_hit_rate is read from its /metrics.
+                sc.enable_metrics = true;
                 Target::Embedded(Box::new(sc))
             }
         };
@@ -286,6 +288,7 @@ impl ServerObserver for Lines {
             ServerEvent::ProfileFailed(e) => {
                 println!("Error profiling, some profile traces may not be dumped: {e}")
             }
+            ServerEvent::NoMetrics(why) => eprintln!("warning: {why}"),
         }
     }
 }
