@@ -51,6 +51,13 @@ pub enum ErrorKind {
          launched with --enable-metrics"
     )]
     NoMetrics,
+    /// `/metrics` answered JSON: trtllm-serve's iteration statistics.
+    #[error(
+        "the body is JSON, not Prometheus text: trtllm-serve's /metrics is JSON iteration \
+         statistics (`loupe watch` reads them; trtllm-serve's Prometheus text is at \
+         /prometheus/metrics, with return_perf_metrics)"
+    )]
+    JsonMetrics,
     #[error("the body is not Prometheus text: {0}")]
     Metrics(#[from] crate::metrics::MetricsError),
     /// The engine has no route for what was asked.

@@ -233,6 +233,9 @@ impl Server {
             .text()
             .await
             .map_err(|e| ClientError::new(&url, ErrorKind::Transport(describe(&e))))?;
+        if text.trim_start().starts_with(['[', '{']) {
+            return Err(ClientError::new(url, ErrorKind::JsonMetrics));
+        }
         metrics::parse(&text).map_err(|e| ClientError::new(url, e.into()))
     }
 
