@@ -4,8 +4,9 @@
 //! `loupe profile nsys` for Nsight Systems sessions. The engine (SGLang, vLLM, TensorRT-LLM,
 //! Dynamo) is `--engine` or asked from the server, and printed; each speaks its own protocol
 //! (vLLM: the strict body, a stop before each start, files listed and summarised at the
-//! stop). The conversation itself is loupe-client's; this module holds the flags and the
-//! terminal output.
+//! stop; TensorRT-LLM and Dynamo: stopped after a `--wait`ed capture too, files listed from
+//! the output directory). The conversation itself is loupe-client's; this module holds the
+//! flags and the terminal output.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -402,7 +402,7 @@ mod tests {
             let mut n = 0;
             for y in block_rows.clone() {
                 for x in 64..b.area.width {
-                    let c = b.cell((x as u16, y as u16)).unwrap();
+                    let c = b.cell((x, y as u16)).unwrap();
                     if c.fg == color && BARS.contains(c.symbol()) && c.symbol() != " " {
                         n += 1;
                     }
