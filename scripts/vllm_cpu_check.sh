@@ -7,7 +7,8 @@
 # Qwen2 checkpoint (default: python3). LOUPE: the loupe binary (default: target/debug/loupe).
 # Not part of cargo test: vLLM takes minutes to start on a CPU.
 # Last run (2026-12-02, vLLM 0.32.0 CPU wheel, 2-vCPU machine shared with other builds,
-# loupe's debug build): ready after 133 s; bench, `profile start --num-steps 5 --wait`,
+# loupe's debug build; twice, the second with the build that added TensorRT-LLM/Dynamo and the
+# sweep's Ctrl-C listener): ready after 133 s and 145 s; bench, `profile start --num-steps 5 --wait`,
 # unbounded `profile start` + `profile stop --output-dir`, `bench --profile
 # --profile-num-steps 10` all passed; the idle check (a fresh /start_profile answered 200,
 # not 409) passed after each; every step listed vLLM's files (rank0.<ns>.pt.trace.json.gz,
