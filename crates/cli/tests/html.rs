@@ -332,6 +332,21 @@ fn a_run_summary_page_renders() {
     check_in_browser(&page, "run-summary");
 }
 
+/// Every part of a zip (an .xlsx), by name.
+#[cfg(feature = "xlsx")]
+fn zip_parts(path: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::io::Read;
+    let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut text = String::new();
+            f.read_to_string(&mut text).unwrap();
+            (f.name().unwrap().to_string(), text)
+        })
+        .collect()
+}
+
 #[cfg(feature = "xlsx")]
 #[test]
 fn xlsx_workbook_has_genai_bench_sheets_and_charts() {
@@ -350,12 +365,121 @@ fn xlsx_workbook_has_genai_bench_sheets_and_charts() {
             &book_arg,
         ],
     );
-    let bytes = std::fs::read(&book).unwrap();
-    assert_eq!(&bytes[..2], b"PK");
-    // The zip's directory names its parts in the clear: six sheets, genai-bench's 2 x 4 charts.
-    let names = String::from_utf8_lossy(&bytes);
-    assert!(names.contains("xl/worksheets/sheet6.xml") && !names.contains("sheet7.xml"));
-    assert!(names.contains("xl/charts/chart8.xml") && !names.contains("chart9.xml"));
+    let parts = zip_parts(&book);
+    // genai-bench's sheets in its order, then the charts.
+    let workbook = &parts["xl/workbook.xml"];
+    let names: Vec<&str> = workbook
+        .split("<sheet name=\"")
+        .skip(1)
+        .map(|s| &s[..s.find('"').unwrap()])
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Summary",
+            "Appendix",
+            "Experiment Metadata",
+            "Aggregated Metrics for Each Run",
+            "Individual Request Metrics",
+            "Charts"
+        ]
+    );
+    // Each sheet's header row, as the shared strings its first row points at.
+    let strings: Vec<String> = parts["xl/sharedStrings.xml"]
+        .split("<t>")
+        .skip(1)
+        .map(|s| s[..s.find("</t>").unwrap()].replace("&gt;", ">"))
+        .collect();
+    let header = |sheet: usize| -> Vec<String> {
+        let xml = &parts[&format!("xl/worksheets/sheet{sheet}.xml")];
+        let row = &xml[xml.find("<row r=\"1\"").unwrap()..];
+        let row = &row[..row.find("</row>").unwrap()];
+        row.split("<v>")
+            .skip(1)
+            .map(|v| strings[v[..v.find("</v>").unwrap()].parse::<usize>().unwrap()].clone())
+            .collect()
+    };
+    assert_eq!(
+        header(1),
+        [
+            "GPU Type",
+            "Use Case",
+            "Concurrency at target speed (>10 tokens/s)",
+            "Total Throughput (tokens/min)"
+        ]
+    );
+    assert_eq!(
+        header(2),
+        [
+            "GPU Type",
+            "Use Case",
+            "Concurrency",
+            "TTFT (s)",
+            "Output Inference Speed per Request (tokens/s)",
+            "Output Throughput of Server (tokens/s)",
+            "End-to-End Latency per Request (s)",
+            "Request Throughput (RPS)",
+            "Total Throughput (Input + Output) of Server (tokens/s)"
+        ]
+    );
+    let stats = [
+        "ttft (s)",
+        "tpot (s)",
+        "e2e_latency (s)",
+        "output_latency (s)",
+        "output_inference_speed",
+        "num_input_tokens",
+        "num_output_tokens",
+        "num_reasoning_tokens",
+        "total_tokens",
+        "input_throughput",
+        "output_throughput",
+        "audio_throughput",
+    ];
+    let mut agg = vec![
+        "scenario",
+        "num_concurrency",
+        "run_duration",
+        "mean_output_throughput_tokens_per_s",
+        "mean_input_throughput_tokens_per_s",
+        "mean_total_tokens_throughput_tokens_per_s",
+        "requests_per_second",
+        "error_codes_frequency",
+        "error_rate",
+        "num_error_requests",
+        "num_completed_requests",
+        "num_requests",
+    ];
+    agg.extend(stats);
+    assert_eq!(header(4), agg);
+    let mut req = vec!["scenario", "num_concurrency"];
+    req.extend(stats);
+    req.extend(["error_code", "error_message"]);
+    assert_eq!(header(5), req);
+    // Experiment Metadata is rows of (field, value) with no header: its first field.
+    assert!(parts["xl/worksheets/sheet3.xml"].contains("<row r=\"22\""));
+    assert!(strings.iter().any(|s| s == "metrics_time_unit"));
+    // Every request of both runs has its row (and the header).
+    let requests = &parts["xl/worksheets/sheet5.xml"];
+    assert!(requests.contains("<row r=\"17\"") && !requests.contains("<row r=\"18\""));
+    // The statistics are genai-bench's JSON blocks.
+    assert!(strings.iter().any(|s| s.starts_with("{\n  \"min\": ")));
+    // The Charts sheet: genai-bench's 2 x 4 grid as native charts over its cells.
+    let charts: Vec<&String> = (1..=8)
+        .map(|i| &parts[&format!("xl/charts/chart{i}.xml")])
+        .collect();
+    assert!(!parts.contains_key("xl/charts/chart9.xml"));
+    assert!(charts[0].contains("Output Inference Speed per Request vs Output Throughput"));
+    assert!(charts[0].contains("<c:scatterChart>") && charts[0].contains("Charts!$G$2:$G$3"));
+    assert!(
+        charts[1].contains("<c:logBase val=\"10\"/>"),
+        "TTFT on a log axis"
+    );
+    assert!(charts[3].contains("Error Rates by HTTP Status") && charts[3].contains("<c:barChart>"));
+    assert!(charts[7].contains("P99 E2E Latency per Request vs RPS"));
+    // One series per traffic scenario, each point labelled with its concurrency cell.
+    assert_eq!(charts[0].matches("<c:ser>").count(), 1);
+    assert!(charts[0].contains("Charts!$B$2"));
 }
 
 #[cfg(not(feature = "xlsx"))]
