@@ -234,6 +234,19 @@ fn sweep_and_profiled_pages_render() {
         "the traces were read"
     );
     check_in_browser(&profiled, "bench-profiled");
+
+    // Rebuilt from its timings, the scraped and profiled page has the same bytes: the
+    // scraped series' floats come back with the same bits.
+    let again = dir.path().join("profiled-again.html");
+    ok(loupe()
+        .arg("report")
+        .arg(dir.path().join("profiled.requests.jsonl"))
+        .arg("-o")
+        .arg(&again));
+    assert!(
+        std::fs::read(&again).unwrap() == std::fs::read(&profiled).unwrap(),
+        "the rebuilt page differs from the live one"
+    );
 }
 
 fn trace_data(name: &str) -> PathBuf {
@@ -670,4 +683,61 @@ fn a_large_run_is_binned_without_losing_its_tail_or_failures() {
     assert!(html.contains("No request completed") && html.contains("20 of 20 requests failed"));
     assert!(html.contains("HTTP 500: &lt;busy&gt;"));
     check_in_browser(&file, "bench-all-failed");
+}
+
+#[test]
+fn a_scraped_run_rebuilds_byte_for_byte_whatever_its_floats() {
+    // Floats whose shortest decimals serde_json's default parser reads back one bit off.
+    let hard = [1.7546217903306627, 7.2316896362404055, 9.612558037550293];
+    let mut run = synthetic(300, 50);
+    run.info.request_rate = hard[1];
+    run.info.accept_length = Some(hard[2]);
+    let points = |k: f64| {
+        (0..40)
+            .map(|i| (i as f64 * 0.1 + hard[0] / 100.0, k * hard[i % 3]))
+            .collect::<Vec<_>>()
+    };
+    run.info.server_metrics = Some(loupe_bench::scrape::Scraped {
+        interval: std::time::Duration::from_millis(100),
+        scrapes: 40,
+        series: vec![
+            loupe_bench::scrape::Series {
+                name: "sglang:num_running_reqs".into(),
+                labels: vec![("dp_rank".into(), "0".into())],
+                points: points(1.0),
+            },
+            loupe_bench::scrape::Series {
+                name: "sglang:token_usage".into(),
+                labels: Vec::new(),
+                points: points(0.01),
+            },
+        ],
+        summary: loupe_bench::scrape::ScrapeSummary {
+            queue: None,
+            running: Some(loupe_bench::scrape::MeanMax {
+                mean: hard[0],
+                max: hard[2],
+            }),
+            kv_usage: None,
+            preemptions: Some(0.0),
+            cache_hit_pct: Some(hard[1]),
+        },
+        warning: None,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let timings = dir.path().join("live.requests.jsonl");
+    let record = |r: &loupe_bench::RunOutcome| loupe_bench::report::record(r, false);
+    loupe_bench::timings::write(&timings, std::slice::from_ref(&run), record).unwrap();
+    let live = dir.path().join("live.html");
+    let page =
+        loupe_cli::cmd::bench::html::page(std::slice::from_ref(&run), false, vec![record(&run)]);
+    loupe_cli::cmd::bench::html::write(&live, &page).unwrap();
+    let html = std::fs::read_to_string(&live).unwrap();
+    assert!(html.contains("Running requests (server)"));
+    let again = dir.path().join("again.html");
+    ok(loupe().arg("report").arg(&timings).arg("-o").arg(&again));
+    assert!(
+        std::fs::read(&again).unwrap() == std::fs::read(&live).unwrap(),
+        "the rebuilt page differs from the live one"
+    );
 }
