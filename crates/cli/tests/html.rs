@@ -326,10 +326,12 @@ fn a_run_summary_page_renders() {
             name: "decode".into(),
             trace_files: vec![trace.display().to_string()],
             bench: Ok(record),
+            timings: None,
         }],
         benches: vec![loupe_run::BenchOutcome {
             concurrency: 8,
             result: Err("concurrency 8: loupe bench exited 1".into()),
+            timings: None,
         }],
     };
     let page = loupe_cli::cmd::run_html::write(&outcome).unwrap();
@@ -532,6 +534,30 @@ fn loupe_report_reads_a_run_directory_back() {
         "{\"completed\": 64, \"output_throughput\": 99.5}\n",
     )
     .unwrap();
+    // Two benchmark runs as `loupe run` has its children write them: record and timings.
+    let benches = run.join("loupe-bench_isl_32_osl_12");
+    std::fs::create_dir_all(&benches).unwrap();
+    for c in ["1", "2"] {
+        let record = benches.join(format!("concurrency_{c}.json"));
+        ok(loupe().current_dir(dir.path()).args([
+            "bench",
+            "--dataset-name",
+            "random-ids",
+            "--random-input-len",
+            "32",
+            "--random-output-len",
+            "12",
+            "--disable-tqdm",
+            "--num-prompts",
+            "6",
+            "--max-concurrency",
+            c,
+            "--output-file",
+            record.to_str().unwrap(),
+            "--request-timings",
+            record.with_extension("requests.jsonl").to_str().unwrap(),
+        ]));
+    }
     let page = dir.path().join("run.html");
     ok(loupe().arg("report").arg(&run).arg("-o").arg(&page));
     let html = std::fs::read_to_string(&page).unwrap();
@@ -542,6 +568,21 @@ fn loupe_report_reads_a_run_directory_back() {
         ["concurrency 16", "64", "", "99.50"]
     );
     assert!(html.contains("Top kernels by total time"));
+    // The runs with timings are drawn as a sweep, each request by request; the others say
+    // why they are not.
+    assert!(html.contains("Latency vs achieved throughput"));
+    assert!(html.contains(r#"<details class="section" id="bench-run-2">"#));
+    let over_time = |html: &str| {
+        data(html)["charts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["title"] == "Latency of each request by when it was sent")
+            .count()
+    };
+    assert_eq!(over_time(&html), 2);
+    assert!(html.contains("concurrency 16: no request timings were written"));
+    assert!(html.contains("phase decode: no request timings were written"));
     check_in_browser(&page, "report-run-dir");
 
     let empty = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@ use loupe_report::svg::{self, Stack};
 use loupe_report::{Axis, Block, Chart, Page, Part, Scale, Section, Series, Style, Table};
 
 /// Per-run scatters in a sweep are binned past this many requests (spec: 5,000).
-const SWEEP_EXACT: usize = 5_000;
+pub const SWEEP_EXACT: usize = 5_000;
 /// Quantiles per run in the CDF overlays.
 const OVERLAY_POINTS: usize = 200;
 
@@ -28,16 +28,7 @@ pub fn page(runs: &[RunOutcome], swept: bool, records: Vec<serde_json::Value>) -
         sections.extend(run::sections(r, "", run::EXACT_SCATTER));
     } else {
         title = format!("loupe bench: sweep of {} runs", runs.len());
-        sections.push(sweep(runs));
-        for (i, r) in runs.iter().enumerate() {
-            sections.push(Section {
-                id: format!("run-{}", i + 1),
-                title: format!("Run {}: {}", i + 1, r.label),
-                children: run::sections(r, &format!("run-{}-", i + 1), SWEEP_EXACT),
-                collapsed: true,
-                ..Default::default()
-            });
-        }
+        sections.extend(runs_sections(runs, ""));
     }
     for (i, r) in runs.iter().enumerate() {
         if let Some(p) = &r.info.profile {
@@ -54,6 +45,22 @@ pub fn page(runs: &[RunOutcome], swept: bool, records: Vec<serde_json::Value>) -
         sections,
         records,
     }
+}
+
+/// Several runs: the cross-run charts first, then each run in a collapsed section; ids start
+/// with `prefix`.
+pub fn runs_sections(runs: &[RunOutcome], prefix: &str) -> Vec<Section> {
+    let mut sections = vec![sweep(runs, prefix)];
+    for (i, r) in runs.iter().enumerate() {
+        sections.push(Section {
+            id: format!("{prefix}run-{}", i + 1),
+            title: format!("Run {}: {}", i + 1, r.label),
+            children: run::sections(r, &format!("{prefix}run-{}-", i + 1), SWEEP_EXACT),
+            collapsed: true,
+            ..Default::default()
+        });
+    }
+    sections
 }
 
 /// What was measured, from the outcome alone (a rebuilt page has the same bytes).
@@ -114,7 +121,7 @@ fn by_x(rows: &[(f64, Vec<Option<f64>>)]) -> Vec<Part> {
 }
 
 /// The cross-run charts of a sweep, and its summary table.
-fn sweep(runs: &[RunOutcome]) -> Section {
+fn sweep(runs: &[RunOutcome], prefix: &str) -> Section {
     let (load_name, _) = load(&runs[0], 0);
     let log2 = load_name == "max concurrency";
     let load_axis = Axis {
@@ -324,7 +331,7 @@ fn sweep(runs: &[RunOutcome]) -> Section {
             .collect(),
     }));
     Section {
-        id: "sweep".into(),
+        id: format!("{prefix}sweep"),
         title: "Sweep".into(),
         blocks,
         ..Default::default()
