@@ -782,3 +782,50 @@ fn a_scraped_run_rebuilds_byte_for_byte_whatever_its_floats() {
         "the rebuilt page differs from the live one"
     );
 }
+
+#[test]
+fn the_onset_of_degradation_is_marked_by_its_stated_rule() {
+    // 100 requests/s; from 20 s on every TTFT is 5x: the onset is the bin at 20 s.
+    let mut run = synthetic(4000, 1000);
+    for r in run.records.iter_mut().filter(|r| r.ok && r.start >= 20.0) {
+        r.ttft *= 5.0;
+        r.latency += r.ttft;
+    }
+    run.summary = loupe_bench::metrics::summarize(&run.records, 41.0, true, None);
+    let slos = vec![("ttft".to_string(), 100.0)];
+    run.beyond = loupe_bench::beyond::summarize(&run.records, 41.0, &[50.0, 99.0], &slos);
+    let page = loupe_cli::cmd::bench::html::page(std::slice::from_ref(&run), false, Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("onset.html");
+    loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+    let html = std::fs::read_to_string(&file).unwrap();
+    let charts = data(&html)["charts"].as_array().unwrap().clone();
+    let over = charts
+        .iter()
+        .find(|c| c["title"] == "Latency of each request by when it was sent")
+        .unwrap();
+    assert_eq!(over["x_rules"][0]["label"], "onset (heuristic)");
+    assert_eq!(over["x_rules"][0]["x"], 20);
+    assert_eq!(over["x_rules"][1]["label"], "TTFT p90 > SLO");
+    // The rule is said on the page, with what it found.
+    assert!(html.contains("whose p90 TTFT both exceed 2x the p90 TTFT of the first 10% of"));
+    assert!(
+        html.contains("marked on the chart: at 20 s"),
+        "onset sentence"
+    );
+    check_in_browser(&file, "bench-onset");
+
+    // A steady run: no marker, and the page says none was found.
+    let steady = synthetic(2000, 1000);
+    let page = loupe_cli::cmd::bench::html::page(std::slice::from_ref(&steady), false, Vec::new());
+    let file = dir.path().join("steady.html");
+    loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+    let html = std::fs::read_to_string(&file).unwrap();
+    let charts = data(&html)["charts"].as_array().unwrap().clone();
+    let over = charts
+        .iter()
+        .find(|c| c["title"] == "Latency of each request by when it was sent")
+        .unwrap();
+    assert_eq!(over["x_rules"].as_array().unwrap().len(), 0);
+    assert!(html.contains("none found; the baseline p90 TTFT is"));
+}

@@ -196,9 +196,77 @@ fn histogram(name: &str, unit: &str, values: &[f64], rules: Vec<Rule>) -> Chart 
     }
 }
 
+/// The onset of degradation on the over-time chart (`reduce::onset`'s rule, on TTFT in the
+/// chart's time bins) and, with a TTFT SLO, where its p90 crossed it: the vertical markers
+/// and the sentence that states the rule and what it found.
+fn onset(r: &RunOutcome, width: f64) -> (Vec<Rule>, String) {
+    let pts: Vec<(f64, f64)> = r
+        .records
+        .iter()
+        .filter(|x| x.ok)
+        .map(|x| (x.start, x.ttft * 1000.0))
+        .collect();
+    let k = reduce::ONSET_FACTOR;
+    let share = reduce::ONSET_BASELINE_SHARE * 100.0;
+    let min = reduce::ONSET_MIN_REQUESTS;
+    let rule = format!(
+        "the start of the first of two consecutive {width} s bins (each of at least {min} \
+         requests, by send time) whose p90 TTFT both exceed {k}x the p90 TTFT of the first \
+         {share}% of the requests"
+    );
+    let mut marks = Vec::new();
+    let mut text = match reduce::onset(&pts, width, percentile) {
+        (None, _) => format!(
+            "Onset of degradation (a heuristic: {rule}): too few completed requests to tell."
+        ),
+        (Some(base), None) => format!(
+            "Onset of degradation (a heuristic: {rule}): none found; the baseline p90 TTFT is \
+             {base:.2} ms, and no two consecutive bins after it were above {:.2} ms.",
+            k * base
+        ),
+        (Some(base), Some(c)) => {
+            marks.push(Rule {
+                label: "onset (heuristic)".into(),
+                y: c.at,
+            });
+            format!(
+                "Onset of degradation (a heuristic: {rule}), marked on the chart: at {} s, \
+                 where the bin's p90 TTFT is {:.2} ms against a baseline of {base:.2} ms \
+                 (threshold {:.2} ms).",
+                c.at, c.p90, c.threshold
+            )
+        }
+    };
+    let slo = r
+        .beyond
+        .goodput
+        .as_ref()
+        .and_then(|g| g.slos_ms.iter().find(|(k, _)| k == "ttft").map(|(_, v)| *v));
+    if let Some(slo) = slo {
+        match reduce::first_bin_above(&pts, width, f64::NEG_INFINITY, slo, percentile) {
+            Some(c) => {
+                marks.push(Rule {
+                    label: "TTFT p90 > SLO".into(),
+                    y: c.at,
+                });
+                text.push_str(&format!(
+                    " The p90 TTFT crossed the {slo} ms SLO at {} s (the same two-bin rule; \
+                     {:.2} ms there).",
+                    c.at, c.p90
+                ));
+            }
+            None => text.push_str(&format!(
+                " The p90 TTFT never exceeded the {slo} ms SLO for two consecutive bins."
+            )),
+        }
+    }
+    (marks, text)
+}
+
 /// TTFT, TPOT and E2E against each request's start: exact up to `exact` requests, binned
-/// beyond (min-max band, p50, p99 per bin, every point above the run's p99 and every failure).
-fn over_time(r: &RunOutcome, exact: usize) -> Chart {
+/// beyond (min-max band, p50, p99 per bin, every point above the run's p99 and every
+/// failure); the onset marker on it, and the sentence saying its rule.
+fn over_time(r: &RunOutcome, exact: usize) -> (Chart, String) {
     let base = Chart {
         title: "Latency of each request by when it was sent".into(),
         x: time_axis(),
@@ -219,6 +287,7 @@ fn over_time(r: &RunOutcome, exact: usize) -> Chart {
     let ok: Vec<_> = r.records.iter().filter(|x| x.ok).collect();
     let n = r.records.len();
     if n <= exact {
+        let (x_rules, onset_text) = onset(r, 1.0);
         let mut chart = Chart {
             caption: format!(
                 "{} of {n} requests; {} failed shown as x (at their time to failure)",
@@ -232,6 +301,7 @@ fn over_time(r: &RunOutcome, exact: usize) -> Chart {
                 series("failed", Style::Cross),
                 series("TTFT p99 per 1 s", Style::Line),
             ],
+            x_rules,
             ..base
         };
         let ttft_pts: Vec<(f64, f64)> = ok.iter().map(|x| (x.start, x.ttft * 1000.0)).collect();
@@ -251,10 +321,11 @@ fn over_time(r: &RunOutcome, exact: usize) -> Chart {
                 ys: vec![(4, bins.iter().map(|b| Some(b.p99)).collect())],
             },
         ]);
-        return chart;
+        return (chart, onset_text);
     }
     let span = r.records.iter().map(|x| x.start).fold(0.0, f64::max);
     let width = reduce::bin_width(span, 1.0, 1000);
+    let (x_rules, onset_text) = onset(r, width);
     let e2e: Vec<(f64, f64)> = ok.iter().map(|x| (x.start, x.latency * 1000.0)).collect();
     let bins = reduce::time_bins(&e2e, width, percentile);
     let p99 = r.summary.e2e.p99;
@@ -279,10 +350,11 @@ fn over_time(r: &RunOutcome, exact: usize) -> Chart {
             series("above p99", Style::Points),
         ],
         bands: vec![(0, 1)],
+        x_rules,
         ..base
     };
     let centre = |b: &reduce::Bin| b.start + width / 2.0;
-    chart.aligned(vec![
+    let chart = chart.aligned(vec![
         Part {
             xs: bins.iter().map(centre).collect(),
             ys: vec![
@@ -297,7 +369,8 @@ fn over_time(r: &RunOutcome, exact: usize) -> Chart {
             xs: tail.iter().map(|p| p.0).collect(),
             ys: vec![(5, tail.iter().map(|p| Some(p.1)).collect())],
         },
-    ])
+    ]);
+    (chart, onset_text)
 }
 
 /// The end of the run's last request (s since start), at least 1 s.
@@ -511,7 +584,8 @@ pub fn sections(r: &RunOutcome, prefix: &str, exact: usize) -> Vec<Section> {
         ));
     }
     let [thr, conc] = throughput_and_concurrency(r);
-    let mut time = vec![Block::Chart(over_time(r, exact))];
+    let (over, onset_text) = over_time(r, exact);
+    let mut time = vec![Block::Chart(over), Block::Text(onset_text)];
     if !ok.is_empty() {
         time.push(Block::Chart(itl_over_time(r)));
     }
