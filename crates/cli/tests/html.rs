@@ -829,3 +829,37 @@ fn the_onset_of_degradation_is_marked_by_its_stated_rule() {
     assert_eq!(over["x_rules"].as_array().unwrap().len(), 0);
     assert!(html.contains("none found; the baseline p90 TTFT is"));
 }
+
+#[test]
+fn a_16_run_sweep_page_stays_under_1_mb_whatever_the_runs_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    // At the per-run cap of requests drawn one by one (500 at 16 runs), and far past it.
+    for n in [500, 10_000] {
+        let runs: Vec<loupe_bench::RunOutcome> = (1..=16)
+            .map(|c| {
+                let mut r = synthetic(n, 50);
+                r.label = format!("concurrency {c}");
+                r.info.max_concurrency = Some(c);
+                r
+            })
+            .collect();
+        let records = runs
+            .iter()
+            .map(|r| loupe_bench::report::record(r, false))
+            .collect();
+        let page = loupe_cli::cmd::bench::html::page(&runs, true, records);
+        let file = dir.path().join(format!("sweep16x{n}.html"));
+        loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+        let html = std::fs::read_to_string(&file).unwrap();
+        assert!(html.len() < 1_000_000, "16 x {n}: {} bytes", html.len());
+        // Every run is there, with its curves holding the table's percentiles (R1).
+        assert!(html.contains(r#"<details class="section" id="run-16">"#));
+        let charts = data(&html)["charts"].as_array().unwrap().clone();
+        let curves = charts
+            .iter()
+            .filter(|c| c["title"] == "TTFT by percentile")
+            .count();
+        assert_eq!(curves, 16);
+        check_in_browser(&file, &format!("bench-sweep16x{n}"));
+    }
+}

@@ -14,7 +14,7 @@ use loupe_report::svg::{self, Bar};
 use loupe_report::{Block, Page, Section, Table};
 use loupe_run::{BenchOutcome, JobOutcome, PhaseOutcome};
 
-use super::bench::html::{self as bench_html, SWEEP_EXACT};
+use super::bench::html::{self as bench_html, run::Budget};
 
 /// The record's figures shown per benchmark, as (JSONL key, column).
 const FIGURES: [(&str, &str); 12] = [
@@ -111,12 +111,13 @@ fn timed_run(name: &str, timings: Option<&Path>) -> Result<RunOutcome, String> {
     }
 }
 
-/// One run's sections, collapsed under `title`.
-fn run_section(r: &RunOutcome, id: &str, title: String) -> Section {
+/// One run's sections, collapsed under `title`, drawn within its share of a page of
+/// `runs` runs.
+fn run_section(r: &RunOutcome, id: &str, title: String, runs: usize) -> Section {
     Section {
         id: id.to_string(),
         title,
-        children: bench_html::run::sections(r, &format!("{id}-"), SWEEP_EXACT),
+        children: bench_html::run::sections(r, &format!("{id}-"), Budget::per_run(runs)),
         collapsed: true,
         ..Default::default()
     }
@@ -128,6 +129,16 @@ pub fn page(o: &JobOutcome) -> Page {
     for f in o.failures() {
         blocks.push(Block::Text(format!("Failed: {f}")));
     }
+    // Every run with request timings shares the page's budget.
+    let drawn = o
+        .phases
+        .iter()
+        .filter(|p| p.bench.is_ok() && p.timings.is_some())
+        .count()
+        + o.benches
+            .iter()
+            .filter(|b| b.result.is_ok() && b.timings.is_some())
+            .count();
     // The benchmark runs drawn request by request: a sweep over their concurrencies.
     let mut runs = Vec::new();
     for b in o.benches.iter().filter(|b| b.result.is_ok()) {
@@ -143,8 +154,9 @@ pub fn page(o: &JobOutcome) -> Page {
             &runs[0],
             "bench-run-1",
             format!("Run 1: {}", runs[0].label),
+            drawn,
         )],
-        _ => bench_html::runs_sections(&runs, "bench-"),
+        _ => bench_html::runs_sections(&runs, "bench-", Budget::per_run(drawn)),
     };
     let mut sections = vec![Section {
         id: "benchmarks".into(),
@@ -174,6 +186,7 @@ pub fn page(o: &JobOutcome) -> Page {
                     &r,
                     &format!("{}-bench", s.id),
                     format!("Phase {}: benchmark", p.name),
+                    drawn,
                 )),
                 Err(e) => s.blocks.push(Block::Text(e)),
             }
