@@ -398,6 +398,14 @@ fn stat_json(s: &[Option<f64>; 11]) -> String {
     json_block(&Value::Object(m))
 }
 
+/// The iteration values of the runs, each once, ascending (the metadata's list).
+fn levels(all: &[&Aggregated]) -> Vec<String> {
+    let mut v: Vec<f64> = all.iter().map(|a| a.iteration).collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v.iter().map(f64::to_string).collect()
+}
+
 /// Merged runs of rows for column `col`: (first, last) of each group of `sizes`.
 fn spans(sizes: impl IntoIterator<Item = usize>, col: u16) -> Vec<(u32, u32, u16)> {
     let mut out = Vec::new();
@@ -516,10 +524,7 @@ pub fn sheets(runs: &[RunOutcome], command: &str) -> Vec<Sheet> {
             ("server_model_tokenizer", si("tokenizer_path")),
             ("model", model),
             ("task", t("text-to-text")),
-            (
-                "num_concurrency",
-                t(join(all.iter().map(|a| a.iteration.to_string()).collect())),
-            ),
+            ("num_concurrency", t(join(levels(&all)))),
             ("batch_size", Cell::Empty),
             ("iteration_type", t("num_concurrency")),
             (
