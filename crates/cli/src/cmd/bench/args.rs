@@ -415,6 +415,10 @@ pub struct BenchArgs {
     /// built from (`NAME.requests.jsonl`, which `loupe report` rebuilds it from).
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Write every request's timings here (the file `--html` writes beside its page), so
+    /// `loupe report` can draw the run later.
+    #[arg(long, value_name = "FILE")]
+    pub request_timings: Option<PathBuf>,
     /// Write genai-bench's workbook (.xlsx, its sheet names, native charts) here; needs a
     /// loupe built with `--features xlsx`.
     #[arg(long)]

@@ -49,6 +49,10 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<BenchOutcome> {
     if let Some(path) = &args.html {
         write_html(path, &outcome)?;
     }
+    if let Some(path) = &args.request_timings {
+        write_timings(path, &outcome)?;
+        eprintln!("request timings: {}", path.display());
+    }
     #[cfg(feature = "xlsx")]
     if let Some(path) = &args.xlsx {
         xlsx::write(path, &outcome.runs)?;
@@ -62,12 +66,17 @@ pub fn timings_path(html: &Path) -> PathBuf {
     html.with_extension("requests.jsonl")
 }
 
+fn write_timings(path: &Path, outcome: &BenchOutcome) -> anyhow::Result<()> {
+    let record = |r: &loupe_bench::RunOutcome| loupe_bench::report::record(r, false);
+    loupe_bench::timings::write(path, &outcome.runs, record)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
 /// The page and its request timings.
 fn write_html(path: &Path, outcome: &BenchOutcome) -> anyhow::Result<()> {
     let record = |r: &loupe_bench::RunOutcome| loupe_bench::report::record(r, false);
     let timings = timings_path(path);
-    loupe_bench::timings::write(&timings, &outcome.runs, record)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", timings.display()))?;
+    write_timings(&timings, outcome)?;
     let records = outcome.runs.iter().map(record).collect();
     html::write(path, &html::page(&outcome.runs, outcome.swept, records))?;
     eprintln!(
