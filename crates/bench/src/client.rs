@@ -65,6 +65,40 @@ impl BodyOptions {
             (Api::Native | Api::Completions, PromptInput::Messages(_)) => {
                 return Err("a chat history reached a text route unrendered".into());
             }
+            (
+                Api::Native,
+                PromptInput::Multimodal {
+                    text,
+                    templated,
+                    images,
+                },
+            ) => {
+                let mut sp = json!({"temperature": self.temperature, "max_new_tokens": output_len, "ignore_eos": self.ignore_eos});
+                if self.top_p < 1.0 {
+                    sp["top_p"] = json!(self.top_p);
+                }
+                json!({"text": templated.as_deref().unwrap_or(text), "image_data": &images[..],
+                       "sampling_params": sp, "stream": self.stream})
+            }
+            (Api::Chat, PromptInput::Multimodal { text, images, .. }) => {
+                let mut parts: Vec<Value> = images
+                    .iter()
+                    .map(|u| json!({"type": "image_url", "image_url": {"url": u}}))
+                    .collect();
+                parts.push(json!({"type": "text", "text": text}));
+                json!({
+                    "model": self.model,
+                    "messages": [{"role": "user", "content": parts}],
+                    "max_completion_tokens": output_len,
+                })
+            }
+            (_, PromptInput::Multimodal { .. }) => {
+                return Err(
+                    "images go only to /generate and chat backends (sglang, sglang-native, \
+                     *-chat)"
+                        .into(),
+                );
+            }
             (Api::Native, input) => {
                 let mut sp = json!({"temperature": self.temperature, "max_new_tokens": output_len, "ignore_eos": self.ignore_eos});
                 if self.top_p < 1.0 {
@@ -82,7 +116,7 @@ impl BodyOptions {
                 let prompt = match input {
                     PromptInput::Ids(ids) => json!(ids),
                     PromptInput::Text(t) => json!(t),
-                    PromptInput::Messages(_) => Value::Null,
+                    PromptInput::Messages(_) | PromptInput::Multimodal { .. } => Value::Null,
                 };
                 json!({"model": self.model, "prompt": prompt, "best_of": 1, "max_tokens": output_len})
             }
@@ -100,8 +134,8 @@ impl BodyOptions {
                 let text_or_ids = match input {
                     PromptInput::Ids(ids) => json!(ids),
                     PromptInput::Text(t) => json!(t),
-                    PromptInput::Messages(_) => {
-                        return Err("embedding backends take single prompts".into());
+                    PromptInput::Messages(_) | PromptInput::Multimodal { .. } => {
+                        return Err("embedding backends take single text prompts".into());
                     }
                 };
                 json!({"model": self.model, "input": text_or_ids})

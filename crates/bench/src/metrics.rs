@@ -59,6 +59,10 @@ pub struct Summary {
     pub completed: usize,
     pub failed: usize,
     pub total_input_tokens: usize,
+    /// Of `total_input_tokens`: the text's and the images' (non-zero only for image and
+    /// mmmu runs, see [`Summary::count_vision`]).
+    pub total_input_text_tokens: usize,
+    pub total_input_vision_tokens: usize,
     pub total_output_tokens: usize,
     /// None when no client tokenizer was available (or --disable-retokenize).
     pub total_output_tokens_retokenized: Option<usize>,
@@ -113,6 +117,8 @@ pub fn summarize(
         completed: ok.len(),
         failed: records.len() - ok.len(),
         total_input_tokens: total_in,
+        total_input_text_tokens: total_in,
+        total_input_vision_tokens: 0,
         total_output_tokens: total_out,
         total_output_tokens_retokenized: retok,
         request_throughput: ok.len() as f64 / d,
@@ -126,6 +132,27 @@ pub fn summarize(
         ttft: Dist::of_seconds(ok.iter().map(|r| r.ttft)),
         tpot: Dist::of_seconds(ok.iter().filter_map(|r| r.tpot())),
         itl: Dist::of_seconds(itl),
+    }
+}
+
+impl Summary {
+    /// Requests with images: the client counted only their text (`prompt_len`, as upstream's
+    /// text-only `text_prompt_len`); the server's `prompt_tokens` holds text and image
+    /// tokens, so the input is the server's count and the vision tokens are the difference
+    /// (upstream gets the same split from the model's processor). A request whose server
+    /// reported no count counts its text only.
+    pub fn count_vision(&mut self, records: &[RequestRecord]) {
+        let ok = records.iter().filter(|r| r.ok);
+        let text: usize = ok.clone().map(|r| r.prompt_len).sum();
+        let vision: usize = ok
+            .map(|r| r.server_prompt_len.map_or(0, |s| s.saturating_sub(r.prompt_len)))
+            .sum();
+        let d = self.duration.max(1e-9);
+        self.total_input_text_tokens = text;
+        self.total_input_vision_tokens = vision;
+        self.total_input_tokens = text + vision;
+        self.input_throughput = self.total_input_tokens as f64 / d;
+        self.total_throughput = (self.total_input_tokens + self.total_output_tokens) as f64 / d;
     }
 }
 
@@ -174,6 +201,28 @@ fn peaks(ok: &[&RequestRecord], native: bool) -> (f64, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vision_tokens_are_the_servers_count_less_the_text() {
+        let mut a = rec(0.0, 5);
+        a.prompt_len = 10;
+        a.server_prompt_len = Some(110);
+        let mut b = rec(0.5, 5);
+        b.prompt_len = 20;
+        b.server_prompt_len = None;
+        let mut s = summarize(&[a.clone(), b.clone()], 2.0, false, None);
+        assert_eq!(s.total_input_vision_tokens, 0);
+        s.count_vision(&[a, b]);
+        assert_eq!(
+            (
+                s.total_input_tokens,
+                s.total_input_text_tokens,
+                s.total_input_vision_tokens
+            ),
+            (130, 30, 100)
+        );
+        assert_eq!(s.input_throughput, 65.0);
+    }
 
     #[test]
     fn percentiles_match_numpy() {

@@ -69,6 +69,17 @@ impl Resolved {
         let input_len = pick(d.random_input_len, 1024, 256);
         let output_len = pick(d.random_output_len, 1024, 128);
         let jsonl = plan.outputs.jsonl.clone().unwrap_or_else(|| {
+            if dataset == DatasetName::Image {
+                let i = &d.image;
+                return PathBuf::from(report::default_image_output_file(
+                    plan.backend.name(),
+                    num,
+                    input_len,
+                    output_len,
+                    i.count,
+                    &i.resolution_label,
+                ));
+            }
             PathBuf::from(report::default_output_file(
                 plan.backend.name(),
                 dataset.name(),
@@ -136,6 +147,7 @@ fn build_workload(
         gsp: &d.shared_prefix,
         mooncake: &d.mooncake,
         traces: &d.traces,
+        image: &d.image,
         seed: d.seed,
         scenario,
     };

@@ -125,6 +125,13 @@ impl BenchTokenizer {
             .map_err(|e| BenchError::Tokenizer(e.to_string()))
     }
 
+    /// Text of `ids` with special tokens left out (random prompt text).
+    pub fn decode_plain(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| BenchError::Tokenizer(e.to_string()))
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.vocab_size()
     }
