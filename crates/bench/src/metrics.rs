@@ -159,17 +159,41 @@ impl Summary {
 /// bench_serving's peak windows: 1 s buckets from the first start, one token at
 /// start + TTFT and one after each ITL entry; a request counts in every bucket it spans.
 fn peaks(ok: &[&RequestRecord], native: bool) -> (f64, usize) {
+    let b = buckets_of(ok, native);
+    (
+        b.tokens.into_iter().max().unwrap_or(0) as f64,
+        b.requests.into_iter().max().unwrap_or(0),
+    )
+}
+
+/// The 1-second buckets behind `max_output_tokens_per_s` and `max_concurrent_requests`
+/// (what bench_serving's --plot-throughput draws), from the first successful start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets {
+    /// Output tokens in each second.
+    pub tokens: Vec<usize>,
+    /// Requests in flight at some time within each second.
+    pub requests: Vec<usize>,
+}
+
+/// The buckets of a run's successful requests.
+pub fn buckets(records: &[RequestRecord], native: bool) -> Buckets {
+    let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
+    buckets_of(&ok, native)
+}
+
+fn buckets_of(ok: &[&RequestRecord], native: bool) -> Buckets {
     let Some(t_min) = ok.iter().map(|r| r.start).min_by(f64::total_cmp) else {
-        return (0.0, 0);
+        return Buckets::default();
     };
     let t_max = ok
         .iter()
         .map(|r| r.start + r.latency)
         .max_by(f64::total_cmp)
         .unwrap_or(t_min);
-    let buckets = (t_max - t_min).ceil() as usize + 1;
-    let mut tokens = vec![0usize; buckets];
-    let mut requests = vec![0usize; buckets];
+    let n = (t_max - t_min).ceil() as usize + 1;
+    let mut tokens = vec![0usize; n];
+    let mut requests = vec![0usize; n];
     let mut itl = Vec::new();
     for r in ok {
         let mut t = r.start + r.ttft;
@@ -187,15 +211,12 @@ fn peaks(ok: &[&RequestRecord], native: bool) -> (f64, usize) {
             bump(t);
         }
         let a = (r.start - t_min) as usize;
-        let b = ((r.start + r.latency - t_min) as usize).min(buckets - 1);
+        let b = ((r.start + r.latency - t_min) as usize).min(n - 1);
         for c in &mut requests[a..=b] {
             *c += 1;
         }
     }
-    (
-        tokens.into_iter().max().unwrap_or(0) as f64,
-        requests.into_iter().max().unwrap_or(0),
-    )
+    Buckets { tokens, requests }
 }
 
 #[cfg(test)]

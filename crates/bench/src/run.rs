@@ -313,18 +313,18 @@ async fn sweep(
 ) -> Result<(Vec<RunOutcome>, Vec<(Option<String>, SearchReport)>)> {
     let api = plan.backend.api();
     let req = &plan.requests;
-    let target = Arc::new(
-        Target::new(
-            format!("{base_url}{}", plan.backend.path()),
-            api,
-            found.headers.clone(),
-            req.timeout,
-            req.read_timeout,
-            req.stream,
-        )
-        .await
-        .map_err(BenchError::Usage)?,
-    );
+    let mut target = Target::new(
+        format!("{base_url}{}", plan.backend.path()),
+        api,
+        found.headers.clone(),
+        req.timeout,
+        req.read_timeout,
+        req.stream,
+    )
+    .await
+    .map_err(BenchError::Usage)?;
+    target.observer = Some(observer.clone());
+    let target = Arc::new(target);
     let body = BodyOptions {
         api,
         model: found.model.clone(),

@@ -5,7 +5,7 @@
 //! are timed.
 //!
 //! Prompt lengths: `prompt_len` is the text's tokens (through the chat template when the
-//! tokenizer has one, as upstream's text-only count). Upstream adds the vision tokens its
+//! tokenizer has one, as upstream's text-only count; on /generate, the templated text's). Upstream adds the vision tokens its
 //! model processor counts; loupe has no processor, so the vision tokens come from the server's
 //! reported `prompt_tokens` after the run (see `metrics::Summary::vision`).
 
@@ -89,14 +89,16 @@ fn size(rng: &mut StdRng, r: ImageResolution) -> (u32, u32) {
 }
 
 /// The text through the chat template when the tokenizer has one (what the native route
-/// sends), and its token count (upstream's text-only `text_prompt_len`).
-fn text_forms(tok: &BenchTokenizer, raw: &str) -> Result<(Option<String>, usize)> {
+/// sends), its tokens as a chat route counts them (upstream's text-only `text_prompt_len`)
+/// and as /generate counts the text it is sent.
+fn text_forms(tok: &BenchTokenizer, raw: &str) -> Result<(Option<String>, usize, usize)> {
+    let chat = tok.chat_len(raw)?;
     if tok.has_chat_template() {
         let t = tok.chat(raw)?;
-        let n = tok.encode(&t)?.len();
-        Ok((Some(t), n))
+        let native = tok.encode(&t)?.len();
+        Ok((Some(t), chat, native))
     } else {
-        Ok((None, tok.encode(raw)?.len()))
+        Ok((None, chat, tok.encode(raw)?.len()))
     }
 }
 
@@ -134,11 +136,12 @@ pub fn generate(
             uris.push(uri);
         }
         images_total += count;
-        let (templated, text_len) = text_forms(tok, &raw)?;
+        let (templated, text_len, native_len) = text_forms(tok, &raw)?;
         out.push(Prompt {
             input: PromptInput::Multimodal {
                 text: raw,
                 templated,
+                native_len,
                 images: Arc::from(uris),
             },
             prompt_len: text_len,
@@ -287,11 +290,12 @@ pub fn mmmu(
     let mut out = Vec::with_capacity(found.len());
     for (q, uri) in found {
         let raw = format!("Question: {q}\n\nAnswer: ");
-        let (templated, text_len) = text_forms(tok, &raw)?;
+        let (templated, text_len, native_len) = text_forms(tok, &raw)?;
         out.push(Prompt {
             input: PromptInput::Multimodal {
                 text: raw,
                 templated,
+                native_len,
                 images: Arc::from(vec![uri]),
             },
             prompt_len: text_len,

@@ -39,6 +39,9 @@ pub enum PromptInput {
         text: String,
         /// The text through the tokenizer's chat template (None: it has none).
         templated: Option<String>,
+        /// The text's tokens as /generate counts what it is sent (`prompt_len` is the chat
+        /// routes' count).
+        native_len: usize,
         images: std::sync::Arc<[String]>,
     },
 }
