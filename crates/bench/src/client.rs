@@ -291,7 +291,12 @@ impl Target {
         rec
     }
 
-    async fn send_timed(&self, req: &Prepared, t0: Instant, mut rec: RequestRecord) -> RequestRecord {
+    async fn send_timed(
+        &self,
+        req: &Prepared,
+        t0: Instant,
+        mut rec: RequestRecord,
+    ) -> RequestRecord {
         rec.prompt_len = req.prompt_len;
         rec.output_len = req.output_len;
         let bytes = self.endpoint.request(

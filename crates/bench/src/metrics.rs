@@ -145,7 +145,10 @@ impl Summary {
         let ok = records.iter().filter(|r| r.ok);
         let text: usize = ok.clone().map(|r| r.prompt_len).sum();
         let vision: usize = ok
-            .map(|r| r.server_prompt_len.map_or(0, |s| s.saturating_sub(r.prompt_len)))
+            .map(|r| {
+                r.server_prompt_len
+                    .map_or(0, |s| s.saturating_sub(r.prompt_len))
+            })
             .sum();
         let d = self.duration.max(1e-9);
         self.total_input_text_tokens = text;

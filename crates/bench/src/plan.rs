@@ -1015,9 +1015,21 @@ pub(crate) mod tests {
                 max: (40, 30)
             })
         );
-        assert!(ImageResolution::parse("0x10").unwrap_err().contains("'0x10'"));
-        assert!(ImageResolution::parse("random:30x30-10x10").unwrap_err().contains("minimum"));
-        assert!(ImageResolution::parse("random:10x10").unwrap_err().contains("random:<minH>"));
+        assert!(
+            ImageResolution::parse("0x10")
+                .unwrap_err()
+                .contains("'0x10'")
+        );
+        assert!(
+            ImageResolution::parse("random:30x30-10x10")
+                .unwrap_err()
+                .contains("minimum")
+        );
+        assert!(
+            ImageResolution::parse("random:10x10")
+                .unwrap_err()
+                .contains("random:<minH>")
+        );
         assert!(ImageResolution::parse("8k").is_err());
     }
 

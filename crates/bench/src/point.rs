@@ -232,8 +232,7 @@ pub async fn run_point(
         r.fill_token_counts(ctx.tokenizer.map(|_| &count as &dyn Fn(&str) -> usize));
     }
     let native = backend.api() == Api::Native;
-    let mut summary =
-        metrics::summarize(&records, driven.duration, native, retokenized.as_deref());
+    let mut summary = metrics::summarize(&records, driven.duration, native, retokenized.as_deref());
     let images = plan.dataset.name.is_some_and(|n| n.has_images());
     if images {
         summary.count_vision(&records);

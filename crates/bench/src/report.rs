@@ -52,7 +52,10 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
     put("completed", json!(s.completed));
     put("total_input_tokens", json!(s.total_input_tokens));
     put("total_input_text_tokens", json!(s.total_input_text_tokens));
-    put("total_input_vision_tokens", json!(s.total_input_vision_tokens));
+    put(
+        "total_input_vision_tokens",
+        json!(s.total_input_vision_tokens),
+    );
     put("total_output_tokens", json!(s.total_output_tokens));
     put(
         "total_output_tokens_retokenized",

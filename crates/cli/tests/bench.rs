@@ -202,19 +202,36 @@ fn print_requests_and_plot_throughput_write_upstreams_lines_and_plots() {
     let rid = |l: &str| l.split(' ').next().unwrap().to_string();
     for s in &starts {
         assert!(s.starts_with("rid=") && rid(s).len() == 4 + 36, "{s}");
-        let time: f64 = s.split(' ').nth(1).unwrap()["time=".len()..].parse().unwrap();
+        let time: f64 = s.split(' ').nth(1).unwrap()["time=".len()..]
+            .parse()
+            .unwrap();
         assert!(time > 1.6e9, "{s}");
-        assert!(s.contains("request_func_input=\"RequestFuncInput(prompt='...', api_url='http://127.0.0.1:"), "{s}");
+        assert!(
+            s.contains(
+                "request_func_input=\"RequestFuncInput(prompt='...', api_url='http://127.0.0.1:"
+            ),
+            "{s}"
+        );
         assert!(s.contains("/v1/chat/completions', prompt_len="), "{s}");
         assert!(ends.iter().any(|e| rid(e) == rid(s)), "no end for {s}");
     }
     for e in &ends {
-        assert!(e.split(' ').nth(2).unwrap().starts_with("time_delta="), "{e}");
-        assert!(e.contains("output=\"RequestFuncOutput(generated_text='...', success=True, latency="), "{e}");
+        assert!(
+            e.split(' ').nth(2).unwrap().starts_with("time_delta="),
+            "{e}"
+        );
+        assert!(
+            e.contains("output=\"RequestFuncOutput(generated_text='...', success=True, latency="),
+            "{e}"
+        );
     }
     // The plots come before the result block.
-    let plot = stdout.find("Output tokens per second").expect("the token plot");
-    let conc = stdout.find("Concurrent requests per second").expect("the request plot");
+    let plot = stdout
+        .find("Output tokens per second")
+        .expect("the token plot");
+    let conc = stdout
+        .find("Concurrent requests per second")
+        .expect("the request plot");
     let table = stdout.find("Serving Benchmark Result").unwrap();
     assert!(plot < conc && conc < table, "{stdout}");
     assert!(stdout.contains("Time (s)"));

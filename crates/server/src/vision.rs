@@ -150,7 +150,15 @@ mod tests {
         assert_ne!(a, image_tokens(&other, 100).unwrap());
         let e = image_tokens("https://example.com/cat.png", 100).unwrap_err();
         assert!(e.contains("fetches no URLs"), "{e}");
-        assert!(image_tokens("data:text/plain;base64,aGk=", 100).unwrap_err().contains("not an image"));
-        assert!(image_tokens("data:image/png;base64,!!", 100).unwrap_err().contains("base64"));
+        assert!(
+            image_tokens("data:text/plain;base64,aGk=", 100)
+                .unwrap_err()
+                .contains("not an image")
+        );
+        assert!(
+            image_tokens("data:image/png;base64,!!", 100)
+                .unwrap_err()
+                .contains("base64")
+        );
     }
 }

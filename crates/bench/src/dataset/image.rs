@@ -362,10 +362,24 @@ mod tests {
         let mut buf = vec![0; r.output_buffer_size().unwrap()];
         r.next_frame(&mut buf).unwrap();
         assert_eq!(&buf[..6], &[1, 2, 3, 4, 5, 6]);
-        assert!(mmmu_uri(b"GIF89a").unwrap_err().contains("neither PNG nor JPEG"));
+        assert!(
+            mmmu_uri(b"GIF89a")
+                .unwrap_err()
+                .contains("neither PNG nor JPEG")
+        );
         let dir = Path::new(".");
-        assert_eq!(image_bytes(&serde_json::json!({"bytes": "YWI="}), dir).unwrap(), b"ab");
-        assert_eq!(image_bytes(&serde_json::json!({"bytes": [97, 98]}), dir).unwrap(), b"ab");
-        assert!(image_bytes(&serde_json::json!(3), dir).unwrap_err().contains("a number"));
+        assert_eq!(
+            image_bytes(&serde_json::json!({"bytes": "YWI="}), dir).unwrap(),
+            b"ab"
+        );
+        assert_eq!(
+            image_bytes(&serde_json::json!({"bytes": [97, 98]}), dir).unwrap(),
+            b"ab"
+        );
+        assert!(
+            image_bytes(&serde_json::json!(3), dir)
+                .unwrap_err()
+                .contains("a number")
+        );
     }
 }

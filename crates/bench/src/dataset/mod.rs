@@ -18,7 +18,9 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 
 use crate::error::{BenchError, Result};
-use crate::plan::{DatasetName, ImagePlan, MooncakePlan, RangeSemantics, SharedPrefixPlan, TraceDatasetPlan};
+use crate::plan::{
+    DatasetName, ImagePlan, MooncakePlan, RangeSemantics, SharedPrefixPlan, TraceDatasetPlan,
+};
 use crate::session::Conversation;
 use crate::tokenizer::BenchTokenizer;
 

@@ -7,11 +7,11 @@
 mod args;
 pub mod html;
 mod key_averages;
-mod plot;
-mod print_requests;
 pub mod offline;
 pub mod one_batch;
 pub mod one_batch_server;
+mod plot;
+mod print_requests;
 mod refused;
 pub(crate) mod table;
 mod terminal;

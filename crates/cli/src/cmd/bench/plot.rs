@@ -22,9 +22,7 @@ pub fn plot(title: &str, xlabel: &str, ys: &[usize]) -> String {
         let x = (c as f64 * xmax as f64 / (cols - 1) as f64).round() as usize;
         ys.get(x).copied().unwrap_or(0)
     };
-    let row_of = |v: usize| {
-        ((v as f64 / ymax as f64) * (HEIGHT - 1) as f64).round() as usize
-    };
+    let row_of = |v: usize| ((v as f64 / ymax as f64) * (HEIGHT - 1) as f64).round() as usize;
     let mut grid = vec![vec![' '; cols]; HEIGHT];
     let mut prev: Option<usize> = None;
     for c in 0..cols {
@@ -42,15 +40,8 @@ pub fn plot(title: &str, xlabel: &str, ys: &[usize]) -> String {
         prev = Some(r);
     }
     let label_w = ymax.to_string().len().max(1);
-    let pad = label_w + 2;
-    let _ = writeln!(
-        out,
-        "{:pad$}{:^w$}",
-        "",
-        title,
-        pad = pad,
-        w = cols + 2
-    );
+    let pad = label_w + 1;
+    let _ = writeln!(out, "{:pad$}{:^w$}", "", title, pad = pad, w = cols + 2);
     let _ = writeln!(out, "{:pad$}+{}+", "", "-".repeat(cols), pad = pad);
     for (i, row) in grid.iter().enumerate() {
         let level = HEIGHT - 1 - i;

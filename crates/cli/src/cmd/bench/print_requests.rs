@@ -178,11 +178,13 @@ impl RequestPrinter {
 
     /// The "request end" line (None: its start was never seen).
     pub fn end_line(&self, seq: u64, rec: &RequestRecord) -> Option<String> {
-        let (rid, t0) = self.open.lock().expect("print-requests lock").remove(&seq)?;
+        let (rid, t0) = self
+            .open
+            .lock()
+            .expect("print-requests lock")
+            .remove(&seq)?;
         let t = now();
-        let tpot = rec
-            .tpot()
-            .map_or("None".to_string(), |x| py_float(x));
+        let tpot = rec.tpot().map_or("None".to_string(), |x| py_float(x));
         let output = format!(
             "RequestFuncOutput(generated_text='...', success={}, latency={}, ttft={}, \
              tpot={tpot}, itl={}, text_chunks=[], prompt_len={}, error={}, output_len={}, \

@@ -89,10 +89,17 @@ mod tests {
 
     #[test]
     fn refused_flags_are_named_with_their_reason() {
-        let cli = Cli::try_parse_from(["x", "--rust-client", "--rust-worker-threads", "4"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["x", "--rust-client", "--rust-worker-threads", "4"]).unwrap();
         let err = cli.refused.check().unwrap_err().to_string();
-        assert!(err.contains("--rust-client: loupe bench is itself"), "{err}");
-        assert!(err.contains("--rust-worker-threads: loupe bench sizes"), "{err}");
+        assert!(
+            err.contains("--rust-client: loupe bench is itself"),
+            "{err}"
+        );
+        assert!(
+            err.contains("--rust-worker-threads: loupe bench sizes"),
+            "{err}"
+        );
         let none = Cli::try_parse_from(["x"]).unwrap();
         assert!(none.refused.check().is_ok());
     }
