@@ -52,14 +52,12 @@ pub fn encode(rgb: &[u8], width: u32, height: u32, format: ImageFormat) -> Resul
             let mut enc = png::Encoder::new(&mut out, width, height);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
-            let mut w = enc
-                .write_header()
-                .and_then(|mut w| w.write_image_data(rgb).map(|()| w));
-            match w.as_mut() {
-                Ok(_) => {}
-                Err(e) => return Err(BenchError::Usage(format!("PNG encoding failed: {e}"))),
-            }
-            drop(w);
+            enc.write_header()
+                .and_then(|mut w| {
+                    w.write_image_data(rgb)?;
+                    w.finish()
+                })
+                .map_err(|e| BenchError::Usage(format!("PNG encoding failed: {e}")))?;
         }
     }
     Ok(out)
