@@ -99,22 +99,23 @@ def section_multiturn_peer_small(args, work, report):
     """The same comparison server-bound: the `small` preset (hidden 1024, 8 layers) on its one
     core takes tens of milliseconds a decode step, so neither client is the bottleneck."""
     trace = work / "mooncake-peer-small.jsonl"
-    mooncake_trace(trace, 12, 200, 4, 2, 256, 24)
-    moon = ["--dataset-name", "mooncake", "--dataset-path", str(trace), "--num-prompts", "12",
-            "--mooncake-num-rounds", "2", "--mooncake-block-tokens", "128"]
+    mooncake_trace(trace, 6, 200, 4, 2, 256, 16)
+    moon = ["--dataset-name", "mooncake", "--dataset-path", str(trace), "--num-prompts", "6",
+            "--mooncake-num-rounds", "2"]
     gsp = ["--dataset-name", "generated-shared-prefix", "--gsp-num-groups", "2",
            "--gsp-prompts-per-group", "8", "--gsp-system-prompt-len", "128",
            "--gsp-question-len", "16", "--gsp-output-len", "48", "--gsp-num-turns", "2",
            "--max-concurrency", "8"]
-    peer_section(args, work, report, "multiturn-peer-small", "small", 7, moon, gsp)
+    peer_section(args, work, report, "multiturn-peer-small", "small", 7, moon, gsp,
+                 ["--mooncake-block-tokens", "128"])
 
 
-def peer_section(args, work, report, name, model, port_offset, moon, gsp):
+def peer_section(args, work, report, name, model, port_offset, moon, gsp, real_extra=()):
     log = open(work / f"server-{name}.log", "w")
     server = Server(args.loupe, args.port + port_offset, ["--model-path", model], log)
     workloads = (
         ("mooncake (loupe: canned, as upstream)", "sglang", moon, ["--mooncake-history", "canned"]),
-        ("mooncake (loupe: real history)", "sglang", moon, []),
+        ("mooncake (loupe: real history)", "sglang", moon, list(real_extra)),
         ("GSP 2 turns, chat", "sglang-oai-chat", gsp, []),
     )
     rows = []
