@@ -25,8 +25,8 @@ pub fn plot(title: &str, xlabel: &str, ys: &[usize]) -> String {
     let row_of = |v: usize| ((v as f64 / ymax as f64) * (HEIGHT - 1) as f64).round() as usize;
     let mut grid = vec![vec![' '; cols]; HEIGHT];
     let mut prev: Option<usize> = None;
-    for c in 0..cols {
-        let r = row_of(col_value(c));
+    let rows: Vec<usize> = (0..cols).map(|c| row_of(col_value(c))).collect();
+    for (c, &r) in rows.iter().enumerate() {
         // Join consecutive points with a vertical run so the line reads as one.
         if let Some(p) = prev {
             let (lo, hi) = (p.min(r), p.max(r));

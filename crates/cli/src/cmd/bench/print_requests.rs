@@ -184,7 +184,7 @@ impl RequestPrinter {
             .expect("print-requests lock")
             .remove(&seq)?;
         let t = now();
-        let tpot = rec.tpot().map_or("None".to_string(), |x| py_float(x));
+        let tpot = rec.tpot().map_or("None".to_string(), py_float);
         let output = format!(
             "RequestFuncOutput(generated_text='...', success={}, latency={}, ttft={}, \
              tpot={tpot}, itl={}, text_chunks=[], prompt_len={}, error={}, output_len={}, \
