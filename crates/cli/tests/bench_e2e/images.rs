@@ -213,3 +213,24 @@ async fn mmmu_rows_from_a_jsonl_export() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_names_a_bad_image_part() {
+    let server = server(|_| {}).await;
+    let url = format!("{}/v1/chat/completions", server.url());
+    let body = serde_json::json!({"model": "tiny", "max_tokens": 2, "messages": [{"role": "user",
+        "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+                    {"type": "text", "text": "hi"}]}]});
+    let r = reqwest::Client::new()
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let t = r.text().await.unwrap();
+    assert!(
+        t.contains("messages[0].content[0].image_url.url") && t.contains("fetches no URLs"),
+        "{t}"
+    );
+}
