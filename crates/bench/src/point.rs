@@ -286,13 +286,21 @@ pub async fn run_point(
         r.fill_token_counts(ctx.tokenizer.map(|_| &count as &dyn Fn(&str) -> usize));
     }
     let native = backend.api() == Api::Native;
-    let summary = metrics::summarize(&records, driven.duration, native, retokenized.as_deref());
+    let mut summary = metrics::summarize(&records, driven.duration, native, retokenized.as_deref());
+    let images = plan.dataset.name.is_some_and(|n| n.has_images());
+    if images {
+        summary.count_vision(&records);
+    }
     let mut beyond = beyond::summarize(
         &records,
         driven.duration,
         &plan.metrics.percentiles,
         &plan.metrics.slos,
     );
+    if images {
+        // The server counts the image tokens the client cannot: no prompt-length check.
+        beyond.prompt_len_check = Default::default();
+    }
     let t = &plan.time;
     beyond.steady =
         windows::steady_state(&records, driven.duration, t.warmup_ratio, t.cooldown_ratio);

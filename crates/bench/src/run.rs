@@ -69,6 +69,17 @@ impl Resolved {
         let input_len = pick(d.random_input_len, 1024, 256);
         let output_len = pick(d.random_output_len, 1024, 128);
         let jsonl = plan.outputs.jsonl.clone().unwrap_or_else(|| {
+            if dataset == DatasetName::Image {
+                let i = &d.image;
+                return PathBuf::from(report::default_image_output_file(
+                    plan.backend.name(),
+                    num,
+                    input_len,
+                    output_len,
+                    i.count,
+                    &i.resolution_label,
+                ));
+            }
             PathBuf::from(report::default_output_file(
                 plan.backend.name(),
                 dataset.name(),
@@ -138,6 +149,7 @@ fn build_workload(
         gsp: &d.shared_prefix,
         mooncake: &d.mooncake,
         traces: &d.traces,
+        image: &d.image,
         seed: d.seed,
         scenario,
     };
@@ -303,18 +315,18 @@ async fn sweep(
 ) -> Result<(Vec<RunOutcome>, Vec<(Option<String>, SearchReport)>)> {
     let api = plan.backend.api();
     let req = &plan.requests;
-    let target = Arc::new(
-        Target::new(
-            format!("{base_url}{}", plan.backend.path()),
-            api,
-            found.headers.clone(),
-            req.timeout,
-            req.read_timeout,
-            req.stream,
-        )
-        .await
-        .map_err(BenchError::Usage)?,
-    );
+    let mut target = Target::new(
+        format!("{base_url}{}", plan.backend.path()),
+        api,
+        found.headers.clone(),
+        req.timeout,
+        req.read_timeout,
+        req.stream,
+    )
+    .await
+    .map_err(BenchError::Usage)?;
+    target.observer = Some(observer.clone());
+    let target = Arc::new(target);
     let body = BodyOptions {
         api,
         model: found.model.clone(),

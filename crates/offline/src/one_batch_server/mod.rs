@@ -279,6 +279,7 @@ fn batch_ids(
         gsp: &gsp,
         mooncake: &Default::default(),
         traces: &Default::default(),
+        image: &Default::default(),
         seed: cfg.seed,
         scenario: None,
     };
@@ -293,9 +294,9 @@ fn batch_ids(
                     "the dataset gave text and no tokenizer is at hand".into(),
                 )),
             },
-            PromptInput::Messages(_) => Err(OfflineError::Flag(
-                "the dataset gives chat messages (multi-turn or openai); one_batch_server sends \
-                 one batch of token ids"
+            PromptInput::Messages(_) | PromptInput::Multimodal { .. } => Err(OfflineError::Flag(
+                "the dataset gives chat messages or images (multi-turn, openai, image); \
+                 one_batch_server sends one batch of token ids"
                     .into(),
             )),
         })

@@ -10,6 +10,8 @@ mod key_averages;
 pub mod offline;
 pub mod one_batch;
 pub mod one_batch_server;
+mod plot;
+mod print_requests;
 mod refused;
 pub(crate) mod table;
 mod terminal;
@@ -44,7 +46,14 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<BenchOutcome> {
         );
     }
     let plan = args.plan()?;
-    let terminal = Arc::new(terminal::Terminal::new(!args.disable_tqdm));
+    let mut terminal =
+        terminal::Terminal::new(!args.disable_tqdm).plot_throughput(args.plot_throughput);
+    if args.print_requests {
+        terminal = terminal.print_requests(print_requests::RequestPrinter::new(
+            plan.requests.extra_body.clone(),
+        ));
+    }
+    let terminal = Arc::new(terminal);
     let outcome = loupe_bench::run(plan, terminal).await?;
     if let Some(path) = &args.html {
         write_html(path, &outcome)?;
