@@ -18,11 +18,11 @@ use std::io;
 use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
+use crate::analyze::args::Args;
 use crate::analyze::timeline::Window;
 use crate::external_sort::ExternalSorter;
 use crate::model::Event;
 pub(crate) use record::CORRELATION_KEY;
-use crate::analyze::args::Args;
 use record::{HostRecord, Names, correlation, input_dims};
 use std::sync::Arc;
 
@@ -397,12 +397,10 @@ impl TreeFold {
                 self.busy_ns += dur;
                 if matches!(rec.kind, HostKind::CpuOp | HostKind::UserAnnotation) {
                     if !self.outer.contains_key(&*rec.name) {
-                        self.outer.insert(rec.name.to_string(), OuterSpans::default());
+                        self.outer
+                            .insert(rec.name.to_string(), OuterSpans::default());
                     }
-                    let o = self
-                        .outer
-                        .get_mut(&*rec.name)
-                        .expect("inserted above");
+                    let o = self.outer.get_mut(&*rec.name).expect("inserted above");
                     o.0 += 1;
                     o.1 += dur;
                     o.2.push((rec.ts, rec.end.0));

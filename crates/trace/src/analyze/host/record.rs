@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use super::HostKind;
 use crate::analyze::args::{Args, plain_int};
-use std::sync::Arc;
 use crate::external_sort::{Record, read_exact_or_end};
+use std::sync::Arc;
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct HostRecord {
@@ -47,8 +47,8 @@ fn get_str(input: &mut impl Read) -> io::Result<Arc<str>> {
     DECODED.with_borrow_mut(|(buf, seen)| {
         buf.resize(u32::from_le_bytes(n) as usize, 0);
         input.read_exact(buf)?;
-        let text = std::str::from_utf8(buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let text =
+            std::str::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         Ok(intern_in(seen, text))
     })
 }

@@ -336,7 +336,9 @@ impl HtaBuilder {
         let rounded = opts.hta_rounding && self.fractional;
         let up = |t: i64| t.div_euclid(1000) * 1000 + if t.rem_euclid(1000) > 0 { 1000 } else { 0 };
         let down = |t: i64| t.div_euclid(1000) * 1000;
-        let last_step_start = self.last_step_start.map(|t| if rounded { up(t) } else { t });
+        let last_step_start = self
+            .last_step_start
+            .map(|t| if rounded { up(t) } else { t });
         // HTA's step window: with two or more step names, only rows launched (CPU side)
         // before the last step's start, and the GPU rows they launched.
         let window_end_ns = last_step_start.filter(|_| self.step_names.len() >= 2);
