@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::analyze::args::Args;
 use crate::analyze::attribution::{Attribution, attribute};
-use crate::analyze::host::{CpuStepStats, HostBuilder, HostProfile};
+use crate::analyze::host::{CpuStepStats, HostBuilder, HostOutcome, HostProfile};
 use crate::analyze::hta::{HtaBuilder, HtaOptions, HtaReport};
-use crate::analyze::steps::StepCollector;
-use crate::analyze::timeline::{Breakdown, TimelineBuilder, WindowStats};
+use crate::analyze::steps::{StepCollector, StepSpan};
+use crate::analyze::timeline::{Breakdown, TimelineBuilder, Window, WindowStats};
 use crate::error::{Result, TraceError};
 use crate::import::parallel::BlockWorker;
 use crate::model::{Event, EventSink, GpuClass, Phase, TraceInfo, kernel_class};
@@ -339,23 +339,7 @@ impl SummaryBuilder {
         // attribution and the timeline sweep.
         let (hta_report, rest) = std::thread::scope(|scope| {
             let job = scope.spawn(move || hta.finish(stream_order, opts.hta));
-            let rest = (|| -> Result<_> {
-                let mut host = host.finish().map_err(TraceError::Temp)?;
-                let mut steps = steps.finish();
-                if steps.is_empty() && !host.repeating.is_empty() {
-                    // No step markers: a span repeated at the top of the host's call trees
-                    // is one.
-                    steps = StepCollector::from_spans(&host.repeating);
-                }
-                let windows: Vec<_> = steps.iter().map(|(_, w)| *w).collect();
-                let cpu_steps = host.steps(&windows);
-                let attribution = attribute(&host, || hta.gpu_ops(), &windows);
-                // Launch sites serve only the attribution.
-                host.launches = Vec::new();
-                host.names = Vec::new();
-                let (timeline, per_step) = timeline.finish(&windows).map_err(TraceError::Temp)?;
-                Ok((host, steps, cpu_steps, attribution, timeline, per_step))
-            })();
+            let rest = host_side(host, steps, timeline, hta);
             let report = job
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -410,6 +394,40 @@ impl SummaryBuilder {
             attribution,
         })
     }
+}
+
+/// What the host side of a summary's end yields.
+type HostSide = (
+    HostOutcome,
+    Vec<(StepSpan, Window)>,
+    Vec<CpuStepStats>,
+    Attribution,
+    Breakdown,
+    Vec<WindowStats>,
+);
+
+/// The host's call trees, the steps (from markers, else a repeated span), the attribution
+/// and the timeline sweep over those steps.
+fn host_side(
+    host: HostBuilder,
+    steps: StepCollector,
+    timeline: TimelineBuilder,
+    hta: &HtaBuilder,
+) -> Result<HostSide> {
+    let mut host = host.finish().map_err(TraceError::Temp)?;
+    let mut steps = steps.finish();
+    if steps.is_empty() && !host.repeating.is_empty() {
+        // No step markers: a span repeated at the top of the host's call trees is one.
+        steps = StepCollector::from_spans(&host.repeating);
+    }
+    let windows: Vec<_> = steps.iter().map(|(_, w)| *w).collect();
+    let cpu_steps = host.steps(&windows);
+    let attribution = attribute(&host, || hta.gpu_ops(), &windows);
+    // Launch sites serve only the attribution.
+    host.launches = Vec::new();
+    host.names = Vec::new();
+    let (timeline, per_step) = timeline.finish(&windows).map_err(TraceError::Temp)?;
+    Ok((host, steps, cpu_steps, attribution, timeline, per_step))
 }
 
 /// Per-stage totals over steps (stage from the step marker, else from the file name).
