@@ -89,7 +89,9 @@ class Server:
 
     def __init__(self, loupe, port, args, log):
         self.base = f"http://127.0.0.1:{port}"
-        cmd = ["taskset", "-c", "0", loupe, "serve", "--port", str(port), "--threads", "1", *args]
+        # --enable-metrics: the scraper section reads /metrics (404 without it, as SGLang).
+        cmd = ["taskset", "-c", "0", loupe, "serve", "--port", str(port), "--threads", "1",
+               "--enable-metrics", *args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while True:
@@ -149,6 +151,9 @@ def run_client(name, cmd, server, out_jsonl, log_path, env_extra=None, cwd=None)
         "output_tok_s": rec["output_throughput"],
         "mean_ttft_ms": rec["mean_ttft_ms"],
         "mean_tpot_ms": rec["mean_tpot_ms"],
+        "p99_ttft_ms": rec.get("p99_ttft_ms"),
+        "mean_itl_ms": rec.get("mean_itl_ms"),
+        "p99_itl_ms": rec.get("p99_itl_ms"),
         "window_s": t1 - t0,
         "client_cpu_s": c1 - c0,
         "client_cpu_per_1000_chunks_s": (c1 - c0) / chunks * 1000,
@@ -451,6 +456,7 @@ def main():
         {"clients": section_clients, "streams": section_streams, "lag": section_lag,
          "agreement": section_agreement, "multiturn-lag": mt.section_multiturn_lag,
          "multiturn-peer": mt.section_multiturn_peer,
+         "multiturn-peer-small": mt.section_multiturn_peer_small,
          "scrape-cost": mt.section_scrape_cost}[s](args, work, report)
     for s in args.sections:
         print(f"\n### {s}\n\n{report[s + '_table']}")

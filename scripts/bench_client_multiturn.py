@@ -48,6 +48,12 @@ def section_multiturn_lag(args, work, report):
                                    "--gsp-prompts-per-group", "100", "--gsp-system-prompt-len", "16",
                                    "--gsp-question-len", "8", "--gsp-output-len", "4",
                                    "--gsp-num-turns", "2", "--request-rate", "1000"]),
+        # The same at constant spacing: tells the arrival process's bursts from the workload.
+        ("GSP, 2 turns, constant spacing", ["--dataset-name", "generated-shared-prefix", "--gsp-num-groups", "50",
+                                            "--gsp-prompts-per-group", "100", "--gsp-system-prompt-len", "16",
+                                            "--gsp-question-len", "8", "--gsp-output-len", "4",
+                                            "--gsp-num-turns", "2", "--request-rate", "1000",
+                                            "--burstiness", "inf"]),
     )
     rows = []
     try:
@@ -78,8 +84,6 @@ def section_multiturn_lag(args, work, report):
 
 
 def section_multiturn_peer(args, work, report):
-    log = open(work / "server-mt-peer.log", "w")
-    server = Server(args.loupe, args.port + 5, ["--model-path", "tiny"], log)
     trace = work / "mooncake-peer.jsonl"
     mooncake_trace(trace, 40, 50, 8, 3, 384, 16)
     moon = ["--dataset-name", "mooncake", "--dataset-path", str(trace), "--num-prompts", "40",
@@ -88,9 +92,30 @@ def section_multiturn_peer(args, work, report):
            "--gsp-prompts-per-group", "8", "--gsp-system-prompt-len", "256",
            "--gsp-question-len", "32", "--gsp-output-len", "16", "--gsp-num-turns", "2",
            "--max-concurrency", "8"]
+    peer_section(args, work, report, "multiturn-peer", "tiny", 5, moon, gsp)
+
+
+def section_multiturn_peer_small(args, work, report):
+    """The same comparison server-bound: the `small` preset (hidden 1024, 8 layers) on its one
+    core takes tens of milliseconds a decode step, so neither client is the bottleneck."""
+    trace = work / "mooncake-peer-small.jsonl"
+    mooncake_trace(trace, 6, 200, 4, 2, 256, 16)
+    moon = ["--dataset-name", "mooncake", "--dataset-path", str(trace), "--num-prompts", "6",
+            "--mooncake-num-rounds", "2"]
+    gsp = ["--dataset-name", "generated-shared-prefix", "--gsp-num-groups", "2",
+           "--gsp-prompts-per-group", "8", "--gsp-system-prompt-len", "128",
+           "--gsp-question-len", "16", "--gsp-output-len", "48", "--gsp-num-turns", "2",
+           "--max-concurrency", "8"]
+    peer_section(args, work, report, "multiturn-peer-small", "small", 7, moon, gsp,
+                 ["--mooncake-block-tokens", "128"])
+
+
+def peer_section(args, work, report, name, model, port_offset, moon, gsp, real_extra=()):
+    log = open(work / f"server-{name}.log", "w")
+    server = Server(args.loupe, args.port + port_offset, ["--model-path", model], log)
     workloads = (
         ("mooncake (loupe: canned, as upstream)", "sglang", moon, ["--mooncake-history", "canned"]),
-        ("mooncake (loupe: real history)", "sglang", moon, []),
+        ("mooncake (loupe: real history)", "sglang", moon, list(real_extra)),
         ("GSP 2 turns, chat", "sglang-oai-chat", gsp, []),
     )
     rows = []
@@ -98,21 +123,21 @@ def section_multiturn_peer(args, work, report):
         for rnd in range(args.rounds):
             for wl, backend, case, loupe_only in workloads:
                 order = ["loupe", "sglang-python"] if rnd % 2 == 0 else ["sglang-python", "loupe"]
-                for name in order:
-                    out = str(work / f"mtpeer-{len(rows)}.jsonl")
+                for client in order:
+                    out = str(work / f"{name}-{len(rows)}.jsonl")
                     common = ["--backend", backend, "--base-url", server.base, "--output-file", out,
                               "--disable-tqdm", "--warmup-requests", "1", "--flush-cache", *case]
-                    if name == "loupe":
+                    if client == "loupe":
                         cmd = [args.loupe, "bench", *common, "--disable-retokenize", *loupe_only]
                     else:
                         cmd = [args.python, "-c", PY_WRAPPER, *common]
-                    r = run_client(name, cmd, server, out, work / f"mtpeer-{len(rows)}.log", cwd=work)
+                    r = run_client(client, cmd, server, out, work / f"{name}-{len(rows)}.log", cwd=work)
                     r.update(round=rnd, workload=wl)
                     rows.append(r)
                     print(json.dumps(r), file=sys.stderr)
     finally:
         server.stop()
-    report["multiturn-peer"] = rows
+    report[name] = rows
     lines = [
         "| workload | figure | loupe bench (median) | SGLang Python (median) | loupe / Python |",
         "|---|---|---|---|---|",
@@ -123,7 +148,7 @@ def section_multiturn_peer(args, work, report):
                            ("output_tok_s", "output throughput (tok/s)")):
             a, b = med(by["loupe"], key), med(by["sglang-python"], key)
             lines.append(f"| {wl} | {label} | {a:.2f} | {b:.2f} | {a / b:.3f} |")
-    report["multiturn-peer_table"] = "\n".join(lines)
+    report[name + "_table"] = "\n".join(lines)
 
 
 def section_scrape_cost(args, work, report):
@@ -135,7 +160,7 @@ def section_scrape_cost(args, work, report):
     rows = []
     try:
         for rnd in range(args.rounds):
-            modes = [("off", []), ("50 ms", ["--scrape-metrics", "50"])]
+            modes = [("off", []), ("100 ms", ["--scrape-metrics", "100"])]
             for mode, extra in (modes if rnd % 2 == 0 else modes[::-1]):
                 out = str(work / f"scrape-{len(rows)}.jsonl")
                 r = loupe_bench(args, server, out, [*case, *extra], work / f"scrape-{len(rows)}.log", work)
@@ -147,16 +172,19 @@ def section_scrape_cost(args, work, report):
     finally:
         server.stop()
     report["scrape-cost"] = rows
-    by = {m: [r for r in rows if r["mode"] == m] for m in ("off", "50 ms")}
+    by = {m: [r for r in rows if r["mode"] == m] for m in ("off", "100 ms")}
     lines = [
-        "| figure | without scraping (median) | --scrape-metrics 50 (median) | with / without |",
-        "|---|---|---|---|",
+        "| figure | without scraping (median) | --scrape-metrics 100 (median) | with / without | each run, without / with |",
+        "|---|---|---|---|---|",
     ]
     for key, label in (("client_cpu_per_1000_chunks_s", "client CPU s / 1000 chunks"),
-                       ("mean_ttft_ms", "mean TTFT (ms)"), ("mean_tpot_ms", "mean TPOT (ms)"),
+                       ("client_cpu_s", "client CPU s"), ("server_cpu_s", "server CPU s"),
+                       ("mean_ttft_ms", "mean TTFT (ms)"), ("p99_ttft_ms", "p99 TTFT (ms)"),
+                       ("mean_itl_ms", "mean ITL (ms)"), ("p99_itl_ms", "p99 ITL (ms)"),
                        ("lag_p99_ms", "schedule lag p99 (ms)")):
-        a, b = med(by["off"], key), med(by["50 ms"], key)
-        lines.append(f"| {label} | {a:.4f} | {b:.4f} | {b / a if a else float('nan'):.3f} |")
-    lines.append(f"| scrapes per run | 0 | {med(by['50 ms'], 'scrapes'):.0f} | |")
+        a, b = med(by["off"], key), med(by["100 ms"], key)
+        each = "; ".join(f"{x[key]:.3f}" for x in by["off"]) + " / " + "; ".join(f"{x[key]:.3f}" for x in by["100 ms"])
+        lines.append(f"| {label} | {a:.4f} | {b:.4f} | {b / a if a else float('nan'):.3f} | {each} |")
+    lines.append(f"| scrapes per run | 0 | {med(by['100 ms'], 'scrapes'):.0f} | | |")
     report["scrape-cost_table"] = "\n".join(lines)
 

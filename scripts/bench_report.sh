@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The HTML report's budgets (docs/PERFORMANCE.md, "HTML reports"), in one run:
-#  1. page size and build time of the bench page for 10,000 and 100,000 synthetic requests
+#  1. page size and build time of the bench page for 10,000 and 100,000 synthetic requests,
+#     and of a 16-run sweep page (1,000 and 10,000 requests a run)
 #     (crates/cli/benches/report_page.rs, which writes the pages to $BENCH_DIR);
 #  2. the browser's load-to-ready time of those pages: headless Chromium, the page's own
 #     `data-ready-ms` (performance.now() when the last chart is drawn, from navigation start);
@@ -29,7 +30,7 @@ echo "### Load to ready in headless Chromium (ms; best and median of $RUNS)"
 echo
 echo "| page | best | median |"
 echo "|---|---:|---:|"
-for page in run10k run100k; do
+for page in run10k run100k sweep16x1k sweep16x10k; do
   for _ in $(seq "$RUNS"); do
     rm -rf "$BENCH_DIR/profile"
     "$CHROMIUM" --headless --no-sandbox --disable-gpu --no-first-run \

@@ -6,6 +6,14 @@
 # one); PEERS_PYTHON: a python with torch, transformers and tokenizers, to write a tiny random
 # Qwen2 checkpoint (default: python3). LOUPE: the loupe binary (default: target/debug/loupe).
 # Not part of cargo test: vLLM takes minutes to start on a CPU.
+# Last run (2026-12-02, vLLM 0.32.0 CPU wheel, 2-vCPU machine shared with other builds,
+# loupe's debug build; twice, the second with the build that added TensorRT-LLM/Dynamo and the
+# sweep's Ctrl-C listener): ready after 133 s and 145 s; bench, `profile start --num-steps 5 --wait`,
+# unbounded `profile start` + `profile stop --output-dir`, `bench --profile
+# --profile-num-steps 10` all passed; the idle check (a fresh /start_profile answered 200,
+# not 409) passed after each; every step listed vLLM's files (rank0.<ns>.pt.trace.json.gz,
+# the API server's async_llm trace, the profiler_out.txt tables) and summarised the rank
+# trace (CPU ops; no GPU kernels on a CPU). "all checks passed".
 set -euo pipefail
 VENV=${1:-${VLLM_VENV:?usage: vllm_cpu_check.sh VLLM_VENV [PEERS_PYTHON]}}
 PY=${2:-${PEERS_PYTHON:-python3}}

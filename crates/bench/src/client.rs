@@ -65,6 +65,41 @@ impl BodyOptions {
             (Api::Native | Api::Completions, PromptInput::Messages(_)) => {
                 return Err("a chat history reached a text route unrendered".into());
             }
+            (
+                Api::Native,
+                PromptInput::Multimodal {
+                    text,
+                    templated,
+                    images,
+                    ..
+                },
+            ) => {
+                let mut sp = json!({"temperature": self.temperature, "max_new_tokens": output_len, "ignore_eos": self.ignore_eos});
+                if self.top_p < 1.0 {
+                    sp["top_p"] = json!(self.top_p);
+                }
+                json!({"text": templated.as_deref().unwrap_or(text), "image_data": &images[..],
+                       "sampling_params": sp, "stream": self.stream})
+            }
+            (Api::Chat, PromptInput::Multimodal { text, images, .. }) => {
+                let mut parts: Vec<Value> = images
+                    .iter()
+                    .map(|u| json!({"type": "image_url", "image_url": {"url": u}}))
+                    .collect();
+                parts.push(json!({"type": "text", "text": text}));
+                json!({
+                    "model": self.model,
+                    "messages": [{"role": "user", "content": parts}],
+                    "max_completion_tokens": output_len,
+                })
+            }
+            (_, PromptInput::Multimodal { .. }) => {
+                return Err(
+                    "images go only to /generate and chat backends (sglang, sglang-native, \
+                     *-chat)"
+                        .into(),
+                );
+            }
             (Api::Native, input) => {
                 let mut sp = json!({"temperature": self.temperature, "max_new_tokens": output_len, "ignore_eos": self.ignore_eos});
                 if self.top_p < 1.0 {
@@ -82,7 +117,7 @@ impl BodyOptions {
                 let prompt = match input {
                     PromptInput::Ids(ids) => json!(ids),
                     PromptInput::Text(t) => json!(t),
-                    PromptInput::Messages(_) => Value::Null,
+                    PromptInput::Messages(_) | PromptInput::Multimodal { .. } => Value::Null,
                 };
                 json!({"model": self.model, "prompt": prompt, "best_of": 1, "max_tokens": output_len})
             }
@@ -100,8 +135,8 @@ impl BodyOptions {
                 let text_or_ids = match input {
                     PromptInput::Ids(ids) => json!(ids),
                     PromptInput::Text(t) => json!(t),
-                    PromptInput::Messages(_) => {
-                        return Err("embedding backends take single prompts".into());
+                    PromptInput::Messages(_) | PromptInput::Multimodal { .. } => {
+                        return Err("embedding backends take single text prompts".into());
                     }
                 };
                 json!({"model": self.model, "input": text_or_ids})
@@ -174,9 +209,13 @@ impl BodyOptions {
         output_len: usize,
         extra: Option<&Map<String, Value>>,
     ) -> Result<Prepared, String> {
+        let prompt_len = match &prompt.input {
+            PromptInput::Multimodal { native_len, .. } if self.api == Api::Native => *native_len,
+            _ => prompt.prompt_len,
+        };
         Ok(Prepared {
             body: self.body_with(prompt, output_len, extra)?,
-            prompt_len: prompt.prompt_len,
+            prompt_len,
             output_len,
             routing_key: match &prompt.routing_key {
                 Some(k) => Some(HeaderValue::from_str(k).map_err(|e| format!("routing key: {e}"))?),
@@ -201,6 +240,10 @@ pub struct Target {
     pub recv: Option<Receiver>,
     /// Responses are one JSON body, not a stream (embeddings, --disable-stream).
     pub whole_body: bool,
+    /// Told as each request is sent and as it ends (None: nobody follows them).
+    pub observer: Option<std::sync::Arc<dyn crate::observer::BenchObserver>>,
+    /// The next request's number for the observer.
+    seq: std::sync::atomic::AtomicU64,
 }
 
 impl Target {
@@ -223,12 +266,37 @@ impl Target {
             recv: receive_thread(),
             // Triton streams whatever the flag says (bench_serving ignores it there).
             whole_body: api == Api::Embeddings || (!stream && api != Api::Trt),
+            observer: None,
+            seq: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     /// Send `req` and time its stream. `rec` arrives with the schedule times filled in;
-    /// `t0` is the run's start.
-    pub async fn send(&self, req: &Prepared, t0: Instant, mut rec: RequestRecord) -> RequestRecord {
+    /// `t0` is the run's start. The observer hears of it just before it is sent and once it
+    /// has ended (outside the timed span: the clock starts inside).
+    pub async fn send(&self, req: &Prepared, t0: Instant, rec: RequestRecord) -> RequestRecord {
+        let Some(o) = &self.observer else {
+            return self.send_timed(req, t0, rec).await;
+        };
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        o.request_sent(&crate::observer::RequestSent {
+            seq,
+            url: &self.url,
+            body: &req.body,
+            prompt_len: req.prompt_len,
+            output_len: req.output_len,
+        });
+        let rec = self.send_timed(req, t0, rec).await;
+        o.request_ended(seq, &rec);
+        rec
+    }
+
+    async fn send_timed(
+        &self,
+        req: &Prepared,
+        t0: Instant,
+        mut rec: RequestRecord,
+    ) -> RequestRecord {
         rec.prompt_len = req.prompt_len;
         rec.output_len = req.output_len;
         let bytes = self.endpoint.request(
@@ -422,6 +490,35 @@ mod tests {
             routing_key: None,
         };
         serde_json::from_slice(&o.body(&p, 9).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn images_go_as_chat_parts_or_native_image_data() {
+        let prompt = Prompt {
+            input: PromptInput::Multimodal {
+                text: "hi".into(),
+                templated: Some("<user>hi<assistant>".into()),
+                native_len: 5,
+                images: std::sync::Arc::from(vec!["data:image/png;base64,AA".to_string()]),
+            },
+            prompt_len: 1,
+            output_len: 2,
+            routing_key: None,
+        };
+        let mut o = opts(Api::Chat);
+        let b: Value = serde_json::from_slice(&o.body(&prompt, 2).unwrap()).unwrap();
+        assert_eq!(
+            b["messages"],
+            json!([{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+                {"type": "text", "text": "hi"}]}])
+        );
+        o.api = Api::Native;
+        let b: Value = serde_json::from_slice(&o.body(&prompt, 2).unwrap()).unwrap();
+        assert_eq!(b["text"], "<user>hi<assistant>");
+        assert_eq!(b["image_data"], json!(["data:image/png;base64,AA"]));
+        o.api = Api::Completions;
+        assert!(o.body(&prompt, 2).unwrap_err().contains("images go only"));
     }
 
     #[test]

@@ -128,4 +128,16 @@ pub enum PlanError {
          --gsp-num-turns > 1): use a /generate, completions or chat backend"
     )]
     ConversationsOn(&'static str),
+    #[error(
+        "--dataset-name {0}: --backend {1} cannot send images (use sglang, sglang-native, \
+         sglang-oai-chat, vllm-chat or lmdeploy-chat)"
+    )]
+    ImagesOn(&'static str, &'static str),
+    #[error(
+        "--dataset-name {0}: --tokenize-prompt cannot carry images (the prompt must be text \
+         for the server's processor)"
+    )]
+    ImagesAsIds(&'static str),
+    #[error("--image-count must be at least 1")]
+    ImageCount,
 }

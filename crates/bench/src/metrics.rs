@@ -59,6 +59,10 @@ pub struct Summary {
     pub completed: usize,
     pub failed: usize,
     pub total_input_tokens: usize,
+    /// Of `total_input_tokens`: the text's and the images' (non-zero only for image and
+    /// mmmu runs, see [`Summary::count_vision`]).
+    pub total_input_text_tokens: usize,
+    pub total_input_vision_tokens: usize,
     pub total_output_tokens: usize,
     /// None when no client tokenizer was available (or --disable-retokenize).
     pub total_output_tokens_retokenized: Option<usize>,
@@ -113,6 +117,8 @@ pub fn summarize(
         completed: ok.len(),
         failed: records.len() - ok.len(),
         total_input_tokens: total_in,
+        total_input_text_tokens: total_in,
+        total_input_vision_tokens: 0,
         total_output_tokens: total_out,
         total_output_tokens_retokenized: retok,
         request_throughput: ok.len() as f64 / d,
@@ -129,20 +135,68 @@ pub fn summarize(
     }
 }
 
+impl Summary {
+    /// Requests with images: the client counted only their text (`prompt_len`, as upstream's
+    /// text-only `text_prompt_len`); the server's `prompt_tokens` holds text and image
+    /// tokens, so the input is the server's count and the vision tokens are the difference
+    /// (upstream gets the same split from the model's processor). A request whose server
+    /// reported no count counts its text only.
+    pub fn count_vision(&mut self, records: &[RequestRecord]) {
+        let ok = records.iter().filter(|r| r.ok);
+        let text: usize = ok.clone().map(|r| r.prompt_len).sum();
+        let vision: usize = ok
+            .map(|r| {
+                r.server_prompt_len
+                    .map_or(0, |s| s.saturating_sub(r.prompt_len))
+            })
+            .sum();
+        let d = self.duration.max(1e-9);
+        self.total_input_text_tokens = text;
+        self.total_input_vision_tokens = vision;
+        self.total_input_tokens = text + vision;
+        self.input_throughput = self.total_input_tokens as f64 / d;
+        self.total_throughput = (self.total_input_tokens + self.total_output_tokens) as f64 / d;
+    }
+}
+
 /// bench_serving's peak windows: 1 s buckets from the first start, one token at
 /// start + TTFT and one after each ITL entry; a request counts in every bucket it spans.
 fn peaks(ok: &[&RequestRecord], native: bool) -> (f64, usize) {
+    let b = buckets_of(ok, native);
+    (
+        b.tokens.into_iter().max().unwrap_or(0) as f64,
+        b.requests.into_iter().max().unwrap_or(0),
+    )
+}
+
+/// The 1-second buckets behind `max_output_tokens_per_s` and `max_concurrent_requests`
+/// (what bench_serving's --plot-throughput draws), from the first successful start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets {
+    /// Output tokens in each second.
+    pub tokens: Vec<usize>,
+    /// Requests in flight at some time within each second.
+    pub requests: Vec<usize>,
+}
+
+/// The buckets of a run's successful requests.
+pub fn buckets(records: &[RequestRecord], native: bool) -> Buckets {
+    let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
+    buckets_of(&ok, native)
+}
+
+fn buckets_of(ok: &[&RequestRecord], native: bool) -> Buckets {
     let Some(t_min) = ok.iter().map(|r| r.start).min_by(f64::total_cmp) else {
-        return (0.0, 0);
+        return Buckets::default();
     };
     let t_max = ok
         .iter()
         .map(|r| r.start + r.latency)
         .max_by(f64::total_cmp)
         .unwrap_or(t_min);
-    let buckets = (t_max - t_min).ceil() as usize + 1;
-    let mut tokens = vec![0usize; buckets];
-    let mut requests = vec![0usize; buckets];
+    let n = (t_max - t_min).ceil() as usize + 1;
+    let mut tokens = vec![0usize; n];
+    let mut requests = vec![0usize; n];
     let mut itl = Vec::new();
     for r in ok {
         let mut t = r.start + r.ttft;
@@ -160,20 +214,39 @@ fn peaks(ok: &[&RequestRecord], native: bool) -> (f64, usize) {
             bump(t);
         }
         let a = (r.start - t_min) as usize;
-        let b = ((r.start + r.latency - t_min) as usize).min(buckets - 1);
+        let b = ((r.start + r.latency - t_min) as usize).min(n - 1);
         for c in &mut requests[a..=b] {
             *c += 1;
         }
     }
-    (
-        tokens.into_iter().max().unwrap_or(0) as f64,
-        requests.into_iter().max().unwrap_or(0),
-    )
+    Buckets { tokens, requests }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vision_tokens_are_the_servers_count_less_the_text() {
+        let mut a = rec(0.0, 5);
+        a.prompt_len = 10;
+        a.server_prompt_len = Some(110);
+        let mut b = rec(0.5, 5);
+        b.prompt_len = 20;
+        b.server_prompt_len = None;
+        let mut s = summarize(&[a.clone(), b.clone()], 2.0, false, None);
+        assert_eq!(s.total_input_vision_tokens, 0);
+        s.count_vision(&[a, b]);
+        assert_eq!(
+            (
+                s.total_input_tokens,
+                s.total_input_text_tokens,
+                s.total_input_vision_tokens
+            ),
+            (130, 30, 100)
+        );
+        assert_eq!(s.input_throughput, 65.0);
+    }
 
     #[test]
     fn percentiles_match_numpy() {

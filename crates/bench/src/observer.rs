@@ -39,6 +39,21 @@ pub struct RunStart<'a> {
     pub max_concurrency: Option<usize>,
 }
 
+/// One request about to be sent (warm-up and measured alike, each round of a conversation
+/// too).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSent<'a> {
+    /// Numbers the requests of the benchmark in the order they are sent; `request_ended`
+    /// gives the same number.
+    pub seq: u64,
+    /// The generation endpoint's URL.
+    pub url: &'a str,
+    /// The JSON body as sent.
+    pub body: &'a [u8],
+    pub prompt_len: usize,
+    pub output_len: usize,
+}
+
 /// Every method has an empty default: implement the ones you show.
 pub trait BenchObserver: Send + Sync {
     /// The embedded reference server (`model`) listens at `url`.
@@ -53,6 +68,10 @@ pub trait BenchObserver: Send + Sync {
     fn warmup_finished(&self, _requests: usize) {}
     /// The measured requests of a run are being sent.
     fn requests_started(&self, _requests: usize) {}
+    /// A request is about to be sent (called from its task, before its clock starts).
+    fn request_sent(&self, _request: &RequestSent<'_>) {}
+    /// The request `seq` of [`RequestSent`] ended (called from its task).
+    fn request_ended(&self, _seq: u64, _record: &RequestRecord) {}
     /// One measured request ended (completed or failed).
     fn request_finished(&self, _record: &RequestRecord) {}
     /// Every measured request of the run has ended.

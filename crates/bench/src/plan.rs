@@ -147,6 +147,10 @@ pub enum DatasetName {
     LongbenchV2,
     /// nvidia/SPEED-Bench rows (JSONL `{category, turns}`).
     SpeedBench,
+    /// bench_serving's generated images (random or blank, JPEG or PNG) with random-ids text.
+    Image,
+    /// MMMU/MMMU rows (a local JSONL export): `image_1` and the question.
+    Mmmu,
 }
 
 impl DatasetName {
@@ -162,6 +166,134 @@ impl DatasetName {
             DatasetName::Openai => "openai",
             DatasetName::LongbenchV2 => "longbench_v2",
             DatasetName::SpeedBench => "speed-bench",
+            DatasetName::Image => "image",
+            DatasetName::Mmmu => "mmmu",
+        }
+    }
+
+    /// Requests carry images (image_url content parts or native image_data).
+    pub fn has_images(self) -> bool {
+        matches!(self, DatasetName::Image | DatasetName::Mmmu)
+    }
+}
+
+/// `--image-resolution`: one size for every image, or a uniform draw per image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageResolution {
+    /// Width x height in pixels.
+    Fixed { width: u32, height: u32 },
+    /// Width and height each uniform on [min, max] (`random:<minH>x<minW>-<maxH>x<maxW>`).
+    Random { min: (u32, u32), max: (u32, u32) },
+}
+
+impl ImageResolution {
+    /// bench_serving's spellings: `4k`, `1080p`, `720p`, `360p`, `HxW` (height first), or
+    /// `random:<minH>x<minW>-<maxH>x<maxW>`. The error says what was expected.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let fixed = |t: &str| -> std::result::Result<(u32, u32), String> {
+            let t = t.trim().to_ascii_lowercase();
+            let preset = match t.as_str() {
+                "4k" => Some((3840, 2160)),
+                "1080p" => Some((1920, 1080)),
+                "720p" => Some((1280, 720)),
+                "360p" => Some((640, 360)),
+                _ => None,
+            };
+            if let Some(wh) = preset {
+                return Ok(wh);
+            }
+            let (h, w) = t
+                .split_once('x')
+                .and_then(|(h, w)| Some((h.parse::<u32>().ok()?, w.parse::<u32>().ok()?)))
+                .filter(|&(h, w)| h > 0 && w > 0)
+                .ok_or_else(|| {
+                    format!(
+                        "'{t}' is not a resolution: use 4k, 1080p, 720p, 360p, HEIGHTxWIDTH \
+                         (e.g. 1080x1920) or random:<minH>x<minW>-<maxH>x<maxW>"
+                    )
+                })?;
+            Ok((w, h))
+        };
+        let trimmed = s.trim();
+        if trimmed.len() >= 7 && trimmed[..7].eq_ignore_ascii_case("random:") {
+            let (lo, hi) = trimmed[7..].split_once('-').ok_or_else(|| {
+                format!(
+                    "'{s}': a random resolution is random:<minH>x<minW>-<maxH>x<maxW>, e.g. \
+                     random:256x256-1024x1024"
+                )
+            })?;
+            let (min, max) = (fixed(lo)?, fixed(hi)?);
+            if min.0 > max.0 || min.1 > max.1 {
+                return Err(format!("'{s}': the minimum exceeds the maximum"));
+            }
+            return Ok(ImageResolution::Random { min, max });
+        }
+        let (width, height) = fixed(trimmed)?;
+        Ok(ImageResolution::Fixed { width, height })
+    }
+
+    /// The largest image this setting can draw (width, height).
+    pub fn max(self) -> (u32, u32) {
+        match self {
+            ImageResolution::Fixed { width, height } => (width, height),
+            ImageResolution::Random { max, .. } => max,
+        }
+    }
+}
+
+/// `--image-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageFormat {
+    /// Quality 85, as bench_serving's PIL call.
+    #[default]
+    Jpeg,
+    Png,
+}
+
+impl ImageFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "jpeg",
+            ImageFormat::Png => "png",
+        }
+    }
+}
+
+/// `--image-content`: random RGB noise (incompressible: the largest bodies) or white.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageContent {
+    #[default]
+    Random,
+    Blank,
+}
+
+/// bench_serving's image dataset flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagePlan {
+    /// Images per request (`--image-count`), or the most per request with `random_count`.
+    pub count: usize,
+    /// `--random-image-count`: each request gets 1..=count images.
+    pub random_count: bool,
+    pub resolution: ImageResolution,
+    /// The flag as given (it goes into the auto-named output file).
+    pub resolution_label: String,
+    pub format: ImageFormat,
+    pub content: ImageContent,
+}
+
+/// bench_serving's defaults: one random 1080p JPEG per request.
+impl Default for ImagePlan {
+    fn default() -> Self {
+        ImagePlan {
+            count: 1,
+            random_count: false,
+            resolution: ImageResolution::Fixed {
+                width: 1920,
+                height: 1080,
+            },
+            resolution_label: "1080p".into(),
+            format: ImageFormat::Jpeg,
+            content: ImageContent::Random,
         }
     }
 }
@@ -318,6 +450,8 @@ pub struct DatasetPlan {
     pub shared_prefix: SharedPrefixPlan,
     pub mooncake: MooncakePlan,
     pub traces: TraceDatasetPlan,
+    /// The image dataset's flags.
+    pub image: ImagePlan,
     /// Replay the dataset's own timestamps (mooncake) instead of the arrival process.
     pub use_trace_timestamps: bool,
     pub seed: u64,
@@ -573,6 +707,25 @@ impl BenchPlan {
         if m.block_tokens == 0 {
             return Err(PlanError::BlockTokens);
         }
+        if let Some(name) = d.name.filter(|n| n.has_images()) {
+            let ok = matches!(
+                self.backend,
+                Backend::Sglang
+                    | Backend::SglangNative
+                    | Backend::SglangOaiChat
+                    | Backend::VllmChat
+                    | Backend::LmdeployChat
+            );
+            if !ok {
+                return Err(PlanError::ImagesOn(name.name(), self.backend.name()));
+            }
+            if d.tokenize_prompt {
+                return Err(PlanError::ImagesAsIds(name.name()));
+            }
+            if d.image.count == 0 {
+                return Err(PlanError::ImageCount);
+            }
+        }
         if let Some(l) = &self.requests.lora {
             let several = l.names.len() >= 2;
             match l.distribution {
@@ -708,6 +861,7 @@ pub(crate) mod tests {
                     speed_bench_output_len: 512,
                     ..Default::default()
                 },
+                image: ImagePlan::default(),
                 use_trace_timestamps: false,
                 seed: 42,
                 retokenize: true,
@@ -842,6 +996,63 @@ pub(crate) mod tests {
         let mut p = plan();
         p.profile.profile_num_steps = Some(3);
         assert!(matches!(p.validate(), Err(BenchError::Usage(m)) if m.contains("--profile")));
+    }
+
+    #[test]
+    fn image_resolutions_in_upstreams_spellings() {
+        let f = |w, h| ImageResolution::Fixed {
+            width: w,
+            height: h,
+        };
+        assert_eq!(ImageResolution::parse("4k"), Ok(f(3840, 2160)));
+        assert_eq!(ImageResolution::parse("720P"), Ok(f(1280, 720)));
+        // Height first.
+        assert_eq!(ImageResolution::parse("100x300"), Ok(f(300, 100)));
+        assert_eq!(
+            ImageResolution::parse("random:10x20-30x40"),
+            Ok(ImageResolution::Random {
+                min: (20, 10),
+                max: (40, 30)
+            })
+        );
+        assert!(
+            ImageResolution::parse("0x10")
+                .unwrap_err()
+                .contains("'0x10'")
+        );
+        assert!(
+            ImageResolution::parse("random:30x30-10x10")
+                .unwrap_err()
+                .contains("minimum")
+        );
+        assert!(
+            ImageResolution::parse("random:10x10")
+                .unwrap_err()
+                .contains("random:<minH>")
+        );
+        assert!(ImageResolution::parse("8k").is_err());
+    }
+
+    #[test]
+    fn images_go_only_where_upstream_sends_them() {
+        let mut p = plan();
+        p.dataset.name = Some(DatasetName::Image);
+        p.validate().unwrap();
+        p.backend = Backend::SglangOai;
+        assert_eq!(
+            refused(p.clone()).to_string(),
+            "--dataset-name image: --backend sglang-oai cannot send images (use sglang, \
+             sglang-native, sglang-oai-chat, vllm-chat or lmdeploy-chat)"
+        );
+        p.backend = Backend::VllmChat;
+        p.validate().unwrap();
+        p.dataset.name = Some(DatasetName::Mmmu);
+        p.dataset.image.count = 0; // not an image-dataset setting for mmmu, but checked alike
+        assert_eq!(refused(p.clone()), PlanError::ImageCount);
+        p.dataset.image.count = 1;
+        p.backend = Backend::Sglang;
+        p.dataset.tokenize_prompt = true;
+        assert_eq!(refused(p), PlanError::ImagesAsIds("mmmu"));
     }
 
     #[test]

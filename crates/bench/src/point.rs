@@ -33,6 +33,45 @@ pub struct PointContext<'a> {
     /// The embedded server runs in this process (its CPU counts as ours).
     pub embedded: bool,
     pub observer: &'a Arc<dyn BenchObserver>,
+    /// Ctrl-C, listened for once for the whole run when it profiles (`None` otherwise:
+    /// Ctrl-C keeps its default meaning).
+    pub interrupt: Option<Interrupt>,
+}
+
+/// Ctrl-C during a profiled run. One listener for every point of a sweep, set up before the
+/// first profile starts: a Ctrl-C between two points (or while a point's traces are being
+/// waited for) is not lost, and ends the run with no profile left running on the server.
+#[derive(Clone)]
+pub struct Interrupt(tokio::sync::watch::Receiver<bool>);
+
+impl Interrupt {
+    /// Replace SIGINT's default action with this listener, for the rest of the process.
+    pub fn listen() -> Result<Interrupt> {
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| BenchError::Usage(format!("cannot listen for Ctrl-C: {e}")))?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if sigint.recv().await.is_some() {
+                let _ = tx.send(true);
+            }
+            // Keep the sender: a closed channel would read as no interrupt ever coming.
+            tx.closed().await;
+        });
+        Ok(Interrupt(rx))
+    }
+
+    /// Ctrl-C came already.
+    pub fn fired(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Returns once Ctrl-C comes (at once if it came already).
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|v| *v).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// One point's results.
@@ -117,23 +156,26 @@ pub async fn run_point(
         // bench_serving lets the server settle after a flush.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    // Listening before the start, so no Ctrl-C can fall between the server starting to
-    // profile and loupe listening (it would end loupe and leave the server profiling).
-    let mut interrupt = if plan.profile.profile {
-        Some(
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                .map_err(|e| BenchError::Usage(format!("cannot listen for Ctrl-C: {e}")))?,
-        )
-    } else {
-        None
-    };
+    // The listener was set up before the run's first profile, so no Ctrl-C can fall between
+    // the server starting to profile and loupe listening (it would end loupe and leave the
+    // server profiling); one that came before this point's start ends the run here.
+    let interrupt = ctx.interrupt.as_ref().filter(|_| plan.profile.profile);
+    if interrupt.is_some_and(Interrupt::fired) {
+        return Err(BenchError::Interrupted);
+    }
     let mut profile = if plan.profile.profile {
         let ep = ProfileEndpoint {
             client: ctx.client.clone(),
             base: ctx.base_url.to_string(),
             headers: ctx.headers.clone(),
         };
-        Some(ProfileRun::start(&plan.profile, ep).await)
+        let p = ProfileRun::start(&plan.profile, ep).await;
+        if interrupt.is_some_and(Interrupt::fired) {
+            // Ctrl-C while the start was on its way: the server may be profiling now.
+            p.abandon().await;
+            return Err(BenchError::Interrupted);
+        }
+        Some(p)
     } else {
         None
     };
@@ -166,14 +208,14 @@ pub async fn run_point(
     // While the server profiles, Ctrl-C must stop it before the process ends: a vLLM server
     // left profiling grows its trace without bound. Without a profile, Ctrl-C keeps its
     // default meaning.
-    let driven = match (profile, interrupt.as_mut()) {
+    let driven = match (profile, interrupt) {
         (Some(p), Some(sigint)) => {
             tokio::select! {
                 driven = drive => {
                     profile = Some(p);
                     driven
                 }
-                _ = sigint.recv() => {
+                _ = sigint.wait() => {
                     p.abandon().await;
                     return Err(BenchError::Interrupted);
                 }
@@ -195,9 +237,21 @@ pub async fn run_point(
         cores: std::thread::available_parallelism().map_or(1, |c| c.get()),
         includes_server: ctx.embedded,
     };
-    let profile = match profile {
-        Some(p) => Some(p.finish().await),
-        None => None,
+    // Ctrl-C while the traces are waited for: stop every started endpoint (again; an idle
+    // stop is harmless on vLLM) and end the run.
+    let profile = match (profile, interrupt) {
+        (Some(p), Some(sigint)) => {
+            let spare = p.clone();
+            tokio::select! {
+                report = p.finish() => Some(report),
+                _ = sigint.wait() => {
+                    spare.abandon().await;
+                    return Err(BenchError::Interrupted);
+                }
+            }
+        }
+        (Some(p), None) => Some(p.finish().await),
+        (None, _) => None,
     };
     let server_info = control::get_json(
         ctx.client,
@@ -232,13 +286,21 @@ pub async fn run_point(
         r.fill_token_counts(ctx.tokenizer.map(|_| &count as &dyn Fn(&str) -> usize));
     }
     let native = backend.api() == Api::Native;
-    let summary = metrics::summarize(&records, driven.duration, native, retokenized.as_deref());
+    let mut summary = metrics::summarize(&records, driven.duration, native, retokenized.as_deref());
+    let images = plan.dataset.name.is_some_and(|n| n.has_images());
+    if images {
+        summary.count_vision(&records);
+    }
     let mut beyond = beyond::summarize(
         &records,
         driven.duration,
         &plan.metrics.percentiles,
         &plan.metrics.slos,
     );
+    if images {
+        // The server counts the image tokens the client cannot: no prompt-length check.
+        beyond.prompt_len_check = Default::default();
+    }
     let t = &plan.time;
     beyond.steady =
         windows::steady_state(&records, driven.duration, t.warmup_ratio, t.cooldown_ratio);

@@ -51,8 +51,11 @@ pub fn record(r: &RunOutcome, details: bool) -> Value {
     put("duration", json!(s.duration));
     put("completed", json!(s.completed));
     put("total_input_tokens", json!(s.total_input_tokens));
-    put("total_input_text_tokens", json!(s.total_input_tokens));
-    put("total_input_vision_tokens", json!(0));
+    put("total_input_text_tokens", json!(s.total_input_text_tokens));
+    put(
+        "total_input_vision_tokens",
+        json!(s.total_input_vision_tokens),
+    );
     put("total_output_tokens", json!(s.total_output_tokens));
     put(
         "total_output_tokens_retokenized",
@@ -294,6 +297,19 @@ pub fn month_day() -> String {
     jiff::Zoned::now().strftime("%m%d").to_string()
 }
 
+/// bench_serving's default output file name for `--dataset-name image`.
+pub fn default_image_output_file(
+    backend: &str,
+    num: usize,
+    input_len: usize,
+    output_len: usize,
+    image_count: usize,
+    resolution: &str,
+) -> String {
+    let mmdd = month_day();
+    format!("{backend}_{mmdd}_{num}_{input_len}_{output_len}_{image_count}imgs_{resolution}.jsonl")
+}
+
 /// bench_serving's default output file name.
 pub fn default_output_file(
     backend: &str,
@@ -323,6 +339,8 @@ mod tests {
         );
         let b = default_output_file("vllm", "sharegpt", 1000, 1024, 1024);
         assert!(b.ends_with("_1000_sharegpt.jsonl"), "{b}");
+        let c = default_image_output_file("sglang-oai-chat", 10, 64, 8, 2, "720p");
+        assert!(c.ends_with("_10_64_8_2imgs_720p.jsonl"), "{c}");
         assert_eq!(month_day().len(), 4);
     }
 }

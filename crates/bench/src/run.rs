@@ -17,7 +17,7 @@ use crate::error::{BenchError, Result};
 use crate::observer::{BenchObserver, DatasetReady, RunStart};
 use crate::outcome::{BenchOutcome, RunInfo, RunOutcome};
 use crate::plan::{Api, BenchPlan, DatasetName, ServerTarget};
-use crate::point::{PointContext, PointResult, run_point};
+use crate::point::{Interrupt, PointContext, PointResult, run_point};
 use crate::points::{Point, point_label, points, schedule};
 use crate::report;
 use crate::request_keys;
@@ -69,6 +69,17 @@ impl Resolved {
         let input_len = pick(d.random_input_len, 1024, 256);
         let output_len = pick(d.random_output_len, 1024, 128);
         let jsonl = plan.outputs.jsonl.clone().unwrap_or_else(|| {
+            if dataset == DatasetName::Image {
+                let i = &d.image;
+                return PathBuf::from(report::default_image_output_file(
+                    plan.backend.name(),
+                    num,
+                    input_len,
+                    output_len,
+                    i.count,
+                    &i.resolution_label,
+                ));
+            }
             PathBuf::from(report::default_output_file(
                 plan.backend.name(),
                 dataset.name(),
@@ -93,6 +104,8 @@ async fn start_embedded(model: &str, observer: &dyn BenchObserver) -> Result<Run
     let serve = loupe_server::ServerConfig {
         model_path: model.to_string(),
         port: 0,
+        // --scrape-metrics and --html's server charts read its /metrics.
+        enable_metrics: true,
         ..Default::default()
     };
     let s = loupe_server::spawn(serve)
@@ -136,6 +149,7 @@ fn build_workload(
         gsp: &d.shared_prefix,
         mooncake: &d.mooncake,
         traces: &d.traces,
+        image: &d.image,
         seed: d.seed,
         scenario,
     };
@@ -301,18 +315,18 @@ async fn sweep(
 ) -> Result<(Vec<RunOutcome>, Vec<(Option<String>, SearchReport)>)> {
     let api = plan.backend.api();
     let req = &plan.requests;
-    let target = Arc::new(
-        Target::new(
-            format!("{base_url}{}", plan.backend.path()),
-            api,
-            found.headers.clone(),
-            req.timeout,
-            req.read_timeout,
-            req.stream,
-        )
-        .await
-        .map_err(BenchError::Usage)?,
-    );
+    let mut target = Target::new(
+        format!("{base_url}{}", plan.backend.path()),
+        api,
+        found.headers.clone(),
+        req.timeout,
+        req.read_timeout,
+        req.stream,
+    )
+    .await
+    .map_err(BenchError::Usage)?;
+    target.observer = Some(observer.clone());
+    let target = Arc::new(target);
     let body = BodyOptions {
         api,
         model: found.model.clone(),
@@ -338,6 +352,11 @@ async fn sweep(
         tokenizer: found.tokenizer.as_deref(),
         embedded: r.embedded,
         observer,
+        interrupt: if plan.profile.profile {
+            Some(Interrupt::listen()?)
+        } else {
+            None
+        },
     };
     let scenarios: Vec<Option<&Scenario>> = if plan.dataset.scenarios.is_empty() {
         vec![None]

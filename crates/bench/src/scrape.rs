@@ -5,8 +5,8 @@
 //! (engines-and-metrics.md section 2); labelled series (per DP rank: vLLM's `engine`,
 //! SGLang's `dp_rank`) are kept apart in the series and summed across ranks in the summary.
 //!
-//! A server with no `/metrics` (SGLang without --enable-metrics answers 404) gets one warning
-//! and the run goes on without the scraper.
+//! A server with no `/metrics` (SGLang without --enable-metrics answers 404) gets one warning,
+//! which names the flag, and the run goes on without the scraper.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -85,11 +85,12 @@ impl Scraper {
                 match server.metrics().await {
                     Ok(samples) => scrapes.push((at, samples)),
                     Err(e) => {
+                        // A 404's message names --enable-metrics (loupe-client's NoMetrics).
                         let why = format!(
-                            "--scrape-metrics: {e}; the run goes on without server metrics \
-                             (SGLang serves /metrics only with --enable-metrics)"
+                            "--scrape-metrics: {e}; the run goes on without server metrics"
                         );
-                        tracing::warn!("{why}");
+                        // Said once, in the run's warnings (not also in the log).
+                        tracing::debug!("{why}");
                         return (scrapes, Some(why));
                     }
                 }

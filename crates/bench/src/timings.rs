@@ -3,9 +3,11 @@
 //! later without re-running (`loupe report`). One JSON object a line: a run line
 //! (`{"loupe_timings": 1, "label": ..., "record": {...}}`) followed by one line per request.
 //!
-//! Times are written as Rust's shortest round-trip decimals inside strings and read back with
-//! `str::parse`, which is exact: serde_json's default float parser is best-effort, and a
-//! rebuilt run must have the same bits as the live one to give the same page.
+//! A rebuilt run must have the same bits as the live one to give the same page. Times are
+//! written as Rust's shortest round-trip decimals inside strings and read back with
+//! `str::parse`, which is exact; the record's own numbers (the rate, the scraped /metrics
+//! series) are read by serde_json with its `float_roundtrip` feature (this crate turns it
+//! on), also exact, where its default parser may be one bit off.
 
 use std::io::{BufRead, Write};
 use std::path::Path;

@@ -125,6 +125,13 @@ impl BenchTokenizer {
             .map_err(|e| BenchError::Tokenizer(e.to_string()))
     }
 
+    /// Text of `ids` with special tokens left out (random prompt text).
+    pub fn decode_plain(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| BenchError::Tokenizer(e.to_string()))
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.vocab_size()
     }
@@ -156,6 +163,24 @@ impl BenchTokenizer {
             Some(b) if !b.is_empty() => text.replace(b.as_str(), ""),
             _ => text,
         })
+    }
+
+    /// Tokens of one user turn through the chat template as a chat server counts them (the
+    /// template's own special tokens, nothing added); without a template, of the text with
+    /// the tokenizer's special tokens.
+    pub fn chat_len(&self, prompt: &str) -> Result<usize> {
+        if !self.has_chat_template() {
+            return Ok(self.encode(prompt)?.len());
+        }
+        let msg = ChatMessage {
+            role: "user".into(),
+            content: prompt.to_string(),
+        };
+        let text = self
+            .inner
+            .apply_chat_template(&[msg], true)
+            .map_err(|e| BenchError::Tokenizer(e.to_string()))?;
+        Ok(self.count_plain(&text))
     }
 
     /// bench_serving's `--apply-chat-template`: one user turn, generation prompt, BOS removed

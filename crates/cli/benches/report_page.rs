@@ -1,7 +1,9 @@
 //! The bench page's budgets (docs/PERFORMANCE.md, "HTML reports"): its size and build time
 //! for seeded synthetic runs of 10,000 and 100,000 requests (128 output tokens each, 1% failed,
-//! latency degrading over the last 30% of the run). The pages are written to
-//! target/bench-report/ for `scripts/bench_report.sh` to time in the browser.
+//! latency degrading over the last 30% of the run), and for sweeps of 16 such runs of 1,000
+//! and 10,000 requests each (the page `loupe bench --sweep-max-concurrency` with 16 points
+//! writes). The pages are written to target/bench-report/ for `scripts/bench_report.sh` to
+//! time in the browser.
 //!
 //!   cargo bench -p loupe --bench report_page
 
@@ -29,7 +31,11 @@ impl Seeded {
 }
 
 fn run(n: usize) -> RunOutcome {
-    let mut rng = Seeded(42);
+    run_seeded(n, 42, None)
+}
+
+fn run_seeded(n: usize, seed: u64, max_concurrency: Option<usize>) -> RunOutcome {
+    let mut rng = Seeded(seed);
     let rate = 20.0;
     let mut t = 0.0;
     let span = n as f64 / rate;
@@ -77,14 +83,14 @@ fn run(n: usize) -> RunOutcome {
         .fold(0.0, f64::max);
     let slos = vec![("ttft".to_string(), 200.0), ("tpot".to_string(), 40.0)];
     RunOutcome {
-        label: "run".into(),
+        label: max_concurrency.map_or("run".into(), |c| format!("concurrency {c}")),
         info: RunInfo {
             backend: "sglang".into(),
             dataset_name: "random-ids".into(),
             request_rate: rate,
             rate_label: rate.to_string(),
             burstiness: 1.0,
-            max_concurrency: None,
+            max_concurrency,
             sharegpt_output_len: None,
             random_input_len: 1000,
             random_output_len: 128,
@@ -126,5 +132,32 @@ fn main() {
         }
         std::fs::write(dir.join(format!("run{}k.html", n / 1000)), &bytes).unwrap();
         println!("| {n} | {} | {best:.0} |", bytes.len());
+    }
+    println!();
+    println!("| sweep | requests | page bytes | build ms (best of 3) |");
+    println!("|---|---:|---:|---:|");
+    for n in [1_000, 10_000] {
+        let runs: Vec<RunOutcome> = (1..=16)
+            .map(|c| run_seeded(n, 42 + c as u64, Some(c)))
+            .collect();
+        let mut best = f64::INFINITY;
+        let mut bytes = Vec::new();
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let records = runs
+                .iter()
+                .map(|r| loupe_bench::report::record(r, false))
+                .collect();
+            let page = loupe_cli::cmd::bench::html::page(&runs, true, records);
+            bytes = loupe_report::render(&page).unwrap();
+            best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let name = format!("sweep16x{}k", n / 1000);
+        std::fs::write(dir.join(format!("{name}.html")), &bytes).unwrap();
+        println!(
+            "| 16 runs x {n} | {} | {} | {best:.0} |",
+            16 * n,
+            bytes.len()
+        );
     }
 }

@@ -49,6 +49,7 @@ impl Server {
                 "tiny",
                 "--threads",
                 "1",
+                "--enable-metrics",
                 "--port",
                 &port.to_string(),
             ])
@@ -154,15 +155,94 @@ fn without_a_url_the_embedded_server_is_benchmarked_and_said_so() {
 #[test]
 fn bad_flags_exit_with_a_reason_before_anything_runs() {
     let out = loupe()
-        .args(["bench", "--plot-throughput", "--request-rate", "0"])
+        .args(["bench", "--rust-client", "--request-rate", "0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("--plot-throughput: terminal plots are not implemented"),
+        stderr.contains("--rust-client: loupe bench is itself a native client"),
         "{stderr}"
     );
+}
+
+#[test]
+fn print_requests_and_plot_throughput_write_upstreams_lines_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = loupe()
+        .current_dir(dir.path())
+        .args([
+            "bench",
+            "--backend",
+            "sglang-oai-chat",
+            "--print-requests",
+            "--plot-throughput",
+            "--num-prompts",
+            "4",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "6",
+            "--output-file",
+            "out.jsonl",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let starts: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" message=\"request start\" "))
+        .collect();
+    let ends: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" message=\"request end\" "))
+        .collect();
+    // The warm-up request and the four measured ones, each started and ended.
+    assert_eq!((starts.len(), ends.len()), (5, 5), "{stdout}");
+    let rid = |l: &str| l.split(' ').next().unwrap().to_string();
+    for s in &starts {
+        assert!(s.starts_with("rid=") && rid(s).len() == 4 + 36, "{s}");
+        let time: f64 = s.split(' ').nth(1).unwrap()["time=".len()..]
+            .parse()
+            .unwrap();
+        assert!(time > 1.6e9, "{s}");
+        assert!(
+            s.contains(
+                "request_func_input=\"RequestFuncInput(prompt='...', api_url='http://127.0.0.1:"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("/v1/chat/completions', prompt_len="), "{s}");
+        assert!(ends.iter().any(|e| rid(e) == rid(s)), "no end for {s}");
+    }
+    for e in &ends {
+        assert!(
+            e.split(' ').nth(2).unwrap().starts_with("time_delta="),
+            "{e}"
+        );
+        assert!(
+            e.contains("output=\"RequestFuncOutput(generated_text='...', success=True, latency="),
+            "{e}"
+        );
+    }
+    // The plots come before the result block.
+    let plot = stdout
+        .find("Output tokens per second")
+        .expect("the token plot");
+    let conc = stdout
+        .find("Concurrent requests per second")
+        .expect("the request plot");
+    let table = stdout.find("Serving Benchmark Result").unwrap();
+    assert!(plot < conc && conc < table, "{stdout}");
+    assert!(stdout.contains("Time (s)"));
+    // Elsewhere than sglang-oai-chat, --print-requests is refused as upstream asserts.
+    let out = loupe()
+        .args(["bench", "--backend", "sglang", "--print-requests"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--backend sglang-oai-chat only"));
 }
 
 #[test]

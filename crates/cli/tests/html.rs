@@ -234,6 +234,19 @@ fn sweep_and_profiled_pages_render() {
         "the traces were read"
     );
     check_in_browser(&profiled, "bench-profiled");
+
+    // Rebuilt from its timings, the scraped and profiled page has the same bytes: the
+    // scraped series' floats come back with the same bits.
+    let again = dir.path().join("profiled-again.html");
+    ok(loupe()
+        .arg("report")
+        .arg(dir.path().join("profiled.requests.jsonl"))
+        .arg("-o")
+        .arg(&again));
+    assert!(
+        std::fs::read(&again).unwrap() == std::fs::read(&profiled).unwrap(),
+        "the rebuilt page differs from the live one"
+    );
 }
 
 fn trace_data(name: &str) -> PathBuf {
@@ -313,10 +326,12 @@ fn a_run_summary_page_renders() {
             name: "decode".into(),
             trace_files: vec![trace.display().to_string()],
             bench: Ok(record),
+            timings: None,
         }],
         benches: vec![loupe_run::BenchOutcome {
             concurrency: 8,
             result: Err("concurrency 8: loupe bench exited 1".into()),
+            timings: None,
         }],
     };
     let page = loupe_cli::cmd::run_html::write(&outcome).unwrap();
@@ -330,6 +345,21 @@ fn a_run_summary_page_renders() {
     assert!(html.contains("Failed: concurrency 8: loupe bench exited 1"));
     assert!(html.contains("Top kernels by total time"));
     check_in_browser(&page, "run-summary");
+}
+
+/// Every part of a zip (an .xlsx), by name.
+#[cfg(feature = "xlsx")]
+fn zip_parts(path: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::io::Read;
+    let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut text = String::new();
+            f.read_to_string(&mut text).unwrap();
+            (f.name().unwrap().to_string(), text)
+        })
+        .collect()
 }
 
 #[cfg(feature = "xlsx")]
@@ -350,12 +380,121 @@ fn xlsx_workbook_has_genai_bench_sheets_and_charts() {
             &book_arg,
         ],
     );
-    let bytes = std::fs::read(&book).unwrap();
-    assert_eq!(&bytes[..2], b"PK");
-    // The zip's directory names its parts in the clear: six sheets, genai-bench's 2 x 4 charts.
-    let names = String::from_utf8_lossy(&bytes);
-    assert!(names.contains("xl/worksheets/sheet6.xml") && !names.contains("sheet7.xml"));
-    assert!(names.contains("xl/charts/chart8.xml") && !names.contains("chart9.xml"));
+    let parts = zip_parts(&book);
+    // genai-bench's sheets in its order, then the charts.
+    let workbook = &parts["xl/workbook.xml"];
+    let names: Vec<&str> = workbook
+        .split("<sheet name=\"")
+        .skip(1)
+        .map(|s| &s[..s.find('"').unwrap()])
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Summary",
+            "Appendix",
+            "Experiment Metadata",
+            "Aggregated Metrics for Each Run",
+            "Individual Request Metrics",
+            "Charts"
+        ]
+    );
+    // Each sheet's header row, as the shared strings its first row points at.
+    let strings: Vec<String> = parts["xl/sharedStrings.xml"]
+        .split("<t>")
+        .skip(1)
+        .map(|s| s[..s.find("</t>").unwrap()].replace("&gt;", ">"))
+        .collect();
+    let header = |sheet: usize| -> Vec<String> {
+        let xml = &parts[&format!("xl/worksheets/sheet{sheet}.xml")];
+        let row = &xml[xml.find("<row r=\"1\"").unwrap()..];
+        let row = &row[..row.find("</row>").unwrap()];
+        row.split("<v>")
+            .skip(1)
+            .map(|v| strings[v[..v.find("</v>").unwrap()].parse::<usize>().unwrap()].clone())
+            .collect()
+    };
+    assert_eq!(
+        header(1),
+        [
+            "GPU Type",
+            "Use Case",
+            "Concurrency at target speed (>10 tokens/s)",
+            "Total Throughput (tokens/min)"
+        ]
+    );
+    assert_eq!(
+        header(2),
+        [
+            "GPU Type",
+            "Use Case",
+            "Concurrency",
+            "TTFT (s)",
+            "Output Inference Speed per Request (tokens/s)",
+            "Output Throughput of Server (tokens/s)",
+            "End-to-End Latency per Request (s)",
+            "Request Throughput (RPS)",
+            "Total Throughput (Input + Output) of Server (tokens/s)"
+        ]
+    );
+    let stats = [
+        "ttft (s)",
+        "tpot (s)",
+        "e2e_latency (s)",
+        "output_latency (s)",
+        "output_inference_speed",
+        "num_input_tokens",
+        "num_output_tokens",
+        "num_reasoning_tokens",
+        "total_tokens",
+        "input_throughput",
+        "output_throughput",
+        "audio_throughput",
+    ];
+    let mut agg = vec![
+        "scenario",
+        "num_concurrency",
+        "run_duration",
+        "mean_output_throughput_tokens_per_s",
+        "mean_input_throughput_tokens_per_s",
+        "mean_total_tokens_throughput_tokens_per_s",
+        "requests_per_second",
+        "error_codes_frequency",
+        "error_rate",
+        "num_error_requests",
+        "num_completed_requests",
+        "num_requests",
+    ];
+    agg.extend(stats);
+    assert_eq!(header(4), agg);
+    let mut req = vec!["scenario", "num_concurrency"];
+    req.extend(stats);
+    req.extend(["error_code", "error_message"]);
+    assert_eq!(header(5), req);
+    // Experiment Metadata is rows of (field, value) with no header: its first field.
+    assert!(parts["xl/worksheets/sheet3.xml"].contains("<row r=\"22\""));
+    assert!(strings.iter().any(|s| s == "metrics_time_unit"));
+    // Every request of both runs has its row (and the header).
+    let requests = &parts["xl/worksheets/sheet5.xml"];
+    assert!(requests.contains("<row r=\"17\"") && !requests.contains("<row r=\"18\""));
+    // The statistics are genai-bench's JSON blocks.
+    assert!(strings.iter().any(|s| s.starts_with("{\n  \"min\": ")));
+    // The Charts sheet: genai-bench's 2 x 4 grid as native charts over its cells.
+    let charts: Vec<&String> = (1..=8)
+        .map(|i| &parts[&format!("xl/charts/chart{i}.xml")])
+        .collect();
+    assert!(!parts.contains_key("xl/charts/chart9.xml"));
+    assert!(charts[0].contains("Output Inference Speed per Request vs Output Throughput"));
+    assert!(charts[0].contains("<c:scatterChart>") && charts[0].contains("Charts!$G$2:$G$3"));
+    assert!(
+        charts[1].contains("<c:logBase val=\"10\"/>"),
+        "TTFT on a log axis"
+    );
+    assert!(charts[3].contains("Error Rates by HTTP Status") && charts[3].contains("<c:barChart>"));
+    assert!(charts[7].contains("P99 E2E Latency per Request vs RPS"));
+    // One series per traffic scenario, each point labelled with its concurrency cell.
+    assert_eq!(charts[0].matches("<c:ser>").count(), 1);
+    assert!(charts[0].contains("Charts!$B$2"));
 }
 
 #[cfg(not(feature = "xlsx"))]
@@ -395,6 +534,30 @@ fn loupe_report_reads_a_run_directory_back() {
         "{\"completed\": 64, \"output_throughput\": 99.5}\n",
     )
     .unwrap();
+    // Two benchmark runs as `loupe run` has its children write them: record and timings.
+    let benches = run.join("loupe-bench_isl_32_osl_12");
+    std::fs::create_dir_all(&benches).unwrap();
+    for c in ["1", "2"] {
+        let record = benches.join(format!("concurrency_{c}.json"));
+        ok(loupe().current_dir(dir.path()).args([
+            "bench",
+            "--dataset-name",
+            "random-ids",
+            "--random-input-len",
+            "32",
+            "--random-output-len",
+            "12",
+            "--disable-tqdm",
+            "--num-prompts",
+            "6",
+            "--max-concurrency",
+            c,
+            "--output-file",
+            record.to_str().unwrap(),
+            "--request-timings",
+            record.with_extension("requests.jsonl").to_str().unwrap(),
+        ]));
+    }
     let page = dir.path().join("run.html");
     ok(loupe().arg("report").arg(&run).arg("-o").arg(&page));
     let html = std::fs::read_to_string(&page).unwrap();
@@ -405,6 +568,21 @@ fn loupe_report_reads_a_run_directory_back() {
         ["concurrency 16", "64", "", "99.50"]
     );
     assert!(html.contains("Top kernels by total time"));
+    // The runs with timings are drawn as a sweep, each request by request; the others say
+    // why they are not.
+    assert!(html.contains("Latency vs achieved throughput"));
+    assert!(html.contains(r#"<details class="section" id="bench-run-2">"#));
+    let over_time = |html: &str| {
+        data(html)["charts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["title"] == "Latency of each request by when it was sent")
+            .count()
+    };
+    assert_eq!(over_time(&html), 2);
+    assert!(html.contains("concurrency 16: no request timings were written"));
+    assert!(html.contains("phase decode: no request timings were written"));
     check_in_browser(&page, "report-run-dir");
 
     let empty = tempfile::tempdir().unwrap();
@@ -546,4 +724,142 @@ fn a_large_run_is_binned_without_losing_its_tail_or_failures() {
     assert!(html.contains("No request completed") && html.contains("20 of 20 requests failed"));
     assert!(html.contains("HTTP 500: &lt;busy&gt;"));
     check_in_browser(&file, "bench-all-failed");
+}
+
+#[test]
+fn a_scraped_run_rebuilds_byte_for_byte_whatever_its_floats() {
+    // Floats whose shortest decimals serde_json's default parser reads back one bit off.
+    let hard = [1.7546217903306627, 7.2316896362404055, 9.612558037550293];
+    let mut run = synthetic(300, 50);
+    run.info.request_rate = hard[1];
+    run.info.accept_length = Some(hard[2]);
+    let points = |k: f64| {
+        (0..40)
+            .map(|i| (i as f64 * 0.1 + hard[0] / 100.0, k * hard[i % 3]))
+            .collect::<Vec<_>>()
+    };
+    run.info.server_metrics = Some(loupe_bench::scrape::Scraped {
+        interval: std::time::Duration::from_millis(100),
+        scrapes: 40,
+        series: vec![
+            loupe_bench::scrape::Series {
+                name: "sglang:num_running_reqs".into(),
+                labels: vec![("dp_rank".into(), "0".into())],
+                points: points(1.0),
+            },
+            loupe_bench::scrape::Series {
+                name: "sglang:token_usage".into(),
+                labels: Vec::new(),
+                points: points(0.01),
+            },
+        ],
+        summary: loupe_bench::scrape::ScrapeSummary {
+            queue: None,
+            running: Some(loupe_bench::scrape::MeanMax {
+                mean: hard[0],
+                max: hard[2],
+            }),
+            kv_usage: None,
+            preemptions: Some(0.0),
+            cache_hit_pct: Some(hard[1]),
+        },
+        warning: None,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let timings = dir.path().join("live.requests.jsonl");
+    let record = |r: &loupe_bench::RunOutcome| loupe_bench::report::record(r, false);
+    loupe_bench::timings::write(&timings, std::slice::from_ref(&run), record).unwrap();
+    let live = dir.path().join("live.html");
+    let page =
+        loupe_cli::cmd::bench::html::page(std::slice::from_ref(&run), false, vec![record(&run)]);
+    loupe_cli::cmd::bench::html::write(&live, &page).unwrap();
+    let html = std::fs::read_to_string(&live).unwrap();
+    assert!(html.contains("Running requests (server)"));
+    let again = dir.path().join("again.html");
+    ok(loupe().arg("report").arg(&timings).arg("-o").arg(&again));
+    assert!(
+        std::fs::read(&again).unwrap() == std::fs::read(&live).unwrap(),
+        "the rebuilt page differs from the live one"
+    );
+}
+
+#[test]
+fn the_onset_of_degradation_is_marked_by_its_stated_rule() {
+    // 100 requests/s; from 20 s on every TTFT is 5x: the onset is the bin at 20 s.
+    let mut run = synthetic(4000, 1000);
+    for r in run.records.iter_mut().filter(|r| r.ok && r.start >= 20.0) {
+        r.ttft *= 5.0;
+        r.latency += r.ttft;
+    }
+    run.summary = loupe_bench::metrics::summarize(&run.records, 41.0, true, None);
+    let slos = vec![("ttft".to_string(), 100.0)];
+    run.beyond = loupe_bench::beyond::summarize(&run.records, 41.0, &[50.0, 99.0], &slos);
+    let page = loupe_cli::cmd::bench::html::page(std::slice::from_ref(&run), false, Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("onset.html");
+    loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+    let html = std::fs::read_to_string(&file).unwrap();
+    let charts = data(&html)["charts"].as_array().unwrap().clone();
+    let over = charts
+        .iter()
+        .find(|c| c["title"] == "Latency of each request by when it was sent")
+        .unwrap();
+    assert_eq!(over["x_rules"][0]["label"], "onset (heuristic)");
+    assert_eq!(over["x_rules"][0]["x"], 20);
+    assert_eq!(over["x_rules"][1]["label"], "TTFT p90 > SLO");
+    // The rule is said on the page, with what it found.
+    assert!(html.contains("whose p90 TTFT both exceed 2x the p90 TTFT of the first 10% of"));
+    assert!(
+        html.contains("marked on the chart: at 20 s"),
+        "onset sentence"
+    );
+    check_in_browser(&file, "bench-onset");
+
+    // A steady run: no marker, and the page says none was found.
+    let steady = synthetic(2000, 1000);
+    let page = loupe_cli::cmd::bench::html::page(std::slice::from_ref(&steady), false, Vec::new());
+    let file = dir.path().join("steady.html");
+    loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+    let html = std::fs::read_to_string(&file).unwrap();
+    let charts = data(&html)["charts"].as_array().unwrap().clone();
+    let over = charts
+        .iter()
+        .find(|c| c["title"] == "Latency of each request by when it was sent")
+        .unwrap();
+    assert_eq!(over["x_rules"].as_array().unwrap().len(), 0);
+    assert!(html.contains("none found; the baseline p90 TTFT is"));
+}
+
+#[test]
+fn a_16_run_sweep_page_stays_under_1_mb_whatever_the_runs_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    // At the per-run cap of requests drawn one by one (500 at 16 runs), and far past it.
+    for n in [500, 10_000] {
+        let runs: Vec<loupe_bench::RunOutcome> = (1..=16)
+            .map(|c| {
+                let mut r = synthetic(n, 50);
+                r.label = format!("concurrency {c}");
+                r.info.max_concurrency = Some(c);
+                r
+            })
+            .collect();
+        let records = runs
+            .iter()
+            .map(|r| loupe_bench::report::record(r, false))
+            .collect();
+        let page = loupe_cli::cmd::bench::html::page(&runs, true, records);
+        let file = dir.path().join(format!("sweep16x{n}.html"));
+        loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+        let html = std::fs::read_to_string(&file).unwrap();
+        assert!(html.len() < 1_000_000, "16 x {n}: {} bytes", html.len());
+        // Every run is there, with its curves holding the table's percentiles (R1).
+        assert!(html.contains(r#"<details class="section" id="run-16">"#));
+        let charts = data(&html)["charts"].as_array().unwrap().clone();
+        let curves = charts
+            .iter()
+            .filter(|c| c["title"] == "TTFT by percentile")
+            .count();
+        assert_eq!(curves, 16);
+        check_in_browser(&file, &format!("bench-sweep16x{n}"));
+    }
 }

@@ -541,6 +541,7 @@ fn serve(dir: &Path) -> Serve {
             "tiny",
             "--threads",
             "1",
+            "--enable-metrics",
             "--port",
             &port.to_string(),
         ])

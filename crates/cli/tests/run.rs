@@ -64,6 +64,10 @@ fn prefill_and_decode_phases_produce_traces_and_bench_results() {
         )
         .unwrap();
         assert_eq!(record["completed"], 128, "{phase}");
+        // Every request's timings beside the record, for summary.html's over-time charts.
+        let timings = bench.with_extension("requests.jsonl");
+        let runs = loupe_bench::timings::read(&timings).unwrap();
+        assert_eq!(runs[0].records.len(), 128, "{phase}");
         assert!(
             run_dir
                 .join(format!("{}_{phase}_w0.out", hostname_of(&run_dir, phase)))
@@ -77,6 +81,43 @@ fn prefill_and_decode_phases_produce_traces_and_bench_results() {
     );
     let page = std::fs::read_to_string(run_dir.join("summary.html")).unwrap();
     assert!(page.contains("Phase prefill: profile") && page.contains("Phase decode: profile"));
+    // Each phase's benchmark drawn request by request, as `loupe bench --html` draws a run.
+    assert!(page.contains("Phase prefill: benchmark") && page.contains("Phase decode: benchmark"));
+    assert_eq!(
+        page.matches("<b>Latency of each request by when it was sent</b>")
+            .count(),
+        2
+    );
+    assert!(
+        !page.contains("no request timings"),
+        "every phase has its timings"
+    );
+    // `loupe report` on the run directory draws the same page.
+    let again = dir.path().join("again.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loupe"))
+        .arg("report")
+        .arg(&run_dir)
+        .arg("-o")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rebuilt = std::fs::read_to_string(&again).unwrap();
+    let at = rebuilt
+        .bytes()
+        .zip(page.bytes())
+        .position(|(a, b)| a != b)
+        .unwrap_or(rebuilt.len().min(page.len()));
+    assert!(
+        rebuilt == page,
+        "the rebuilt summary.html differs at byte {at}: {:?} vs {:?}",
+        &rebuilt[at.saturating_sub(200)..(at + 200).min(rebuilt.len())],
+        &page[at.saturating_sub(200)..(at + 200).min(page.len())]
+    );
     // Each phase's traces summarised by loupe trace: the timeline and the engine's ops.
     assert_eq!(
         summary.matches("where the time goes").count(),

@@ -289,3 +289,73 @@ async fn ctrl_c_during_a_profiled_run_stops_vllm() {
     assert!(text(&o).contains("interrupted"), "{}", text(&o));
     assert!(!vllm.profiling() && !vllm.guard_set());
 }
+
+/// Ctrl-C once the first point of a profiled sweep is done (its record written, its profile
+/// stopped): the one listener of the run still hears it, loupe ends without running the
+/// sweep out, and the server is left stopped (every start followed by a stop, guard clear).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_after_the_first_point_of_a_profiled_sweep_leaves_vllm_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("t");
+    let vllm = server(Some(&traces)).await;
+    let tok = tokenizer(tmp.path());
+    let out = tmp.path().join("out.jsonl").display().to_string();
+    let dir = traces.display().to_string();
+    // The first point sends its 40 requests at once; the second one at 2 per second, which
+    // alone would take 20 s. --flush-cache: each point flushes, then lets the server settle
+    // for a second before its profile starts, so the Ctrl-C most likely comes while no
+    // profile runs and no point is being measured.
+    let mut a = bench_args(&vllm.url, &tok, &out, "40");
+    a.extend([
+        "--flush-cache",
+        "--profile",
+        "--profile-output-dir",
+        &dir,
+        "--sweep-request-rate",
+        "inf,2",
+    ]);
+    let mut child = loupe(&a)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let records = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // Wait for the first point's record (state, not time).
+    while records(&out) < 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "loupe ended before the first point was done"
+        );
+    }
+    // The first point stopped its profile (the second may have started one since).
+    assert!(vllm.log(|l| l.stops) >= 2);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("interrupted"), "{}", text(&o));
+    assert_eq!(records(&out), 1, "the second point was not reported");
+    assert!(!vllm.profiling() && !vllm.guard_set());
+    let (starts, stops) = vllm.log(|l| (l.starts.len(), l.stops));
+    assert!(starts >= 1, "{starts}");
+    // A stop before each start and one after it (the second point's start, if it came
+    // before the Ctrl-C, was stopped too).
+    assert!(stops >= 2 * starts, "{starts} starts, {stops} stops");
+    assert!(
+        vllm.log(|l| l.completions) < 80,
+        "the sweep was not run out"
+    );
+}

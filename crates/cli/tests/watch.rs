@@ -190,3 +190,78 @@ async fn once_prints_a_row_per_dp_rank_and_bad_servers_exit_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown metric \"imbalance\""));
 }
+
+/// `loupe serve` without `--enable-metrics` answers /metrics with a 404, as SGLang does:
+/// `loupe watch`, `bench --scrape-metrics` and one-batch-server's cache_hit_rate each say
+/// once that the server needs the flag, and the runs go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_server_without_metrics_name_enable_metrics() {
+    let server = loupe_server::spawn(ServerConfig {
+        port: 0,
+        threads: Some(1),
+        ..Default::default()
+    })
+    .await
+    .expect("server starts");
+    let url = server.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_jsonl = tmp.path().join("out.jsonl").display().to_string();
+    let u = url.clone();
+    let (watch, bench, obs) = tokio::task::spawn_blocking(move || {
+        let watch = loupe(&["watch", &u, "--once", "--interval", "0.1"]);
+        let bench = loupe(&[
+            "bench",
+            "--base-url",
+            &u,
+            "--dataset-name",
+            "random-ids",
+            "--num-prompts",
+            "2",
+            "--random-input-len",
+            "4",
+            "--random-output-len",
+            "2",
+            "--disable-tqdm",
+            "--scrape-metrics",
+            "--output-file",
+            &out_jsonl,
+        ]);
+        let obs = loupe(&[
+            "bench",
+            "one-batch-server",
+            "--base-url",
+            &u,
+            "--dataset-name",
+            "random-ids",
+            "--skip-warmup",
+            "--batch-size",
+            "1",
+            "--input-len",
+            "4",
+            "--output-len",
+            "2",
+        ]);
+        (watch, bench, obs)
+    })
+    .await
+    .unwrap();
+    let all = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let flag = "launched with --enable-metrics";
+    assert_eq!(watch.status.code(), Some(1), "{}", all(&watch));
+    assert!(
+        all(&watch).contains(flag) && all(&watch).contains("HTTP 404"),
+        "{}",
+        all(&watch)
+    );
+    assert!(bench.status.success(), "{}", all(&bench));
+    assert_eq!(all(&bench).matches(flag).count(), 1, "{}", all(&bench));
+    assert!(obs.status.success(), "{}", all(&obs));
+    assert_eq!(all(&obs).matches(flag).count(), 1, "{}", all(&obs));
+    assert!(all(&obs).contains("cache_hit_rate"), "{}", all(&obs));
+}

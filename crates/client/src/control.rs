@@ -33,6 +33,9 @@ pub enum ProfileError {
     AlreadyActive { url: String },
     #[error("{url}: the engine refused: {message}")]
     Refused { url: String, message: String },
+    /// The route is not there (HTTP 404): what the engine needs instead.
+    #[error("{url}: HTTP 404: {hint}")]
+    NoRoute { url: String, hint: &'static str },
     #[error("{0}")]
     Untranslatable(#[from] Untranslatable),
     #[error("{0}")]
@@ -45,6 +48,25 @@ fn routes(engine: Engine) -> (&'static str, &'static str) {
         Engine::Dynamo => ("/engine/start_profile", "/engine/stop_profile"),
         Engine::Sglang | Engine::Vllm | Engine::TensorrtLlm => ("/start_profile", "/stop_profile"),
     }
+}
+
+const TRTLLM_NO_ROUTE: &str = "this trtllm-serve has no /start_profile (the route came with \
+     TensorRT-LLM PR #13872); older servers profile through TLLM_PROFILE_START_STOP (with \
+     TLLM_TORCH_PROFILE_TRACE, or under nsys -c cudaProfilerApi) set at launch";
+
+const DYNAMO_NO_ROUTE: &str = "no profiling route on this Dynamo system port: address a \
+     worker's system port (DYN_SYSTEM_PORT; the HTTP frontend does not proxy profiling); \
+     dynamo.trtllm workers register none (launch them with TLLM_PROFILE_START_STOP under nsys)";
+
+/// `{"status":"error","message":...}` (any HTTP code) is a refusal.
+fn refused(url: &str, v: &Value) -> Result<(), ProfileError> {
+    if v["status"].as_str() == Some("error") {
+        return Err(ProfileError::Refused {
+            url: url.to_string(),
+            message: v["message"].as_str().unwrap_or("").to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// trtllm-serve's body: the four keys PR #13872 lists, integers as numbers.
@@ -71,15 +93,16 @@ impl Server {
         let server_info = self.get_json("/server_info?config_format=json").await.ok();
         let models = self.get_json("/v1/models").await.ok();
         let version = self.get_json("/version").await.ok();
-        let metric_names = match self.metrics().await {
-            Ok(samples) => samples.into_iter().map(|s| s.name).collect(),
-            Err(_) => Vec::new(),
+        let (metric_names, metrics_json) = match self.metrics().await {
+            Ok(samples) => (samples.into_iter().map(|s| s.name).collect(), false),
+            Err(e) => (Vec::new(), matches!(e.kind, ErrorKind::JsonMetrics)),
         };
         Evidence {
             server_info,
             models,
             version,
             metric_names,
+            metrics_json,
         }
         .engine()
     }
@@ -147,20 +170,33 @@ impl Server {
                 return Err(match (engine, e.status().map(|s| s.as_u16())) {
                     (Engine::Vllm, Some(404)) => ProfileError::NotConfigured { url },
                     (Engine::Vllm, Some(409)) => ProfileError::AlreadyActive { url },
+                    (Engine::TensorrtLlm, Some(404)) => ProfileError::NoRoute {
+                        url,
+                        hint: TRTLLM_NO_ROUTE,
+                    },
+                    (Engine::Dynamo, Some(404)) => ProfileError::NoRoute {
+                        url,
+                        hint: DYNAMO_NO_ROUTE,
+                    },
                     _ => ProfileError::Client(e),
                 });
             }
         };
-        if engine == Engine::Dynamo {
-            let v: Value = serde_json::from_str(&text).map_err(|e| {
-                ClientError::new(&url, ErrorKind::NotJson(format!("{e}: {text:?}")))
-            })?;
-            if v["status"].as_str() == Some("error") {
-                return Err(ProfileError::Refused {
-                    url,
-                    message: v["message"].as_str().unwrap_or("").to_string(),
-                });
+        match engine {
+            // Dynamo's handlers answer errors as HTTP 200 {"status":"error"} (dynamo.vllm).
+            Engine::Dynamo => {
+                let v: Value = serde_json::from_str(&text).map_err(|e| {
+                    ClientError::new(&url, ErrorKind::NotJson(format!("{e}: {text:?}")))
+                })?;
+                refused(&url, &v)?;
             }
+            // trtllm-serve's answers are unverified: a JSON one that says error is one.
+            Engine::TensorrtLlm => {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    refused(&url, &v)?;
+                }
+            }
+            Engine::Sglang | Engine::Vllm => {}
         }
         Ok(text)
     }

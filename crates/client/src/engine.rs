@@ -41,6 +41,14 @@ impl Engine {
         }
     }
 
+    /// Whether loupe sends `/stop_profile` after every capture, bounded ones too. vLLM: its
+    /// automatic stop leaves the 409 guard set. TensorRT-LLM: whether `num_steps` stops it by
+    /// itself is unverified. Dynamo: dynamo.vllm forwards only `profile_prefix`, so a bound
+    /// is not honoured. A stop refused after a bounded capture means it had stopped already.
+    pub fn always_stops(self) -> bool {
+        !matches!(self, Engine::Sglang)
+    }
+
     /// The prefix of the engine's Prometheus metric names.
     pub fn metric_prefix(self) -> &'static str {
         match self {
@@ -84,6 +92,8 @@ pub struct Evidence {
     pub version: Option<Value>,
     /// The metric names of one `/metrics` scrape.
     pub metric_names: Vec<String>,
+    /// `/metrics` answered JSON (trtllm-serve's iteration statistics).
+    pub metrics_json: bool,
 }
 
 /// An engine and the answer that said so.
@@ -128,6 +138,12 @@ impl Evidence {
                 continue;
             };
             return found(engine, format!("/v1/models owned_by {owner:?}"));
+        }
+        if self.metrics_json {
+            return found(
+                Engine::TensorrtLlm,
+                "/metrics answers JSON (trtllm-serve's iteration statistics)".into(),
+            );
         }
         for engine in Engine::ALL {
             if let Some(n) = self
@@ -198,6 +214,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(by_version.engine().unwrap().engine, Engine::Vllm);
+        let by_json = Evidence {
+            metrics_json: true,
+            ..by_version
+        };
+        assert_eq!(by_json.engine().unwrap().engine, Engine::TensorrtLlm);
         assert_eq!(Evidence::default().engine(), None);
     }
 }

@@ -22,6 +22,7 @@ impl ClientError {
     pub fn status(&self) -> Option<StatusCode> {
         match &self.kind {
             ErrorKind::Status { status, .. } | ErrorKind::Unauthorized(status) => Some(*status),
+            ErrorKind::NoMetrics => Some(StatusCode::NOT_FOUND),
             _ => None,
         }
     }
@@ -44,6 +45,19 @@ pub enum ErrorKind {
     /// JSON, but not the shape the route has.
     #[error("unexpected body: {0}")]
     Body(String),
+    /// `/metrics` answered 404: SGLang (and loupe serve) mount it only with --enable-metrics.
+    #[error(
+        "HTTP 404: the server has no /metrics; SGLang and loupe serve answer it only when \
+         launched with --enable-metrics"
+    )]
+    NoMetrics,
+    /// `/metrics` answered JSON: trtllm-serve's iteration statistics.
+    #[error(
+        "the body is JSON, not Prometheus text: trtllm-serve's /metrics is JSON iteration \
+         statistics (`loupe watch` reads them; trtllm-serve's Prometheus text is at \
+         /prometheus/metrics, with return_perf_metrics)"
+    )]
+    JsonMetrics,
     #[error("the body is not Prometheus text: {0}")]
     Metrics(#[from] crate::metrics::MetricsError),
     /// The engine has no route for what was asked.

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod nsys;
 pub mod start;
 pub mod status;
+pub mod trtllm;
 pub mod vllm;
 pub mod wait;
 pub mod watch;

@@ -218,17 +218,24 @@ impl Server {
         Self::check(resp, &url).await.map(drop)
     }
 
-    /// Scrape `/metrics`.
+    /// Scrape `/metrics`. A 404 is [`ErrorKind::NoMetrics`], whose message names
+    /// `--enable-metrics`.
     pub async fn metrics(&self) -> Result<Vec<Sample>, ClientError> {
         let url = self.url("/metrics");
         let resp = self
             .send(self.http.get(&url).timeout(REQUEST_TIMEOUT), &url)
             .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(ClientError::new(url, ErrorKind::NoMetrics));
+        }
         let text = Self::check(resp, &url)
             .await?
             .text()
             .await
             .map_err(|e| ClientError::new(&url, ErrorKind::Transport(describe(&e))))?;
+        if text.trim_start().starts_with(['[', '{']) {
+            return Err(ClientError::new(url, ErrorKind::JsonMetrics));
+        }
         metrics::parse(&text).map_err(|e| ClientError::new(url, e.into()))
     }
 

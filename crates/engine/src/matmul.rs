@@ -4,11 +4,11 @@
 //!
 //! Decode-sized batches go through a register-blocked AVX-512 kernel that streams each weight
 //! row once and reuses it for four activation rows; larger batches (prefill) and machines
-//! without AVX-512 go through the gemm crate (16-bit weights widened into a scratch copy).
+//! without AVX-512 go through the gemm-f32 crate (16-bit weights widened into a scratch copy).
 
 use std::cell::RefCell;
 
-use gemm::Parallelism;
+use gemm_common::Parallelism;
 use rayon::prelude::*;
 
 /// How projection weights are kept in memory (`--dtype`). Compute is always f32.
@@ -215,21 +215,27 @@ fn matmul_gemm(
     } else {
         Parallelism::None
     };
+    // The product is computed transposed, `out.T = w @ x.T` (n x m, column-major), which is the
+    // orientation gemm's micro-kernels prefer: the gemm crate's generic front end makes the same
+    // swap for a row-major destination before it dispatches to gemm-f32. Calling gemm-f32 directly
+    // keeps the f64/c32/c64/f16 kernels out of the build (about 12 s of a cold release build).
+    let gemm_f32 = gemm_f32::gemm::f32::get_gemm_fn();
     // SAFETY: `matmul` checked x = m*k, out = m*n and w = n*k elements, which bounds every
-    // access gemm makes through these strides.
+    // access gemm makes through these strides: out[j*n + i] for i < n, j < m; w[i*k + l] for
+    // i < n, l < k; x[j*k + l] for j < m, l < k.
     unsafe {
-        gemm::gemm(
-            m,
+        gemm_f32(
             n,
+            m,
             k,
             out.as_mut_ptr(),
-            1,
             n as isize,
+            1,
             false,
-            x.as_ptr(),
+            w.as_ptr(),
             1,
             k as isize,
-            w.as_ptr(),
+            x.as_ptr(),
             k as isize,
             1,
             0.0f32,

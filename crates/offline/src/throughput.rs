@@ -192,6 +192,7 @@ fn build_prompts(
         gsp: &gsp,
         mooncake: &Default::default(),
         traces: &Default::default(),
+        image: &Default::default(),
         seed,
         scenario: None,
     };
@@ -213,10 +214,11 @@ async fn generate_all(
             PromptInput::Text(t) => st
                 .encode(t, true)
                 .map_err(|e| OfflineError::Flag(format!("prompt {i}: {e}")))?,
-            PromptInput::Messages(_) => {
+            PromptInput::Messages(_) | PromptInput::Multimodal { .. } => {
                 return Err(OfflineError::Flag(format!(
-                    "prompt {i}: the dataset gives chat messages (a multi-turn or openai \
-                     dataset); offline throughput sends one text or id prompt per request"
+                    "prompt {i}: the dataset gives chat messages or images (a multi-turn, \
+                     openai or image dataset); offline throughput sends one text or id prompt \
+                     per request"
                 )));
             }
         };

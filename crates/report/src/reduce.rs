@@ -169,6 +169,92 @@ pub fn time_bins(
     bins
 }
 
+/// The onset rule (a heuristic, stated on the page with these numbers): the baseline is the
+/// p90 of the first [`ONSET_BASELINE_SHARE`] of the requests by start time (at least
+/// [`ONSET_MIN_REQUESTS`]); the onset is the start of the first of two consecutive time bins
+/// after them (each of at least [`ONSET_MIN_REQUESTS`] requests) whose p90 both exceed
+/// [`ONSET_FACTOR`] times it. Two bins, so one slow request (which can carry a small bin's
+/// p90) is not an onset.
+pub const ONSET_FACTOR: f64 = 2.0;
+pub const ONSET_BASELINE_SHARE: f64 = 0.1;
+pub const ONSET_MIN_REQUESTS: usize = 5;
+
+/// Where a latency series crossed a threshold, by time bin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crossing {
+    /// The bin's start (same unit as the times given).
+    pub at: f64,
+    /// The bin's p90.
+    pub p90: f64,
+    /// What it exceeded.
+    pub threshold: f64,
+}
+
+/// The first of two consecutive bins of `width` (from time 0; bins of fewer than
+/// [`ONSET_MIN_REQUESTS`] values skipped), among the points after time `after`, whose p90
+/// both exceed `threshold`. `points` are (time, value); `percentile` is the tables' function.
+pub fn first_bin_above(
+    points: &[(f64, f64)],
+    width: f64,
+    after: f64,
+    threshold: f64,
+    percentile: impl Fn(&[f64], f64) -> f64,
+) -> Option<Crossing> {
+    let mut later: Vec<(usize, f64)> = points
+        .iter()
+        .filter(|p| p.0 > after)
+        .map(|&(t, v)| (((t / width).floor().max(0.0)) as usize, v))
+        .collect();
+    later.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let mut above: Option<Crossing> = None;
+    for bin in later
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|bin| bin.len() >= ONSET_MIN_REQUESTS)
+    {
+        let values: Vec<f64> = bin.iter().map(|p| p.1).collect();
+        let p90 = percentile(&values, 90.0);
+        if p90 <= threshold {
+            above = None;
+        } else if above.is_some() {
+            return above;
+        } else {
+            above = Some(Crossing {
+                at: bin[0].0 as f64 * width,
+                p90,
+                threshold,
+            });
+        }
+    }
+    None
+}
+
+/// The onset of degradation by [`ONSET_FACTOR`]'s rule, and the baseline it was measured
+/// against (None: too few requests for a baseline and a bin after it).
+pub fn onset(
+    points: &[(f64, f64)],
+    width: f64,
+    percentile: impl Fn(&[f64], f64) -> f64,
+) -> (Option<f64>, Option<Crossing>) {
+    let mut by_time: Vec<(f64, f64)> = points.to_vec();
+    by_time.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let n = ((by_time.len() as f64 * ONSET_BASELINE_SHARE).ceil() as usize).max(ONSET_MIN_REQUESTS);
+    if by_time.len() < n + ONSET_MIN_REQUESTS {
+        return (None, None);
+    }
+    let mut first: Vec<f64> = by_time[..n].iter().map(|p| p.1).collect();
+    first.sort_by(f64::total_cmp);
+    let baseline = percentile(&first, 90.0);
+    let after = by_time[n - 1].0;
+    let crossing = first_bin_above(
+        &by_time[n..],
+        width,
+        after,
+        ONSET_FACTOR * baseline,
+        percentile,
+    );
+    (Some(baseline), crossing)
+}
+
 /// How many intervals were open during each bin of `width` from time 0: the most at any
 /// instant, and the time-weighted mean. `intervals` are (from, to) with from <= to.
 pub fn occupancy(intervals: &[(f64, f64)], width: f64, bins: usize) -> Vec<(u32, f64)> {
@@ -280,6 +366,42 @@ mod tests {
         assert_eq!(bin_width(100.0, 1.0, 1000), 1.0);
         assert_eq!(bin_width(3000.0, 1.0, 1000), 5.0);
         assert_eq!(bin_width(15_000.0, 1.0, 1000), 20.0);
+    }
+
+    #[test]
+    fn the_onset_is_the_first_bin_past_twice_the_baseline() {
+        // 100 ms for 20 s at 10 requests/s, then 400 ms from 20 s on; a lone slow request at
+        // 5.1 s carries its bin's p90 (590 ms) but not the next bin's: no onset there.
+        let mut pts: Vec<(f64, f64)> = (0..400)
+            .map(|i| {
+                let t = i as f64 * 0.1;
+                (t, if t < 20.0 { 100.0 } else { 400.0 })
+            })
+            .collect();
+        pts[51].1 = 5000.0;
+        let (baseline, c) = onset(&pts, 1.0, numpy);
+        assert_eq!(baseline, Some(100.0));
+        let c = c.unwrap();
+        assert_eq!((c.at, c.p90, c.threshold), (20.0, 400.0, 200.0));
+        // Steady all along: no onset; the same series shifted by 1.5x: none either.
+        let flat: Vec<(f64, f64)> = (0..400).map(|i| (i as f64 * 0.1, 100.0)).collect();
+        assert_eq!(onset(&flat, 1.0, numpy), (Some(100.0), None));
+        let mild: Vec<(f64, f64)> = pts.iter().map(|&(t, v)| (t, v.min(150.0))).collect();
+        assert_eq!(onset(&mild, 1.0, numpy).1, None);
+        // Degraded in the last bin only: not two bins, no onset.
+        let late: Vec<(f64, f64)> = (0..100)
+            .map(|i| (i as f64 * 0.1, if i >= 90 { 400.0 } else { 100.0 }))
+            .collect();
+        assert_eq!(onset(&late, 1.0, numpy).1, None);
+        // A bin with fewer than 5 requests never counts, however slow.
+        let sparse = [(0.0, 1.0); 5]
+            .into_iter()
+            .chain([(3.5, 99.0), (3.6, 99.0), (3.7, 99.0), (3.8, 99.0)])
+            .collect::<Vec<_>>();
+        assert_eq!(onset(&sparse, 1.0, numpy), (None, None));
+        // An SLO crossing uses the same bins.
+        let slo = first_bin_above(&pts, 1.0, f64::NEG_INFINITY, 300.0, numpy).unwrap();
+        assert_eq!(slo.at, 20.0);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -169,6 +169,11 @@ async fn wait_healthy(
         }
     }
     Ok(())
+}
+
+/// `path` if a child wrote it.
+fn written(path: PathBuf) -> Option<PathBuf> {
+    path.is_file().then_some(path)
 }
 
 /// Run `loupe bench` for one traffic spec; its output goes to `benchmark.out`.
@@ -408,6 +413,7 @@ pub async fn execute(
                 name: p.name.to_string(),
                 trace_files: files,
                 bench: outcome,
+                timings: written(p.traffic.timings_file()),
             });
         }
         if let Some(w) = plan.workers.first() {
@@ -417,6 +423,7 @@ pub async fn execute(
                 report.benches.push(BenchOutcome {
                     concurrency: t.concurrency,
                     result,
+                    timings: written(t.timings_file()),
                 });
             }
         }

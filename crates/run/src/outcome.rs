@@ -12,6 +12,8 @@ pub struct PhaseOutcome {
     pub trace_files: Vec<String>,
     /// The last JSONL record of the phase's `loupe bench`, or the reason it failed.
     pub bench: Result<serde_json::Value, String>,
+    /// Its request timings (`loupe bench --request-timings`), when the file was written.
+    pub timings: Option<PathBuf>,
 }
 
 /// One benchmark run (`benchmark.type: loupe`) against the first worker.
@@ -20,6 +22,8 @@ pub struct BenchOutcome {
     pub concurrency: u64,
     /// The last JSONL record of the run's `loupe bench`, or the reason it failed.
     pub result: Result<serde_json::Value, String>,
+    /// Its request timings (`loupe bench --request-timings`), when the file was written.
+    pub timings: Option<PathBuf>,
 }
 
 /// Everything one job's run produced, in the order it ran.
@@ -91,21 +95,25 @@ mod tests {
                     name: "prefill".into(),
                     trace_files: vec!["/runs/j/profiles/prefill/a.trace.json.gz".into()],
                     bench: Ok(json!({"completed": 128})),
+                    timings: None,
                 },
                 PhaseOutcome {
                     name: "decode".into(),
                     trace_files: Vec::new(),
                     bench: Err("the benchmark at concurrency 4 generated 0 tokens".into()),
+                    timings: None,
                 },
             ],
             benches: vec![
                 BenchOutcome {
                     concurrency: 2,
                     result: Ok(json!({"completed": 20})),
+                    timings: None,
                 },
                 BenchOutcome {
                     concurrency: 8,
                     result: Err("the benchmark at concurrency 8 failed (exit status: 1)".into()),
+                    timings: None,
                 },
             ],
         }

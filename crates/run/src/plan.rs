@@ -93,6 +93,14 @@ pub struct Traffic {
     pub output_file: PathBuf,
 }
 
+impl Traffic {
+    /// Every request's timings, beside the record (`concurrency_4.requests.jsonl` beside
+    /// `concurrency_4.json`): what `summary.html` draws the run's over-time charts from.
+    pub fn timings_file(&self) -> PathBuf {
+        self.output_file.with_extension("requests.jsonl")
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ProfilePhase {
     pub name: &'static str,
@@ -548,6 +556,8 @@ pub fn bench_command(plan: &Plan, url: &str, t: &Traffic) -> Vec<String> {
         t.warmup.to_string(),
         "--output-file".into(),
         t.output_file.display().to_string(),
+        "--request-timings".into(),
+        t.timings_file().display().to_string(),
     ];
     // vLLM has no /model_info to give random-ids its vocabulary: the served checkpoint's
     // tokenizer gives it.

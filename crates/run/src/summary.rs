@@ -124,17 +124,20 @@ mod tests {
                     trace_files: vec!["/x/prefill.nsys-rep".into()],
                     bench: Ok(json!({"completed": 128, "output_throughput": 1234.5678,
                         "mean_ttft_ms": 1.0, "mean_tpot_ms": 2.25})),
+                    timings: None,
                 },
                 PhaseOutcome {
                     name: "decode".into(),
                     trace_files: Vec::new(),
                     bench: Err("the benchmark at concurrency 4 generated 0 tokens".into()),
+                    timings: None,
                 },
             ],
             benches: vec![BenchOutcome {
                 concurrency: 8,
                 result: Ok(json!({"completed": 80, "output_throughput": 10.0,
                     "mean_ttft_ms": 3.0, "mean_tpot_ms": 4.0, "p99_itl_ms": 5.5})),
+                timings: None,
             }],
         };
         write(&plan(dir.path().to_path_buf()), &outcome).unwrap();

@@ -63,7 +63,7 @@ pub struct ServerConfig {
     pub stream_response_default_include_usage: bool,
     /// Report prompt_tokens_details.cached_tokens in OpenAI usage.
     pub enable_cache_report: bool,
-    /// Accepted for compatibility: loupe always serves /metrics.
+    /// Serve Prometheus /metrics (without it /metrics answers 404, as SGLang does).
     pub enable_metrics: bool,
     pub random_seed: u64,
     /// Reported in /model_info; loupe does not parse reasoning.

@@ -232,6 +232,49 @@ struct Inputs {
     batch: bool,
 }
 
+/// `image_data` (one data URI or a list) of a single prompt: its placeholder tokens go before
+/// the prompt's (crate::vision).
+fn add_images(st: &AppState, f: &Fields<'_>, inputs: &mut Inputs) -> Result<(), ApiError> {
+    let uris: Vec<&str> = match f.get("image_data") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::String(u)) => vec![u.as_str()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().ok_or_else(|| {
+                    f.err(
+                        &format!("image_data[{i}]"),
+                        format!("must be a data URI string, got {}", kind(v)),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(v) => {
+            return Err(f.err(
+                "image_data",
+                format!("must be a data URI or a list of them, got {}", kind(v)),
+            ));
+        }
+    };
+    if inputs.batch {
+        return Err(f.err(
+            "image_data",
+            "is accepted with a single prompt only (not a batch)",
+        ));
+    }
+    let vocab = st.engine.config().vocab_size;
+    let mut ids = Vec::new();
+    for (i, u) in uris.iter().enumerate() {
+        let t = crate::vision::image_tokens(u, vocab)
+            .map_err(|e| f.err(&format!("image_data[{i}]"), e))?;
+        ids.extend(t);
+    }
+    ids.append(&mut inputs.prompts[0]);
+    inputs.prompts[0] = ids;
+    Ok(())
+}
+
 fn read_inputs(st: &AppState, f: &Fields<'_>) -> Result<Inputs, ApiError> {
     reject_unsupported(f, &[("input_embeds", "only text or input_ids")])?;
     match (f.get("text"), f.get("input_ids")) {
@@ -366,13 +409,13 @@ pub async fn generate(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Re
         &[
             ("return_logprob", "no logprobs"),
             ("return_hidden_states", "no hidden states"),
-            ("image_data", "text only"),
             ("video_data", "text only"),
             ("audio_data", "text only"),
             ("lora_path", "no LoRA adapters"),
         ],
     )?;
-    let inputs = read_inputs(&st, &f)?;
+    let mut inputs = read_inputs(&st, &f)?;
+    add_images(&st, &f, &mut inputs)?;
     let sampling = read_sampling(&f, inputs.prompts.len())?;
     // SGLang's parallel sampling: every input has the same `n`; each input becomes n requests,
     // output i*n + j being input i's sample j, and the reply is a list even for one input.

@@ -210,7 +210,16 @@ pub async fn flush_cache(
     }
 }
 
+/// `/metrics`, only with `--enable-metrics`; without it SGLang has no such route, so the
+/// answer is its framework's 404 `{"detail":"Not Found"}` (clients name the flag).
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    if !st.config.enable_metrics {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"detail": "Not Found"})),
+        )
+            .into_response();
+    }
     let text = crate::metrics::render(&st.engine, &st.metrics, &st.served_model_name);
     (
         [(

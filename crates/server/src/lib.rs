@@ -15,6 +15,7 @@ mod openai;
 pub mod parse;
 mod profile;
 pub mod state;
+pub mod vision;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -180,6 +180,8 @@ fn chat_prompt(st: &AppState, f: &Fields<'_>) -> Result<Vec<u32>, ApiError> {
         return Err(f.err("messages", "must not be empty"));
     }
     let mut messages = Vec::with_capacity(msgs.len());
+    // Image placeholder tokens, in the order the images come (crate::vision).
+    let mut vision: Vec<u32> = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
         let path = format!("messages[{i}]");
         let Some(obj) = m.as_object() else {
@@ -201,10 +203,37 @@ fn chat_prompt(st: &AppState, f: &Fields<'_>) -> Result<Vec<u32>, ApiError> {
                     let pfx = Fields::new(pobj, &format!("{path}.content[{j}]."), S);
                     match pfx.str("type")? {
                         Some("text") => text.push_str(pfx.str("text")?.unwrap_or_default()),
+                        Some("image_url") => {
+                            let url = match pfx.get("image_url") {
+                                Some(Value::String(u)) => u.as_str(),
+                                Some(Value::Object(o)) => match o.get("url") {
+                                    Some(Value::String(u)) => u.as_str(),
+                                    _ => {
+                                        return Err(pfx.err(
+                                            "image_url.url",
+                                            "is required and must be a string",
+                                        ));
+                                    }
+                                },
+                                _ => {
+                                    return Err(pfx.err(
+                                        "image_url",
+                                        "is required: {\"url\": \"data:image/...;base64,...\"}",
+                                    ));
+                                }
+                            };
+                            let vocab = st.engine.config().vocab_size;
+                            let ids = crate::vision::image_tokens(url, vocab)
+                                .map_err(|e| pfx.err("image_url.url", e))?;
+                            vision.extend(ids);
+                        }
                         other => {
                             return Err(pfx.err(
                                 "type",
-                                format!("content part type {other:?} is not supported (text only)"),
+                                format!(
+                                    "content part type {other:?} is not supported (text and \
+                                     image_url only)"
+                                ),
                             ));
                         }
                     }
@@ -231,7 +260,12 @@ fn chat_prompt(st: &AppState, f: &Fields<'_>) -> Result<Vec<u32>, ApiError> {
         .apply_chat_template(&messages, true)
         .map_err(|e| f.err("messages", e.to_string()))?;
     // The template already carries the special tokens it wants.
-    st.encode(&text, false).map_err(|e| f.err("messages", e))
+    let ids = st.encode(&text, false).map_err(|e| f.err("messages", e))?;
+    if vision.is_empty() {
+        return Ok(ids);
+    }
+    vision.extend(ids);
+    Ok(vision)
 }
 
 pub async fn completions(

@@ -212,6 +212,20 @@ async fn info_health_metrics_and_overrides() {
     );
 }
 
+/// SGLang mounts `/metrics` only with `--enable-metrics`: without it the route is FastAPI's
+/// 404, and so is loupe's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_enable_metrics() {
+    let s = app(|a| a.enable_metrics = false).await;
+    let (status, ctype, body) = s.send(request("GET", "/metrics", None, None)).await;
+    assert_eq!((status, ctype.as_str()), (404, "application/json"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"detail": "Not Found"})
+    );
+    assert_eq!(s.get("/health").await.0, 200, "the other routes are there");
+}
+
 /// Every config value reaches `/server_info` under its own key, as the config serializes
 /// (`served_model_name` and `context_length` report the values in force, so they are set).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

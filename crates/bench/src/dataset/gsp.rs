@@ -222,6 +222,7 @@ mod tests {
             gsp: g,
             mooncake: &MOONCAKE,
             traces: &TRACES,
+            image: Box::leak(Box::default()),
             seed: 7,
             scenario: None,
         }

@@ -4,6 +4,7 @@
 
 mod agentic;
 mod gsp;
+pub mod image;
 mod lines;
 mod longbench;
 mod mooncake;
@@ -17,7 +18,9 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 
 use crate::error::{BenchError, Result};
-use crate::plan::{DatasetName, MooncakePlan, RangeSemantics, SharedPrefixPlan, TraceDatasetPlan};
+use crate::plan::{
+    DatasetName, ImagePlan, MooncakePlan, RangeSemantics, SharedPrefixPlan, TraceDatasetPlan,
+};
 use crate::session::Conversation;
 use crate::tokenizer::BenchTokenizer;
 
@@ -32,6 +35,17 @@ pub enum PromptInput {
     Ids(Vec<u32>),
     /// A chat history, sent as is to chat routes (multi-turn rounds, openai lines).
     Messages(Vec<crate::session::Message>),
+    /// Text with images (data URIs): chat routes send one user message of image_url parts
+    /// then the text; /generate sends `templated` (else `text`) with `image_data`.
+    Multimodal {
+        text: String,
+        /// The text through the tokenizer's chat template (None: it has none).
+        templated: Option<String>,
+        /// The text's tokens as /generate counts what it is sent (`prompt_len` is the chat
+        /// routes' count).
+        native_len: usize,
+        images: std::sync::Arc<[String]>,
+    },
 }
 
 /// One request to send.
@@ -62,6 +76,7 @@ pub struct DatasetConfig<'a> {
     pub gsp: &'a SharedPrefixPlan,
     pub mooncake: &'a MooncakePlan,
     pub traces: &'a TraceDatasetPlan,
+    pub image: &'a ImagePlan,
     pub seed: u64,
     /// A genai-bench scenario replaces the dataset's lengths (prompts as random-ids).
     pub scenario: Option<&'a Scenario>,
@@ -185,6 +200,14 @@ pub fn build(
             DatasetName::SpeedBench => {
                 Dataset::single(speed_bench::prompts(cfg, tok, &mut notes)?, notes)
             }
+            DatasetName::Image => Dataset::single(
+                image::generate(cfg, need(tok, "--dataset-name image")?, &mut notes)?,
+                notes,
+            ),
+            DatasetName::Mmmu => Dataset::single(
+                image::mmmu(cfg, need(tok, "--dataset-name mmmu")?, &mut notes)?,
+                notes,
+            ),
         }
     };
     if data.prompts.is_empty() && data.sessions.is_empty() {

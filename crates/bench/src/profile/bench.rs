@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use loupe_client::vllm::{self, VllmFile};
-use loupe_client::{Engine, LaxInt, Server, StartProfile, WaitFor, Watched};
+use loupe_client::{Engine, LaxInt, ProfileError, Server, StartProfile, WaitFor, Watched, trtllm};
 
-use super::{ProfileEndpoint, summarize_traces};
+use super::{ProfileEndpoint, summarize_rank_traces, summarize_traces};
 use crate::error::{BenchError, Result};
 
 /// What to profile around a run: bench_serving's `--profile*` flags (parsed in the command
@@ -103,8 +103,14 @@ impl ProfileArgs {
     /// Whether loupe stops `engine`'s profile after the run: when bench_serving would, and
     /// always for vLLM, which ignores SGLang's `num_steps` and whose automatic stop leaves
     /// its 409 guard set (a run that left vLLM profiling grows its trace until stopped).
+    /// TensorRT-LLM and Dynamo are stopped always too ([`Engine::always_stops`]).
     pub fn stops(&self, engine: Engine) -> bool {
-        engine == Engine::Vllm || self.sends_stop()
+        engine.always_stops() || self.sends_stop()
+    }
+
+    /// The capture was bounded (the server may have stopped by itself before loupe's stop).
+    fn bounded(&self) -> bool {
+        self.profile_steps.is_some() || self.profile_num_steps.is_some()
     }
 }
 
@@ -124,7 +130,8 @@ pub struct ProfileReport {
     pub summary: Option<String>,
 }
 
-/// A profile started around a run.
+/// A profile started around a run (cloned to stop it while `finish` runs).
+#[derive(Clone)]
 pub struct ProfileRun {
     /// (label, server, whether its /start_profile succeeded).
     endpoints: Vec<(String, Server, bool)>,
@@ -269,10 +276,12 @@ impl ProfileRun {
             ..Default::default()
         };
         let vllm = self.engine == Engine::Vllm;
-        let is_output: &(dyn Fn(&str) -> bool + Sync) = if vllm {
-            &vllm::is_output
-        } else {
-            &loupe_trace::files::is_profile_file
+        let dynamo_file = |n: &str| loupe_trace::files::is_profile_file(n) || vllm::is_output(n);
+        let is_output: &(dyn Fn(&str) -> bool + Sync) = match self.engine {
+            Engine::Vllm => &vllm::is_output,
+            Engine::TensorrtLlm => &trtllm::is_output,
+            Engine::Dynamo => &dynamo_file,
+            Engine::Sglang => &loupe_trace::files::is_profile_file,
         };
         let wait_for = WaitFor {
             dir: self.output_dir.clone(),
@@ -295,8 +304,21 @@ impl ProfileRun {
             }
             if self.args.stops(self.engine) {
                 tracing::info!("Stopping the profiler ({label})...");
-                if let Err(e) = server.stop_profile_on(self.engine).await {
-                    self.errors.push(format!("stop ({label}): {e}"));
+                match server.stop_profile_on(self.engine).await {
+                    Ok(_) => {}
+                    // A bounded capture the engine ended by itself: its stop has nothing to
+                    // stop (SGLang's, behind Dynamo, answers 500 then).
+                    Err(e @ (ProfileError::Refused { .. } | ProfileError::Client(_)))
+                        if self.engine != Engine::Vllm
+                            && self.args.bounded()
+                            && !matches!(&e, ProfileError::Client(c) if c.status().is_none()) =>
+                    {
+                        report.notes.push(format!(
+                            "stop ({label}): refused after the bounded capture (it had most \
+                             likely stopped by itself): {e}"
+                        ));
+                    }
+                    Err(e) => self.errors.push(format!("stop ({label}): {e}")),
                 }
             }
             if vllm && self.output_dir.is_none() {
@@ -332,10 +354,14 @@ impl ProfileRun {
                                 "{label}: no trace files appeared in {} (traces are written on \
                                  the server's machine{})",
                                 report.output_dir,
-                                if vllm {
-                                    ", in the torch_profiler_dir of its --profiler-config"
-                                } else {
-                                    ""
+                                match self.engine {
+                                    Engine::Vllm =>
+                                        ", in the torch_profiler_dir of its --profiler-config",
+                                    Engine::Dynamo => {
+                                        "; dynamo.vllm workers ignore output_dir and write to \
+                                         the torch_profiler_dir of their --profiler-config"
+                                    }
+                                    _ => "",
                                 }
                             ));
                         }
@@ -366,12 +392,26 @@ impl ProfileRun {
             .filter(|f| !vllm || vllm_file(f) != Some(VllmFile::Frontend))
             .map(PathBuf::from)
             .collect();
-        report.summary = summarize_traces(&paths);
+        report.summary = if self.engine == Engine::TensorrtLlm {
+            // Its names are unverified: every JSON trace in the capture's directory is a rank's.
+            summarize_rank_traces(
+                paths
+                    .into_iter()
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(trtllm::is_rank_trace)
+                    })
+                    .collect(),
+            )
+        } else {
+            summarize_traces(&paths)
+        };
         report
     }
 
     /// Stop every started endpoint now (Ctrl-C): the server must not be left profiling.
-    pub async fn abandon(self) {
+    pub async fn abandon(&self) {
         for (label, server, started) in &self.endpoints {
             if *started && let Err(e) = server.stop_profile_on(self.engine).await {
                 tracing::warn!("Failed to stop the profiler ({label}): {e}");

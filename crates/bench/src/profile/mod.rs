@@ -29,7 +29,11 @@ impl ProfileEndpoint {
 /// again), as are memory snapshots and RPD files. A trace that cannot be read is said in the
 /// summary's place: the benchmark's own results stand.
 pub fn summarize_traces(files: &[PathBuf]) -> Option<String> {
-    let traces = loupe_trace::files::rank_traces(files);
+    summarize_rank_traces(loupe_trace::files::rank_traces(files))
+}
+
+/// The summary of `traces`, each one rank's Kineto trace.
+pub fn summarize_rank_traces(traces: Vec<PathBuf>) -> Option<String> {
     if traces.is_empty() {
         return None;
     }

@@ -4,8 +4,9 @@
 //! `loupe profile nsys` for Nsight Systems sessions. The engine (SGLang, vLLM, TensorRT-LLM,
 //! Dynamo) is `--engine` or asked from the server, and printed; each speaks its own protocol
 //! (vLLM: the strict body, a stop before each start, files listed and summarised at the
-//! stop). The conversation itself is loupe-client's; this module holds the flags and the
-//! terminal output.
+//! stop; TensorRT-LLM and Dynamo: stopped after a `--wait`ed capture too, files listed from
+//! the output directory). The conversation itself is loupe-client's; this module holds the
+//! flags and the terminal output.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +15,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::bail;
 use loupe_client::nsys::{self, NsysCommand as Nsys};
 use loupe_client::vllm::{self, VllmFile, VllmStart};
-use loupe_client::{Engine, LaxInt, ProfileStatus, Server, StartProfile, WaitFor, Watched};
+use loupe_client::{
+    Engine, LaxInt, ProfileError, ProfileStatus, Server, StartProfile, WaitFor, Watched, trtllm,
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProfileArgs {
@@ -50,8 +53,8 @@ pub struct ServerArgs {
 pub struct StopArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// vLLM: its torch_profiler_dir, when on this machine: the files written are listed and
-    /// summarised.
+    /// The capture's output directory (vLLM: its torch_profiler_dir), when on this machine:
+    /// the files the stop wrote are listed and summarised.
     #[arg(long)]
     pub output_dir: Option<String>,
 }
@@ -189,14 +192,48 @@ async fn engine_of(s: &ServerArgs, server: &Server) -> Engine {
     engine
 }
 
-/// vLLM's files in `dir` written since `since`, printed with their summary.
-fn list_vllm(dir: &str, since: SystemTime) -> anyhow::Result<()> {
-    let files =
-        loupe_client::list_outputs(std::path::Path::new(dir), Some(since), &vllm::is_output);
+/// Which file names count as `engine`'s profile output.
+fn dynamo_file(n: &str) -> bool {
+    loupe_trace::files::is_profile_file(n) || vllm::is_output(n)
+}
+
+pub(crate) fn outputs(engine: Engine) -> &'static (dyn Fn(&str) -> bool + Sync) {
+    match engine {
+        Engine::Vllm => &vllm::is_output,
+        // Its file names are unverified: any trace-like file in the capture's directory.
+        Engine::TensorrtLlm => &trtllm::is_output,
+        // dynamo.sglang writes SGLang's names, dynamo.vllm vLLM's.
+        Engine::Dynamo => &dynamo_file,
+        Engine::Sglang => &loupe_trace::files::is_profile_file,
+    }
+}
+
+/// Is `name` one rank's trace (what the summary reads)?
+fn is_rank_trace(engine: Engine, name: &str) -> bool {
+    match VllmFile::of(name) {
+        Some(VllmFile::Worker { .. }) => return true,
+        Some(_) => return false,
+        None => {}
+    }
+    match engine {
+        Engine::TensorrtLlm => trtllm::is_rank_trace(name),
+        _ => {
+            loupe_trace::files::ProfileFile::of(name)
+                == Some(loupe_trace::files::ProfileFile::RankTrace)
+        }
+    }
+}
+
+/// `engine`'s files in `dir` written since `since`, printed with their summary.
+fn list_files(engine: Engine, dir: &str, since: SystemTime) -> anyhow::Result<()> {
+    let files = loupe_client::list_outputs(std::path::Path::new(dir), Some(since), outputs(engine));
     if files.is_empty() {
-        bail!(
-            "no vLLM trace files in {dir} (is it the server's torch_profiler_dir, on this machine?)"
-        );
+        if engine == Engine::Vllm {
+            bail!(
+                "no vLLM trace files in {dir} (is it the server's torch_profiler_dir, on this machine?)"
+            );
+        }
+        bail!("no trace files in {dir} (is it the capture's output_dir, on this machine?)");
     }
     for (f, len) in &files {
         println!("  {} ({len} bytes)", f.display());
@@ -205,12 +242,9 @@ fn list_vllm(dir: &str, since: SystemTime) -> anyhow::Result<()> {
         .into_iter()
         .map(|(f, _)| f)
         .filter(|f| {
-            matches!(
-                f.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(VllmFile::of),
-                Some(VllmFile::Worker { .. })
-            )
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| is_rank_trace(engine, n))
         })
         .collect();
     if !ranks.is_empty() {
@@ -263,7 +297,25 @@ async fn start_vllm(a: &StartArgs, server: &Server) -> anyhow::Result<()> {
             a.timeout
         );
     }
-    list_vllm(dir, since)
+    list_files(Engine::Vllm, dir, since)
+}
+
+/// The stop TensorRT-LLM and Dynamo get after a `--wait`ed capture too (their bounds are
+/// unverified or not forwarded, see [`Engine::always_stops`]); refused after a bounded
+/// capture, it had stopped by itself.
+async fn stop_after_bounded(server: &Server, engine: Engine, bounded: bool) -> anyhow::Result<()> {
+    match server.stop_profile_on(engine).await {
+        Ok(_) => Ok(()),
+        Err(e @ (ProfileError::Refused { .. } | ProfileError::Client(_)))
+            if bounded && !matches!(&e, ProfileError::Client(c) if c.status().is_none()) =>
+        {
+            eprintln!(
+                "note: the stop after the capture was refused (it had stopped by itself): {e}"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn print_status(st: &ProfileStatus) {
@@ -293,6 +345,7 @@ const NO_STATUS: &str = "this server has no /profile_status (SGLang servers do n
 /// Wait for the server to finish writing and print what it wrote.
 async fn wait_and_list(
     server: &Server,
+    engine: Engine,
     id: Option<&str>,
     timeout: f64,
     dir: Option<&str>,
@@ -302,9 +355,8 @@ async fn wait_and_list(
         since: Some(SystemTime::now() - Duration::from_secs(1)),
         ..WaitFor::new(id, Duration::from_secs_f64(timeout.max(0.0)))
     };
-    let out = server
-        .wait_for_files(&w, &loupe_trace::files::is_profile_file)
-        .await?;
+    let since = w.since.expect("set above");
+    let out = server.wait_for_files(&w, outputs(engine)).await?;
     match out.watched {
         Watched::Status(st) => {
             print_status(&st);
@@ -317,15 +369,16 @@ async fn wait_and_list(
             }
         }
         Watched::Directory(d) => {
-            for f in &out.files {
-                println!("  {f}");
-            }
             if !out.complete {
+                for f in &out.files {
+                    println!("  {f}");
+                }
                 bail!(
                     "no complete trace files in {} after {timeout} s",
                     d.display()
                 );
             }
+            list_files(engine, &d.display().to_string(), since)?;
         }
         Watched::Nothing => bail!("--wait: {NO_STATUS}; pass --output-dir to watch it"),
     }
@@ -350,13 +403,18 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
             }
             println!("request: {}", body.to_json());
             if a.wait {
-                wait_and_list(
+                let waited = wait_and_list(
                     &server,
+                    engine,
                     a.profile_id.as_deref(),
                     a.timeout,
                     a.output_dir.as_deref(),
                 )
-                .await?;
+                .await;
+                if engine.always_stops() {
+                    stop_after_bounded(&server, engine, body.num_steps.is_some()).await?;
+                }
+                waited?;
             }
         }
         ProfileCommand::Stop(s) => {
@@ -365,11 +423,19 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
             let since = SystemTime::now() - Duration::from_secs(1);
             let reply = server.stop_profile_on(engine).await?;
             print!("{reply}");
-            if engine == Engine::Vllm {
+            if !reply.is_empty() && !reply.ends_with('\n') {
+                println!();
+            }
+            if engine != Engine::Vllm
+                && let Some(dir) = &s.output_dir
+            {
+                // The traces written by the stop (SGLang's answer comes once they are).
+                list_files(engine, dir, since)?;
+            } else if engine == Engine::Vllm {
                 // vLLM's files are complete when its stop answers.
                 println!("profiling stopped");
                 match &s.output_dir {
-                    Some(dir) => list_vllm(dir, since)?,
+                    Some(dir) => list_files(Engine::Vllm, dir, since)?,
                     None => println!("{VLLM_DIR}"),
                 }
             } else if let Some(st) = server.profile_status().await? {
@@ -379,7 +445,7 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
         ProfileCommand::Status(a) => {
             let server = server(&a.server)?;
             if a.wait {
-                wait_and_list(&server, None, a.timeout, None).await?;
+                wait_and_list(&server, Engine::Sglang, None, a.timeout, None).await?;
             } else {
                 match server.profile_status().await? {
                     Some(st) => print_status(&st),

@@ -1,14 +1,20 @@
 //! `summary.html` of `loupe run`, beside `summary.md`: every phase's and benchmark's figures
-//! from their JSONL records, compared across them, and each phase's traces summarised
-//! (`trace_html`). The run's benchmarks keep no request timings, so there are no over-time
-//! charts here; `loupe bench --html` has them. `loupe report RUN_DIR` reads a finished run
-//! directory back (`outcome_of_dir`) and builds the same page.
+//! from their JSONL records, compared across them; from each one's request timings
+//! (`concurrency_N.requests.jsonl` beside its record, which `loupe run` has its `loupe bench`
+//! children write) the same sections `loupe bench --html` draws (percentile curves, latency
+//! over the run with its onset marker, throughput and concurrency over time) and, for several
+//! benchmark runs, the sweep's cross-run charts; and each phase's traces summarised
+//! (`trace_html`). `loupe report RUN_DIR` reads a finished run directory back
+//! (`outcome_of_dir`) and builds the same page.
 
 use std::path::{Path, PathBuf};
 
+use loupe_bench::RunOutcome;
 use loupe_report::svg::{self, Bar};
 use loupe_report::{Block, Page, Section, Table};
 use loupe_run::{BenchOutcome, JobOutcome, PhaseOutcome};
+
+use super::bench::html::{self as bench_html, run::Budget};
 
 /// The record's figures shown per benchmark, as (JSONL key, column).
 const FIGURES: [(&str, &str); 12] = [
@@ -82,16 +88,81 @@ pub fn records_blocks(results: &[(String, &serde_json::Value)]) -> Vec<Block> {
     blocks
 }
 
+/// A benchmark's run back from its request timings, named as `summary.md` names it; a
+/// sentence saying why not when it cannot be.
+fn timed_run(name: &str, timings: Option<&Path>) -> Result<RunOutcome, String> {
+    let Some(path) = timings else {
+        return Err(format!(
+            "{name}: no request timings were written, so its requests are not drawn"
+        ));
+    };
+    let mut runs = loupe_bench::timings::read(path)
+        .map_err(|e| format!("{name}: its request timings could not be read: {e}"))?;
+    match runs.len() {
+        1 => {
+            let mut r = runs.remove(0);
+            r.label = name.to_string();
+            Ok(r)
+        }
+        n => Err(format!(
+            "{name}: {} holds {n} runs, not one",
+            path.display()
+        )),
+    }
+}
+
+/// One run's sections, collapsed under `title`, drawn within its share of a page of
+/// `runs` runs.
+fn run_section(r: &RunOutcome, id: &str, title: String, runs: usize) -> Section {
+    Section {
+        id: id.to_string(),
+        title,
+        children: bench_html::run::sections(r, &format!("{id}-"), Budget::per_run(runs)),
+        collapsed: true,
+        ..Default::default()
+    }
+}
+
 pub fn page(o: &JobOutcome) -> Page {
     let results = o.bench_results();
     let mut blocks = records_blocks(&results);
     for f in o.failures() {
         blocks.push(Block::Text(format!("Failed: {f}")));
     }
+    // Every run with request timings shares the page's budget.
+    let drawn = o
+        .phases
+        .iter()
+        .filter(|p| p.bench.is_ok() && p.timings.is_some())
+        .count()
+        + o.benches
+            .iter()
+            .filter(|b| b.result.is_ok() && b.timings.is_some())
+            .count();
+    // The benchmark runs drawn request by request: a sweep over their concurrencies.
+    let mut runs = Vec::new();
+    for b in o.benches.iter().filter(|b| b.result.is_ok()) {
+        let name = format!("concurrency {}", b.concurrency);
+        match timed_run(&name, b.timings.as_deref()) {
+            Ok(r) => runs.push(r),
+            Err(e) => blocks.push(Block::Text(e)),
+        }
+    }
+    let children = match runs.len() {
+        0 => Vec::new(),
+        1 => vec![run_section(
+            &runs[0],
+            "bench-run-1",
+            format!("Run 1: {}", runs[0].label),
+            drawn,
+        )],
+        _ => bench_html::runs_sections(&runs, "bench-", Budget::per_run(drawn)),
+    };
     let mut sections = vec![Section {
         id: "benchmarks".into(),
         title: "Benchmarks".into(),
         blocks,
+        children,
         ..Default::default()
     }];
     for p in &o.phases {
@@ -108,9 +179,24 @@ pub fn page(o: &JobOutcome) -> Page {
                 &loupe_trace::import::ReadOptions::default(),
             )
         });
+        if p.bench.is_ok() {
+            let name = format!("phase {}", p.name);
+            match timed_run(&name, p.timings.as_deref()) {
+                Ok(r) => s.children.push(run_section(
+                    &r,
+                    &format!("{}-bench", s.id),
+                    format!("Phase {}: benchmark", p.name),
+                    drawn,
+                )),
+                Err(e) => s.blocks.push(Block::Text(e)),
+            }
+        }
         match summaries {
             Ok(v) if !v.is_empty() => {
-                s.children = super::trace_html::summary_sections(&v, &format!("{}-", s.id));
+                s.children.extend(super::trace_html::summary_sections(
+                    &v,
+                    &format!("{}-", s.id),
+                ));
             }
             Ok(_) => s
                 .blocks
@@ -154,6 +240,11 @@ fn last_record(path: &Path) -> Result<serde_json::Value, String> {
     serde_json::from_str(line).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The request timings `loupe run` has written beside a benchmark's record, if any.
+fn timings_beside(record: &Path) -> Option<PathBuf> {
+    Some(record.with_extension("requests.jsonl")).filter(|p| p.is_file())
+}
+
 /// A finished run directory read back as the outcome it recorded: `profiles/<phase>/` for
 /// each phase's traces, `profile_<phase>_isl_*/concurrency_*.json` for its benchmark and
 /// `loupe-bench_isl_*/concurrency_<n>.json` for the benchmark runs (the names `loupe run`
@@ -161,6 +252,21 @@ fn last_record(path: &Path) -> Result<serde_json::Value, String> {
 pub fn outcome_of_dir(dir: &Path) -> anyhow::Result<JobOutcome> {
     let profiles = dir.join("profiles");
     let entries = sorted_entries(dir);
+    // The job's name and its phases' order as the run had them (plan.json), else the
+    // directory's name and its phases by name.
+    let plan = std::fs::read_to_string(dir.join("plan.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let planned = plan
+        .as_ref()
+        .and_then(|v| v.get("job")?.as_str().map(str::to_string));
+    let order: Vec<String> = plan
+        .as_ref()
+        .and_then(|v| v.get("phases")?.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.get("name")?.as_str().map(str::to_string))
+        .collect();
     let named = |prefix: &str| -> Vec<PathBuf> {
         entries
             .iter()
@@ -174,7 +280,7 @@ pub fn outcome_of_dir(dir: &Path) -> anyhow::Result<JobOutcome> {
             .filter(|f| f.extension().is_some_and(|e| e == "json"))
             .collect()
     };
-    let phases: Vec<PhaseOutcome> = sorted_entries(&profiles)
+    let mut phases: Vec<PhaseOutcome> = sorted_entries(&profiles)
         .into_iter()
         .filter(|p| p.is_dir())
         .map(|p| {
@@ -183,7 +289,8 @@ pub fn outcome_of_dir(dir: &Path) -> anyhow::Result<JobOutcome> {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .to_string();
-            let bench = named(&format!("profile_{name}_isl_")).first().map_or_else(
+            let record = named(&format!("profile_{name}_isl_")).first().cloned();
+            let bench = record.as_ref().map_or_else(
                 || Err(format!("phase {name}: no benchmark record")),
                 |f| last_record(f),
             );
@@ -194,9 +301,16 @@ pub fn outcome_of_dir(dir: &Path) -> anyhow::Result<JobOutcome> {
                     .collect(),
                 name,
                 bench,
+                timings: record.as_deref().and_then(timings_beside),
             }
         })
         .collect();
+    phases.sort_by_key(|p| {
+        order
+            .iter()
+            .position(|n| *n == p.name)
+            .unwrap_or(order.len())
+    });
     let mut benches: Vec<BenchOutcome> = named("loupe-bench_isl_")
         .iter()
         .filter_map(|f| {
@@ -209,6 +323,7 @@ pub fn outcome_of_dir(dir: &Path) -> anyhow::Result<JobOutcome> {
             Some(BenchOutcome {
                 concurrency: c,
                 result: last_record(f),
+                timings: timings_beside(f),
             })
         })
         .collect();
@@ -220,11 +335,12 @@ pub fn outcome_of_dir(dir: &Path) -> anyhow::Result<JobOutcome> {
         );
     }
     Ok(JobOutcome {
-        job: dir
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string(),
+        job: planned.unwrap_or_else(|| {
+            dir.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string()
+        }),
         log_dir: dir.to_path_buf(),
         phases,
         benches,

@@ -91,7 +91,7 @@ pub struct ServeArgs {
     /// Report prompt_tokens_details.cached_tokens in OpenAI usage.
     #[arg(long)]
     pub enable_cache_report: bool,
-    /// Accepted for compatibility: loupe always serves /metrics.
+    /// Serve Prometheus /metrics (without it /metrics answers 404, as SGLang does).
     #[arg(long)]
     pub enable_metrics: bool,
     #[arg(long, default_value_t = 42)]

@@ -325,12 +325,25 @@ pub struct TopArgs {
 
 /// Runs one `loupe trace` subcommand; an error is printed and mapped to its exit status.
 pub fn run(args: TraceArgs) -> ExitCode {
+    fixed_mmap_threshold();
     match execute(args.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Allocations of 128 KiB and more get their own mappings, returned to the system when freed.
+/// glibc otherwise raises that threshold each time such a block is freed (up to 32 MiB), so
+/// the per-file row arrays of the analyses, freed after each file, were then carved from the
+/// heap and stayed resident: 4 files of 1 GB peaked at 343 MB instead of 155 MB.
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter (under glibc's own locks).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
     }
 }
 

@@ -15,6 +15,8 @@ pub async fn server(f: impl FnOnce(&mut ServerConfig)) -> RunningServer {
     let mut args = ServerConfig {
         port: 0,
         threads: Some(1),
+        // The tests read /metrics (and scrape it); a test turns it off to see the 404.
+        enable_metrics: true,
         ..Default::default()
     };
     f(&mut args);

@@ -8,6 +8,7 @@ mod backends;
 mod common;
 mod datasets;
 mod faults;
+mod images;
 mod mock;
 mod more_backends;
 mod multiturn;

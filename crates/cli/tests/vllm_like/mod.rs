@@ -100,6 +100,7 @@ pub async fn start(launch: Launch) -> Running {
         )
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { StatusCode::OK }))
+        .route("/reset_prefix_cache", post(|| async { StatusCode::OK }))
         .route("/v1/completions", post(completions));
     if launch.profiler_dir.is_some() {
         app = app

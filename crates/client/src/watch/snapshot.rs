@@ -109,8 +109,17 @@ impl Snapshot {
     /// (`numActiveRequests`, `numQueuedRequests`, `kvCacheStats.{usedNumBlocks,maxNumBlocks,
     /// cacheHitRate}`; key names from TensorRT-LLM's `IterationStats`, unverified against a
     /// running server).
+    ///
+    /// trtllm-serve hands out the statistics queued since the last call, so an empty list
+    /// means no iteration ran in the interval: an idle engine (no running request).
     pub fn from_trtllm_json(v: &Value) -> Option<Snapshot> {
         let last = match v {
+            Value::Array(items) if items.is_empty() => {
+                return Some(Snapshot {
+                    ranks: BTreeMap::from([(0, RankCounters::default())]),
+                    ..Default::default()
+                });
+            }
             Value::Array(items) => items.last()?,
             Value::Object(_) => v,
             _ => return None,
@@ -195,5 +204,11 @@ mod tests {
         assert_eq!((s.ranks[&0].running, s.ranks[&0].queued), (4.0, 2.0));
         assert_eq!(s.ranks[&0].kv_usage, Some(0.25));
         assert!(Snapshot::from_trtllm_json(&serde_json::json!("x")).is_none());
+        assert!(Snapshot::from_trtllm_json(&serde_json::json!([{"iter": 1}])).is_none());
+        let idle = Snapshot::from_trtllm_json(&serde_json::json!([])).unwrap();
+        assert_eq!(
+            idle.ranks[&0].running, 0.0,
+            "no iteration since the last scrape"
+        );
     }
 }

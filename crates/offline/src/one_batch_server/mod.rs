@@ -189,6 +189,9 @@ pub enum ServerEvent<'a> {
     },
     /// Upstream prints and swallows the profiled pass's errors.
     ProfileFailed(&'a str),
+    /// `/metrics` could not be read (said once): cache_hit_rate is left out. A 404's message
+    /// names --enable-metrics.
+    NoMetrics(&'a str),
 }
 
 pub trait ServerObserver: Send + Sync {
@@ -249,14 +252,14 @@ fn check_flags(cfg: &OneBatchServerConfig) -> Result<(), OfflineError> {
         | DatasetName::LongbenchV2 => {}
         other => {
             return Err(OfflineError::Flag(format!(
-                "--dataset-name {}: one_batch_server takes random, random-ids,                  generated-shared-prefix, sharegpt, custom, longbench_v2 or mmmu (mmmu needs                  image inputs, which loupe does not send)",
+                "--dataset-name {}: one_batch_server takes random, random-ids, generated-shared-prefix, sharegpt, custom, longbench_v2 or mmmu (mmmu needs image_data, which this one-batch-server does not send)",
                 other.name()
             )));
         }
     }
     if !cfg.ignore_eos && cfg.fake_prefill {
         return Err(OfflineError::Flag(
-            "--disable-ignore-eos is incompatible with --fake-prefill: decode conditions on              uninitialized KV, so EOS timing is meaningless"
+            "--disable-ignore-eos is incompatible with --fake-prefill: decode conditions on uninitialized KV, so EOS timing is meaningless"
                 .into(),
         ));
     }
@@ -271,7 +274,7 @@ fn check_flags(cfg: &OneBatchServerConfig) -> Result<(), OfflineError> {
             || cfg.input_lens.len() > 1
         {
             return Err(OfflineError::Flag(
-                "--input-len-list sizes random/random-ids prompts and replaces --input-len: use                  one of those datasets, one --input-len value and no --fixed-prompt-file"
+                "--input-len-list sizes random/random-ids prompts and replaces --input-len: use one of those datasets, one --input-len value and no --fixed-prompt-file"
                     .into(),
             ));
         }
@@ -285,20 +288,20 @@ fn check_flags(cfg: &OneBatchServerConfig) -> Result<(), OfflineError> {
         if cfg.dataset == DatasetName::Custom && !std::path::Path::new(&cfg.dataset_path).is_file()
         {
             return Err(OfflineError::Flag(format!(
-                "--dataset-name custom requires --dataset-path pointing at a JSONL conversation                  file; got {:?}",
+                "--dataset-name custom requires --dataset-path pointing at a JSONL conversation file; got {:?}",
                 cfg.dataset_path
             )));
         }
         if cfg.input_lens.len() > 1 {
             return Err(OfflineError::Flag(
-                "--input-len: replay datasets (sharegpt, custom) take prompt lengths from the                  recorded data; pass at most one value (used only by the token-capacity check)"
+                "--input-len: replay datasets (sharegpt, custom) take prompt lengths from the recorded data; pass at most one value (used only by the token-capacity check)"
                     .into(),
             ));
         }
     }
     if cfg.apply_chat_template && cfg.fixed_prompt.is_none() && !replay {
         return Err(OfflineError::Flag(
-            "--apply-chat-template requires --fixed-prompt-file or a replay dataset (sharegpt,              custom)"
+            "--apply-chat-template requires --fixed-prompt-file or a replay dataset (sharegpt, custom)"
                 .into(),
         ));
     }
@@ -448,7 +451,7 @@ fn build_batch(
     let need_tok = |what: &str| {
         tok.ok_or_else(|| {
             OfflineError::Flag(format!(
-                "{what} needs the model's tokenizer: pass --local-tokenizer-path (the server's                  /server_info names none that is readable here)"
+                "{what} needs the model's tokenizer: pass --local-tokenizer-path (the server's /server_info names none that is readable here)"
             ))
         })
     };
@@ -501,6 +504,7 @@ fn build_batch(
         gsp: &gsp,
         mooncake: &Default::default(),
         traces: &Default::default(),
+        image: &Default::default(),
         seed: cfg.seed,
         scenario: None,
     };
@@ -513,10 +517,13 @@ fn build_batch(
             PromptInput::Text(t) => need_tok(&format!("--dataset-name {}", cfg.dataset.name()))?
                 .encode(&t)
                 .map_err(|e| OfflineError::Flag(e.to_string())),
-            PromptInput::Messages(_) => Err(OfflineError::Flag(format!(
-                "--dataset-name {}: the dataset gives chat messages; one_batch_server sends one                  batch of token ids",
-                cfg.dataset.name()
-            ))),
+            PromptInput::Messages(_) | PromptInput::Multimodal { .. } => {
+                Err(OfflineError::Flag(format!(
+                    "--dataset-name {}: the dataset gives chat messages or images; \
+                     one_batch_server sends one batch of token ids",
+                    cfg.dataset.name()
+                )))
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mean = |ids: &[Vec<u32>]| ids.iter().map(Vec::len).sum::<usize>() / ids.len().max(1);
@@ -542,7 +549,7 @@ fn build_batch(
                 .collect();
             if long.len() < bs {
                 return Err(OfflineError::Flag(format!(
-                    "--dataset-name longbench_v2 yielded only {} prompts of >= {il} tokens for                      --batch-size {bs} (--dataset-path {:?})",
+                    "--dataset-name longbench_v2 yielded only {} prompts of >= {il} tokens for --batch-size {bs} (--dataset-path {:?})",
                     long.len(),
                     cfg.dataset_path
                 )));
@@ -558,7 +565,7 @@ fn build_batch(
         d if is_replay(d) => {
             if ids.len() < bs {
                 return Err(OfflineError::Flag(format!(
-                    "--dataset-name {} produced only {} usable prompts for --batch-size {bs};                      use a smaller batch size or a larger dataset (--dataset-path {:?})",
+                    "--dataset-name {} produced only {} usable prompts for --batch-size {bs}; use a smaller batch size or a larger dataset (--dataset-path {:?})",
                     d.name(),
                     ids.len(),
                     cfg.dataset_path
@@ -615,6 +622,9 @@ struct Session<'a> {
     vocab: Option<usize>,
     /// Draws `--lora-name` adapters (seeded with --seed).
     rng: std::sync::Mutex<StdRng>,
+    observer: &'a dyn ServerObserver,
+    /// `/metrics` failed once already (its warning is said once).
+    metrics_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Session<'_> {
@@ -635,7 +645,17 @@ impl Session<'_> {
     }
 
     async fn cache_tokens(&self) -> Option<(f64, f64)> {
-        let samples = self.server.metrics().await.ok()?;
+        use std::sync::atomic::Ordering;
+        let samples = match self.server.metrics().await {
+            Ok(s) => s,
+            Err(e) => {
+                if !self.metrics_failed.swap(true, Ordering::Relaxed) {
+                    let why = format!("{e}; cache_hit_rate is left out");
+                    self.observer.event(&ServerEvent::NoMetrics(&why));
+                }
+                return None;
+            }
+        };
         let sum = |name: &str| {
             samples
                 .iter()
@@ -1014,6 +1034,8 @@ async fn run_against(
         tokenizer,
         vocab: vocab_size(&info),
         rng: std::sync::Mutex::new(StdRng::seed_from_u64(cfg.seed)),
+        observer,
+        metrics_failed: Default::default(),
     };
     if !cfg.skip_warmup {
         let mut unique = cfg.batch_sizes.clone();

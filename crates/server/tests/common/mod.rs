@@ -16,6 +16,8 @@ fn config(threads: usize, f: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
     let mut config = ServerConfig {
         port: 0,
         threads: Some(threads),
+        // The tests read /metrics; one test checks the 404 without it.
+        enable_metrics: true,
         ..Default::default()
     };
     f(&mut config);

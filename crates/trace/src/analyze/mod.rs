@@ -14,6 +14,7 @@
 //! # Ok::<(), loupe_trace::TraceError>(())
 //! ```
 
+pub mod args;
 pub mod attribution;
 pub mod diff;
 pub mod gate;

@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
+use crate::analyze::args::Args;
 use crate::analyze::attribution::{Attribution, attribute};
-use crate::analyze::host::{CpuStepStats, HostBuilder, HostProfile};
+use crate::analyze::host::{CpuStepStats, HostBuilder, HostOutcome, HostProfile};
 use crate::analyze::hta::{HtaBuilder, HtaOptions, HtaReport};
-use crate::analyze::steps::StepCollector;
-use crate::analyze::timeline::{Breakdown, TimelineBuilder, WindowStats};
+use crate::analyze::steps::{StepCollector, StepSpan};
+use crate::analyze::timeline::{Breakdown, TimelineBuilder, Window, WindowStats};
 use crate::error::{Result, TraceError};
 use crate::import::parallel::BlockWorker;
 use crate::model::{Event, EventSink, GpuClass, Phase, TraceInfo, kernel_class};
@@ -234,7 +235,9 @@ impl EventSink for SummaryBuilder {
         if ev.ph != Phase::COMPLETE {
             return Ok(());
         }
-        self.hta.event(ev);
+        // `args` read once for the HTA and host folds
+        let args = Args::scan(ev.args.as_deref());
+        self.hta.event(ev, &args);
         if matches!(ev.cat.as_ref(), "kernel" | "gpu_memcpy" | "gpu_memset") {
             let by_name = self
                 .kernels
@@ -254,7 +257,7 @@ impl EventSink for SummaryBuilder {
             if ev.cat == "cpu_op" {
                 self.ops.add(&ev.name, ev.dur, || ());
             }
-            self.host.event(ev).map_err(TraceError::Temp)?;
+            self.host.event(ev, &args).map_err(TraceError::Temp)?;
             self.steps.event(ev);
         }
         Ok(())
@@ -320,19 +323,29 @@ impl SummaryBuilder {
         stream_order: &[i64],
         opts: &SummaryOptions,
     ) -> Result<TraceSummary> {
-        let mut host = self.host.finish().map_err(TraceError::Temp)?;
-        let mut steps = self.steps.finish();
-        if steps.is_empty() && !host.repeating.is_empty() {
-            // No step markers: a span repeated at the top of the host's call trees is one.
-            steps = StepCollector::from_spans(&host.repeating);
-        }
-        let windows: Vec<_> = steps.iter().map(|(_, w)| *w).collect();
-        let cpu_steps = host.steps(&windows);
-        let attribution = attribute(&host, || self.hta.gpu_ops(), &windows);
-        // Launch sites serve only the attribution: not held through HTA's analyses.
-        host.launches = Vec::new();
-        host.names = Vec::new();
-        let (timeline, per_step) = self.timeline.finish(&windows).map_err(TraceError::Temp)?;
+        let SummaryBuilder {
+            kernels,
+            ops,
+            categories,
+            steps,
+            timeline,
+            host,
+            hta,
+            first_ts,
+            last_ts,
+        } = self;
+        let hta = &hta;
+        // HTA's analyses read only its rows: they run beside the host's call trees, the
+        // attribution and the timeline sweep.
+        let (hta_report, rest) = std::thread::scope(|scope| {
+            let job = scope.spawn(move || hta.finish(stream_order, opts.hta));
+            let rest = host_side(host, steps, timeline, hta);
+            let report = job
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (report, rest)
+        });
+        let (host, steps, cpu_steps, attribution, timeline, per_step) = rest?;
         let steps = steps
             .into_iter()
             .zip(per_step)
@@ -348,8 +361,7 @@ impl SummaryBuilder {
                 cpu,
             })
             .collect();
-        let mut categories: Vec<CategoryStats> = self
-            .categories
+        let mut categories: Vec<CategoryStats> = categories
             .into_iter()
             .map(|(k, (events, total_ns))| CategoryStats {
                 category: k.into(),
@@ -370,18 +382,52 @@ impl SummaryBuilder {
             format: Cow::Borrowed(info.format.name()),
             events: info.events,
             base_ns: info.base_ns,
-            span_ns: self.first_ts.map_or(0, |f| self.last_ts - f),
+            span_ns: first_ts.map_or(0, |f| last_ts - f),
             timeline,
-            kernels: self.kernels.into_sorted(),
-            ops: self.ops.into_sorted(),
+            kernels: kernels.into_sorted(),
+            ops: ops.into_sorted(),
             categories,
             steps,
             truncated: info.truncated,
             host: host.profile,
-            hta: self.hta.finish(stream_order, opts.hta),
+            hta: hta_report,
             attribution,
         })
     }
+}
+
+/// What the host side of a summary's end yields.
+type HostSide = (
+    HostOutcome,
+    Vec<(StepSpan, Window)>,
+    Vec<CpuStepStats>,
+    Attribution,
+    Breakdown,
+    Vec<WindowStats>,
+);
+
+/// The host's call trees, the steps (from markers, else a repeated span), the attribution
+/// and the timeline sweep over those steps.
+fn host_side(
+    host: HostBuilder,
+    steps: StepCollector,
+    timeline: TimelineBuilder,
+    hta: &HtaBuilder,
+) -> Result<HostSide> {
+    let mut host = host.finish().map_err(TraceError::Temp)?;
+    let mut steps = steps.finish();
+    if steps.is_empty() && !host.repeating.is_empty() {
+        // No step markers: a span repeated at the top of the host's call trees is one.
+        steps = StepCollector::from_spans(&host.repeating);
+    }
+    let windows: Vec<_> = steps.iter().map(|(_, w)| *w).collect();
+    let cpu_steps = host.steps(&windows);
+    let attribution = attribute(&host, || hta.gpu_ops(), &windows);
+    // Launch sites serve only the attribution.
+    host.launches = Vec::new();
+    host.names = Vec::new();
+    let (timeline, per_step) = timeline.finish(&windows).map_err(TraceError::Temp)?;
+    Ok((host, steps, cpu_steps, attribution, timeline, per_step))
 }
 
 /// Per-stage totals over steps (stage from the step marker, else from the file name).

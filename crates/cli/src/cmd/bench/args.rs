@@ -90,24 +90,17 @@ pub enum DatasetName {
     LongbenchV2,
     /// SPEED-Bench rows (JSONL {category, turns}).
     SpeedBench,
-    /// bench_serving's generated images (refused: not implemented).
+    /// Generated images (random or blank, JPEG or PNG) with random-token text.
     Image,
-    /// MMMU Math with images (refused: not implemented).
+    /// MMMU/MMMU Math rows with their image_1 (a local JSONL export: --dataset-path).
     Mmmu,
 }
 
 impl DatasetName {
     fn plan(self) -> anyhow::Result<plan::DatasetName> {
         Ok(match self {
-            DatasetName::Image | DatasetName::Mmmu => bail!(
-                "--dataset-name {}: image datasets are not implemented in loupe bench (the \
-                 image flags are refused too); use bench_serving for this run",
-                if self == DatasetName::Image {
-                    "image"
-                } else {
-                    "mmmu"
-                }
-            ),
+            DatasetName::Image => plan::DatasetName::Image,
+            DatasetName::Mmmu => plan::DatasetName::Mmmu,
             DatasetName::Mooncake => plan::DatasetName::Mooncake,
             DatasetName::AgenticTrace => plan::DatasetName::AgenticTrace,
             DatasetName::Openai => plan::DatasetName::Openai,
@@ -267,6 +260,14 @@ pub struct BenchArgs {
     pub gsp: GspArgs,
     #[command(flatten)]
     pub traces: TraceArgs,
+    #[command(flatten)]
+    pub images: ImageArgs,
+    /// sglang-oai-chat: print a line as each request starts and ends (bench_serving's).
+    #[arg(long)]
+    pub print_requests: bool,
+    /// Plot output tokens and concurrent requests per second after each run.
+    #[arg(long)]
+    pub plot_throughput: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Do not re-count generated text with the tokenizer (total_output_tokens_retokenized).
@@ -415,6 +416,10 @@ pub struct BenchArgs {
     /// built from (`NAME.requests.jsonl`, which `loupe report` rebuilds it from).
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Write every request's timings here (the file `--html` writes beside its page), so
+    /// `loupe report` can draw the run later.
+    #[arg(long, value_name = "FILE")]
+    pub request_timings: Option<PathBuf>,
     /// Write genai-bench's workbook (.xlsx, its sheet names, native charts) here; needs a
     /// loupe built with `--features xlsx`.
     #[arg(long)]
@@ -488,6 +493,61 @@ pub struct GspArgs {
     pub gsp_group_distribution: GroupDistribution,
     #[arg(long)]
     pub gsp_zipf_alpha: Option<f64>,
+}
+
+/// `--image-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+}
+
+/// `--image-content`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageContent {
+    /// Random RGB pixels.
+    Random,
+    /// White.
+    Blank,
+}
+
+/// bench_serving's image dataset flags (same names and defaults).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ImageArgs {
+    /// Images per request (the most per request with --random-image-count).
+    #[arg(long, default_value_t = 1)]
+    pub image_count: usize,
+    /// Each request gets 1 to --image-count images.
+    #[arg(long)]
+    pub random_image_count: bool,
+    /// 4k, 1080p, 720p, 360p, HEIGHTxWIDTH, or random:<minH>x<minW>-<maxH>x<maxW>.
+    #[arg(long, default_value = "1080p")]
+    pub image_resolution: String,
+    #[arg(long, value_enum, default_value = "jpeg")]
+    pub image_format: ImageFormat,
+    #[arg(long, value_enum, default_value = "random")]
+    pub image_content: ImageContent,
+}
+
+impl ImageArgs {
+    fn plan(&self) -> anyhow::Result<plan::ImagePlan> {
+        let resolution = plan::ImageResolution::parse(&self.image_resolution)
+            .map_err(|e| anyhow::anyhow!("--image-resolution {e}"))?;
+        Ok(plan::ImagePlan {
+            count: self.image_count,
+            random_count: self.random_image_count,
+            resolution,
+            resolution_label: self.image_resolution.clone(),
+            format: match self.image_format {
+                ImageFormat::Jpeg => plan::ImageFormat::Jpeg,
+                ImageFormat::Png => plan::ImageFormat::Png,
+            },
+            content: match self.image_content {
+                ImageContent::Random => plan::ImageContent::Random,
+                ImageContent::Blank => plan::ImageContent::Blank,
+            },
+        })
+    }
 }
 
 /// bench_serving's mooncake, agentic-trace and speed-bench flags, and loupe's for bad lines.
@@ -829,6 +889,13 @@ impl BenchArgs {
             scenarios.push(Scenario::parse(&format!("D({},{})", i.trim(), o.trim()))?);
         }
         let backend = self.backend.plan()?;
+        if self.print_requests && backend != plan::Backend::SglangOaiChat {
+            bail!(
+                "--print-requests works with --backend sglang-oai-chat only (as in \
+                 bench_serving), not {}",
+                backend.name()
+            );
+        }
         Ok(BenchPlan {
             server: plan::ServerPlan {
                 target: self.target(backend),
@@ -857,6 +924,7 @@ impl BenchArgs {
                 shared_prefix: self.shared_prefix()?,
                 mooncake: (&self.traces).into(),
                 traces: (&self.traces).into(),
+                image: self.images.plan()?,
                 use_trace_timestamps: self.traces.use_trace_timestamps,
                 seed: self.seed,
                 retokenize: !self.disable_retokenize,
@@ -1108,13 +1176,16 @@ mod tests {
         assert!(err(&["--request-timeout=-1"]).contains("must be positive"));
         assert!(err(&["--traffic-scenario", "Q(1)"]).contains("--traffic-scenario 'Q(1)'"));
         assert!(err(&["--percentiles", "50,x"]).contains("'x' is not a percentile"));
-        assert!(err(&["--dataset-name", "mmmu"]).contains("image datasets are not implemented"));
-        let refused = err(&["--image-count", "2", "--plot-throughput"]);
         assert!(
-            refused.contains("--image-count: the image dataset"),
-            "{refused}"
+            err(&["--image-resolution", "8k"]).contains("--image-resolution '8k' is not a res")
         );
-        assert!(refused.contains("--plot-throughput: terminal plots"));
+        assert!(
+            err(&["--print-requests"]).contains("--backend sglang-oai-chat only"),
+            "{}",
+            err(&["--print-requests"])
+        );
+        let refused = err(&["--rust-client"]);
+        assert!(refused.contains("--rust-client: loupe bench is itself"));
         // clap's own rules.
         let cli = |args: &[&str]| {
             Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).is_err()

@@ -10,6 +10,8 @@ mod key_averages;
 pub mod offline;
 pub mod one_batch;
 pub mod one_batch_server;
+mod plot;
+mod print_requests;
 mod refused;
 pub(crate) mod table;
 mod terminal;
@@ -44,10 +46,21 @@ pub async fn execute(args: BenchArgs) -> anyhow::Result<BenchOutcome> {
         );
     }
     let plan = args.plan()?;
-    let terminal = Arc::new(terminal::Terminal::new(!args.disable_tqdm));
+    let mut terminal =
+        terminal::Terminal::new(!args.disable_tqdm).plot_throughput(args.plot_throughput);
+    if args.print_requests {
+        terminal = terminal.print_requests(print_requests::RequestPrinter::new(
+            plan.requests.extra_body.clone(),
+        ));
+    }
+    let terminal = Arc::new(terminal);
     let outcome = loupe_bench::run(plan, terminal).await?;
     if let Some(path) = &args.html {
         write_html(path, &outcome)?;
+    }
+    if let Some(path) = &args.request_timings {
+        write_timings(path, &outcome)?;
+        eprintln!("request timings: {}", path.display());
     }
     #[cfg(feature = "xlsx")]
     if let Some(path) = &args.xlsx {
@@ -62,12 +75,17 @@ pub fn timings_path(html: &Path) -> PathBuf {
     html.with_extension("requests.jsonl")
 }
 
+fn write_timings(path: &Path, outcome: &BenchOutcome) -> anyhow::Result<()> {
+    let record = |r: &loupe_bench::RunOutcome| loupe_bench::report::record(r, false);
+    loupe_bench::timings::write(path, &outcome.runs, record)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
 /// The page and its request timings.
 fn write_html(path: &Path, outcome: &BenchOutcome) -> anyhow::Result<()> {
     let record = |r: &loupe_bench::RunOutcome| loupe_bench::report::record(r, false);
     let timings = timings_path(path);
-    loupe_bench::timings::write(&timings, &outcome.runs, record)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", timings.display()))?;
+    write_timings(&timings, outcome)?;
     let records = outcome.runs.iter().map(record).collect();
     html::write(path, &html::page(&outcome.runs, outcome.swept, records))?;
     eprintln!(

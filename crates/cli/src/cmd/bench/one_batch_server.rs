@@ -198,7 +198,7 @@ impl OneBatchServerArgs {
     pub fn config(&self) -> anyhow::Result<OneBatchServerConfig> {
         if self.backend == BatchBackend::Vllm {
             anyhow::bail!(
-                "--backend vllm: loupe's one-batch-server sends SGLang's batched /generate only                  (vLLM's /v1/completions batch with /reset_prefix_cache is not implemented);                  use --backend sglang against an SGLang-API server"
+                "--backend vllm: loupe's one-batch-server sends SGLang's batched /generate only (vLLM's /v1/completions batch with /reset_prefix_cache is not implemented); use --backend sglang against an SGLang-API server"
             );
         }
         let dataset = match self.dataset_name {
@@ -209,8 +209,8 @@ impl OneBatchServerArgs {
             BatchDataset::Custom => DatasetName::Custom,
             BatchDataset::LongbenchV2 => DatasetName::LongbenchV2,
             BatchDataset::Mmmu => anyhow::bail!(
-                "--dataset-name mmmu: its requests carry images (image_data), which loupe does \
-                 not send; use random, random-ids, generated-shared-prefix, sharegpt, custom or \
+                "--dataset-name mmmu: its requests carry images (image_data), which this \
+                 one-batch-server does not send; use random, random-ids, generated-shared-prefix, sharegpt, custom or \
                  longbench_v2"
             ),
         };
@@ -257,6 +257,8 @@ impl OneBatchServerArgs {
                 if sc.port == 30000 {
                     sc.port = 0;
                 }
+                // cache_hit_rate is read from its /metrics.
+                sc.enable_metrics = true;
                 Target::Embedded(Box::new(sc))
             }
         };
@@ -425,6 +427,7 @@ impl ServerObserver for Lines {
             ServerEvent::ProfileFailed(e) => {
                 println!("Error profiling, some profile traces may not be dumped: {e}")
             }
+            ServerEvent::NoMetrics(why) => eprintln!("warning: {why}"),
         }
     }
 }

@@ -50,7 +50,18 @@ pub fn run_report(r: &RunOutcome) -> String {
     line(&mut o, "Successful requests:", s.completed);
     ms(&mut o, "Benchmark duration (s):", s.duration);
     line(&mut o, "Total input tokens:", s.total_input_tokens);
-    line(&mut o, "Total input text tokens:", s.total_input_tokens);
+    line(
+        &mut o,
+        "Total input text tokens:",
+        s.total_input_text_tokens,
+    );
+    if matches!(info.dataset_name.as_str(), "image" | "mmmu") {
+        line(
+            &mut o,
+            "Total input vision tokens:",
+            s.total_input_vision_tokens,
+        );
+    }
     line(&mut o, "Total generated tokens:", s.total_output_tokens);
     line(
         &mut o,

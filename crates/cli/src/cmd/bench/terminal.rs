@@ -8,11 +8,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use loupe_bench::observer::{DatasetReady, RunStart};
+use loupe_bench::observer::{DatasetReady, RequestSent, RunStart};
 use loupe_bench::record::RequestRecord;
 use loupe_bench::{BenchObserver, BenchOutcome, RunOutcome};
 
-use super::table;
+use super::print_requests::RequestPrinter;
+use super::{plot, table};
 
 /// The terminal's view of a benchmark.
 pub struct Terminal {
@@ -20,6 +21,10 @@ pub struct Terminal {
     bar_enabled: bool,
     bar: Mutex<ProgressBar>,
     failed: AtomicUsize,
+    /// --print-requests.
+    printer: Option<RequestPrinter>,
+    /// --plot-throughput.
+    plot: bool,
 }
 
 impl Terminal {
@@ -28,7 +33,21 @@ impl Terminal {
             bar_enabled,
             bar: Mutex::new(ProgressBar::hidden()),
             failed: AtomicUsize::new(0),
+            printer: None,
+            plot: false,
         }
+    }
+
+    /// Print a line per request start and end (--print-requests).
+    pub fn print_requests(mut self, printer: RequestPrinter) -> Self {
+        self.printer = Some(printer);
+        self
+    }
+
+    /// Plot each run's 1-second buckets (--plot-throughput).
+    pub fn plot_throughput(mut self, on: bool) -> Self {
+        self.plot = on;
+        self
     }
 
     fn bar(&self) -> ProgressBar {
@@ -108,6 +127,19 @@ impl BenchObserver for Terminal {
         *self.bar.lock().expect("progress bar lock") = progress_bar(n, self.bar_enabled);
     }
 
+    fn request_sent(&self, r: &RequestSent<'_>) {
+        if let Some(p) = &self.printer {
+            let line = p.start_line(r);
+            self.bar().suspend(|| println!("{line}"));
+        }
+    }
+
+    fn request_ended(&self, seq: u64, r: &RequestRecord) {
+        if let Some(line) = self.printer.as_ref().and_then(|p| p.end_line(seq, r)) {
+            self.bar().suspend(|| println!("{line}"));
+        }
+    }
+
     fn request_finished(&self, r: &RequestRecord) {
         let bar = self.bar();
         if !r.ok {
@@ -122,6 +154,10 @@ impl BenchObserver for Terminal {
     }
 
     fn run_finished(&self, run: &RunOutcome) {
+        if self.plot {
+            let b = loupe_bench::metrics::buckets(&run.records, run.native);
+            println!("{}", plot::throughput(&b));
+        }
         println!("{}", table::run_report(run));
         if let Some(r) = run.first_failure() {
             eprintln!(

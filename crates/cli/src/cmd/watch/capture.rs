@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use loupe_client::watch::Fire;
-use loupe_client::{Engine, LaxInt, Server, StartProfile, WaitFor, Watched, vllm};
+use loupe_client::{Engine, LaxInt, Server, StartProfile, WaitFor, Watched};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -137,11 +137,7 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
     let vllm = engine == Engine::Vllm;
-    let is_output: &(dyn Fn(&str) -> bool + Sync) = if vllm {
-        &vllm::is_output
-    } else {
-        &loupe_trace::files::is_profile_file
-    };
+    let is_output = crate::cmd::profile::outputs(engine);
     let w = WaitFor {
         dir: dir.clone(),
         since: Some(since),
@@ -180,6 +176,12 @@ async fn run(
             .stop_profile_on(engine)
             .await
             .map_err(|e| e.to_string())?;
+    } else if engine.always_stops() && stopped.is_none() {
+        // TensorRT-LLM, Dynamo: the bound may not have been honoured; a refusal means the
+        // capture had ended by itself.
+        if let Err(e) = server.stop_profile_on(engine).await {
+            tracing::debug!("stop after the capture: {e}");
+        }
     }
     let out = out?;
     let note = match (&out.watched, vllm) {

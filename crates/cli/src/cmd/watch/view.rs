@@ -290,3 +290,167 @@ impl Live {
         ratatui::restore();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loupe_client::watch::RankPoint;
+    use ratatui::backend::TestBackend;
+
+    fn rank(rank: u32, running: f64, queued: f64) -> RankPoint {
+        RankPoint {
+            rank,
+            running,
+            queued,
+            kv_usage: Some(0.125 * f64::from(rank + 1)),
+            throughput: Some(100.0 + f64::from(rank)),
+            cache_hit_rate: Some(0.5),
+            preemptions: Some(f64::from(rank)),
+        }
+    }
+
+    /// A server with two DP ranks, one skewed, sampled three times; a second server whose
+    /// last scrape failed.
+    fn state() -> ViewState {
+        let mut st = ViewState::new(2);
+        for (t, tp, skew) in [(1.0, 10.0, 1.0), (2.0, 40.0, 4.0), (3.0, 80.0, 6.0)] {
+            let p = ServerPoint {
+                t,
+                ranks: vec![rank(0, skew, 2.0), rank(1, 1.0, 0.0)],
+                throughput: Some(tp),
+                ttft: Some(0.0123),
+                dp_imbalance: 2.0 * (skew + 2.0) / (skew + 3.0),
+            };
+            st.servers[0].update("http://a:1", Some(Engine::Vllm), &Ok(p));
+        }
+        st.servers[1].update(
+            "http://b:2",
+            Some(Engine::Sglang),
+            &Err("http://b:2/metrics: cannot connect".into()),
+        );
+        st.server_imbalance = 1.75;
+        st.capturing = true;
+        st.events
+            .push_back("t=3.0s http://a:1: rule 'dp_imbalance > 1.5' fired".into());
+        st
+    }
+
+    fn render(st: &ViewState, w: u16, h: u16) -> ratatui::buffer::Buffer {
+        let mut term = ratatui::Terminal::new(TestBackend::new(w, h)).unwrap();
+        term.draw(|f| draw(f, st)).unwrap();
+        term.backend().buffer().clone()
+    }
+
+    fn rows(b: &ratatui::buffer::Buffer) -> Vec<String> {
+        (0..b.area.height)
+            .map(|y| {
+                (0..b.area.width)
+                    .map(|x| b.cell((x, y)).unwrap().symbol())
+                    .collect()
+            })
+            .collect()
+    }
+
+    const BARS: &str = "▁▂▃▄▅▆▇█";
+
+    #[test]
+    fn the_view_draws_rank_rows_imbalance_sparklines_errors_and_events() {
+        let st = state();
+        let b = render(&st, 110, 24);
+        let lines = rows(&b);
+        let text = lines.join("\n");
+        // The first server's title: URL, engine, its DP imbalance, throughput, TTFT.
+        let title = lines
+            .iter()
+            .position(|l| l.contains("http://a:1 (vllm)"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            lines[title].contains("imbalance 1.78") && lines[title].contains("tok/s 80.0"),
+            "{}",
+            lines[title]
+        );
+        assert!(lines[title].contains("TTFT 12.3 ms"), "{}", lines[title]);
+        // The header, then a row per DP rank with its cells.
+        let header = &lines[title + 1];
+        for h in HEADER {
+            assert!(header.contains(h), "{header}");
+        }
+        let cells = |l: &str| {
+            l.trim_matches('│')
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let r0 = cells(&lines[title + 2]);
+        let r1 = cells(&lines[title + 3]);
+        assert_eq!(
+            r0[..7],
+            ["0", "6", "2", "12.50%", "100.0", "50.00%", "0"],
+            "{}",
+            lines[title + 2]
+        );
+        assert_eq!(
+            r1[..7],
+            ["1", "1", "0", "25.00%", "101.0", "50.00%", "1"],
+            "{}",
+            lines[title + 3]
+        );
+        // Sparklines right of the table: throughput (green) above, imbalance (yellow)
+        // below, each with bars of the samples' heights.
+        let block_rows = title..title + 5;
+        let bars = |color: Color| {
+            let mut n = 0;
+            for y in block_rows.clone() {
+                for x in 64..b.area.width {
+                    let c = b.cell((x, y as u16)).unwrap();
+                    if c.fg == color && BARS.contains(c.symbol()) && c.symbol() != " " {
+                        n += 1;
+                    }
+                }
+            }
+            n
+        };
+        assert!(bars(Color::Green) >= 3, "throughput sparkline:\n{text}");
+        assert!(bars(Color::Yellow) >= 3, "imbalance sparkline:\n{text}");
+        // The failed server shows its error, in red, in its own block.
+        let err = lines
+            .iter()
+            .position(|l| l.contains("cannot connect"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(lines[err - 1].contains("http://b:2 (sglang)"), "{text}");
+        let x = lines[err].find("http").unwrap();
+        let col = lines[err][..x].chars().count() as u16;
+        assert_eq!(b.cell((col, err as u16)).unwrap().fg, Color::Red);
+        // The events: across-server imbalance, the capture, the rule that fired.
+        assert!(
+            text.contains("server imbalance 1.75") && text.contains("capturing..."),
+            "{text}"
+        );
+        assert!(text.contains("rule 'dp_imbalance > 1.5' fired"), "{text}");
+    }
+
+    #[test]
+    fn eight_servers_of_eight_ranks_fit_a_tall_terminal() {
+        let mut st = ViewState::new(8);
+        for (i, s) in st.servers.iter_mut().enumerate() {
+            let p = ServerPoint {
+                t: 1.0,
+                ranks: (0..8).map(|r| rank(r, f64::from(r), 0.0)).collect(),
+                throughput: Some(1.0),
+                ttft: None,
+                dp_imbalance: 1.0,
+            };
+            s.update(&format!("http://s{i}:1"), Some(Engine::Sglang), &Ok(p));
+        }
+        let text = rows(&render(&st, 120, 8 * 11 + 4)).join("\n");
+        for i in 0..8 {
+            assert!(text.contains(&format!("http://s{i}:1 (sglang)")), "{text}");
+        }
+        // Every server's eight rank rows (the last rank's row holds its 7 running).
+        let last_rows = text
+            .lines()
+            .filter(|l| l.trim_matches('│').split_whitespace().nth(1) == Some("7"))
+            .count();
+        assert_eq!(last_rows, 8, "{text}");
+    }
+}

@@ -18,11 +18,13 @@ use std::io;
 use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
+use crate::analyze::args::Args;
 use crate::analyze::timeline::Window;
 use crate::external_sort::ExternalSorter;
 use crate::model::Event;
 pub(crate) use record::CORRELATION_KEY;
-use record::{HostRecord, correlation, input_dims};
+use record::{HostRecord, Names, correlation, input_dims};
+use std::sync::Arc;
 
 mod record;
 
@@ -138,6 +140,8 @@ pub fn is_collective(name: &str) -> bool {
 pub struct HostBuilder {
     sorter: ExternalSorter<HostRecord>,
     events: u64,
+    names: Names,
+    no_dims: Arc<str>,
 }
 
 impl Default for HostBuilder {
@@ -213,22 +217,24 @@ impl HostBuilder {
         HostBuilder {
             sorter: ExternalSorter::new(bytes),
             events: 0,
+            names: Names::default(),
+            no_dims: Arc::from(""),
         }
     }
 
-    /// Takes a complete event if it is a host event.
-    pub fn event(&mut self, ev: &Event<'_>) -> io::Result<()> {
+    /// Takes a complete event if it is a host event; `args` is the event's [`Args::scan`].
+    pub fn event(&mut self, ev: &Event<'_>, args: &Args<'_>) -> io::Result<()> {
         let Some(kind) = HostKind::of(&ev.cat) else {
             return Ok(());
         };
         let ts = ev.ts_or_zero();
         let dims = if kind == HostKind::CpuOp {
-            input_dims(ev.args.as_deref())
+            input_dims(args)
         } else {
-            String::new()
+            Arc::clone(&self.no_dims)
         };
         let correlation = if kind == HostKind::Runtime {
-            correlation(ev.args.as_deref())
+            correlation(args)
         } else {
             -1
         };
@@ -238,7 +244,7 @@ impl HostBuilder {
             ts,
             end: Reverse(ts + ev.dur.max(0)),
             kind,
-            name: ev.name.to_string(),
+            name: self.names.get(&ev.name),
             dims,
             correlation,
         })
@@ -338,19 +344,19 @@ impl TreeFold {
         }
         let self_ns = dur - f.child_ns;
         let by_name = &mut self.self_time[rec.kind as usize];
-        if !by_name.contains_key(rec.name.as_str()) {
+        if !by_name.contains_key(&*rec.name) {
             by_name.insert(
-                rec.name.clone(),
+                rec.name.to_string(),
                 SelfTimeRow {
                     kind: rec.kind,
-                    name: rec.name.clone(),
+                    name: rec.name.to_string(),
                     calls: 0,
                     self_ns: 0,
                     total_ns: 0,
                 },
             );
         }
-        let row = by_name.get_mut(rec.name.as_str()).expect("inserted above");
+        let row = by_name.get_mut(&*rec.name).expect("inserted above");
         row.calls += 1;
         row.self_ns += self_ns;
         row.total_ns += dur;
@@ -358,12 +364,12 @@ impl TreeFold {
             let name = if rec.name.starts_with("ProfilerStep#") {
                 "ProfilerStep*"
             } else {
-                rec.name.as_str()
+                &*rec.name
             };
             let dims = if rec.dims.is_empty() {
                 "[]"
             } else {
-                rec.dims.as_str()
+                &*rec.dims
             };
             if !self.shapes.contains_key(name) {
                 self.shapes.insert(name.to_string(), Map::default());
@@ -390,13 +396,11 @@ impl TreeFold {
             if f.torch_parent.is_none() {
                 self.busy_ns += dur;
                 if matches!(rec.kind, HostKind::CpuOp | HostKind::UserAnnotation) {
-                    if !self.outer.contains_key(rec.name.as_str()) {
-                        self.outer.insert(rec.name.clone(), OuterSpans::default());
+                    if !self.outer.contains_key(&*rec.name) {
+                        self.outer
+                            .insert(rec.name.to_string(), OuterSpans::default());
                     }
-                    let o = self
-                        .outer
-                        .get_mut(rec.name.as_str())
-                        .expect("inserted above");
+                    let o = self.outer.get_mut(&*rec.name).expect("inserted above");
                     o.0 += 1;
                     o.1 += dur;
                     o.2.push((rec.ts, rec.end.0));
@@ -424,7 +428,7 @@ impl TreeFold {
             .iter()
             .rev()
             .find(|p| p.rec.kind == HostKind::CpuOp)
-            .map_or(f.rec.name.as_str(), |p| p.rec.name.as_str());
+            .map_or(&*f.rec.name, |p| &*p.rec.name);
         let modules: Vec<&str> = self
             .stack
             .iter()
@@ -545,7 +549,7 @@ mod tests {
             ev("cpu_op", "aten::addmm", 25, 20),
             ev("cpu_op", "aten::t", 60, 10),
         ] {
-            b.event(&e).unwrap();
+            b.event(&e, &Args::scan(e.args.as_deref())).unwrap();
         }
         let out = b.finish().unwrap();
         let get = |n: &str| {
@@ -574,7 +578,7 @@ mod tests {
             ev("cpu_op", "aten::mm", 200, 10),
             ev("cpu_op", "aten::mm", 300, 10),
         ] {
-            b.event(&e).unwrap();
+            b.event(&e, &Args::scan(e.args.as_deref())).unwrap();
         }
         let w = [
             Window { start: 0, end: 100 },

@@ -14,7 +14,9 @@ use memchr::memmem::Finder;
 use serde::Deserialize;
 
 use super::HostKind;
+use crate::analyze::args::{Args, plain_int};
 use crate::external_sort::{Record, read_exact_or_end};
+use std::sync::Arc;
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct HostRecord {
@@ -24,8 +26,10 @@ pub(super) struct HostRecord {
     /// Longer events first at equal starts, so a parent precedes its children.
     pub(super) end: Reverse<i64>,
     pub(super) kind: HostKind,
-    pub(super) name: String,
-    pub(super) dims: String,
+    /// Shared with every record of the same name (interned per parsing thread).
+    pub(super) name: Arc<str>,
+    /// Torch's printed `Input Dims` for a `cpu_op`, empty otherwise (shared likewise).
+    pub(super) dims: Arc<str>,
     /// `args.correlation` of a runtime call (-1 otherwise): the key to the GPU work it launched.
     pub(super) correlation: i64,
 }
@@ -35,12 +39,50 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn get_str(input: &mut impl Read) -> io::Result<String> {
+/// Reads a string written by [`put_str`], shared with earlier reads of the same text on this
+/// thread (a merge reads the same few names millions of times).
+fn get_str(input: &mut impl Read) -> io::Result<Arc<str>> {
     let mut n = [0u8; 4];
     input.read_exact(&mut n)?;
-    let mut b = vec![0u8; u32::from_le_bytes(n) as usize];
-    input.read_exact(&mut b)?;
-    String::from_utf8(b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    DECODED.with_borrow_mut(|(buf, seen)| {
+        buf.resize(u32::from_le_bytes(n) as usize, 0);
+        input.read_exact(buf)?;
+        let text =
+            std::str::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(intern_in(seen, text))
+    })
+}
+
+type Interned = HashMap<Box<str>, Arc<str>, FixedState>;
+
+/// Distinct names kept by one interner before it starts over (records keep their strings).
+const INTERN_CAP: usize = 1 << 16;
+
+/// The shared copy of `text` in `seen`, made on first sight.
+pub(super) fn intern_in(seen: &mut Interned, text: &str) -> Arc<str> {
+    if let Some(s) = seen.get(text) {
+        return Arc::clone(s);
+    }
+    if seen.len() >= INTERN_CAP {
+        seen.clear();
+    }
+    let s: Arc<str> = text.into();
+    seen.insert(text.into(), Arc::clone(&s));
+    s
+}
+
+/// A name interner (one per parsing thread).
+#[derive(Default)]
+pub(super) struct Names(Interned);
+
+impl Names {
+    pub(super) fn get(&mut self, text: &str) -> Arc<str> {
+        intern_in(&mut self.0, text)
+    }
+}
+
+thread_local! {
+    static DECODED: RefCell<(Vec<u8>, Interned)> = RefCell::new((Vec::new(), HashMap::default()));
 }
 
 impl Record for HostRecord {
@@ -84,7 +126,8 @@ impl Record for HostRecord {
     }
 
     fn mem_size(&self) -> usize {
-        std::mem::size_of::<HostRecord>() + self.name.len() + self.dims.len()
+        // the strings are shared between records: count the record only
+        std::mem::size_of::<HostRecord>()
     }
 }
 
@@ -99,7 +142,21 @@ struct CorrelationArgs {
     correlation: Option<i64>,
 }
 
-pub(super) fn correlation(args: Option<&str>) -> i64 {
+/// A runtime call's `args.correlation` (-1 without one).
+pub(super) fn correlation(args: &Args<'_>) -> i64 {
+    if !args.exact {
+        return correlation_slow(args.text);
+    }
+    match args.correlation {
+        None => -1,
+        Some(raw) => plain_int(raw)
+            .or_else(|| serde_json::from_str::<Option<i64>>(raw).ok().flatten())
+            .unwrap_or(-1),
+    }
+}
+
+/// [`correlation`] by a serde_json parse of the whole object.
+fn correlation_slow(args: Option<&str>) -> i64 {
     args.filter(|a| CORRELATION_KEY.find(a.as_bytes()).is_some())
         .and_then(|a| serde_json::from_str::<CorrelationArgs>(a).ok())
         .and_then(|c| c.correlation)
@@ -112,38 +169,42 @@ struct ShapeArgs<'a> {
     input_dims: Option<&'a serde_json::value::RawValue>,
 }
 
-/// `Input Dims` in torch's spelling: `[[4, 64], []]`.
-pub(super) fn input_dims(args: Option<&str>) -> String {
-    let Some(args) = args else {
-        return "[]".into();
-    };
-    if INPUT_DIMS_KEY.find(args.as_bytes()).is_none() {
-        return "[]".into();
-    }
-    let Ok(parsed) = serde_json::from_str::<ShapeArgs<'_>>(args) else {
-        return "[]".into();
-    };
-    let Some(raw) = parsed.input_dims else {
-        return "[]".into();
+/// `Input Dims` in torch's spelling: `[[4, 64], []]` (`[]` without them).
+pub(super) fn input_dims(args: &Args<'_>) -> Arc<str> {
+    let raw = if args.exact {
+        args.input_dims.filter(|r| *r != "null")
+    } else {
+        input_dims_slow(args.text)
     };
     PRINTED_DIMS.with_borrow_mut(|printed| {
-        if let Some(p) = printed.get(raw.get()) {
-            return p.to_string();
+        let raw = raw.unwrap_or("[]");
+        if let Some(p) = printed.get(raw) {
+            return Arc::clone(p);
         }
-        let p = match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        let p: Arc<str> = match serde_json::from_str::<serde_json::Value>(raw) {
             Ok(v) => {
                 let mut out = String::new();
                 torch_repr(&v, &mut out);
-                out
+                out.into()
             }
             Err(_) => "[]".into(),
         };
         if printed.len() >= PRINTED_DIMS_CAP {
             printed.clear();
         }
-        printed.insert(raw.get().into(), p.as_str().into());
+        printed.insert(raw.into(), Arc::clone(&p));
         p
     })
+}
+
+/// The raw `Input Dims` by a serde_json parse of the whole object.
+fn input_dims_slow(args: Option<&str>) -> Option<&str> {
+    let args = args?;
+    INPUT_DIMS_KEY.find(args.as_bytes())?;
+    serde_json::from_str::<ShapeArgs<'_>>(args)
+        .ok()?
+        .input_dims
+        .map(|r| r.get())
 }
 
 /// Distinct shapes are few and repeat every step: each parsing thread keeps the printed form
@@ -152,7 +213,7 @@ pub(super) fn input_dims(args: Option<&str>) -> String {
 const PRINTED_DIMS_CAP: usize = 4096;
 
 thread_local! {
-    static PRINTED_DIMS: RefCell<HashMap<Box<str>, Box<str>, FixedState>> =
+    static PRINTED_DIMS: RefCell<HashMap<Box<str>, Arc<str>, FixedState>> =
         RefCell::new(HashMap::default());
 }
 
@@ -187,11 +248,21 @@ mod tests {
 
     #[test]
     fn input_dims_print_like_torch() {
-        assert_eq!(
-            input_dims(Some(r#"{"Input Dims": [[4, 64], [], [128]], "x": 1}"#)),
-            "[[4, 64], [], [128]]"
-        );
-        assert_eq!(input_dims(Some(r#"{"External id": 3}"#)), "[]");
-        assert_eq!(input_dims(None), "[]");
+        let dims = |t: Option<&str>| input_dims(&Args::scan(t)).to_string();
+        let text = r#"{"Input Dims": [[4, 64], [], [128]], "x": 1}"#;
+        assert_eq!(dims(Some(text)), "[[4, 64], [], [128]]");
+        assert_eq!(dims(Some(r#"{"External id": 3}"#)), "[]");
+        assert_eq!(dims(Some(r#"{"Input Dims": null}"#)), "[]");
+        assert_eq!(dims(None), "[]");
+        // the serde path (an escaped key) gives the same
+        let escaped = r#"{"Input Dims": [[4, 64], [], [128]], "\u0078": 1}"#;
+        assert!(!Args::scan(Some(escaped)).exact);
+        assert_eq!(dims(Some(escaped)), "[[4, 64], [], [128]]");
+        let corr = |t: &str| correlation(&Args::scan(Some(t)));
+        assert_eq!(corr(r#"{"correlation": 12}"#), 12);
+        assert_eq!(corr(r#"{"correlation": "12"}"#), -1);
+        assert_eq!(corr(r#"{"correlation": 1.5}"#), -1);
+        assert_eq!(corr(r#"{"correlation": 12, "\u0078": 1}"#), 12);
+        assert_eq!(corr(r#"{"correlation": 1, "correlation": 2}"#), -1);
     }
 }

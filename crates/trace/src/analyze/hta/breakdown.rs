@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{GpuRow, KernelType, covered, merge, round_to};
+use super::{GpuRow, KernelType, covered, merge_push, round_to};
 
 /// HTA's temporal breakdown of one rank (times in ns; HTA prints µs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -24,19 +24,44 @@ pub struct Temporal {
     pub negative_durations: u64,
 }
 
-pub(super) fn temporal(rows: &[GpuRow]) -> Temporal {
-    let all = merge(rows.iter().map(|r| (r.ts, r.end)).collect());
+/// HTA's merged intervals (`merge_kernel_intervals`) of every row and of each kernel type,
+/// from one sort of the rows' intervals (a type's rows, taken in that order, are sorted too).
+pub(super) struct Merged {
+    all: Vec<(i64, i64)>,
+    comp: Vec<(i64, i64)>,
+    comm: Vec<(i64, i64)>,
+    mem: Vec<(i64, i64)>,
+}
+
+pub(super) fn merged(rows: &[GpuRow]) -> Merged {
+    let mut iv: Vec<(i64, i64, KernelType)> = rows.iter().map(|r| (r.ts, r.end, r.kind)).collect();
+    iv.sort_unstable_by_key(|&(s, e, _)| (s, e));
+    let mut m = Merged {
+        all: Vec::new(),
+        comp: Vec::new(),
+        comm: Vec::new(),
+        mem: Vec::new(),
+    };
+    for (s, e, kind) in iv {
+        merge_push(&mut m.all, s, e);
+        match kind {
+            KernelType::Computation => merge_push(&mut m.comp, s, e),
+            KernelType::Communication => merge_push(&mut m.comm, s, e),
+            KernelType::Memory => merge_push(&mut m.mem, s, e),
+            KernelType::Other => {}
+        }
+    }
+    m
+}
+
+pub(super) fn temporal(rows: &[GpuRow], m: &Merged) -> Temporal {
+    let all = &m.all;
     let (Some(first), Some(last)) = (all.first(), all.last()) else {
         return Temporal::default();
     };
     let kernel_ns = last.1 - first.0;
-    let busy = covered(&all);
-    let compute_ns = covered(&merge(
-        rows.iter()
-            .filter(|r| r.kind == KernelType::Computation)
-            .map(|r| (r.ts, r.end))
-            .collect(),
-    ));
+    let busy = covered(all);
+    let compute_ns = covered(&m.comp);
     let idle_ns = kernel_ns - busy;
     let non_compute_ns = busy - compute_ns;
     let pct = |x: i64| (kernel_ns != 0).then(|| round_to(100.0 * x as f64 / kernel_ns as f64, 2));
@@ -53,18 +78,9 @@ pub(super) fn temporal(rows: &[GpuRow]) -> Temporal {
 }
 
 /// `|comm ∩ comp| / |comm|`, percent, 2 decimals; `None` without communication.
-pub(super) fn overlap(rows: &[GpuRow]) -> Option<f64> {
-    let of = |t: KernelType| {
-        merge(
-            rows.iter()
-                .filter(|r| r.kind == t)
-                .map(|r| (r.ts, r.end))
-                .collect(),
-        )
-    };
-    let comm = of(KernelType::Communication);
-    let comp = of(KernelType::Computation);
-    let comm_ns = covered(&comm);
+pub(super) fn overlap(m: &Merged) -> Option<f64> {
+    let (comm, comp) = (&m.comm, &m.comp);
+    let comm_ns = covered(comm);
     if comm_ns == 0 {
         return None;
     }
@@ -99,16 +115,12 @@ const BREAKDOWN_TYPES: [KernelType; 3] = [
     KernelType::Memory,
 ];
 
-pub(super) fn kernel_types(rows: &[GpuRow]) -> Vec<KernelTypeRow> {
+pub(super) fn kernel_types(m: &Merged) -> Vec<KernelTypeRow> {
     let mut points: Vec<(i64, i32)> = Vec::new();
-    for (bit, t) in BREAKDOWN_TYPES.iter().enumerate() {
+    // in BREAKDOWN_TYPES' order: bits 1, 2, 4
+    for (bit, merged) in [&m.comp, &m.comm, &m.mem].into_iter().enumerate() {
         let v = 1 << bit;
-        for (s, e) in merge(
-            rows.iter()
-                .filter(|r| r.kind == *t)
-                .map(|r| (r.ts, r.end))
-                .collect(),
-        ) {
+        for &(s, e) in merged {
             points.push((s, v));
             points.push((e, -v));
         }

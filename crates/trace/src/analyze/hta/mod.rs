@@ -24,6 +24,7 @@ use std::sync::LazyLock;
 use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
+use crate::analyze::args::{Args, plain_int};
 use crate::analyze::host::CORRELATION_KEY;
 use crate::model::Event;
 pub use breakdown::{KernelTypeRow, Temporal, TopKernelRow, kernel_type_shares};
@@ -185,6 +186,26 @@ type Map<K, V> = HashMap<K, V, FixedState>;
 
 static STREAM_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"stream\""));
 
+/// `stream` and `correlation` by a serde_json parse of the whole `args` (where
+/// [`Args::scan`] cannot vouch for its members).
+fn row_args_slow(args: Option<&str>) -> (i64, i64) {
+    match args {
+        Some(args)
+            if STREAM_KEY.find(args.as_bytes()).is_some()
+                || CORRELATION_KEY.find(args.as_bytes()).is_some() =>
+        {
+            match serde_json::from_str::<RowArgs>(args) {
+                Ok(a) => (
+                    a.stream.as_ref().and_then(int_arg).unwrap_or(-1),
+                    a.correlation.as_ref().and_then(int_arg).unwrap_or(-1),
+                ),
+                Err(_) => (-1, -1),
+            }
+        }
+        _ => (-1, -1),
+    }
+}
+
 /// The fold. One per parsing thread, combined with [`HtaBuilder::absorb`].
 #[derive(Default)]
 pub struct HtaBuilder {
@@ -213,8 +234,9 @@ impl HtaBuilder {
         id
     }
 
-    /// Takes one complete event (HTA drops events without `cat` and `cat == "Trace"`).
-    pub fn event(&mut self, ev: &Event<'_>) {
+    /// Takes one complete event (HTA drops events without `cat` and `cat == "Trace"`);
+    /// `args` is the event's [`Args::scan`].
+    pub fn event(&mut self, ev: &Event<'_>, args: &Args<'_>) {
         if ev.cat.is_empty() || ev.cat == "Trace" {
             return;
         }
@@ -222,20 +244,21 @@ impl HtaBuilder {
         if ts % 1000 != 0 {
             self.fractional = true;
         }
-        let (stream, correlation) = match ev.args.as_deref() {
-            Some(args)
-                if STREAM_KEY.find(args.as_bytes()).is_some()
-                    || CORRELATION_KEY.find(args.as_bytes()).is_some() =>
-            {
-                match serde_json::from_str::<RowArgs>(args) {
-                    Ok(a) => (
-                        a.stream.as_ref().and_then(int_arg).unwrap_or(-1),
-                        a.correlation.as_ref().and_then(int_arg).unwrap_or(-1),
-                    ),
-                    Err(_) => (-1, -1),
-                }
-            }
-            _ => (-1, -1),
+        let (stream, correlation) = if args.exact {
+            let int = |raw: Option<&str>| {
+                raw.and_then(|r| {
+                    plain_int(r).or_else(|| {
+                        serde_json::from_str::<serde_json::Value>(r)
+                            .ok()
+                            .as_ref()
+                            .and_then(int_arg)
+                    })
+                })
+                .unwrap_or(-1)
+            };
+            (int(args.stream), int(args.correlation))
+        } else {
+            row_args_slow(args.text)
         };
         let end = ts + ev.dur;
         let sync_name = matches!(ev.name.as_ref(), "Event Sync" | "Context Sync");
@@ -306,48 +329,80 @@ impl HtaBuilder {
         self.seen_streams.extend(other.seen_streams);
     }
 
-    /// Every analysis; `stream_order` is the order streams first appear in the file.
-    pub fn finish(mut self, stream_order: &[i64], opts: HtaOptions) -> HtaReport {
+    /// Every analysis; `stream_order` is the order streams first appear in the file. Reads
+    /// the rows only (copying those HTA's rounding or step window change), so the attribution
+    /// can read them on another thread meanwhile.
+    pub fn finish(&self, stream_order: &[i64], opts: HtaOptions) -> HtaReport {
         let rounded = opts.hta_rounding && self.fractional;
-        if rounded {
-            let round = |ts: &mut i64, end: &mut i64| {
-                *ts = ts.div_euclid(1000) * 1000 + if ts.rem_euclid(1000) > 0 { 1000 } else { 0 };
-                *end = end.div_euclid(1000) * 1000;
-            };
-            for r in &mut self.gpu {
-                round(&mut r.ts, &mut r.end);
-            }
-            for r in &mut self.cpu {
-                round(&mut r.ts, &mut r.end);
-            }
-            self.last_step_start = self
-                .last_step_start
-                .map(|t| t.div_euclid(1000) * 1000 + if t.rem_euclid(1000) > 0 { 1000 } else { 0 });
-        }
+        let up = |t: i64| t.div_euclid(1000) * 1000 + if t.rem_euclid(1000) > 0 { 1000 } else { 0 };
+        let down = |t: i64| t.div_euclid(1000) * 1000;
+        let last_step_start = self
+            .last_step_start
+            .map(|t| if rounded { up(t) } else { t });
         // HTA's step window: with two or more step names, only rows launched (CPU side)
         // before the last step's start, and the GPU rows they launched.
-        let window_end_ns = self.last_step_start.filter(|_| self.step_names.len() >= 2);
-        if let Some(s) = window_end_ns {
-            self.cpu.retain(|r| r.ts < s);
-            let kept: HashSet<i64, FixedState> = self.cpu.iter().map(|r| r.correlation).collect();
-            self.gpu
-                .retain(|r| r.launched && r.correlation >= 0 && kept.contains(&r.correlation));
-        }
-        let rows = &self.gpu;
-        let temporal = breakdown::temporal(rows);
-        let comm_comp_overlap_pctg = breakdown::overlap(rows);
-        let kernel_types = breakdown::kernel_types(rows);
+        let window_end_ns = last_step_start.filter(|_| self.step_names.len() >= 2);
+        let changed = (rounded || window_end_ns.is_some()).then(|| {
+            let cpu: Vec<CpuRow> = self
+                .cpu
+                .iter()
+                .map(|&r| {
+                    if rounded {
+                        CpuRow {
+                            ts: up(r.ts),
+                            end: down(r.end),
+                            ..r
+                        }
+                    } else {
+                        r
+                    }
+                })
+                .filter(|r| window_end_ns.is_none_or(|s| r.ts < s))
+                .collect();
+            let kept: Option<HashSet<i64, FixedState>> =
+                window_end_ns.map(|_| cpu.iter().map(|r| r.correlation).collect());
+            let gpu: Vec<GpuRow> = self
+                .gpu
+                .iter()
+                .filter(|r| {
+                    kept.as_ref().is_none_or(|k| {
+                        r.launched && r.correlation >= 0 && k.contains(&r.correlation)
+                    })
+                })
+                .map(|&r| {
+                    if rounded {
+                        GpuRow {
+                            ts: up(r.ts),
+                            end: down(r.end),
+                            ..r
+                        }
+                    } else {
+                        r
+                    }
+                })
+                .collect();
+            (gpu, cpu)
+        });
+        let (rows, cpu): (&[GpuRow], &[CpuRow]) = match &changed {
+            Some((g, c)) => (g, c),
+            None => (&self.gpu, &self.cpu),
+        };
+        let merged = breakdown::merged(rows);
+        let temporal = breakdown::temporal(rows, &merged);
+        let comm_comp_overlap_pctg = breakdown::overlap(&merged);
+        let kernel_types = breakdown::kernel_types(&merged);
+        drop(merged);
         let top_kernels = breakdown::top_kernels(rows, &self.names);
         // The first CPU row of each correlation, as `(correlation, start)` sorted by
         // correlation: a sixth of a hash map of rows.
         let launch_of: Vec<(i64, i64)> = {
-            let mut v: Vec<(i64, i64)> = self.cpu.iter().map(|r| (r.correlation, r.ts)).collect();
+            let mut v: Vec<(i64, i64)> = cpu.iter().map(|r| (r.correlation, r.ts)).collect();
             v.sort_by_key(|&(c, _)| c);
             v.dedup_by_key(|&mut (c, _)| c);
             v
         };
         let (idle, idle_stats) = launch::idle(rows, &launch_of, stream_order);
-        let launches = launch::launches(rows, &self.cpu, opts.hta_launch_names);
+        let launches = launch::launches(rows, cpu, opts.hta_launch_names);
         HtaReport {
             rounded,
             window_end_ns,
@@ -364,17 +419,23 @@ impl HtaBuilder {
 
 /// HTA's `merge_kernel_intervals`: sorted by start, a group starts past the running maximum
 /// end (touching intervals merge). Empty or negative rows are taken as empty.
+#[cfg(test)]
 fn merge(mut iv: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
     iv.sort_unstable();
     let mut out: Vec<(i64, i64)> = Vec::new();
     for (s, e) in iv {
-        let e = e.max(s);
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
-        }
+        merge_push(&mut out, s, e);
     }
     out
+}
+
+/// Adds `[s, e)` (starts ascending) to merged intervals.
+fn merge_push(out: &mut Vec<(i64, i64)>, s: i64, e: i64) {
+    let e = e.max(s);
+    match out.last_mut() {
+        Some(last) if s <= last.1 => last.1 = last.1.max(e),
+        _ => out.push((s, e)),
+    }
 }
 
 fn covered(iv: &[(i64, i64)]) -> i64 {

@@ -13,10 +13,10 @@ use loupe_report::reduce;
 use loupe_report::svg::{self, Stack};
 use loupe_report::{Axis, Block, Chart, Page, Part, Scale, Section, Series, Style, Table};
 
-/// Per-run scatters in a sweep are binned past this many requests (spec: 5,000).
-const SWEEP_EXACT: usize = 5_000;
-/// Quantiles per run in the CDF overlays.
-const OVERLAY_POINTS: usize = 200;
+/// Quantiles per run in the CDF overlays: 200 for a few runs, 100 at 16, no fewer than 50.
+fn overlay_points(runs: usize) -> usize {
+    (1_600 / runs.max(1)).clamp(50, 200)
+}
 
 /// The page for every run of one `loupe bench`; `records` are the runs' JSONL records.
 pub fn page(runs: &[RunOutcome], swept: bool, records: Vec<serde_json::Value>) -> Page {
@@ -25,19 +25,10 @@ pub fn page(runs: &[RunOutcome], swept: bool, records: Vec<serde_json::Value>) -
     if runs.len() == 1 && !swept {
         let r = &runs[0];
         title = format!("loupe bench: {} ({})", r.label, r.info.backend);
-        sections.extend(run::sections(r, "", run::EXACT_SCATTER));
+        sections.extend(run::sections(r, "", run::Budget::ONE_RUN));
     } else {
         title = format!("loupe bench: sweep of {} runs", runs.len());
-        sections.push(sweep(runs));
-        for (i, r) in runs.iter().enumerate() {
-            sections.push(Section {
-                id: format!("run-{}", i + 1),
-                title: format!("Run {}: {}", i + 1, r.label),
-                children: run::sections(r, &format!("run-{}-", i + 1), SWEEP_EXACT),
-                collapsed: true,
-                ..Default::default()
-            });
-        }
+        sections.extend(runs_sections(runs, "", run::Budget::per_run(runs.len())));
     }
     for (i, r) in runs.iter().enumerate() {
         if let Some(p) = &r.info.profile {
@@ -54,6 +45,22 @@ pub fn page(runs: &[RunOutcome], swept: bool, records: Vec<serde_json::Value>) -
         sections,
         records,
     }
+}
+
+/// Several runs: the cross-run charts first, then each run in a collapsed section within
+/// `budget`; ids start with `prefix`.
+pub fn runs_sections(runs: &[RunOutcome], prefix: &str, budget: run::Budget) -> Vec<Section> {
+    let mut sections = vec![sweep(runs, prefix)];
+    for (i, r) in runs.iter().enumerate() {
+        sections.push(Section {
+            id: format!("{prefix}run-{}", i + 1),
+            title: format!("Run {}: {}", i + 1, r.label),
+            children: run::sections(r, &format!("{prefix}run-{}-", i + 1), budget),
+            collapsed: true,
+            ..Default::default()
+        });
+    }
+    sections
 }
 
 /// What was measured, from the outcome alone (a rebuilt page has the same bytes).
@@ -114,7 +121,7 @@ fn by_x(rows: &[(f64, Vec<Option<f64>>)]) -> Vec<Part> {
 }
 
 /// The cross-run charts of a sweep, and its summary table.
-fn sweep(runs: &[RunOutcome]) -> Section {
+fn sweep(runs: &[RunOutcome], prefix: &str) -> Section {
     let (load_name, _) = load(&runs[0], 0);
     let log2 = load_name == "max concurrency";
     let load_axis = Axis {
@@ -324,7 +331,7 @@ fn sweep(runs: &[RunOutcome]) -> Section {
             .collect(),
     }));
     Section {
-        id: "sweep".into(),
+        id: format!("{prefix}sweep"),
         title: "Sweep".into(),
         blocks,
         ..Default::default()
@@ -352,7 +359,10 @@ fn tpots(r: &RunOutcome) -> Vec<f64> {
 fn overlay(runs: &[RunOutcome], name: &str, values: fn(&RunOutcome) -> Vec<f64>) -> Chart {
     let mut chart = Chart {
         title: format!("{name} by percentile, every run"),
-        caption: format!("≤ {OVERLAY_POINTS} percentiles per run, from all values"),
+        caption: format!(
+            "≤ {} percentiles per run, from all values",
+            overlay_points(runs.len())
+        ),
         x: Axis {
             label: "percentile".into(),
             scale: Scale::Nines,
@@ -372,7 +382,7 @@ fn overlay(runs: &[RunOutcome], name: &str, values: fn(&RunOutcome) -> Vec<f64>)
         });
         let mut v = values(r);
         v.sort_by(f64::total_cmp);
-        let (xs, ys) = reduce::percentile_curve(&v, OVERLAY_POINTS, percentile);
+        let (xs, ys) = reduce::percentile_curve(&v, overlay_points(runs.len()), percentile);
         parts.push(Part {
             xs,
             ys: vec![(i, ys.into_iter().map(Some).collect())],

@@ -10,10 +10,49 @@ use loupe_report::reduce::{self, CURVE_POINTS};
 use loupe_report::svg::{self, Bar};
 use loupe_report::{Axis, Block, Chart, Part, Rule, Scale, Section, Series, Style, Table};
 
-/// Above this many requests the over-time scatter is binned (R2).
-pub const EXACT_SCATTER: usize = 20_000;
-/// Tail points kept beside the bins.
-pub const TAIL_POINTS: usize = 5_000;
+/// What one run's charts may hold: a page of one run has the spec's budgets; a page of `n`
+/// runs gives each a share, so a 16-run sweep stays under 1 MB whatever the runs' sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Above this many requests the over-time scatter is binned (R2).
+    pub exact: usize,
+    /// Requests above the run's p99 kept as points beside the bins (the slowest first).
+    pub tail: usize,
+    /// Points of each percentile curve (R1: always with the table's percentiles).
+    pub curve_points: usize,
+    /// Most time bins of the latency and ITL charts over the run.
+    pub bins: usize,
+    /// Most time bins of the throughput and concurrency charts.
+    pub rate_bins: usize,
+}
+
+impl Budget {
+    /// A page of one run.
+    pub const ONE_RUN: Budget = Budget {
+        exact: 20_000,
+        tail: 5_000,
+        curve_points: CURVE_POINTS,
+        bins: 1_000,
+        rate_bins: 2_000,
+    };
+
+    /// Each of `n` runs on one page (a sweep, a `loupe run`'s benchmarks): 5,000 requests
+    /// drawn exactly and 200-point curves for a few runs, down to 500 requests, 100-point
+    /// curves and 100 bins at 16 runs, and no lower than 200, 50 and 50 beyond.
+    pub fn per_run(n: usize) -> Budget {
+        if n <= 1 {
+            return Budget::ONE_RUN;
+        }
+        let share = |total: usize, lo: usize, hi: usize| (total / n).clamp(lo, hi);
+        Budget {
+            exact: share(8_000, 200, 5_000),
+            tail: share(8_000, 200, 5_000),
+            curve_points: share(1_600, 50, 200),
+            bins: share(1_600, 50, 1_000),
+            rate_bins: share(1_600, 50, 2_000),
+        }
+    }
+}
 
 fn ms_axis(label: &str) -> Axis {
     Axis {
@@ -196,9 +235,77 @@ fn histogram(name: &str, unit: &str, values: &[f64], rules: Vec<Rule>) -> Chart 
     }
 }
 
+/// The onset of degradation on the over-time chart (`reduce::onset`'s rule, on TTFT in the
+/// chart's time bins) and, with a TTFT SLO, where its p90 crossed it: the vertical markers
+/// and the sentence that states the rule and what it found.
+fn onset(r: &RunOutcome, width: f64) -> (Vec<Rule>, String) {
+    let pts: Vec<(f64, f64)> = r
+        .records
+        .iter()
+        .filter(|x| x.ok)
+        .map(|x| (x.start, x.ttft * 1000.0))
+        .collect();
+    let k = reduce::ONSET_FACTOR;
+    let share = reduce::ONSET_BASELINE_SHARE * 100.0;
+    let min = reduce::ONSET_MIN_REQUESTS;
+    let rule = format!(
+        "the start of the first of two consecutive {width} s bins (each of at least {min} \
+         requests, by send time) whose p90 TTFT both exceed {k}x the p90 TTFT of the first \
+         {share}% of the requests"
+    );
+    let mut marks = Vec::new();
+    let mut text = match reduce::onset(&pts, width, percentile) {
+        (None, _) => format!(
+            "Onset of degradation (a heuristic: {rule}): too few completed requests to tell."
+        ),
+        (Some(base), None) => format!(
+            "Onset of degradation (a heuristic: {rule}): none found; the baseline p90 TTFT is \
+             {base:.2} ms, and no two consecutive bins after it were above {:.2} ms.",
+            k * base
+        ),
+        (Some(base), Some(c)) => {
+            marks.push(Rule {
+                label: "onset (heuristic)".into(),
+                y: c.at,
+            });
+            format!(
+                "Onset of degradation (a heuristic: {rule}), marked on the chart: at {} s, \
+                 where the bin's p90 TTFT is {:.2} ms against a baseline of {base:.2} ms \
+                 (threshold {:.2} ms).",
+                c.at, c.p90, c.threshold
+            )
+        }
+    };
+    let slo = r
+        .beyond
+        .goodput
+        .as_ref()
+        .and_then(|g| g.slos_ms.iter().find(|(k, _)| k == "ttft").map(|(_, v)| *v));
+    if let Some(slo) = slo {
+        match reduce::first_bin_above(&pts, width, f64::NEG_INFINITY, slo, percentile) {
+            Some(c) => {
+                marks.push(Rule {
+                    label: "TTFT p90 > SLO".into(),
+                    y: c.at,
+                });
+                text.push_str(&format!(
+                    " The p90 TTFT crossed the {slo} ms SLO at {} s (the same two-bin rule; \
+                     {:.2} ms there).",
+                    c.at, c.p90
+                ));
+            }
+            None => text.push_str(&format!(
+                " The p90 TTFT never exceeded the {slo} ms SLO for two consecutive bins."
+            )),
+        }
+    }
+    (marks, text)
+}
+
 /// TTFT, TPOT and E2E against each request's start: exact up to `exact` requests, binned
-/// beyond (min-max band, p50, p99 per bin, every point above the run's p99 and every failure).
-fn over_time(r: &RunOutcome, exact: usize) -> Chart {
+/// beyond (min-max band, p50, p99 per bin, every point above the run's p99 and every
+/// failure); the onset marker on it, and the sentence saying its rule.
+fn over_time(r: &RunOutcome, budget: Budget) -> (Chart, String) {
     let base = Chart {
         title: "Latency of each request by when it was sent".into(),
         x: time_axis(),
@@ -218,7 +325,10 @@ fn over_time(r: &RunOutcome, exact: usize) -> Chart {
     };
     let ok: Vec<_> = r.records.iter().filter(|x| x.ok).collect();
     let n = r.records.len();
-    if n <= exact {
+    let span = r.records.iter().map(|x| x.start).fold(0.0, f64::max);
+    let width = reduce::bin_width(span, 1.0, budget.bins);
+    if n <= budget.exact {
+        let (x_rules, onset_text) = onset(r, width);
         let mut chart = Chart {
             caption: format!(
                 "{} of {n} requests; {} failed shown as x (at their time to failure)",
@@ -230,12 +340,13 @@ fn over_time(r: &RunOutcome, exact: usize) -> Chart {
                 series("TPOT", Style::Points),
                 series("E2E", Style::Points),
                 series("failed", Style::Cross),
-                series("TTFT p99 per 1 s", Style::Line),
+                series(&format!("TTFT p99 per {width} s"), Style::Line),
             ],
+            x_rules,
             ..base
         };
         let ttft_pts: Vec<(f64, f64)> = ok.iter().map(|x| (x.start, x.ttft * 1000.0)).collect();
-        let bins = reduce::time_bins(&ttft_pts, 1.0, percentile);
+        let bins = reduce::time_bins(&ttft_pts, width, percentile);
         chart = chart.aligned(vec![
             Part {
                 xs: ok.iter().map(|x| x.start).collect(),
@@ -247,20 +358,19 @@ fn over_time(r: &RunOutcome, exact: usize) -> Chart {
             },
             fail_part,
             Part {
-                xs: bins.iter().map(|b| b.start + 0.5).collect(),
+                xs: bins.iter().map(|b| b.start + width / 2.0).collect(),
                 ys: vec![(4, bins.iter().map(|b| Some(b.p99)).collect())],
             },
         ]);
-        return chart;
+        return (chart, onset_text);
     }
-    let span = r.records.iter().map(|x| x.start).fold(0.0, f64::max);
-    let width = reduce::bin_width(span, 1.0, 1000);
+    let (x_rules, onset_text) = onset(r, width);
     let e2e: Vec<(f64, f64)> = ok.iter().map(|x| (x.start, x.latency * 1000.0)).collect();
     let bins = reduce::time_bins(&e2e, width, percentile);
     let p99 = r.summary.e2e.p99;
     let mut tail: Vec<(f64, f64)> = e2e.iter().copied().filter(|p| p.1 > p99).collect();
     tail.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let kept = tail.len().min(TAIL_POINTS);
+    let kept = tail.len().min(budget.tail);
     tail.truncate(kept);
     tail.sort_by(|a, b| a.0.total_cmp(&b.0));
     let chart = Chart {
@@ -279,10 +389,11 @@ fn over_time(r: &RunOutcome, exact: usize) -> Chart {
             series("above p99", Style::Points),
         ],
         bands: vec![(0, 1)],
+        x_rules,
         ..base
     };
     let centre = |b: &reduce::Bin| b.start + width / 2.0;
-    chart.aligned(vec![
+    let chart = chart.aligned(vec![
         Part {
             xs: bins.iter().map(centre).collect(),
             ys: vec![
@@ -297,7 +408,8 @@ fn over_time(r: &RunOutcome, exact: usize) -> Chart {
             xs: tail.iter().map(|p| p.0).collect(),
             ys: vec![(5, tail.iter().map(|p| Some(p.1)).collect())],
         },
-    ])
+    ]);
+    (chart, onset_text)
 }
 
 /// The end of the run's last request (s since start), at least 1 s.
@@ -309,7 +421,7 @@ fn run_end(r: &RunOutcome) -> f64 {
 }
 
 /// Per-token ITL in time bins: p50, p99 and max of the tokens that arrived in each.
-fn itl_over_time(r: &RunOutcome) -> Chart {
+fn itl_over_time(r: &RunOutcome, budget: Budget) -> Chart {
     let mut pts = Vec::new();
     for x in r.records.iter().filter(|x| x.ok) {
         let mut t = x.start + x.ttft;
@@ -320,7 +432,7 @@ fn itl_over_time(r: &RunOutcome) -> Chart {
             }
         }
     }
-    let width = reduce::bin_width(run_end(r), 1.0, 1000);
+    let width = reduce::bin_width(run_end(r), 1.0, budget.bins);
     let bins = reduce::time_bins(&pts, width, percentile);
     let xs: Vec<f64> = bins.iter().map(|b| b.start + width / 2.0).collect();
     let col = |f: fn(&reduce::Bin) -> f64| bins.iter().map(|b| Some(f(b))).collect();
@@ -366,9 +478,9 @@ fn counts_per_s(times: impl Iterator<Item = (f64, f64)>, width: f64, bins: usize
 
 /// Output tokens, completions and offered arrivals per second, and requests in flight and
 /// waiting for a slot (per bin: the most at once and the time-weighted mean).
-fn throughput_and_concurrency(r: &RunOutcome) -> [Chart; 2] {
+fn throughput_and_concurrency(r: &RunOutcome, budget: Budget) -> [Chart; 2] {
     let end = run_end(r);
-    let width = reduce::bin_width(end, 1.0, 2000);
+    let width = reduce::bin_width(end, 1.0, budget.rate_bins);
     let bins = (end / width).floor() as usize + 1;
     let xs: Vec<f64> = (0..bins).map(|b| b as f64 * width).collect();
     let tokens = counts_per_s(
@@ -473,15 +585,14 @@ pub fn errors_by_reason(r: &RunOutcome) -> Vec<(String, usize)> {
     v
 }
 
-/// The sections of one run; ids start with `prefix`. `exact` is the largest run drawn
-/// request by request.
-pub fn sections(r: &RunOutcome, prefix: &str, exact: usize) -> Vec<Section> {
+/// The sections of one run; ids start with `prefix`; `budget` bounds what its charts hold.
+pub fn sections(r: &RunOutcome, prefix: &str, budget: Budget) -> Vec<Section> {
     let ms = metrics(r);
     let mut latency = vec![Block::Table(percentile_table(&ms))];
     latency.extend(
         ms.iter()
             .filter(|m| !m.sorted.is_empty())
-            .map(|m| Block::Chart(curve(m, CURVE_POINTS))),
+            .map(|m| Block::Chart(curve(m, budget.curve_points))),
     );
     let mut hist: Vec<Block> = ms
         .iter()
@@ -510,10 +621,11 @@ pub fn sections(r: &RunOutcome, prefix: &str, exact: usize) -> Vec<Section> {
             "No request completed: nothing to histogram.".into(),
         ));
     }
-    let [thr, conc] = throughput_and_concurrency(r);
-    let mut time = vec![Block::Chart(over_time(r, exact))];
+    let [thr, conc] = throughput_and_concurrency(r, budget);
+    let (over, onset_text) = over_time(r, budget);
+    let mut time = vec![Block::Chart(over), Block::Text(onset_text)];
     if !ok.is_empty() {
-        time.push(Block::Chart(itl_over_time(r)));
+        time.push(Block::Chart(itl_over_time(r, budget)));
     }
     time.push(Block::Chart(thr));
     time.push(Block::Chart(conc));

@@ -1,0 +1,383 @@
+//! bench_serving's multimodal datasets: `image` (images generated here, random or blank, JPEG
+//! or PNG, with random-token text) and `mmmu` (MMMU/MMMU rows read from a local JSONL export:
+//! `image_1` and `Question: {question}\n\nAnswer: `). Each prompt carries its images as
+//! `data:image/{fmt};base64,...` URIs, made before the run: nothing is encoded while streams
+//! are timed.
+//!
+//! Prompt lengths: `prompt_len` is the text's tokens (through the chat template when the
+//! tokenizer has one, as upstream's text-only count; on /generate, the templated text's). Upstream adds the vision tokens its
+//! model processor counts; loupe has no processor, so the vision tokens come from the server's
+//! reported `prompt_tokens` after the run (see `metrics::Summary::vision`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, RngExt, SeedableRng};
+use serde_json::Value;
+
+use super::lines::{Line, each_json_line, string};
+use super::{DatasetConfig, Prompt, PromptInput, draw_len};
+use crate::error::{BenchError, Result};
+use crate::plan::{ImageContent, ImageFormat, ImagePlan, ImageResolution};
+use crate::tokenizer::BenchTokenizer;
+
+/// One image as upstream sends it.
+pub fn data_uri(format: &str, bytes: &[u8]) -> String {
+    format!("data:image/{format};base64,{}", STANDARD.encode(bytes))
+}
+
+/// `width` x `height` RGB pixels encoded as `format` (JPEG at quality 85, as PIL's call).
+pub fn encode(rgb: &[u8], width: u32, height: u32, format: ImageFormat) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match format {
+        ImageFormat::Jpeg => {
+            let (w, h) = match (u16::try_from(width), u16::try_from(height)) {
+                (Ok(w), Ok(h)) => (w, h),
+                _ => {
+                    return Err(BenchError::Usage(format!(
+                        "--image-resolution: JPEG images are at most 65535 pixels a side, not \
+                         {width}x{height} (use --image-format png)"
+                    )));
+                }
+            };
+            jpeg_encoder::Encoder::new(&mut out, 85)
+                .encode(rgb, w, h, jpeg_encoder::ColorType::Rgb)
+                .map_err(|e| BenchError::Usage(format!("JPEG encoding failed: {e}")))?;
+        }
+        ImageFormat::Png => {
+            let mut enc = png::Encoder::new(&mut out, width, height);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            enc.write_header()
+                .and_then(|mut w| {
+                    w.write_image_data(rgb)?;
+                    w.finish()
+                })
+                .map_err(|e| BenchError::Usage(format!("PNG encoding failed: {e}")))?;
+        }
+    }
+    Ok(out)
+}
+
+/// One generated image's pixels: random RGB bytes or white.
+fn pixels(rng: &mut StdRng, width: u32, height: u32, content: ImageContent) -> Vec<u8> {
+    let n = width as usize * height as usize * 3;
+    match content {
+        ImageContent::Blank => vec![255; n],
+        ImageContent::Random => {
+            let mut v = vec![0u8; n];
+            rng.fill_bytes(&mut v);
+            v
+        }
+    }
+}
+
+fn size(rng: &mut StdRng, r: ImageResolution) -> (u32, u32) {
+    match r {
+        ImageResolution::Fixed { width, height } => (width, height),
+        ImageResolution::Random { min, max } => (
+            rng.random_range(min.0..=max.0),
+            rng.random_range(min.1..=max.1),
+        ),
+    }
+}
+
+/// The text through the chat template when the tokenizer has one (what the native route
+/// sends), its tokens as a chat route counts them (upstream's text-only `text_prompt_len`)
+/// and as /generate counts the text it is sent.
+fn text_forms(tok: &BenchTokenizer, raw: &str) -> Result<(Option<String>, usize, usize)> {
+    let chat = tok.chat_len(raw)?;
+    if tok.has_chat_template() {
+        let t = tok.chat(raw)?;
+        let native = tok.encode(&t)?.len();
+        Ok((Some(t), chat, native))
+    } else {
+        Ok((None, chat, tok.encode(raw)?.len()))
+    }
+}
+
+/// `--dataset-name image`.
+pub fn generate(
+    cfg: &DatasetConfig<'_>,
+    tok: &BenchTokenizer,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Prompt>> {
+    let img: &ImagePlan = cfg.image;
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let vocab = tok.vocab_size().max(1);
+    let (mut images_total, mut bytes_total) = (0usize, 0usize);
+    let mut out = Vec::with_capacity(cfg.num);
+    for _ in 0..cfg.num {
+        let n_in = draw_len(&mut rng, cfg.input_len, cfg.range_ratio, cfg.semantics);
+        let n_out = draw_len(&mut rng, cfg.output_len, cfg.range_ratio, cfg.semantics);
+        let count = if img.random_count {
+            rng.random_range(1..=img.count)
+        } else {
+            img.count
+        };
+        // Random tokens of the vocabulary, special tokens left out of the text.
+        let ids: Vec<u32> = (0..n_in)
+            .map(|_| rng.random_range(0..vocab) as u32)
+            .collect();
+        let raw = tok.decode_plain(&ids)?;
+        let mut uris = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (w, h) = size(&mut rng, img.resolution);
+            let px = pixels(&mut rng, w, h, img.content);
+            let bytes = encode(&px, w, h, img.format)?;
+            let uri = data_uri(img.format.name(), &bytes);
+            bytes_total += uri.len();
+            uris.push(uri);
+        }
+        images_total += count;
+        let (templated, text_len, native_len) = text_forms(tok, &raw)?;
+        out.push(Prompt {
+            input: PromptInput::Multimodal {
+                text: raw,
+                templated,
+                native_len,
+                images: Arc::from(uris),
+            },
+            prompt_len: text_len,
+            output_len: n_out,
+            routing_key: None,
+        });
+    }
+    let (mw, mh) = img.resolution.max();
+    if u64::from(mw) * u64::from(mh) >= 1920 * 1080 && images_total >= 100 {
+        notes.push(format!(
+            "{images_total} images of up to {mw}x{mh}: the request bodies are large (consider \
+             a smaller --image-resolution or --image-count)"
+        ));
+    }
+    notes.push(format!(
+        "{images_total} {} {} images, {} bytes of data URIs per request on average; vision \
+         tokens are the server's prompt_tokens less the text's",
+        match img.content {
+            ImageContent::Random => "random",
+            ImageContent::Blank => "blank",
+        },
+        img.format.name(),
+        bytes_total / cfg.num.max(1)
+    ));
+    Ok(out)
+}
+
+/// An MMMU image as the export holds it: PNG or JPEG bytes.
+fn image_bytes(v: &Value, dir: &Path) -> std::result::Result<Vec<u8>, String> {
+    let from_text = |s: &str| -> std::result::Result<Vec<u8>, String> {
+        if let Some(rest) = s.strip_prefix("data:") {
+            let (_, b64) = rest
+                .split_once(";base64,")
+                .ok_or("a data URI without ;base64,")?;
+            return STANDARD
+                .decode(b64.trim())
+                .map_err(|e| format!("bad base64: {e}"));
+        }
+        if let Ok(b) = STANDARD.decode(s.trim()) {
+            return Ok(b);
+        }
+        let p = dir.join(s);
+        std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    match v {
+        Value::String(s) => from_text(s),
+        // Hugging Face datasets' Image feature: {"bytes": ..., "path": ...}.
+        Value::Object(m) => match (m.get("bytes"), m.get("path")) {
+            (Some(Value::String(b)), _) => from_text(b),
+            (Some(Value::Array(a)), _) => a
+                .iter()
+                .map(|x| x.as_u64().filter(|&n| n < 256).map(|n| n as u8))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| "\"bytes\" must be base64 text or a list of bytes".into()),
+            (_, Some(Value::String(p))) => from_text(p),
+            _ => Err("an image object needs \"bytes\" or \"path\"".into()),
+        },
+        other => Err(format!(
+            "must be an image (base64, data URI, path or {{\"bytes\"}}), got {}",
+            match other {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::Array(_) => "a list",
+                _ => "something else",
+            }
+        )),
+    }
+}
+
+/// The image as upstream sends it: PNG, RGBA turned into RGB. PNGs of other color types go
+/// as they are (already PNG); JPEGs go as JPEG (returned as such, counted in the notes).
+fn mmmu_uri(bytes: &[u8]) -> std::result::Result<(String, bool), String> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Ok((data_uri("jpeg", bytes), true));
+    }
+    if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Err("image_1 is neither PNG nor JPEG".into());
+    }
+    let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
+    dec.set_transformations(png::Transformations::EXPAND);
+    let mut reader = dec.read_info().map_err(|e| format!("image_1: {e}"))?;
+    let (color, depth) = reader.output_color_type();
+    if color != png::ColorType::Rgba || depth != png::BitDepth::Eight {
+        return Ok((data_uri("png", bytes), false));
+    }
+    let size = reader
+        .output_buffer_size()
+        .ok_or("image_1: the PNG is too large")?;
+    let mut buf = vec![0; size];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| format!("image_1: {e}"))?;
+    let rgba = &buf[..info.buffer_size()];
+    let rgb: Vec<u8> = rgba
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    let png = encode(&rgb, info.width, info.height, ImageFormat::Png).map_err(|e| e.to_string())?;
+    Ok((data_uri("png", &png), false))
+}
+
+/// `--dataset-name mmmu`: a JSONL export of MMMU/MMMU (config Math, split test), one row a
+/// line with `question` and `image_1`; rows without an image are skipped, as upstream does.
+pub fn mmmu(
+    cfg: &DatasetConfig<'_>,
+    tok: &BenchTokenizer,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Prompt>> {
+    if cfg.path.is_empty() {
+        return Err(BenchError::Usage(
+            "--dataset-name mmmu needs --dataset-path: a JSONL export of MMMU/MMMU (config \
+             Math, split test) with question and image_1 per line (loupe does not download; \
+             the README shows how to export it)"
+                .into(),
+        ));
+    }
+    let path = Path::new(cfg.path);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut found = Vec::new();
+    let (mut no_image, mut jpegs) = (0, 0);
+    // Each row's image is read and converted here, so a bad one is named by its line.
+    each_json_line(cfg.path, cfg.traces.skip_bad_lines, notes, |v| {
+        let q = string(&v, "question")?;
+        match v.get("image_1") {
+            None | Some(Value::Null) => no_image += 1,
+            Some(img) => {
+                let (uri, jpeg) = image_bytes(img, dir)
+                    .and_then(|b| mmmu_uri(&b))
+                    .map_err(|e| format!("image_1: {e}"))?;
+                jpegs += usize::from(jpeg);
+                found.push((q.to_string(), uri));
+            }
+        }
+        Ok(Line::Keep)
+    })?;
+    if no_image > 0 {
+        notes.push(format!("{no_image} rows without image_1 were skipped"));
+    }
+    // Upstream: random.sample when the dataset has more rows than asked for.
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    if found.len() > cfg.num {
+        found.shuffle(&mut rng);
+        found.truncate(cfg.num);
+    }
+    let mut out = Vec::with_capacity(found.len());
+    for (q, uri) in found {
+        let raw = format!("Question: {q}\n\nAnswer: ");
+        let (templated, text_len, native_len) = text_forms(tok, &raw)?;
+        out.push(Prompt {
+            input: PromptInput::Multimodal {
+                text: raw,
+                templated,
+                native_len,
+                images: Arc::from(vec![uri]),
+            },
+            prompt_len: text_len,
+            output_len: cfg.output_len,
+            routing_key: None,
+        });
+    }
+    if jpegs > 0 {
+        notes.push(format!(
+            "{jpegs} image_1 values are JPEG and were sent as JPEG (upstream re-encodes them \
+             as PNG)"
+        ));
+    }
+    if out.len() < cfg.num {
+        notes.push(format!(
+            "{} has {} usable rows: {} prompts instead of {}",
+            path.display(),
+            out.len(),
+            out.len(),
+            cfg.num
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_images_decode_to_their_size() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let px = pixels(&mut rng, 40, 30, ImageContent::Random);
+        let png_bytes = encode(&px, 40, 30, ImageFormat::Png).unwrap();
+        let dec = png::Decoder::new(std::io::Cursor::new(&png_bytes[..]));
+        let r = dec.read_info().unwrap();
+        assert_eq!((r.info().width, r.info().height), (40, 30));
+        let jpg = encode(&px, 40, 30, ImageFormat::Jpeg).unwrap();
+        assert!(jpg.starts_with(&[0xFF, 0xD8, 0xFF]));
+        let blank = pixels(&mut rng, 2, 2, ImageContent::Blank);
+        assert!(blank.iter().all(|&b| b == 255));
+        assert!(data_uri("png", b"ab").starts_with("data:image/png;base64,YWI="));
+    }
+
+    #[test]
+    fn rgba_pngs_become_rgb_and_others_pass() {
+        let mut out = Vec::new();
+        {
+            let mut e = png::Encoder::new(&mut out, 2, 1);
+            e.set_color(png::ColorType::Rgba);
+            e.set_depth(png::BitDepth::Eight);
+            let mut w = e.write_header().unwrap();
+            w.write_image_data(&[1, 2, 3, 255, 4, 5, 6, 0]).unwrap();
+        }
+        let (uri, jpeg) = mmmu_uri(&out).unwrap();
+        assert!(!jpeg);
+        let b = STANDARD
+            .decode(uri.strip_prefix("data:image/png;base64,").unwrap())
+            .unwrap();
+        let mut r = png::Decoder::new(std::io::Cursor::new(&b[..]))
+            .read_info()
+            .unwrap();
+        assert_eq!(r.output_color_type().0, png::ColorType::Rgb);
+        let mut buf = vec![0; r.output_buffer_size().unwrap()];
+        r.next_frame(&mut buf).unwrap();
+        assert_eq!(&buf[..6], &[1, 2, 3, 4, 5, 6]);
+        assert!(
+            mmmu_uri(b"GIF89a")
+                .unwrap_err()
+                .contains("neither PNG nor JPEG")
+        );
+        let dir = Path::new(".");
+        assert_eq!(
+            image_bytes(&serde_json::json!({"bytes": "YWI="}), dir).unwrap(),
+            b"ab"
+        );
+        assert_eq!(
+            image_bytes(&serde_json::json!({"bytes": [97, 98]}), dir).unwrap(),
+            b"ab"
+        );
+        assert!(
+            image_bytes(&serde_json::json!(3), dir)
+                .unwrap_err()
+                .contains("a number")
+        );
+    }
+}
