@@ -206,6 +206,7 @@ async fn clients_of_a_server_without_metrics_name_enable_metrics() {
     let url = server.url();
     let tmp = tempfile::tempdir().unwrap();
     let out_jsonl = tmp.path().join("out.jsonl").display().to_string();
+    let result_jsonl = tmp.path().join("result.jsonl").display().to_string();
     let u = url.clone();
     let (watch, bench, obs) = tokio::task::spawn_blocking(move || {
         let watch = loupe(&["watch", &u, "--once", "--interval", "0.1"]);
@@ -240,6 +241,8 @@ async fn clients_of_a_server_without_metrics_name_enable_metrics() {
             "4",
             "--output-len",
             "2",
+            "--result-filename",
+            &result_jsonl,
         ]);
         (watch, bench, obs)
     })
