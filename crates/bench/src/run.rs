@@ -224,11 +224,11 @@ fn session_workload(
         .turns
         .iter_mut()
         .for_each(|t| t.output_len = t.output_len.min(32));
-    let warmup = SessionWork {
-        sessions: vec![first; plan.warmup.requests],
-        body: body.clone(),
-        rendering: rendering.clone(),
-    };
+    let warmup = SessionWork::new(
+        vec![first; plan.warmup.requests],
+        body.clone(),
+        rendering.clone(),
+    );
     let turns = data.sessions.iter().flat_map(|c| &c.turns);
     observer.dataset_ready(&DatasetReady {
         notes: &data.notes,
@@ -236,11 +236,11 @@ fn session_workload(
         output_tokens: turns.map(|t| t.output_len).sum(),
     });
     Ok(Workload {
-        work: Work::Sessions(Arc::new(SessionWork {
-            sessions: data.sessions,
-            body: body.clone(),
+        work: Work::Sessions(Arc::new(SessionWork::new(
+            data.sessions,
+            body.clone(),
             rendering,
-        })),
+        ))),
         warmup: Work::Sessions(Arc::new(warmup)),
         trace_offsets,
     })

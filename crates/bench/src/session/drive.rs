@@ -1,12 +1,15 @@
 //! One conversation on the wire: its rounds in order, each sent when the round before ended
 //! (no think time, as bench_serving), its history growing with the server's real replies.
-//! Bodies are rendered and serialized between rounds, in the conversation's own task; the
-//! timestamps of every stream are still taken as bytes arrive (`client.rs`).
+//! First rounds are rendered and serialized before the run (`SessionWork::new`): in an arrival
+//! burst, conversations whose tasks each rendered their first body before sending queued
+//! behind one another, which showed as schedule lag (docs/PERFORMANCE.md). Later rounds are
+//! rendered between rounds, in the conversation's own task, once the reply they carry is known;
+//! the timestamps of every stream are still taken as bytes arrive (`client.rs`).
 
 use std::time::Instant;
 
 use super::{Conversation, Message, Rendering, render};
-use crate::client::{BodyOptions, Target};
+use crate::client::{BodyOptions, Prepared, Target};
 use crate::dataset::Prompt;
 use crate::record::RequestRecord;
 
@@ -15,6 +18,46 @@ pub struct SessionWork {
     pub sessions: Vec<Conversation>,
     pub body: BodyOptions,
     pub rendering: Rendering,
+    /// Each conversation's first round, rendered and serialized ahead of the run.
+    first: Vec<Result<Prepared, String>>,
+}
+
+impl SessionWork {
+    /// The work of `sessions`, with every first round prepared now.
+    pub fn new(sessions: Vec<Conversation>, body: BodyOptions, rendering: Rendering) -> Self {
+        let first = sessions
+            .iter()
+            .map(|conv| match conv.turns.first() {
+                Some(turn) => prepare_round(&body, &rendering, conv, turn, &turn.messages),
+                None => Err("a conversation without rounds".to_string()),
+            })
+            .collect();
+        SessionWork {
+            sessions,
+            body,
+            rendering,
+            first,
+        }
+    }
+}
+
+/// Round `turn` of `conv` with `history` (which ends with the round's own messages) as a body.
+fn prepare_round(
+    body: &BodyOptions,
+    rendering: &Rendering,
+    conv: &Conversation,
+    turn: &super::Turn,
+    history: &[Message],
+) -> Result<Prepared, String> {
+    render(rendering, history).and_then(|input| {
+        let prompt = Prompt {
+            input,
+            prompt_len: turn.prompt_len.unwrap_or(0),
+            output_len: turn.output_len,
+            routing_key: conv.routing_key.clone(),
+        };
+        body.prepare_with(&prompt, turn.output_len, Some(&conv.extra))
+    })
 }
 
 /// Run conversation `i`: one record per round, in order. `intended` and `dispatched` are the
@@ -40,18 +83,15 @@ pub async fn run_session(
             turn: conv.first_turn + k as u32,
             ..Default::default()
         };
-        let prepared = render(&work.rendering, &history).and_then(|input| {
-            let prompt = Prompt {
-                input,
-                prompt_len: turn.prompt_len.unwrap_or(0),
-                output_len: turn.output_len,
-                routing_key: conv.routing_key.clone(),
-            };
-            work.body
-                .prepare_with(&prompt, turn.output_len, Some(&conv.extra))
-        });
+        let later;
+        let prepared = if k == 0 {
+            work.first[i].as_ref()
+        } else {
+            later = prepare_round(&work.body, &work.rendering, conv, turn, &history);
+            later.as_ref()
+        };
         let rec = match prepared {
-            Ok(p) => target.send(&p, t0, rec).await,
+            Ok(p) => target.send(p, t0, rec).await,
             Err(e) => {
                 rec.error = format!("round {k}: {e}");
                 rec
