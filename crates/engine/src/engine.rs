@@ -308,9 +308,12 @@ impl Engine {
                 observer: args.observer.clone(),
                 stats: stats.clone(),
             };
+            // Built here, not in its thread, so its gauges (the KV pool's size) are set when
+            // the engine is returned: a fresh server's /metrics shows every DP rank's capacity.
+            let scheduler = Scheduler::new(parts);
             let thread = std::thread::Builder::new()
                 .name(format!("loupe-scheduler-dp{dp_rank}"))
-                .spawn(move || Scheduler::new(parts).run())
+                .spawn(move || scheduler.run())
                 .map_err(|e| EngineError::Config(format!("cannot start scheduler thread: {e}")))?;
             groups.push(Group {
                 tx,
