@@ -180,12 +180,16 @@ pub async fn run_point(
         None
     };
 
-    let scraper = plan.metrics.scrape_metrics.map(|every| {
-        Scraper::start(
-            control::server(ctx.client, ctx.base_url, ctx.headers),
-            every,
-        )
-    });
+    let scraper = match plan.metrics.scrape_metrics {
+        Some(every) => Some(
+            Scraper::start(
+                control::server(ctx.client, ctx.base_url, ctx.headers),
+                every,
+            )
+            .await,
+        ),
+        None => None,
+    };
     let cpu0 = beyond::process_cpu_seconds();
     let expected = match &schedule {
         Schedule::At(o) if o.len() == work.len() => work.requests(),

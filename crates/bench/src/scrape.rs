@@ -69,13 +69,27 @@ pub struct Scraper {
 }
 
 impl Scraper {
-    /// Start polling `server`'s /metrics every `interval`, from now.
-    pub fn start(server: Server, interval: Duration) -> Self {
+    /// Take the first scrape now (awaited, so the counters' baseline precedes every request of
+    /// the run whatever the load), then poll `server`'s /metrics every `interval`.
+    pub async fn start(server: Server, interval: Duration) -> Self {
         let (stop, mut stopped) = watch::channel(false);
+        let at = Instant::now();
+        let first = server.metrics().await;
         let task = tokio::spawn(async move {
             let mut scrapes = Vec::new();
+            match first {
+                Ok(samples) => scrapes.push((at, samples)),
+                Err(e) => {
+                    let why =
+                        format!("--scrape-metrics: {e}; the run goes on without server metrics");
+                    tracing::debug!("{why}");
+                    return (scrapes, Some(why));
+                }
+            }
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            // The interval's first tick is immediate: that scrape was taken above.
+            tick.tick().await;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
