@@ -77,26 +77,21 @@ impl Scraper {
         let first = server.metrics().await;
         let task = tokio::spawn(async move {
             let mut scrapes = Vec::new();
-            match first {
-                Ok(samples) => scrapes.push((at, samples)),
-                Err(e) => {
-                    let why =
-                        format!("--scrape-metrics: {e}; the run goes on without server metrics");
-                    tracing::debug!("{why}");
-                    return (scrapes, Some(why));
-                }
-            }
-            let mut tick = tokio::time::interval(interval);
+            let mut tick = tokio::time::interval_at((at + interval).into(), interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            // The interval's first tick is immediate: that scrape was taken above.
-            tick.tick().await;
+            let mut next = Some((at, first));
             loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stopped.changed() => break,
-                }
-                let at = Instant::now();
-                match server.metrics().await {
+                let (at, got) = match next.take() {
+                    Some(first) => first,
+                    None => {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = stopped.changed() => break,
+                        }
+                        (Instant::now(), server.metrics().await)
+                    }
+                };
+                match got {
                     Ok(samples) => scrapes.push((at, samples)),
                     Err(e) => {
                         // A 404's message names --enable-metrics (loupe-client's NoMetrics).
