@@ -4,7 +4,7 @@
 //! (comfy-table, [`grid`]); times print at a fixed precision (ms to two decimals, schedule lag
 //! to three), percentages to two decimals; the JSONL and CSVs keep full precision.
 
-use comfy_table::{Cell, CellAlignment, ColumnConstraint, Table, TableStyle, Width, presets};
+use comfy_table::presets;
 use loupe_bench::RunOutcome;
 use loupe_bench::beyond::HdrSummary;
 use loupe_bench::metrics::Dist;
@@ -13,6 +13,7 @@ use loupe_bench::search::SearchReport;
 use loupe_bench::summary::SUMMARY_HEADER;
 use loupe_bench::turns::TurnFigures;
 use loupe_bench::windows::WindowFigures;
+use loupe_cli_observe::table::{Layout, grid};
 
 fn line(out: &mut String, label: &str, value: impl std::fmt::Display) {
     out.push_str(&format!("{label:<40} {value:<10}\n"));
@@ -306,45 +307,6 @@ fn loupe_section(r: &RunOutcome) -> String {
     }
     o.push_str(&format!("{:=^50}\n", ""));
     o
-}
-
-/// How a table is drawn: its style, and each column's least width with no padding (None: as
-/// wide as its content, padded by a space each side).
-struct Layout {
-    style: TableStyle,
-    widths: Option<(u16, u16)>,
-}
-
-/// The one table renderer: the first column left-aligned, the others right-aligned.
-fn grid(layout: Layout, header: Vec<String>, rows: Vec<Vec<String>>) -> String {
-    let mut t = Table::new();
-    t.load_style(layout.style);
-    let columns = header.len();
-    t.set_header(header.into_iter().map(Cell::new));
-    for r in rows {
-        t.add_row(r.into_iter().map(Cell::new));
-    }
-    for i in 0..columns {
-        let c = t.column_mut(i).expect("a column per header cell");
-        if i > 0 {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-        if let Some((first, rest)) = layout.widths {
-            c.set_padding((0, 0));
-            let w = if i == 0 { first } else { rest };
-            c.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(w)));
-        }
-    }
-    t.to_string()
-}
-
-/// Other commands' terminal tables (`loupe watch --once`), through the same renderer.
-pub(crate) fn terminal_table(header: Vec<String>, rows: Vec<Vec<String>>) -> String {
-    let layout = Layout {
-        style: presets::UTF8_FULL_CONDENSED,
-        widths: None,
-    };
-    grid(layout, header, rows)
 }
 
 /// loupe's HdrHistogram percentiles: a row per metric, in ms.

@@ -32,11 +32,7 @@ pub fn page(runs: &[RunOutcome], swept: bool, records: Vec<serde_json::Value>) -
     }
     for (i, r) in runs.iter().enumerate() {
         if let Some(p) = &r.info.profile {
-            sections.push(crate::cmd::trace_html::profile_section(
-                p,
-                &format!("profile-{}", i + 1),
-                &r.label,
-            ));
+            sections.push(profile_section(p, &format!("profile-{}", i + 1), &r.label));
         }
     }
     Page {
@@ -394,4 +390,44 @@ fn overlay(runs: &[RunOutcome], name: &str, values: fn(&RunOutcome) -> Vec<f64>)
 /// Render and write the page whole (temporary file, then rename).
 pub fn write(path: &Path, page: &Page) -> anyhow::Result<()> {
     Ok(crate::cmd::trace_html::write(path, page)?)
+}
+
+/// The profile a bench run took: its per-rank traces summarised, or why they could not be.
+pub fn profile_section(
+    p: &loupe_bench::profile::bench::ProfileReport,
+    id: &str,
+    run: &str,
+) -> Section {
+    let files: Vec<std::path::PathBuf> = p.files.iter().map(std::path::PathBuf::from).collect();
+    let traces = loupe_trace::files::rank_traces(&files);
+    let mut section = Section {
+        id: id.into(),
+        title: format!("Profile of {run}"),
+        ..Default::default()
+    };
+    section.blocks.push(Block::Text(format!(
+        "Profile {} in {}: {} file(s){}.",
+        p.profile_id,
+        p.output_dir,
+        p.files.len(),
+        if p.complete { "" } else { ", not all complete" }
+    )));
+    for e in p.errors.iter().chain(&p.notes) {
+        section.blocks.push(Block::Text(e.clone()));
+    }
+    let summaries = loupe_trace::import::open_all(&traces, None).and_then(|inputs| {
+        loupe_trace::analyze::summarize_all(&inputs, &loupe_trace::import::ReadOptions::default())
+    });
+    match summaries {
+        Ok(s) if !s.is_empty() => {
+            section.children = crate::cmd::trace_html::summary_sections(&s, &format!("{id}-"))
+        }
+        Ok(_) => section
+            .blocks
+            .push(Block::Text("No per-rank trace among the files.".into())),
+        Err(e) => section.blocks.push(Block::Text(format!(
+            "The traces could not be summarised here: {e}"
+        ))),
+    }
+    section
 }

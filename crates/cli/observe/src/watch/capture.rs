@@ -137,7 +137,7 @@ async fn run(
         .await
         .map_err(|e| e.to_string())?;
     let vllm = engine == Engine::Vllm;
-    let is_output = crate::cmd::profile::outputs(engine);
+    let is_output = crate::profile::outputs(engine);
     let w = WaitFor {
         dir: dir.clone(),
         since: Some(since),

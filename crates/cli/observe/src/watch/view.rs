@@ -231,7 +231,7 @@ pub fn once_table(servers: &[ServerView]) -> String {
             (None, None) => {}
         }
     }
-    let mut out = crate::cmd::bench::table::terminal_table(header, rows);
+    let mut out = crate::table::terminal_table(header, rows);
     out.push('\n');
     out
 }

@@ -45,7 +45,7 @@ pub struct ServerArgs {
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// The server's engine: sglang, vllm, trtllm or dynamo (default: asked from the server).
-    #[arg(long, value_parser = crate::cmd::engine::parse)]
+    #[arg(long, value_parser = crate::engine::parse)]
     pub engine: Option<Engine>,
 }
 

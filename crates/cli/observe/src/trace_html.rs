@@ -3,9 +3,6 @@
 //! breakdown), top kernels and ops with an "other" bar, prefill vs decode, the step x rank
 //! heatmap, stragglers, a diff as changed-ops bars; the terminal's tables beside them.
 
-use std::path::PathBuf;
-
-use loupe_bench::profile::bench::ProfileReport;
 use loupe_report::svg::{self, Bar, Heatmap, Stack};
 use loupe_report::{Axis, Block, Chart, Page, Part, Scale, Section, Series, Style, Table};
 use loupe_trace::analyze::diff::{Change, DiffReport};
@@ -466,40 +463,6 @@ pub fn diff_page(d: &DiffReport, command: &str) -> Page {
         }],
         records: vec![record(report::json(d))],
     }
-}
-
-/// The profile a bench run took: its per-rank traces summarised, or why they could not be.
-pub fn profile_section(p: &ProfileReport, id: &str, run: &str) -> Section {
-    let files: Vec<PathBuf> = p.files.iter().map(PathBuf::from).collect();
-    let traces = loupe_trace::files::rank_traces(&files);
-    let mut section = Section {
-        id: id.into(),
-        title: format!("Profile of {run}"),
-        ..Default::default()
-    };
-    section.blocks.push(Block::Text(format!(
-        "Profile {} in {}: {} file(s){}.",
-        p.profile_id,
-        p.output_dir,
-        p.files.len(),
-        if p.complete { "" } else { ", not all complete" }
-    )));
-    for e in p.errors.iter().chain(&p.notes) {
-        section.blocks.push(Block::Text(e.clone()));
-    }
-    let summaries = loupe_trace::import::open_all(&traces, None).and_then(|inputs| {
-        loupe_trace::analyze::summarize_all(&inputs, &loupe_trace::import::ReadOptions::default())
-    });
-    match summaries {
-        Ok(s) if !s.is_empty() => section.children = summary_sections(&s, &format!("{id}-")),
-        Ok(_) => section
-            .blocks
-            .push(Block::Text("No per-rank trace among the files.".into())),
-        Err(e) => section.blocks.push(Block::Text(format!(
-            "The traces could not be summarised here: {e}"
-        ))),
-    }
-    section
 }
 
 /// Render `page` and write it whole (temporary file, then rename).

@@ -3,11 +3,11 @@
 //! previous frame, as the live view does every interval; the terminal write itself is left
 //! out (it depends on the terminal). Prints the median and p99 of `rounds` redraws.
 //!
-//!   cargo bench -p loupe --bench watch_view -- [servers] [ranks] [rounds]
+//!   cargo bench -p loupe-cli-observe --bench watch_view -- [servers] [ranks] [rounds]
 
 use std::time::Instant;
 
-use loupe_cli::cmd::watch::view::{ViewState, draw};
+use loupe_cli_observe::watch::view::{ViewState, draw};
 use loupe_client::Engine;
 use loupe_client::watch::{RankPoint, ServerPoint};
 use ratatui::Terminal;

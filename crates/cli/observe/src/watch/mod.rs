@@ -69,7 +69,7 @@ pub struct WatchArgs {
     #[arg(long)]
     pub no_view: bool,
     /// The servers' engine (default: asked from each server).
-    #[arg(long, value_parser = crate::cmd::engine::parse)]
+    #[arg(long, value_parser = crate::engine::parse)]
     pub engine: Option<Engine>,
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,

@@ -373,8 +373,8 @@ fn execute(command: TraceCommand) -> Result<ExitCode> {
                 print(&report::summary(&summaries, &opts));
             }
             if let Some(h) = &a.html {
-                let page = super::trace_html::summary_page(&summaries, &command_line(&a.files));
-                super::trace_html::write(h, &page)?;
+                let page = crate::trace_html::summary_page(&summaries, &command_line(&a.files));
+                crate::trace_html::write(h, &page)?;
             }
         }
         TraceCommand::Ranks(a) => {
@@ -390,9 +390,9 @@ fn execute(command: TraceCommand) -> Result<ExitCode> {
             let r = ranks::compare(&summaries, a.report.key_ops());
             print(&report::ranks(&r, &a.report.options()));
             if let Some(h) = &a.html {
-                super::trace_html::write(
+                crate::trace_html::write(
                     h,
-                    &super::trace_html::ranks_page(&r, &command_line(&a.files)),
+                    &crate::trace_html::ranks_page(&r, &command_line(&a.files)),
                 )?;
             }
         }
@@ -411,8 +411,8 @@ fn execute(command: TraceCommand) -> Result<ExitCode> {
             let d = diff::diff(&base, &b, a.threshold);
             print(&report::diff(&d, &a.report.options()));
             if let Some(h) = &a.html {
-                let page = super::trace_html::diff_page(&d, &command_line(&[a.a, a.b]));
-                super::trace_html::write(h, &page)?;
+                let page = crate::trace_html::diff_page(&d, &command_line(&[a.a, a.b]));
+                crate::trace_html::write(h, &page)?;
             }
             let hits: Vec<_> = gates.iter().filter_map(|g| g.check(&d)).collect();
             for h in &hits {
