@@ -20,4 +20,4 @@ OUT=$(mktemp)
 read -r U S E <"$OUT"
 rm -f "$OUT"
 python3 -c "u,s,e=$U,$S,$E; print(f'scrape every 100 ms, {$SAMPLES} scrapes of 8 DP ranks: user {u:.2f} s + sys {s:.2f} s over {e:.2f} s = {100*(u+s)/e:.2f}% of one core')"
-cargo bench -q -p loupe --bench watch_view -- 8 8 500
+cargo bench -q -p loupe-cli-observe --bench watch_view -- 8 8 500
