@@ -31,7 +31,7 @@ pub enum Command {
     /// Run the reference inference server with SGLang's HTTP API.
     Serve(cmd::serve::ServeArgs),
     /// Benchmark a server (by default, the embedded reference server).
-    Bench(cmd::bench::BenchArgs),
+    Bench(cmd::bench::BenchCommand),
     /// Start, stop and watch server-side profiling; drive Nsight Systems sessions.
     Profile(cmd::profile::ProfileArgs),
     /// Summarise, compare ranks, merge, slice, diff and convert profiler traces.

@@ -268,7 +268,7 @@ fn a_server_killed_mid_run_fails_the_run_but_keeps_its_results() {
         ])
         .args([
             "--random-output-len",
-            "400",
+            "100",
             "--random-range-ratio",
             "1",
             "--output-details",
@@ -282,7 +282,10 @@ fn a_server_killed_mid_run_fails_the_run_but_keeps_its_results() {
     // server counts a request done when it has sent its last chunk; a client held off the CPU
     // may not have read it when the reset arrives (which discards what it had not read), so
     // wait for the warmup and eight measured requests, twice the four the client must show.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // A debug-build server on a slow 2-core machine takes about 20 s for one 400-token
+    // request, so the outputs are short and the wait generous: the kill still comes with
+    // most of the 40 requests not yet sent.
+    let deadline = Instant::now() + Duration::from_secs(240);
     while server.metric("sglang:e2e_request_latency_seconds_count") < 9.0 {
         assert!(Instant::now() < deadline, "requests never completed");
         std::thread::sleep(Duration::from_millis(20));
@@ -325,7 +328,7 @@ fn a_server_killed_mid_run_fails_the_run_but_keeps_its_results() {
         "{errors:#?}"
     );
     assert!(errors.iter().filter(|e| !e.is_empty()).count() as u64 == failed);
-    assert_eq!(r["total_output_tokens"].as_u64().unwrap(), completed * 400);
+    assert_eq!(r["total_output_tokens"].as_u64().unwrap(), completed * 100);
 }
 
 #[test]

@@ -1,29 +1,19 @@
-//! `loupe bench`: bench_serving's flags (`args.rs`; the ones loupe refuses, `refused.rs`)
-//! become a `loupe_bench::BenchPlan`; the run is followed on the terminal (`terminal.rs`:
-//! status lines and the progress bar on stderr) and reported from its outcome (`table.rs`:
-//! bench_serving's result block and loupe's section after each run, the summary table after
-//! a sweep, on stdout); `--html` pages are built from the outcome (`html/`).
+//! `loupe bench`: bench_serving's flags and everything they drive live in the sibling crate
+//! loupe-cli-bench (crates/cli/bench), re-exported here; this module adds SGLang's offline
+//! tools as subcommands (`one_batch.rs`, `one_batch_server.rs`, `offline.rs`, and
+//! `key_averages.rs` for their profiles' table), which need loupe-offline and `loupe serve`'s
+//! flags.
 
-mod args;
-pub mod html;
 mod key_averages;
 pub mod offline;
 pub mod one_batch;
 pub mod one_batch_server;
-mod plot;
-mod print_requests;
-mod refused;
-pub(crate) mod table;
-mod terminal;
-#[cfg(feature = "xlsx")]
-pub mod xlsx;
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
-pub use args::BenchArgs;
-use loupe_bench::BenchOutcome;
+#[cfg(feature = "xlsx")]
+pub use loupe_cli_bench::xlsx;
+pub use loupe_cli_bench::{BenchArgs, args, execute, html, table, timings_path};
 
 /// `loupe bench <tool>`: SGLang's offline benchmarks, each with its own flags.
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -36,76 +26,27 @@ pub enum OfflineTool {
     Offline(offline::OfflineArgs),
 }
 
-/// Run the benchmark the flags describe, showing it as `loupe bench` does; the outcome holds
-/// every run's records and metrics.
-pub async fn execute(args: BenchArgs) -> anyhow::Result<BenchOutcome> {
-    if args.xlsx.is_some() && !cfg!(feature = "xlsx") {
-        anyhow::bail!(
-            "--xlsx: this loupe was built without the xlsx feature \
-             (cargo build --release --features xlsx)"
-        );
-    }
-    let plan = args.plan()?;
-    let mut terminal =
-        terminal::Terminal::new(!args.disable_tqdm).plot_throughput(args.plot_throughput);
-    if args.print_requests {
-        terminal = terminal.print_requests(print_requests::RequestPrinter::new(
-            plan.requests.extra_body.clone(),
-        ));
-    }
-    let terminal = Arc::new(terminal);
-    let outcome = loupe_bench::run(plan, terminal).await?;
-    if let Some(path) = &args.html {
-        write_html(path, &outcome)?;
-    }
-    if let Some(path) = &args.request_timings {
-        write_timings(path, &outcome)?;
-        eprintln!("request timings: {}", path.display());
-    }
-    #[cfg(feature = "xlsx")]
-    if let Some(path) = &args.xlsx {
-        xlsx::write(path, &outcome.runs)?;
-        eprintln!("workbook: {}", path.display());
-    }
-    Ok(outcome)
-}
-
-/// The request-timings sidecar of a report: `report.html` -> `report.requests.jsonl`.
-pub fn timings_path(html: &Path) -> PathBuf {
-    html.with_extension("requests.jsonl")
-}
-
-fn write_timings(path: &Path, outcome: &BenchOutcome) -> anyhow::Result<()> {
-    let record = |r: &loupe_bench::RunOutcome| loupe_bench::report::record(r, false);
-    loupe_bench::timings::write(path, &outcome.runs, record)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
-}
-
-/// The page and its request timings.
-fn write_html(path: &Path, outcome: &BenchOutcome) -> anyhow::Result<()> {
-    let record = |r: &loupe_bench::RunOutcome| loupe_bench::report::record(r, false);
-    let timings = timings_path(path);
-    write_timings(&timings, outcome)?;
-    let records = outcome.runs.iter().map(record).collect();
-    html::write(path, &html::page(&outcome.runs, outcome.swept, records))?;
-    eprintln!(
-        "report: {} (request timings: {})",
-        path.display(),
-        timings.display()
-    );
-    Ok(())
+/// `loupe bench [TOOL]`: one of SGLang's offline tools, or bench_serving's flags.
+#[derive(clap::Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchCommand {
+    /// SGLang's offline tools; without one, bench_serving's flags below.
+    #[command(subcommand)]
+    pub tool: Option<OfflineTool>,
+    #[command(flatten)]
+    pub args: BenchArgs,
 }
 
 /// The exit code says whether every request of every run completed.
-pub async fn run(mut args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if let Some(tool) = args.tool.take() {
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    if let Some(tool) = cmd.tool {
         return match tool {
             OfflineTool::OneBatch(a) => one_batch::run(a).await,
             OfflineTool::OneBatchServer(a) => one_batch_server::run(*a).await,
             OfflineTool::Offline(a) => offline::run(a).await,
         };
     }
-    let outcome = execute(args).await?;
+    let outcome = execute(cmd.args).await?;
     if outcome.success() {
         return Ok(ExitCode::SUCCESS);
     }

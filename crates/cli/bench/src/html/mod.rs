@@ -239,7 +239,7 @@ fn sweep(runs: &[RunOutcome], prefix: &str) -> Section {
             .collect::<Vec<_>>(),
     ));
     let mut blocks = vec![
-        Block::Pre(super::table::summary(
+        Block::Pre(crate::table::summary(
             &runs.iter().map(RunOutcome::row).collect::<Vec<_>>(),
         )),
         Block::Chart(throughput),
@@ -389,7 +389,7 @@ fn overlay(runs: &[RunOutcome], name: &str, values: fn(&RunOutcome) -> Vec<f64>)
 
 /// Render and write the page whole (temporary file, then rename).
 pub fn write(path: &Path, page: &Page) -> anyhow::Result<()> {
-    Ok(crate::cmd::trace_html::write(path, page)?)
+    Ok(loupe_cli_observe::trace_html::write(path, page)?)
 }
 
 /// The profile a bench run took: its per-rank traces summarised, or why they could not be.
@@ -420,7 +420,8 @@ pub fn profile_section(
     });
     match summaries {
         Ok(s) if !s.is_empty() => {
-            section.children = crate::cmd::trace_html::summary_sections(&s, &format!("{id}-"))
+            section.children =
+                loupe_cli_observe::trace_html::summary_sections(&s, &format!("{id}-"))
         }
         Ok(_) => section
             .blocks

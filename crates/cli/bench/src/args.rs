@@ -16,7 +16,7 @@ use loupe_bench::plan::{self, BenchPlan, Slos};
 use loupe_bench::profile::bench::ProfileArgs;
 use serde_json::Value;
 
-use super::refused::RefusedFlags;
+use crate::refused::RefusedFlags;
 
 /// `--backend`: the name is kept as given (it goes into the report and the file name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -180,11 +180,7 @@ pub enum GroupDistribution {
 }
 
 #[derive(clap::Args, Debug, Clone)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchArgs {
-    /// SGLang's offline tools; without one, bench_serving's flags below.
-    #[command(subcommand)]
-    pub tool: Option<super::OfflineTool>,
     // ---- target
     #[arg(long, value_enum, default_value = "sglang")]
     pub backend: Backend,
@@ -656,7 +652,7 @@ pub struct ProfileFlags {
     // loupe's own: which engine's profiling protocol to speak.
     /// The server's engine: sglang, vllm, trtllm or dynamo (default: asked from the server,
     /// and printed in the profile's report).
-    #[arg(long, value_parser = crate::cmd::engine::parse)]
+    #[arg(long, value_parser = loupe_cli_observe::engine::parse)]
     pub engine: Option<loupe_client::Engine>,
 }
 

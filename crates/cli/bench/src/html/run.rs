@@ -665,7 +665,7 @@ pub fn sections(r: &RunOutcome, prefix: &str, budget: Budget) -> Vec<Section> {
             }),
         ]
     };
-    let mut summary = vec![Block::Pre(super::super::table::run_report(r))];
+    let mut summary = vec![Block::Pre(crate::table::run_report(r))];
     if let Some(g) = &r.beyond.goodput {
         summary.push(Block::Table(Table {
             caption: "Goodput: share of requests meeting each SLO".into(),

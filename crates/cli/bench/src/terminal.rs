@@ -12,8 +12,8 @@ use loupe_bench::observer::{DatasetReady, RequestSent, RunStart};
 use loupe_bench::record::RequestRecord;
 use loupe_bench::{BenchObserver, BenchOutcome, RunOutcome};
 
-use super::print_requests::RequestPrinter;
-use super::{plot, table};
+use crate::print_requests::RequestPrinter;
+use crate::{plot, table};
 
 /// The terminal's view of a benchmark.
 pub struct Terminal {
