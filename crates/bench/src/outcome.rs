@@ -44,9 +44,12 @@ pub struct RunInfo {
 impl RunInfo {
     /// The run's requests carried images (`--dataset-name image` or `mmmu`).
     pub fn has_images(&self) -> bool {
-        [crate::plan::DatasetName::Image, crate::plan::DatasetName::Mmmu]
-            .iter()
-            .any(|n| n.name() == self.dataset_name)
+        [
+            crate::plan::DatasetName::Image,
+            crate::plan::DatasetName::Mmmu,
+        ]
+        .iter()
+        .any(|n| n.name() == self.dataset_name)
     }
 }
 

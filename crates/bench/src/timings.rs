@@ -465,9 +465,11 @@ mod tests {
         assert_eq!(s.input_throughput, run.summary.input_throughput);
         assert!(back[0].beyond.prompt_len_check.warning().is_none());
         // A text run keeps the client's count: the same file relabelled reads 0 vision tokens.
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replacen("\"dataset_name\":\"image\"", "\"dataset_name\":\"random\"", 1);
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "\"dataset_name\":\"image\"",
+            "\"dataset_name\":\"random\"",
+            1,
+        );
         std::fs::write(&path, text).unwrap();
         let back = read(&path).unwrap();
         assert_eq!(back[0].summary.total_input_vision_tokens, 0);

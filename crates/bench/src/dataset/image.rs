@@ -227,13 +227,9 @@ fn mmmu_uri(bytes: &[u8]) -> std::result::Result<(String, bool), String> {
     if color != png::ColorType::Rgba || depth != png::BitDepth::Eight {
         return Ok((data_uri("png", bytes), false));
     }
-    let size = reader
-        .output_buffer_size()
-        .ok_or("the PNG is too large")?;
+    let size = reader.output_buffer_size().ok_or("the PNG is too large")?;
     let mut buf = vec![0; size];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| e.to_string())?;
+    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
     let rgba = &buf[..info.buffer_size()];
     let rgb: Vec<u8> = rgba
         .chunks_exact(4)
@@ -516,7 +512,10 @@ mod tests {
             row("What is 1+1? <image 1>", Some(png_bytes(56, 84, true, 200))),
             row("No picture", None),
             row("Area of the circle?", Some(png_bytes(84, 56, false, 9))),
-            row("Which angle \"x\"?\nPick one.", Some(png_bytes(28, 28, true, 1))),
+            row(
+                "Which angle \"x\"?\nPick one.",
+                Some(png_bytes(28, 28, true, 1)),
+            ),
             row("Last one", Some(png_bytes(56, 56, false, 77))),
         ]
     }
@@ -526,9 +525,10 @@ mod tests {
     fn as_jsonl(rows: &[MmmuRow]) -> String {
         rows.iter()
             .map(|r| {
-                let img = r.image_1.as_ref().map_or(Value::Null, |b| {
-                    serde_json::json!({"bytes": STANDARD.encode(b), "path": null})
-                });
+                let img = r.image_1.as_ref().map_or(
+                    Value::Null,
+                    |b| serde_json::json!({"bytes": STANDARD.encode(b), "path": null}),
+                );
                 serde_json::json!({"id": "x", "question": r.question, "image_1": img}).to_string()
                     + "\n"
             })
@@ -615,7 +615,10 @@ mod tests {
         let mut notes = Vec::new();
         let ok = mmmu(&mmmu_cfg(&p, 10, &traces), &tok, &mut notes).unwrap();
         assert_eq!(ok.len(), 3);
-        assert!(notes.iter().any(|n| n.contains("skipped 1 bad row: 3")), "{notes:?}");
+        assert!(
+            notes.iter().any(|n| n.contains("skipped 1 bad row: 3")),
+            "{notes:?}"
+        );
         // Not parquet at all; a folder without the layout.
         let junk = dir.path().join("junk.parquet");
         std::fs::write(&junk, "id,question\n").unwrap();
@@ -623,7 +626,10 @@ mod tests {
         let e = mmmu(&mmmu_cfg(&j, 1, &traces), &tok, &mut Vec::new())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("junk.parquet: not a readable parquet file"), "{e}");
+        assert!(
+            e.contains("junk.parquet: not a readable parquet file"),
+            "{e}"
+        );
         let empty = dir.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
         let d = empty.display().to_string();

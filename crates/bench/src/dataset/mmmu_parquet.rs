@@ -197,10 +197,7 @@ fn mmmu_row(row: &Row) -> std::result::Result<MmmuRow, String> {
                 ));
             }
             (Some(other), _) => {
-                return Err(format!(
-                    "column image_1.bytes: {}, not bytes",
-                    kind(other)
-                ));
+                return Err(format!("column image_1.bytes: {}, not bytes", kind(other)));
             }
             (_, Some(other)) => {
                 return Err(format!(
