@@ -41,6 +41,18 @@ pub struct RunInfo {
     pub warnings: Vec<String>,
 }
 
+impl RunInfo {
+    /// The run's requests carried images (`--dataset-name image` or `mmmu`).
+    pub fn has_images(&self) -> bool {
+        [
+            crate::plan::DatasetName::Image,
+            crate::plan::DatasetName::Mmmu,
+        ]
+        .iter()
+        .any(|n| n.name() == self.dataset_name)
+    }
+}
+
 /// One measured run (one scenario at one sweep point).
 #[derive(Debug, Clone)]
 pub struct RunOutcome {

@@ -291,19 +291,14 @@ pub async fn run_point(
     }
     let native = backend.api() == Api::Native;
     let mut summary = metrics::summarize(&records, driven.duration, native, retokenized.as_deref());
-    let images = plan.dataset.name.is_some_and(|n| n.has_images());
-    if images {
-        summary.count_vision(&records);
-    }
     let mut beyond = beyond::summarize(
         &records,
         driven.duration,
         &plan.metrics.percentiles,
         &plan.metrics.slos,
     );
-    if images {
-        // The server counts the image tokens the client cannot: no prompt-length check.
-        beyond.prompt_len_check = Default::default();
+    if plan.dataset.name.is_some_and(|n| n.has_images()) {
+        count_images(&mut summary, &mut beyond, &records);
     }
     let t = &plan.time;
     beyond.steady =
@@ -322,6 +317,16 @@ pub async fn run_point(
         profile,
         server_metrics,
     })
+}
+
+/// A run whose requests carry images (image, mmmu): the client counted only their text, the
+/// server's prompt tokens hold the images' placeholder tokens too, so the input and vision
+/// tokens come from the server's counts (`Summary::count_vision`) and the client's
+/// text-only prompt length is not checked against the server's. The live run and a run read
+/// back from its request timings (`timings::read`) both go through here.
+pub fn count_images(summary: &mut Summary, beyond: &mut Beyond, records: &[RequestRecord]) {
+    summary.count_vision(records);
+    beyond.prompt_len_check = Default::default();
 }
 
 #[cfg(test)]

@@ -381,6 +381,9 @@ pub fn read(path: &Path) -> Result<Vec<RunOutcome>, TimingsError> {
                 run.retokenized.as_deref(),
             );
             run.beyond = beyond::summarize(&run.records, duration, &percentiles, &slos);
+            if run.info.has_images() {
+                crate::point::count_images(&mut run.summary, &mut run.beyond, &run.records);
+            }
             Ok(run)
         })
         .collect()
@@ -430,6 +433,47 @@ mod tests {
                 ..Default::default()
             },
         ]
+    }
+
+    #[test]
+    fn an_image_runs_vision_tokens_are_counted_again_when_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img.requests.jsonl");
+        let mut recs = records();
+        // The server counted 40 image placeholder tokens beyond the client's 7 text tokens.
+        recs[0].server_prompt_len = Some(47);
+        let mut run = run_with("run", recs);
+        run.info.dataset_name = "image".into();
+        run.summary = metrics::summarize(&run.records, 2.5, false, None);
+        run.beyond = beyond::summarize(&run.records, 2.5, &[50.0], &Vec::new());
+        crate::point::count_images(&mut run.summary, &mut run.beyond, &run.records);
+        assert_eq!(run.summary.total_input_vision_tokens, 40);
+        write(&path, std::slice::from_ref(&run), |r| {
+            crate::report::record(r, false)
+        })
+        .unwrap();
+        let back = read(&path).unwrap();
+        let s = &back[0].summary;
+        assert_eq!(
+            (
+                s.total_input_tokens,
+                s.total_input_text_tokens,
+                s.total_input_vision_tokens
+            ),
+            (47, 7, 40)
+        );
+        assert_eq!(s.input_throughput, run.summary.input_throughput);
+        assert!(back[0].beyond.prompt_len_check.warning().is_none());
+        // A text run keeps the client's count: the same file relabelled reads 0 vision tokens.
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "\"dataset_name\":\"image\"",
+            "\"dataset_name\":\"random\"",
+            1,
+        );
+        std::fs::write(&path, text).unwrap();
+        let back = read(&path).unwrap();
+        assert_eq!(back[0].summary.total_input_vision_tokens, 0);
+        assert_eq!(back[0].summary.total_input_tokens, 7);
     }
 
     #[test]

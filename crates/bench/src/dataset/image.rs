@@ -1,5 +1,6 @@
 //! bench_serving's multimodal datasets: `image` (images generated here, random or blank, JPEG
-//! or PNG, with random-token text) and `mmmu` (MMMU/MMMU rows read from a local JSONL export:
+//! or PNG, with random-token text) and `mmmu` (MMMU/MMMU rows read from the repository's
+//! parquet files, feature `parquet` through `mmmu_parquet`, or from a local JSONL export:
 //! `image_1` and `Question: {question}\n\nAnswer: `). Each prompt carries its images as
 //! `data:image/{fmt};base64,...` URIs, made before the run: nothing is encoded while streams
 //! are timed.
@@ -217,22 +218,18 @@ fn mmmu_uri(bytes: &[u8]) -> std::result::Result<(String, bool), String> {
         return Ok((data_uri("jpeg", bytes), true));
     }
     if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return Err("image_1 is neither PNG nor JPEG".into());
+        return Err("neither PNG nor JPEG".into());
     }
     let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
     dec.set_transformations(png::Transformations::EXPAND);
-    let mut reader = dec.read_info().map_err(|e| format!("image_1: {e}"))?;
+    let mut reader = dec.read_info().map_err(|e| e.to_string())?;
     let (color, depth) = reader.output_color_type();
     if color != png::ColorType::Rgba || depth != png::BitDepth::Eight {
         return Ok((data_uri("png", bytes), false));
     }
-    let size = reader
-        .output_buffer_size()
-        .ok_or("image_1: the PNG is too large")?;
+    let size = reader.output_buffer_size().ok_or("the PNG is too large")?;
     let mut buf = vec![0; size];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| format!("image_1: {e}"))?;
+    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
     let rgba = &buf[..info.buffer_size()];
     let rgb: Vec<u8> = rgba
         .chunks_exact(4)
@@ -242,8 +239,69 @@ fn mmmu_uri(bytes: &[u8]) -> std::result::Result<(String, bool), String> {
     Ok((data_uri("png", &png), false))
 }
 
-/// `--dataset-name mmmu`: a JSONL export of MMMU/MMMU (config Math, split test), one row a
-/// line with `question` and `image_1`; rows without an image are skipped, as upstream does.
+/// MMMU rows as read: each usable row's question and image URI, and what was left out.
+#[derive(Default)]
+struct MmmuFound {
+    rows: Vec<(String, String)>,
+    no_image: usize,
+    jpegs: usize,
+}
+
+impl MmmuFound {
+    /// One row: its question and `image_1`'s bytes (None: the row has none, skipped as
+    /// upstream skips it). The image is converted here, so a bad one is named by its row.
+    fn add(&mut self, question: &str, image: Option<Vec<u8>>) -> std::result::Result<(), String> {
+        match image {
+            None => self.no_image += 1,
+            Some(bytes) => {
+                let (uri, jpeg) = mmmu_uri(&bytes).map_err(|e| format!("image_1: {e}"))?;
+                self.jpegs += usize::from(jpeg);
+                self.rows.push((question.to_string(), uri));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `--dataset-path` names MMMU's parquet files rather than a JSONL export: a
+/// `.parquet` file or a folder.
+fn is_parquet_path(path: &Path) -> bool {
+    path.is_dir()
+        || path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
+#[cfg(feature = "parquet")]
+fn read_parquet(
+    path: &Path,
+    skip_bad: bool,
+    notes: &mut Vec<String>,
+    found: &mut MmmuFound,
+) -> Result<()> {
+    for file in super::mmmu_parquet::files(path)? {
+        super::mmmu_parquet::each_row(&file, skip_bad, notes, |row| {
+            found.add(&row.question, row.image_1)
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "parquet"))]
+fn read_parquet(path: &Path, _: bool, _: &mut Vec<String>, _: &mut MmmuFound) -> Result<()> {
+    Err(BenchError::Dataset {
+        path: path.display().to_string(),
+        message: "MMMU's parquet files need a loupe built with `--features parquet` \
+                  (`cargo build --release --features parquet`); this build reads the JSONL \
+                  export (one row a line with question and image_1, the README shows how)"
+            .into(),
+    })
+}
+
+/// `--dataset-name mmmu`: MMMU/MMMU (config Math, split test) from the repository's parquet
+/// files (a `.parquet` file or the repository's folder, feature `parquet`) or from a JSONL
+/// export, one row a line with `question` and `image_1`; rows without an image are skipped,
+/// as upstream does.
 pub fn mmmu(
     cfg: &DatasetConfig<'_>,
     tok: &BenchTokenizer,
@@ -251,31 +309,45 @@ pub fn mmmu(
 ) -> Result<Vec<Prompt>> {
     if cfg.path.is_empty() {
         return Err(BenchError::Usage(
-            "--dataset-name mmmu needs --dataset-path: a JSONL export of MMMU/MMMU (config \
-             Math, split test) with question and image_1 per line (loupe does not download; \
-             the README shows how to export it)"
+            "--dataset-name mmmu needs --dataset-path: MMMU/MMMU's Math/test-*.parquet (or \
+             the folder holding Math/), or a JSONL export of it with question and image_1 \
+             per line (loupe does not download; the README shows where the file comes from)"
                 .into(),
         ));
     }
     let path = Path::new(cfg.path);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut found = Vec::new();
-    let (mut no_image, mut jpegs) = (0, 0);
-    // Each row's image is read and converted here, so a bad one is named by its line.
-    each_json_line(cfg.path, cfg.traces.skip_bad_lines, notes, |v| {
-        let q = string(&v, "question")?;
-        match v.get("image_1") {
-            None | Some(Value::Null) => no_image += 1,
-            Some(img) => {
-                let (uri, jpeg) = image_bytes(img, dir)
-                    .and_then(|b| mmmu_uri(&b))
-                    .map_err(|e| format!("image_1: {e}"))?;
-                jpegs += usize::from(jpeg);
-                found.push((q.to_string(), uri));
-            }
-        }
-        Ok(Line::Keep)
-    })?;
+    let mut found = MmmuFound::default();
+    let skip_bad = cfg.traces.skip_bad_lines;
+    if is_parquet_path(path) {
+        read_parquet(path, skip_bad, notes, &mut found)?;
+    } else {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        each_json_line(cfg.path, skip_bad, notes, |v| {
+            let q = string(&v, "question")?;
+            let image = match v.get("image_1") {
+                None | Some(Value::Null) => None,
+                Some(img) => Some(image_bytes(img, dir).map_err(|e| format!("image_1: {e}"))?),
+            };
+            found.add(q, image)?;
+            Ok(Line::Keep)
+        })?;
+    }
+    mmmu_prompts(cfg, tok, notes, found)
+}
+
+/// The prompts of the rows read: upstream's `random.sample` of `--num-prompts` rows when
+/// there are more, `Question: {question}\n\nAnswer: ` with `image_1`.
+fn mmmu_prompts(
+    cfg: &DatasetConfig<'_>,
+    tok: &BenchTokenizer,
+    notes: &mut Vec<String>,
+    found: MmmuFound,
+) -> Result<Vec<Prompt>> {
+    let MmmuFound {
+        rows: mut found,
+        no_image,
+        jpegs,
+    } = found;
     if no_image > 0 {
         notes.push(format!("{no_image} rows without image_1 were skipped"));
     }
@@ -310,7 +382,7 @@ pub fn mmmu(
     if out.len() < cfg.num {
         notes.push(format!(
             "{} has {} usable rows: {} prompts instead of {}",
-            path.display(),
+            cfg.path,
             out.len(),
             out.len(),
             cfg.num
@@ -379,5 +451,252 @@ mod tests {
                 .unwrap_err()
                 .contains("a number")
         );
+    }
+
+    /// A PNG of `w` x `h` pixels, RGBA (as MMMU's images often are) or RGB.
+    #[cfg(feature = "parquet")]
+    fn png_bytes(w: u32, h: u32, rgba: bool, shade: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut e = png::Encoder::new(&mut out, w, h);
+        let (color, n) = if rgba {
+            (png::ColorType::Rgba, 4)
+        } else {
+            (png::ColorType::Rgb, 3)
+        };
+        e.set_color(color);
+        e.set_depth(png::BitDepth::Eight);
+        let mut wr = e.write_header().unwrap();
+        wr.write_image_data(&vec![shade; (w * h * n) as usize])
+            .unwrap();
+        wr.finish().unwrap();
+        out
+    }
+
+    #[cfg(feature = "parquet")]
+    fn mmmu_cfg<'a>(path: &'a str, num: usize, traces: &'a TraceDatasetPlan) -> DatasetConfig<'a> {
+        let plan: &'static crate::BenchPlan = Box::leak(Box::new(crate::plan::tests::plan()));
+        DatasetConfig {
+            name: crate::plan::DatasetName::Mmmu,
+            path,
+            num,
+            input_len: 0,
+            output_len: 5,
+            range_ratio: 0.0,
+            semantics: crate::plan::RangeSemantics::Sglang,
+            tokenize_prompt: false,
+            sharegpt_output_len: None,
+            sharegpt_context_len: None,
+            apply_chat_template: true,
+            prompt_suffix: "",
+            gsp: &plan.dataset.shared_prefix,
+            mooncake: &plan.dataset.mooncake,
+            traces,
+            image: &plan.dataset.image,
+            seed: 11,
+            scenario: None,
+        }
+    }
+
+    #[cfg(feature = "parquet")]
+    use crate::dataset::mmmu_parquet::{self, MmmuRow};
+    #[cfg(feature = "parquet")]
+    use crate::plan::TraceDatasetPlan;
+
+    #[cfg(feature = "parquet")]
+    fn sample_rows() -> Vec<MmmuRow> {
+        let row = |q: &str, img: Option<Vec<u8>>| MmmuRow {
+            question: q.into(),
+            image_1: img,
+        };
+        vec![
+            row("What is 1+1? <image 1>", Some(png_bytes(56, 84, true, 200))),
+            row("No picture", None),
+            row("Area of the circle?", Some(png_bytes(84, 56, false, 9))),
+            row(
+                "Which angle \"x\"?\nPick one.",
+                Some(png_bytes(28, 28, true, 1)),
+            ),
+            row("Last one", Some(png_bytes(56, 56, false, 77))),
+        ]
+    }
+
+    /// The same rows as the JSONL export writes them (`{"bytes": base64, "path": null}`).
+    #[cfg(feature = "parquet")]
+    fn as_jsonl(rows: &[MmmuRow]) -> String {
+        rows.iter()
+            .map(|r| {
+                let img = r.image_1.as_ref().map_or(
+                    Value::Null,
+                    |b| serde_json::json!({"bytes": STANDARD.encode(b), "path": null}),
+                );
+                serde_json::json!({"id": "x", "question": r.question, "image_1": img}).to_string()
+                    + "\n"
+            })
+            .collect()
+    }
+
+    #[cfg(feature = "parquet")]
+    #[test]
+    fn parquet_rows_make_the_prompts_the_jsonl_export_makes() {
+        let dir = tempfile::tempdir().unwrap();
+        let tok_dir = dir.path().join("tok");
+        loupe_engine::tokenizer::write_byte_level_hf_dir(&tok_dir, 512, &serde_json::json!({}))
+            .unwrap();
+        let tok = BenchTokenizer::load(&tok_dir).unwrap();
+        let rows = sample_rows();
+        // The repository's layout: DIR/Math/test-00000-of-00001.parquet.
+        std::fs::create_dir(dir.path().join("Math")).unwrap();
+        let pq = dir.path().join("Math/test-00000-of-00001.parquet");
+        mmmu_parquet::write_sample(&pq, &rows).unwrap();
+        let jl = dir.path().join("mmmu.jsonl");
+        std::fs::write(&jl, as_jsonl(&rows)).unwrap();
+        let traces = TraceDatasetPlan::default();
+        let build = |path: &Path, num: usize| {
+            let p = path.display().to_string();
+            let mut notes = Vec::new();
+            let prompts = mmmu(&mmmu_cfg(&p, num, &traces), &tok, &mut notes).unwrap();
+            let shown: Vec<(PromptInput, usize, usize)> = prompts
+                .into_iter()
+                .map(|p| (p.input, p.prompt_len, p.output_len))
+                .collect();
+            (shown, notes.len())
+        };
+        // All four rows with an image (fewer than asked), then a random sample of two.
+        for num in [10, 2] {
+            let from_jsonl = build(&jl, num);
+            assert_eq!(from_jsonl.0.len(), num.min(4));
+            assert_eq!(build(&pq, num), from_jsonl, "the file, num {num}");
+            assert_eq!(build(dir.path(), num), from_jsonl, "the folder, num {num}");
+            assert_eq!(
+                build(&dir.path().join("Math"), num),
+                from_jsonl,
+                "the Math folder, num {num}"
+            );
+        }
+        let (all, _) = build(&pq, 10);
+        let PromptInput::Multimodal { text, images, .. } = &all[0].0 else {
+            panic!("a multimodal prompt expected, got {:?}", all[0].0);
+        };
+        assert_eq!(text, "Question: What is 1+1? <image 1>\n\nAnswer: ");
+        // RGBA became RGB, re-encoded as PNG.
+        let b = STANDARD
+            .decode(images[0].strip_prefix("data:image/png;base64,").unwrap())
+            .unwrap();
+        let r = png::Decoder::new(std::io::Cursor::new(&b[..]))
+            .read_info()
+            .unwrap();
+        assert_eq!(r.output_color_type().0, png::ColorType::Rgb);
+        assert_eq!((r.info().width, r.info().height), (56, 84));
+    }
+
+    #[cfg(feature = "parquet")]
+    #[test]
+    fn parquet_errors_name_the_file_row_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let tok_dir = dir.path().join("tok");
+        loupe_engine::tokenizer::write_byte_level_hf_dir(&tok_dir, 512, &serde_json::json!({}))
+            .unwrap();
+        let tok = BenchTokenizer::load(&tok_dir).unwrap();
+        let mut rows = sample_rows();
+        rows[2].image_1 = Some(b"GIF89a not an image".to_vec());
+        let pq = dir.path().join("bad.parquet");
+        mmmu_parquet::write_sample(&pq, &rows).unwrap();
+        let p = pq.display().to_string();
+        let mut traces = TraceDatasetPlan::default();
+        let e = mmmu(&mmmu_cfg(&p, 10, &traces), &tok, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bad.parquet: row 3: image_1: neither PNG nor JPEG"),
+            "{e}"
+        );
+        // --skip-bad-lines skips the row and says so.
+        traces.skip_bad_lines = true;
+        let mut notes = Vec::new();
+        let ok = mmmu(&mmmu_cfg(&p, 10, &traces), &tok, &mut notes).unwrap();
+        assert_eq!(ok.len(), 3);
+        assert!(
+            notes.iter().any(|n| n.contains("skipped 1 bad row: 3")),
+            "{notes:?}"
+        );
+        // Not parquet at all; a folder without the layout.
+        let junk = dir.path().join("junk.parquet");
+        std::fs::write(&junk, "id,question\n").unwrap();
+        let j = junk.display().to_string();
+        let e = mmmu(&mmmu_cfg(&j, 1, &traces), &tok, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("junk.parquet: not a readable parquet file"),
+            "{e}"
+        );
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let d = empty.display().to_string();
+        let e = mmmu(&mmmu_cfg(&d, 1, &traces), &tok, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without Math/test-*.parquet"), "{e}");
+        // A file of another table: the missing column is named.
+        let other = dir.path().join("other.parquet");
+        write_other(&other);
+        let o = other.display().to_string();
+        let e = mmmu(&mmmu_cfg(&o, 1, &traces), &tok, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no column `image_1`"), "{e}");
+    }
+
+    /// A parquet file with a `question` column but no `image_1`.
+    #[cfg(feature = "parquet")]
+    fn write_other(path: &Path) {
+        use parquet::data_type::{ByteArray, ByteArrayType};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        let schema = parquet::schema::parser::parse_message_type(
+            "message schema { required binary question (STRING); }",
+        )
+        .unwrap();
+        let f = std::fs::File::create(path).unwrap();
+        let mut w = SerializedFileWriter::new(
+            f,
+            std::sync::Arc::new(schema),
+            std::sync::Arc::new(WriterProperties::builder().build()),
+        )
+        .unwrap();
+        let mut g = w.next_row_group().unwrap();
+        let mut c = g.next_column().unwrap().unwrap();
+        c.typed::<ByteArrayType>()
+            .write_batch(&[ByteArray::from("q")], None, None)
+            .unwrap();
+        c.close().unwrap();
+        g.close().unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn parquet_paths_are_told_apart_from_jsonl() {
+        assert!(is_parquet_path(Path::new("x/test-00000-of-00001.parquet")));
+        assert!(is_parquet_path(Path::new("X.PARQUET")));
+        assert!(is_parquet_path(&std::env::temp_dir()));
+        assert!(!is_parquet_path(Path::new("mmmu.jsonl")));
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    #[test]
+    fn parquet_without_the_feature_says_how_to_build_it() {
+        let e = read_parquet(
+            Path::new("Math/test-00000-of-00001.parquet"),
+            false,
+            &mut Vec::new(),
+            &mut MmmuFound::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("test-00000-of-00001.parquet") && e.contains("--features parquet"),
+            "{e}"
+        );
+        assert!(e.contains("JSONL"), "{e}");
     }
 }

@@ -7,6 +7,8 @@ mod gsp;
 pub mod image;
 mod lines;
 mod longbench;
+#[cfg(feature = "parquet")]
+pub mod mmmu_parquet;
 mod mooncake;
 mod openai;
 mod random;

@@ -56,7 +56,7 @@ pub fn run_report(r: &RunOutcome) -> String {
         "Total input text tokens:",
         s.total_input_text_tokens,
     );
-    if matches!(info.dataset_name.as_str(), "image" | "mmmu") {
+    if info.has_images() {
         line(
             &mut o,
             "Total input vision tokens:",

@@ -214,6 +214,81 @@ async fn mmmu_rows_from_a_jsonl_export() {
     );
 }
 
+/// MMMU/MMMU's own layout (`Math/test-00000-of-00001.parquet`, the repository's schema),
+/// read by a loupe built with `--features parquet`: the same prompts as the JSONL export's,
+/// the images' placeholder tokens counted as vision tokens, in the record and in the page
+/// `loupe report` rebuilds from the request timings.
+#[cfg(feature = "parquet")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mmmu_rows_from_the_repositorys_parquet_file() {
+    use loupe_bench::dataset::mmmu_parquet::{MmmuRow, write_sample};
+    let server = server(|_| {}).await;
+    let url = server.url();
+    let s = Scratch::new();
+    let math = s.path("MMMU/Math");
+    std::fs::create_dir_all(&math).unwrap();
+    let rows = vec![
+        MmmuRow {
+            question: "What is 1+1?".into(),
+            image_1: Some(rgba_png(56, 84)),
+        },
+        MmmuRow {
+            question: "No image here".into(),
+            image_1: None,
+        },
+        MmmuRow {
+            question: "And 2+2?".into(),
+            image_1: Some(rgba_png(112, 56)),
+        },
+    ];
+    write_sample(&math.join("test-00000-of-00001.parquet"), &rows).unwrap();
+    let repo = s.path("MMMU").display().to_string();
+    let out = s.jsonl();
+    let page = s.path("mmmu.html");
+    let o = bench(&[
+        "--base-url",
+        &url,
+        "--backend",
+        "sglang",
+        "--dataset-name",
+        "mmmu",
+        "--dataset-path",
+        &repo,
+        "--num-prompts",
+        "5",
+        "--random-output-len",
+        "3",
+        "--output-file",
+        &out,
+        "--html",
+        &page.display().to_string(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        o.success(),
+        "{:?}",
+        o.runs[0].first_failure().map(|r| &r.error)
+    );
+    let r = s.record();
+    assert_eq!(
+        (r["dataset_name"].as_str(), u(&r, "completed")),
+        (Some("mmmu"), 2)
+    );
+    let vision = patches(56, 84) + patches(112, 56);
+    assert_eq!(u(&r, "total_input_vision_tokens"), vision);
+    // `loupe report` rebuilds the run from its request timings: the same vision tokens.
+    let timings = s.path("mmmu.requests.jsonl");
+    let runs = loupe_bench::timings::read(&timings).unwrap();
+    assert_eq!(runs[0].summary.total_input_vision_tokens, vision as usize);
+    assert_eq!(
+        runs[0].summary.total_input_tokens,
+        u(&r, "total_input_tokens") as usize
+    );
+    let rebuilt = loupe_bench::report::record(&runs[0], false);
+    assert_eq!(u(&rebuilt, "total_input_vision_tokens"), vision);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_names_a_bad_image_part() {
     let server = server(|_| {}).await;
