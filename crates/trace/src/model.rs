@@ -189,6 +189,17 @@ impl Format {
 /// Where events go. Readers call it once per event, in file order.
 pub trait EventSink {
     fn event(&mut self, ev: &Event<'_>) -> crate::Result<()>;
+
+    /// An event whose `args` members the reader already found while parsing it (`args`
+    /// equals `Args::scan(ev.args)`); sinks that read them skip their own scan.
+    fn event_scanned(
+        &mut self,
+        ev: &Event<'_>,
+        args: &crate::analyze::args::Args<'_>,
+    ) -> crate::Result<()> {
+        let _ = args;
+        self.event(ev)
+    }
 }
 
 impl<F: FnMut(&Event<'_>) -> crate::Result<()>> EventSink for F {

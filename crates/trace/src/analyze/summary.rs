@@ -215,6 +215,17 @@ pub struct SummaryBuilder {
 
 impl EventSink for SummaryBuilder {
     fn event(&mut self, ev: &Event<'_>) -> Result<()> {
+        self.fold(ev, None)
+    }
+
+    fn event_scanned(&mut self, ev: &Event<'_>, args: &Args<'_>) -> Result<()> {
+        self.fold(ev, Some(args))
+    }
+}
+
+impl SummaryBuilder {
+    /// One event; `scanned` is its `args` members when the reader found them already.
+    fn fold(&mut self, ev: &Event<'_>, scanned: Option<&Args<'_>>) -> Result<()> {
         if ev.ph == Phase::METADATA {
             return Ok(());
         }
@@ -236,7 +247,10 @@ impl EventSink for SummaryBuilder {
             return Ok(());
         }
         // `args` read once for the HTA and host folds
-        let args = Args::scan(ev.args.as_deref());
+        let args = match scanned {
+            Some(a) => *a,
+            None => Args::scan(ev.args.as_deref()),
+        };
         self.hta.event(ev, &args);
         if matches!(ev.cat.as_ref(), "kernel" | "gpu_memcpy" | "gpu_memset") {
             let by_name = self

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use super::kineto::{self, block::BLOCK_TARGET, block::BlockContext, block::parse_block};
 use super::source::Container;
 use super::{Input, ReadOptions};
+use crate::analyze::args::Args;
 use crate::buffers::BufferPool;
 use crate::error::{Result, TraceError};
 use crate::model::{Event, EventSink, TraceInfo};
@@ -143,6 +144,16 @@ fn sequential<W: BlockWorker>(
     impl<W: BlockWorker> EventSink for Batches<'_, W> {
         fn event(&mut self, ev: &Event<'_>) -> Result<()> {
             self.worker.event(ev)?;
+            self.counted()
+        }
+
+        fn event_scanned(&mut self, ev: &Event<'_>, args: &Args<'_>) -> Result<()> {
+            self.worker.event_scanned(ev, args)?;
+            self.counted()
+        }
+    }
+    impl<W: BlockWorker> Batches<'_, W> {
+        fn counted(&mut self) -> Result<()> {
             self.n += 1;
             if self.n.is_multiple_of(SEQUENTIAL_BATCH) {
                 (self.deliver)(self.worker.finish_block()?)?;

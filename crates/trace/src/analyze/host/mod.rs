@@ -267,6 +267,8 @@ impl HostBuilder {
 
 struct Frame {
     rec: HostRecord,
+    /// `rec.name`'s id in [`TreeFold::record_names`].
+    name: u32,
     /// Duration of the events counted as this frame's children.
     child_ns: i64,
     /// Index in the stack of the nearest torch-kind ancestor.
@@ -280,16 +282,81 @@ struct Frame {
 /// An outermost span name's count, total time and spans.
 type OuterSpans = (u64, i64, Vec<(i64, i64)>);
 
+/// Strings of the sorted records as dense ids. Records share their strings (`Arc`s interned
+/// per parsing thread and per merge), so after the first sight of each copy its id is found
+/// by the copy's address: one hash of a `usize` per record instead of hashing the text once
+/// per table it is counted in.
+#[derive(Default)]
+struct Ids {
+    by_address: Map<usize, u32>,
+    by_text: Map<Arc<str>, u32>,
+    /// Every copy whose address is in `by_address`, kept alive so that no other string can
+    /// be allocated at that address.
+    held: Vec<Arc<str>>,
+}
+
+impl Ids {
+    /// The id of `key(s)`'s text.
+    fn of(&mut self, s: &Arc<str>, key: fn(&str) -> &str) -> u32 {
+        let address = Arc::as_ptr(s).cast::<u8>() as usize;
+        if let Some(&id) = self.by_address.get(&address) {
+            return id;
+        }
+        let id = self.of_text(key(s));
+        self.held.push(Arc::clone(s));
+        self.by_address.insert(address, id);
+        id
+    }
+
+    fn of_text(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.by_text.get(text) {
+            return id;
+        }
+        let id = self.by_text.len() as u32;
+        self.by_text.insert(text.into(), id);
+        id
+    }
+}
+
+/// The name torch's shape table gives an op: `ProfilerStep#N` becomes `ProfilerStep*`.
+fn shape_name_of(name: &str) -> &str {
+    if name.starts_with("ProfilerStep#") {
+        "ProfilerStep*"
+    } else {
+        name
+    }
+}
+
+/// Input dims as the shape table prints them (`[]` for none).
+fn printed_dims(dims: &str) -> &str {
+    if dims.is_empty() { "[]" } else { dims }
+}
+
+/// What the fold keeps per distinct name.
+#[derive(Default)]
+struct NameRows {
+    /// Per kind (`HostKind as usize`).
+    self_time: [Option<SelfTimeRow>; 4],
+    outer: Option<OuterSpans>,
+    /// The name's id among the shape table's names (`ProfilerStep#N` -> `ProfilerStep*`),
+    /// once known.
+    shape_name: Option<u32>,
+    collective: bool,
+}
+
 #[derive(Default)]
 struct TreeFold {
     thread: u64,
     stack: Vec<Frame>,
-    /// Per kind (`HostKind as usize`), by name: looked up by `&str`, so a known name costs
-    /// no allocation.
-    self_time: [Map<String, SelfTimeRow>; 4],
-    /// By name, then input dims.
-    shapes: Map<String, Map<String, ShapeRow>>,
-    outer: Map<String, OuterSpans>,
+    record_names: Ids,
+    /// By name id.
+    rows: Vec<NameRows>,
+    /// `ProfilerStep*` for `ProfilerStep#N`, else the name.
+    shape_names: Ids,
+    /// Printed input dims (`[]` for none).
+    dims: Ids,
+    /// By shape-name id and dims id.
+    shapes: Map<(u32, u32), ShapeRow>,
     outer_ops: Vec<(i64, i64)>,
     collectives: Vec<(i64, i64)>,
     busy_ns: i64,
@@ -308,11 +375,20 @@ impl TreeFold {
             self.close();
         }
         let torch_parent = self.stack.iter().rposition(|f| f.rec.kind.is_torch());
+        let name = self.record_names.of(&rec.name, |n| n);
+        if name as usize == self.rows.len() {
+            self.rows.push(NameRows {
+                collective: is_collective(&rec.name),
+                ..NameRows::default()
+            });
+        }
         let parent = self.stack.last();
-        let in_collective = parent.is_some_and(|f| f.in_collective) || is_collective(&rec.name);
+        let in_collective =
+            parent.is_some_and(|f| f.in_collective) || self.rows[name as usize].collective;
         let under_op = parent.is_some_and(|f| f.under_op || f.rec.kind == HostKind::CpuOp);
         self.stack.push(Frame {
             rec,
+            name,
             child_ns: 0,
             torch_parent,
             in_collective,
@@ -343,52 +419,38 @@ impl TreeFold {
             parent.child_ns += dur;
         }
         let self_ns = dur - f.child_ns;
-        let by_name = &mut self.self_time[rec.kind as usize];
-        if !by_name.contains_key(&*rec.name) {
-            by_name.insert(
-                rec.name.to_string(),
-                SelfTimeRow {
-                    kind: rec.kind,
-                    name: rec.name.to_string(),
-                    calls: 0,
-                    self_ns: 0,
-                    total_ns: 0,
-                },
-            );
-        }
-        let row = by_name.get_mut(&*rec.name).expect("inserted above");
+        let rows = &mut self.rows[f.name as usize];
+        let row = rows.self_time[rec.kind as usize].get_or_insert_with(|| SelfTimeRow {
+            kind: rec.kind,
+            name: rec.name.to_string(),
+            calls: 0,
+            self_ns: 0,
+            total_ns: 0,
+        });
         row.calls += 1;
         row.self_ns += self_ns;
         row.total_ns += dur;
         if rec.kind.is_torch() {
-            let name = if rec.name.starts_with("ProfilerStep#") {
-                "ProfilerStep*"
-            } else {
-                &*rec.name
+            let shape_name = match rows.shape_name {
+                Some(id) => id,
+                None => {
+                    let id = self.shape_names.of_text(shape_name_of(&rec.name));
+                    self.rows[f.name as usize].shape_name = Some(id);
+                    id
+                }
             };
-            let dims = if rec.dims.is_empty() {
-                "[]"
-            } else {
-                &*rec.dims
-            };
-            if !self.shapes.contains_key(name) {
-                self.shapes.insert(name.to_string(), Map::default());
-            }
-            let by_dims = self.shapes.get_mut(name).expect("inserted above");
-            if !by_dims.contains_key(dims) {
-                by_dims.insert(
-                    dims.to_string(),
-                    ShapeRow {
-                        name: name.to_string(),
-                        input_dims: dims.to_string(),
-                        calls: 0,
-                        self_ns: 0,
-                        total_ns: 0,
-                        first_ns: rec.ts,
-                    },
-                );
-            }
-            let row = by_dims.get_mut(dims).expect("inserted above");
+            let dims = self.dims.of(&rec.dims, printed_dims);
+            let row = self
+                .shapes
+                .entry((shape_name, dims))
+                .or_insert_with(|| ShapeRow {
+                    name: shape_name_of(&rec.name).to_string(),
+                    input_dims: printed_dims(&rec.dims).to_string(),
+                    calls: 0,
+                    self_ns: 0,
+                    total_ns: 0,
+                    first_ns: rec.ts,
+                });
             row.calls += 1;
             row.self_ns += self_ns;
             row.total_ns += dur;
@@ -396,11 +458,9 @@ impl TreeFold {
             if f.torch_parent.is_none() {
                 self.busy_ns += dur;
                 if matches!(rec.kind, HostKind::CpuOp | HostKind::UserAnnotation) {
-                    if !self.outer.contains_key(&*rec.name) {
-                        self.outer
-                            .insert(rec.name.to_string(), OuterSpans::default());
-                    }
-                    let o = self.outer.get_mut(&*rec.name).expect("inserted above");
+                    let o = self.rows[f.name as usize]
+                        .outer
+                        .get_or_insert_with(OuterSpans::default);
                     o.0 += 1;
                     o.1 += dur;
                     o.2.push((rec.ts, rec.end.0));
@@ -471,22 +531,28 @@ impl TreeFold {
 
     fn finish(mut self) -> HostOutcome {
         self.close_all();
-        let mut self_time: Vec<SelfTimeRow> = self
-            .self_time
+        let mut names: Vec<(u32, Arc<str>)> = self
+            .record_names
+            .by_text
             .into_iter()
-            .flat_map(|m| m.into_values())
+            .map(|(text, id)| (id, text))
             .collect();
+        names.sort_unstable_by_key(|n| n.0);
+        let mut self_time: Vec<SelfTimeRow> = Vec::new();
+        let mut outer: Vec<(Arc<str>, OuterSpans)> = Vec::new();
+        for (rows, (_, name)) in self.rows.into_iter().zip(names) {
+            self_time.extend(rows.self_time.into_iter().flatten());
+            if let Some(o) = rows.outer {
+                outer.push((name, o));
+            }
+        }
         self_time.sort_by(|a, b| {
             b.self_ns
                 .cmp(&a.self_ns)
                 .then_with(|| a.name.cmp(&b.name))
                 .then(a.kind.cmp(&b.kind))
         });
-        let mut by_shape: Vec<ShapeRow> = self
-            .shapes
-            .into_values()
-            .flat_map(|m| m.into_values())
-            .collect();
+        let mut by_shape: Vec<ShapeRow> = self.shapes.into_values().collect();
         by_shape.sort_by(|a, b| {
             b.self_ns
                 .cmp(&a.self_ns)
@@ -494,8 +560,7 @@ impl TreeFold {
                 .then_with(|| a.name.cmp(&b.name))
                 .then_with(|| a.input_dims.cmp(&b.input_dims))
         });
-        let repeating = self
-            .outer
+        let repeating = outer
             .into_iter()
             .filter(|(_, (n, _, _))| *n >= 2)
             .max_by(|a, b| {

@@ -185,6 +185,8 @@ fn int_arg(v: &serde_json::Value) -> Option<i64> {
 type Map<K, V> = HashMap<K, V, FixedState>;
 
 static STREAM_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"stream\""));
+/// Built once (`str::contains` builds its searcher on every call, for every CPU event).
+static PROFILER_STEP: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"ProfilerStep"));
 
 /// `stream` and `correlation` by a serde_json parse of the whole `args` (where
 /// [`Args::scan`] cannot vouch for its members).
@@ -210,6 +212,8 @@ fn row_args_slow(args: Option<&str>) -> (i64, i64) {
 #[derive(Default)]
 pub struct HtaBuilder {
     names: Vec<Box<str>>,
+    /// By name id: the kernel type its name gives.
+    kinds: Vec<KernelType>,
     name_ids: Map<Box<str>, u32>,
     gpu: Vec<GpuRow>,
     cpu: Vec<CpuRow>,
@@ -230,6 +234,7 @@ impl HtaBuilder {
         }
         let id = self.names.len() as u32;
         self.names.push(name.into());
+        self.kinds.push(KernelType::of(name));
         self.name_ids.insert(name.into(), id);
         id
     }
@@ -263,7 +268,7 @@ impl HtaBuilder {
         let end = ts + ev.dur;
         let sync_name = matches!(ev.name.as_ref(), "Event Sync" | "Context Sync");
         let is_b = (stream >= 0 && correlation >= 0) || sync_name;
-        if !is_b && ev.name.contains("ProfilerStep") {
+        if !is_b && PROFILER_STEP.find(ev.name.as_bytes()).is_some() {
             if !self.step_names.contains(ev.name.as_ref()) {
                 self.step_names.insert(ev.name.as_ref().into());
             }
@@ -277,6 +282,7 @@ impl HtaBuilder {
                 _ => RowCat::Other,
             };
             let name = self.intern(&ev.name);
+            let kind = self.kinds[name as usize];
             if self.seen_streams.insert(stream) {
                 self.new_streams.push(stream);
             }
@@ -286,7 +292,7 @@ impl HtaBuilder {
                 stream,
                 correlation,
                 cat,
-                kind: KernelType::of(&ev.name),
+                kind,
                 name,
                 launched: is_b,
             });

@@ -89,10 +89,14 @@ pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSin
             }
         };
         let failure = match parsed {
-            Some(Ok((raw, used))) => {
+            Some(Ok((mut raw, used))) => {
+                let scanned = raw.scanned.take();
                 match raw.into_event() {
                     Ok(ev) => {
-                        sink.event(&ev)?;
+                        match &scanned {
+                            Some(args) => sink.event_scanned(&ev, args)?,
+                            None => sink.event(&ev)?,
+                        }
                         pos += used;
                         n += 1;
                         continue;

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 
 use super::Text;
 use super::event::{Raw, RawEvent};
+use crate::analyze::args::Args;
 
 /// The event starting at `bytes[start]` (a `{`), and the index just past it.
 pub fn parse(bytes: &[u8], start: usize) -> Option<(RawEvent<'_>, usize)> {
@@ -40,13 +41,18 @@ pub fn parse(bytes: &[u8], start: usize) -> Option<(RawEvent<'_>, usize)> {
             "ts" => c.raw(&mut ev.ts)?,
             "dur" => c.raw(&mut ev.dur)?,
             "id" => c.raw(&mut ev.id)?,
-            "args" => c.raw(&mut ev.args)?,
+            "args" => c.args(&mut ev.args, &mut ev.scanned)?,
             _ => c.value()?,
         }
         c.ws();
         match c.next()? {
             b',' => c.ws(),
-            b'}' => return Some((ev, c.i)),
+            b'}' => {
+                if ev.args.is_none() {
+                    ev.scanned = Some(Args::scan(None));
+                }
+                return Some((ev, c.i));
+            }
             _ => return None,
         }
     }
@@ -174,6 +180,12 @@ impl<'a> Cursor<'a> {
 
     /// Any valid JSON value, skipped (iteratively: nesting costs a bit per level).
     fn value(&mut self) -> Option<()> {
+        self.value_within(u128::BITS)
+    }
+
+    /// [`Cursor::value`] nested at most `limit` levels (a member of an object being walked
+    /// gets one level less, so the whole event keeps the same limit).
+    fn value_within(&mut self, limit: u32) -> Option<()> {
         // Bit n of `objects`: whether nesting level n + 1 is an object (else an array).
         let mut objects: u128 = 0;
         let mut depth = 0u32;
@@ -186,7 +198,7 @@ impl<'a> Cursor<'a> {
                 b'f' => self.literal(b"false")?,
                 b'n' => self.literal(b"null")?,
                 open @ (b'{' | b'[') => {
-                    if depth == u128::BITS {
+                    if depth == limit {
                         return None;
                     }
                     self.i += 1;
@@ -250,6 +262,77 @@ impl<'a> Cursor<'a> {
             return None;
         }
         *slot = Some(Text(Cow::Borrowed(self.plain_string()?)));
+        Some(())
+    }
+
+    /// `args`: kept as JSON text like [`Cursor::raw`], and, while its top level is walked
+    /// anyway, the members [`Args`] wants (what [`Args::scan`] would find, in the same pass).
+    /// `scanned` stays `None` where the scan could not vouch for them (an escaped key, a
+    /// wanted key twice, not an object); the consumer then scans the text itself.
+    fn args(&mut self, slot: &mut Option<Raw<'a>>, scanned: &mut Option<Args<'a>>) -> Option<()> {
+        if slot.is_some() || self.peek() != Some(b'{') {
+            return self.raw(slot);
+        }
+        let start = self.i;
+        let mut found = Args {
+            exact: true,
+            ..Args::default()
+        };
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+        } else {
+            loop {
+                if self.peek() != Some(b'"') {
+                    return None;
+                }
+                let key_start = self.i + 1;
+                let key_end = find_special(self.b, key_start);
+                let key = if self.b.get(key_end) == Some(&b'"') {
+                    self.i = key_end + 1;
+                    Some(&self.b[key_start..key_end])
+                } else {
+                    // escapes (or a control character): checked the slow way, and the
+                    // consumer's own scan decides what it names
+                    self.string()?;
+                    found.exact = false;
+                    None
+                };
+                self.ws();
+                self.eat(b':')?;
+                self.ws();
+                let v_start = self.i;
+                self.value_within(u128::BITS - 1)?;
+                let member = match key {
+                    Some(b"stream") => Some(&mut found.stream),
+                    Some(b"correlation") => Some(&mut found.correlation),
+                    Some(b"Input Dims") => Some(&mut found.input_dims),
+                    _ => None,
+                };
+                if let Some(member) = member {
+                    if member.is_some() {
+                        found.exact = false;
+                    }
+                    // SAFETY: as in `plain_string`: a valid UTF-8 block cut at ASCII bytes.
+                    *member =
+                        Some(unsafe { std::str::from_utf8_unchecked(&self.b[v_start..self.i]) });
+                }
+                self.ws();
+                match self.next()? {
+                    b',' => self.ws(),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        // SAFETY: as above.
+        let text = unsafe { std::str::from_utf8_unchecked(&self.b[start..self.i]) };
+        *slot = Some(Raw(text));
+        if found.exact {
+            found.text = Some(text);
+            *scanned = Some(found);
+        }
         Some(())
     }
 
@@ -340,6 +423,43 @@ mod tests {
         if let Some(d) = direct {
             assert_eq!(Some(d), by_serde(text), "{text}");
         }
+        // The `args` members found in the parse are the ones a separate scan finds.
+        if let Some((ev, _)) = parse(text.as_bytes(), 0)
+            && let Some(found) = ev.scanned
+        {
+            assert_eq!(found, Args::scan(ev.args.map(|r| r.0)), "{text}");
+        }
+    }
+
+    /// What the parse found of `args` (`None`: left to the consumer's scan).
+    fn scanned(text: &str) -> Option<Args<'_>> {
+        parse(text.as_bytes(), 0).expect("parses").0.scanned
+    }
+
+    #[test]
+    fn args_members_are_found_in_the_same_pass() {
+        let text = r#"{"ph": "X", "args": {"x": {"stream": 9}, "stream": 7, "correlation" : "12", "Input Dims": [[32, 4096], []], "grid": [1, [2]]}, "cat": "kernel"}"#;
+        let a = scanned(text).expect("vouched for");
+        assert!(a.exact);
+        assert_eq!(
+            (a.stream, a.correlation, a.input_dims),
+            (Some("7"), Some(r#""12""#), Some("[[32, 4096], []]"))
+        );
+        assert_eq!(a.text, Some(&text[20..125]));
+        let none = scanned(r#"{"ph": "X", "name": "k"}"#).expect("no args: nothing to find");
+        assert_eq!(none, Args::scan(None));
+        assert!(scanned(r#"{"ph": "X", "args": {}}"#).is_some_and(|a| a.exact));
+        // Escaped keys, a repeated wanted key, args that are not an object: the consumer's
+        // scan (and serde_json behind it) decides.
+        for text in [
+            r#"{"ph": "X", "args": {"str\u0065am": 1}}"#,
+            r#"{"ph": "X", "args": {"stream": 1, "stream": 2}}"#,
+            r#"{"ph": "X", "args": [1]}"#,
+            r#"{"ph": "X", "args": 3}"#,
+        ] {
+            assert_eq!(scanned(text), None, "{text}");
+            agree(text, true);
+        }
     }
 
     #[test]
@@ -404,6 +524,7 @@ mod tests {
         let seeds = [
             r#"{"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 1000, "tid": "7", "ts": 1.5, "dur": 2e3, "args": {"Input Dims": [[32, 4096], []], "s": "a\\b\"c", "u": "\u00e9", "f": false, "n": null}}"#,
             r#"{"ph": "s", "id": -12, "pid": 0, "tid": 0, "ts": 0.001, "cat": "ac2g", "name": "ac2g", "bp": "e", "s": "t"}"#,
+            r#"{"ph": "X", "cat": "kernel", "args": {"stream": 7, "correlation": 12, "s\u0074ream": 1, "Input Dims": [[1], []], "x": {"stream": 2}}, "dur": 1}"#,
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut rand = |n: usize| {

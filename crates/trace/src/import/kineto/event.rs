@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::Text;
+use crate::analyze::args::Args;
 use crate::model::{Event, Id, Phase};
 use crate::time::parse_us_to_ns;
 
@@ -36,6 +37,10 @@ pub struct RawEvent<'a> {
     pub s: Option<Text<'a>>,
     #[serde(borrow)]
     pub args: Option<Raw<'a>>,
+    /// The `args` members the analyses read, when the direct parser found them while
+    /// walking `args` (`None`: the consumer scans `args` itself).
+    #[serde(skip)]
+    pub scanned: Option<Args<'a>>,
 }
 
 /// A member's value as its JSON text (a `RawValue`'s).
