@@ -449,7 +449,13 @@ fn csv_row(csv: &str, name: &str) -> Option<(u64, u64, String)> {
     csv.lines()
         .map(|l| l.split(',').collect::<Vec<_>>())
         .find(|c| c[0] == name)
-        .map(|c| (c[1].parse().unwrap(), c[2].parse().unwrap(), c[3].to_string()))
+        .map(|c| {
+            (
+                c[1].parse().unwrap(),
+                c[2].parse().unwrap(),
+                c[3].to_string(),
+            )
+        })
 }
 
 #[test]
@@ -490,12 +496,21 @@ fn capture_traces_move_graph_time_to_the_captured_ops() {
     ]);
     let after = ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("2 CUDA-graph captures (18 launch calls) in 1 file"), "{err}");
+    assert!(
+        err.contains("2 CUDA-graph captures (18 launch calls) in 1 file"),
+        "{err}"
+    );
     // GEMMs: 2 layers x (30 + 40) µs in each bs-8 step, 2 x (60 + 80) in the bs-16 one
     assert_eq!(csv_row(&after, "aten::mm"), Some((12, 12, "0.560".into())));
-    assert_eq!(csv_row(&after, "flash::decode"), Some((8, 8, "0.360".into())));
+    assert_eq!(
+        csv_row(&after, "flash::decode"),
+        Some((8, 8, "0.360".into()))
+    );
     assert_eq!(csv_row(&after, "aten::copy_"), Some((6, 6, "0.028".into())));
-    assert_eq!(csv_row(&after, "aten::argmax"), Some((4, 4, "0.020".into())));
+    assert_eq!(
+        csv_row(&after, "aten::argmax"),
+        Some((4, 4, "0.020".into()))
+    );
     assert_eq!(
         csv_row(&after, graphs::REPLAY_OP),
         Some((1, 1, "0.015".into()))
@@ -510,13 +525,19 @@ fn capture_traces_move_graph_time_to_the_captured_ops() {
         "--by",
         "module",
         "--capture-traces",
-        captures.join("graph_capture_rank_0.1733000000.pt.trace.json").to_str().unwrap(),
+        captures
+            .join("graph_capture_rank_0.1733000000.pt.trace.json")
+            .to_str()
+            .unwrap(),
     ]));
     assert!(
         text.contains("26 of 27 graph kernels attributed through capture traces, 1 not"),
         "{text}"
     );
-    assert!(text.contains("Qwen3Model/Qwen3DecoderLayer/Attention"), "{text}");
+    assert!(
+        text.contains("Qwen3Model/Qwen3DecoderLayer/Attention"),
+        "{text}"
+    );
 
     // a capture that matches nothing: a note, and the numbers of no capture at all
     let other = dir.path().join("other.json");
@@ -539,12 +560,22 @@ fn capture_traces_move_graph_time_to_the_captured_ops() {
     ]);
     assert_eq!(ok(&out), before);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("none of its 4 graph launches matched"), "{err}");
+    assert!(
+        err.contains("none of its 4 graph launches matched"),
+        "{err}"
+    );
 
     // not a trace: exit 2 naming the file
     let junk = dir.path().join("junk.json");
     std::fs::write(&junk, "not json").unwrap();
-    let out = loupe(&["summary", replay, "--by", "op", "--capture-traces", junk.to_str().unwrap()]);
+    let out = loupe(&[
+        "summary",
+        replay,
+        "--by",
+        "op",
+        "--capture-traces",
+        junk.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("junk.json"));
 }

@@ -77,7 +77,11 @@ fn graph_kernels_go_to_the_captured_ops() {
     assert_eq!(of(&before.by_op, REPLAY_OP), (4, 27, 248 * 2 + 452 + 15));
     assert!(before.by_module.is_empty());
     assert_eq!(
-        (before.graph_launches, before.graph_kernels, before.graph_kernels_unmatched),
+        (
+            before.graph_launches,
+            before.graph_kernels,
+            before.graph_kernels_unmatched
+        ),
         (4, 27, 27)
     );
     assert!(before.capture.is_none());
@@ -114,11 +118,25 @@ fn graph_kernels_go_to_the_captured_ops() {
         ]
     );
     assert_eq!(
-        (a.graph_launches, a.graph_kernels, a.graph_kernels_captured, a.graph_kernels_unmatched),
+        (
+            a.graph_launches,
+            a.graph_kernels,
+            a.graph_kernels_captured,
+            a.graph_kernels_unmatched
+        ),
         (4, 27, 26, 1)
     );
     let m = a.capture.as_ref().unwrap();
-    assert_eq!((m.regions, m.exact, m.greedy, m.grouped, m.unmatched_launches), (2, 3, 0, 0, 1));
+    assert_eq!(
+        (
+            m.regions,
+            m.exact,
+            m.greedy,
+            m.grouped,
+            m.unmatched_launches
+        ),
+        (2, 3, 0, 0, 1)
+    );
     // positions in the step follow the captured launch order: the second aten::mm launch of
     // the bs-8 steps is layer 0's MLP GEMM (40 µs); the median over the 3 steps with it
     let p = a
@@ -255,20 +273,29 @@ fn bad_capture_inputs_name_the_file() {
     assert!(e.contains("junk.json") && e.contains("invalid JSON"), "{e}");
     let empty = common::write(dir.path(), "empty.json", br#"{"traceEvents": []}"#);
     let e = err(&empty);
-    assert!(e.contains("empty.json") && e.contains("no trace events"), "{e}");
+    assert!(
+        e.contains("empty.json") && e.contains("no trace events"),
+        "{e}"
+    );
     let replay = common::write(
         dir.path(),
         "replay.json",
         graphs::replay_trace(&graphs::decode_steps()).as_bytes(),
     );
     let e = err(&replay);
-    assert!(e.contains("replay.json") && e.contains("StreamBeginCapture"), "{e}");
+    assert!(
+        e.contains("replay.json") && e.contains("StreamBeginCapture"),
+        "{e}"
+    );
     let e = err(&dir.path().join("absent.json.gz"));
     assert!(e.contains("absent.json.gz: cannot read"), "{e}");
     let folder = dir.path().join("folder");
     std::fs::create_dir(&folder).unwrap();
     let e = err(&folder);
-    assert!(e.contains("folder") && e.contains("no capture traces"), "{e}");
+    assert!(
+        e.contains("folder") && e.contains("no capture traces"),
+        "{e}"
+    );
     std::fs::write(folder.join("execution_details.json"), b"{\"file\": 1}").unwrap();
     let e = err(&folder);
     assert!(e.contains("execution_details.json"), "{e}");

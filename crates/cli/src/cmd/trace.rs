@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
+use loupe_trace::analyze::capture::{self, Captures};
 use loupe_trace::analyze::gate::FailIf;
 use loupe_trace::analyze::hta::HtaOptions;
-use loupe_trace::analyze::capture::{self, Captures};
 use loupe_trace::analyze::summary::{SummaryOptions, TraceSummary};
 use loupe_trace::analyze::{diff, ranks, summarize_with, top};
 use loupe_trace::export::merge::{CategoryFilter, merge};
@@ -114,7 +114,11 @@ impl InputArgs {
         Ok(summaries)
     }
 
-    fn summaries_with(&self, files: &[PathBuf], analysis: SummaryOptions) -> Result<Vec<TraceSummary>> {
+    fn summaries_with(
+        &self,
+        files: &[PathBuf],
+        analysis: SummaryOptions,
+    ) -> Result<Vec<TraceSummary>> {
         let opts = self.options();
         let inputs = self.open(files)?;
         let mut out = Vec::with_capacity(inputs.len());
@@ -459,8 +463,7 @@ fn execute(command: TraceCommand) -> Result<ExitCode> {
                 print(&report::summary(&summaries, &opts));
             }
             if let Some(h) = &a.html {
-                let mut page =
-                    super::trace_html::summary_page(&summaries, &command_line(&a.files));
+                let mut page = super::trace_html::summary_page(&summaries, &command_line(&a.files));
                 if let Some(key) = key {
                     page.sections
                         .push(super::trace_html::attribution_section(&summaries, key));
@@ -494,11 +497,9 @@ fn execute(command: TraceCommand) -> Result<ExitCode> {
                 .iter()
                 .map(|e| FailIf::parse(e))
                 .collect::<Result<Vec<_>>>()?;
-            let mut s = a.input.summaries_through(
-                &[a.a.clone(), a.b.clone()],
-                &a.analysis,
-                &a.captures,
-            )?;
+            let mut s =
+                a.input
+                    .summaries_through(&[a.a.clone(), a.b.clone()], &a.analysis, &a.captures)?;
             let b = s.pop().expect("two inputs");
             let base = s.pop().expect("two inputs");
             let d = diff::diff(&base, &b, a.threshold);

@@ -359,7 +359,11 @@ impl Captures {
                 };
                 let site = host.launches[site];
                 let mut name = |id: u32| self.intern(&host.names[id as usize]);
-                let (op, module, layer) = (name(site.op), site.module.map(&mut name), site.layer.map(&mut name));
+                let (op, module, layer) = (
+                    name(site.op),
+                    site.module.map(&mut name),
+                    site.layer.map(&mut name),
+                );
                 region.launches.push(CaptureLaunch {
                     kind: *kind,
                     kernel: kernel.as_deref().map(|k| self.intern(k)),
@@ -594,10 +598,16 @@ mod tests {
         };
         let mut m = matcher(&caps, vec![k0, k1, k2]);
         let a = m.align(&[K(1), K(2), K(3)], Some(4)).unwrap();
-        assert_eq!((a.region, a.method, a.to.clone()), (0, Method::Exact, vec![0, 1, 2]));
+        assert_eq!(
+            (a.region, a.method, a.to.clone()),
+            (0, Method::Exact, vec![0, 1, 2])
+        );
         // only region 1 holds 1, 9, 3 in order (1 and 3 kept, 2 skipped)
         let a = m.align(&[K(1), K(9), K(3)], None).unwrap();
-        assert_eq!((a.region, a.method, a.to.clone()), (1, Method::Greedy, vec![0, 1, 3]));
+        assert_eq!(
+            (a.region, a.method, a.to.clone()),
+            (1, Method::Greedy, vec![0, 1, 3])
+        );
         let a = m.align(&[K(2), K(3), K(1)], None).unwrap();
         assert_eq!(a.method, Method::Grouped);
         // regions 0 and 2 hold the same names: the first in file order

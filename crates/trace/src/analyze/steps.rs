@@ -36,7 +36,10 @@ pub fn batch_size(name: &str) -> Option<u64> {
         }
         let mut sum = None;
         for part in rest.split('(').skip(1) {
-            if let Some(n) = part.split_once(')').and_then(|(n, _)| n.parse::<u64>().ok()) {
+            if let Some(n) = part
+                .split_once(')')
+                .and_then(|(n, _)| n.parse::<u64>().ok())
+            {
                 sum = Some(sum.unwrap_or(0) + n);
             }
         }

@@ -437,7 +437,9 @@ pub fn graph_replays(summaries: &[TraceSummary]) -> Option<Table> {
         return None;
     }
     let how = match &g.merge {
-        None => "no capture traces given: every graph kernel is on its graph launch's op".to_string(),
+        None => {
+            "no capture traces given: every graph kernel is on its graph launch's op".to_string()
+        }
         Some(_) if g.captured == 0 => {
             "no graph launch matched a capture: numbers as without capture traces".to_string()
         }

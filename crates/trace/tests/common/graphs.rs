@@ -187,7 +187,11 @@ pub fn replay_trace(steps: &[Step]) -> String {
         ));
         let mut g = t + 100;
         for l in &s.replayed {
-            let cat = if l.is_memcpy() { "gpu_memcpy" } else { "kernel" };
+            let cat = if l.is_memcpy() {
+                "gpu_memcpy"
+            } else {
+                "kernel"
+            };
             ev.push(x(
                 cat,
                 l.gpu,

@@ -25,9 +25,9 @@ use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::args::{Args, plain_int};
-use crate::analyze::host::CORRELATION_KEY;
 use crate::analyze::attribution::GpuOp;
 use crate::analyze::capture::OpKind;
+use crate::analyze::host::CORRELATION_KEY;
 use crate::model::Event;
 pub use breakdown::{KernelTypeRow, Temporal, TopKernelRow, kernel_type_shares};
 pub use launch::{Distribution, IdleCategory, IdleRow, IdleStatsRow, LaunchRow, LaunchSummary};
