@@ -440,3 +440,142 @@ fn summary_by_op_and_hta_tables() {
         lines[1]
     );
 }
+
+#[path = "../../trace/tests/common/graphs.rs"]
+mod graphs;
+
+/// `(launches, GPU ops, GPU ms)` of a `--by op --format csv` row.
+fn csv_row(csv: &str, name: &str) -> Option<(u64, u64, String)> {
+    csv.lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|c| c[0] == name)
+        .map(|c| {
+            (
+                c[1].parse().unwrap(),
+                c[2].parse().unwrap(),
+                c[3].to_string(),
+            )
+        })
+}
+
+#[test]
+fn capture_traces_move_graph_time_to_the_captured_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let captures = dir.path().join("capture_traces");
+    std::fs::create_dir(&captures).unwrap();
+    std::fs::write(
+        captures.join("graph_capture_rank_0.1733000000.pt.trace.json"),
+        graphs::capture_trace(&[graphs::graph_bs16(), graphs::graph_bs8()], true),
+    )
+    .unwrap();
+    let replay = dir.path().join("run-TP-0.trace.json");
+    std::fs::write(&replay, graphs::replay_trace(&graphs::decode_steps())).unwrap();
+    let replay = replay.to_str().unwrap();
+    let by_op = |extra: &[&str]| {
+        let mut args = vec!["summary", replay, "--by", "op", "--format", "csv"];
+        args.extend_from_slice(extra);
+        ok(&loupe(&args))
+    };
+    let before = by_op(&["--table", "by_op"]);
+    // 2 steps of the bs-8 graph (248 µs), 1 of the bs-16 graph (452 µs), a stray graph (15 µs)
+    assert_eq!(
+        csv_row(&before, graphs::REPLAY_OP),
+        Some((4, 27, "0.963".into()))
+    );
+    assert_eq!(csv_row(&before, "aten::mm"), None);
+
+    let out = loupe(&[
+        "summary",
+        replay,
+        "--by",
+        "op",
+        "--format",
+        "csv",
+        "--capture-traces",
+        captures.to_str().unwrap(),
+    ]);
+    let after = ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 CUDA-graph captures (18 launch calls) in 1 file"),
+        "{err}"
+    );
+    // GEMMs: 2 layers x (30 + 40) µs in each bs-8 step, 2 x (60 + 80) in the bs-16 one
+    assert_eq!(csv_row(&after, "aten::mm"), Some((12, 12, "0.560".into())));
+    assert_eq!(
+        csv_row(&after, "flash::decode"),
+        Some((8, 8, "0.360".into()))
+    );
+    assert_eq!(csv_row(&after, "aten::copy_"), Some((6, 6, "0.028".into())));
+    assert_eq!(
+        csv_row(&after, "aten::argmax"),
+        Some((4, 4, "0.020".into()))
+    );
+    assert_eq!(
+        csv_row(&after, graphs::REPLAY_OP),
+        Some((1, 1, "0.015".into()))
+    );
+    // the graph-replay table: 26 of 27 graph kernels through captures, 3 launches exact
+    assert!(after.contains("# graph_replays"), "{after}");
+    assert!(after.contains("\n4,27,26,1,2,3,0,0,1\n"), "{after}");
+
+    let text = ok(&loupe(&[
+        "summary",
+        replay,
+        "--by",
+        "module",
+        "--capture-traces",
+        captures
+            .join("graph_capture_rank_0.1733000000.pt.trace.json")
+            .to_str()
+            .unwrap(),
+    ]));
+    assert!(
+        text.contains("26 of 27 graph kernels attributed through capture traces, 1 not"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Qwen3Model/Qwen3DecoderLayer/Attention"),
+        "{text}"
+    );
+
+    // a capture that matches nothing: a note, and the numbers of no capture at all
+    let other = dir.path().join("other.json");
+    let mut g = graphs::graph_bs8();
+    for l in &mut g.per_layer {
+        l.gpu = "a_kernel_of_another_model";
+    }
+    std::fs::write(&other, graphs::capture_trace(&[g], true)).unwrap();
+    let out = loupe(&[
+        "summary",
+        replay,
+        "--by",
+        "op",
+        "--format",
+        "csv",
+        "--table",
+        "by_op",
+        "--capture-traces",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(ok(&out), before);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("none of its 4 graph launches matched"),
+        "{err}"
+    );
+
+    // not a trace: exit 2 naming the file
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "not json").unwrap();
+    let out = loupe(&[
+        "summary",
+        replay,
+        "--by",
+        "op",
+        "--capture-traces",
+        junk.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.json"));
+}

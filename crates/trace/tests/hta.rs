@@ -62,7 +62,16 @@ fn summaries(files: &[&str], hta: HtaOptions) -> Vec<TraceSummary> {
         .enumerate()
         .map(|(i, f)| {
             let input = Input::open(&common::data(f), None).unwrap();
-            summarize_with(&input, &ReadOptions::default(), i, &SummaryOptions { hta }).unwrap()
+            summarize_with(
+                &input,
+                &ReadOptions::default(),
+                i,
+                &SummaryOptions {
+                    hta,
+                    ..SummaryOptions::default()
+                },
+            )
+            .unwrap()
         })
         .collect()
 }
@@ -349,7 +358,10 @@ fn negative_durations_do_not_break_the_temporal_breakdown() {
         &input,
         &ReadOptions::default(),
         0,
-        &SummaryOptions { hta: HTA },
+        &SummaryOptions {
+            hta: HTA,
+            ..SummaryOptions::default()
+        },
     )
     .unwrap();
     let t = s.hta.temporal;

@@ -6,8 +6,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
+use loupe_trace::analyze::capture::{self, Captures};
 use loupe_trace::analyze::gate::FailIf;
 use loupe_trace::analyze::hta::HtaOptions;
 use loupe_trace::analyze::summary::{SummaryOptions, TraceSummary};
@@ -78,8 +80,46 @@ impl InputArgs {
 
     /// Summarises each file in turn, warning as soon as one turns out to be cut off.
     fn summaries(&self, files: &[PathBuf], analysis: &AnalysisArgs) -> Result<Vec<TraceSummary>> {
+        self.summaries_with(files, analysis.options())
+    }
+
+    /// [`InputArgs::summaries`] with graph replays attributed through `captures` (read first,
+    /// so a bad capture trace fails before any replay is read).
+    fn summaries_through(
+        &self,
+        files: &[PathBuf],
+        analysis: &AnalysisArgs,
+        captures: &CaptureArgs,
+    ) -> Result<Vec<TraceSummary>> {
+        let mut opts = analysis.options();
+        opts.captures = captures.read(self)?;
+        let given = opts.captures.is_some();
+        let summaries = self.summaries_with(files, opts)?;
+        if given {
+            for s in &summaries {
+                let a = &s.attribution;
+                if a.graph_launches == 0 {
+                    eprintln!(
+                        "note: {}: no CUDA-graph launches; the capture traces change nothing",
+                        s.file
+                    );
+                } else if a.graph_kernels_captured == 0 {
+                    eprintln!(
+                        "note: {}: none of its {} graph launches matched a capture region; their {} kernels stay on the graph launch's op, numbers unchanged",
+                        s.file, a.graph_launches, a.graph_kernels
+                    );
+                }
+            }
+        }
+        Ok(summaries)
+    }
+
+    fn summaries_with(
+        &self,
+        files: &[PathBuf],
+        analysis: SummaryOptions,
+    ) -> Result<Vec<TraceSummary>> {
         let opts = self.options();
-        let analysis = analysis.options();
         let inputs = self.open(files)?;
         let mut out = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
@@ -116,7 +156,48 @@ impl AnalysisArgs {
                 hta_rounding: self.hta_compat,
                 hta_launch_names: self.hta_compat,
             },
+            captures: None,
         }
+    }
+}
+
+/// CUDA-graph capture traces for attributing graph replays.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CaptureArgs {
+    /// CUDA-graph capture traces (repeatable): a trace file, or a directory (its
+    /// execution_details.json list of {file, batch_size, mode} if present, else every .json
+    /// and .json.gz file in it). Each kernel a graph launch (cudaGraphLaunch, hipGraphLaunch)
+    /// replays is then attributed to the op, nn.Module path and layer whose launch call it
+    /// replays, as recorded while the graph was captured, instead of to the op around the graph
+    /// launch; its GPU times stay the replay's. A graph launch takes the capture whose launch
+    /// sequence matches its kernels (same names in order; else in order with extra captured
+    /// launches skipped; else the same names reordered), the step's batch size choosing the
+    /// smallest captured size at or above it among equal matches. Unmatched graph launches
+    /// keep their op and are counted in the graph_replays table. SGLang writes these traces
+    /// with `capture_torch_profiler` (capture_traces/graph_capture_rank_0.*.pt.trace.json.gz)
+    /// or SGLANG_ENABLE_CUDA_GRAPH_CAPTURE_TRACE (graph_capture_profile/).
+    #[arg(long, value_name = "PATH")]
+    pub capture_traces: Vec<PathBuf>,
+}
+
+impl CaptureArgs {
+    /// The capture regions of every path given; `None` without any.
+    fn read(&self, input: &InputArgs) -> Result<Option<Arc<Captures>>> {
+        if self.capture_traces.is_empty() {
+            return Ok(None);
+        }
+        let mut sources = Vec::new();
+        for p in &self.capture_traces {
+            sources.extend(capture::sources(p)?);
+        }
+        let captures = Captures::read(&sources, &input.options())?;
+        eprintln!(
+            "capture traces: {} CUDA-graph captures ({} launch calls) in {} file(s)",
+            captures.regions.len(),
+            captures.files.iter().map(|f| f.launches).sum::<u64>(),
+            captures.files.len()
+        );
+        Ok(Some(Arc::new(captures)))
     }
 }
 
@@ -174,9 +255,13 @@ pub struct SummaryArgs {
     pub group_by_shape: bool,
     /// Only GPU time by: `kernel` name, launching `op` (the cpu_op around the launch call,
     /// joined by correlation), `module` (`nn.Module` path, from `with_stack` traces) or
-    /// `layer` (that path down to its first `*Layer`/`*Block` instance).
+    /// `layer` (that path down to its first `*Layer`/`*Block` instance). CUDA-graph replays
+    /// go to the op around the graph launch unless --capture-traces are given; a
+    /// graph_replays table says how many graph kernels were attributed through them.
     #[arg(long, value_enum)]
     pub by: Option<ByArg>,
+    #[command(flatten)]
+    pub captures: CaptureArgs,
     #[command(flatten)]
     pub input: InputArgs,
     #[command(flatten)]
@@ -281,6 +366,9 @@ pub struct DiffArgs {
     /// ms or s.
     #[arg(long, value_name = "EXPR")]
     pub fail_if: Vec<String>,
+    /// Capture traces for both A and B (each graph launch finds its own capture).
+    #[command(flatten)]
+    pub captures: CaptureArgs,
     #[command(flatten)]
     pub input: InputArgs,
     #[command(flatten)]
@@ -351,7 +439,9 @@ fn fixed_mmap_threshold() {
 fn execute(command: TraceCommand) -> Result<ExitCode> {
     match command {
         TraceCommand::Summary(a) => {
-            let summaries = a.input.summaries(&a.files, &a.analysis)?;
+            let summaries = a
+                .input
+                .summaries_through(&a.files, &a.analysis, &a.captures)?;
             let opts = a.report.options();
             let key = match a.by {
                 Some(ByArg::Op) => Some(AttributionKey::Op),
@@ -373,7 +463,11 @@ fn execute(command: TraceCommand) -> Result<ExitCode> {
                 print(&report::summary(&summaries, &opts));
             }
             if let Some(h) = &a.html {
-                let page = crate::trace_html::summary_page(&summaries, &command_line(&a.files));
+                let mut page = crate::trace_html::summary_page(&summaries, &command_line(&a.files));
+                if let Some(key) = key {
+                    page.sections
+                        .push(crate::trace_html::attribution_section(&summaries, key));
+                }
                 crate::trace_html::write(h, &page)?;
             }
         }
@@ -403,9 +497,9 @@ fn execute(command: TraceCommand) -> Result<ExitCode> {
                 .iter()
                 .map(|e| FailIf::parse(e))
                 .collect::<Result<Vec<_>>>()?;
-            let mut s = a
-                .input
-                .summaries(&[a.a.clone(), a.b.clone()], &a.analysis)?;
+            let mut s =
+                a.input
+                    .summaries_through(&[a.a.clone(), a.b.clone()], &a.analysis, &a.captures)?;
             let b = s.pop().expect("two inputs");
             let base = s.pop().expect("two inputs");
             let d = diff::diff(&base, &b, a.threshold);

@@ -10,6 +10,7 @@ use loupe_trace::analyze::ranks::RanksReport;
 use loupe_trace::analyze::summary::{OpStats, TraceSummary, stages};
 use loupe_trace::analyze::timeline::Breakdown;
 use loupe_trace::model::{GpuClass, kernel_class};
+use loupe_trace::report::analyses::AttributionKey;
 use loupe_trace::report::{self, ReportFormat, ReportOptions};
 
 /// Bars before "other".
@@ -255,6 +256,54 @@ pub fn summary_page(summaries: &[TraceSummary], command: &str) -> Page {
         subtitle: command.into(),
         sections: summary_sections(summaries, ""),
         records: vec![record(report::json(summaries))],
+    }
+}
+
+/// `summary --by op|module|layer --html`: GPU time by what launched it, bars and the table,
+/// with the line on CUDA-graph replays.
+pub fn attribution_section(summaries: &[TraceSummary], key: AttributionKey) -> Section {
+    let mut by_name: std::collections::BTreeMap<&str, (i64, u64, u64)> = Default::default();
+    for s in summaries {
+        let rows = match key {
+            AttributionKey::Op => &s.attribution.by_op,
+            AttributionKey::Module => &s.attribution.by_module,
+            AttributionKey::Layer => &s.attribution.by_layer,
+        };
+        for r in rows {
+            let e = by_name.entry(&r.name).or_default();
+            e.0 += r.gpu_ns;
+            e.1 += r.launches;
+            e.2 += r.kernels;
+        }
+    }
+    let mut rows: Vec<(&str, (i64, u64, u64))> = by_name.into_iter().collect();
+    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+    let n = rows.len();
+    let bars: Vec<Bar> = rows
+        .into_iter()
+        .map(|(name, (gpu_ns, launches, kernels))| Bar {
+            label: name.to_string(),
+            value: ms(gpu_ns),
+            class: 0,
+            tooltip: format!("{launches} launches, {kernels} GPU operations"),
+        })
+        .collect();
+    let mut blocks = vec![Block::Svg(svg::bars(
+        "GPU time by what launched it (union of its kernels)",
+        &format!("{} of {n}, then other", TOP.min(n)),
+        &svg::top_with_other(bars, TOP, 3),
+        &[],
+        ms_text,
+    ))];
+    if let Some(g) = report::analyses::graph_replays(summaries) {
+        blocks.push(Block::Text(g.title.clone()));
+    }
+    blocks.push(terminal(report::attribution(summaries, key, &table_opts())));
+    Section {
+        id: "attribution".into(),
+        title: "GPU time by launching op, module or layer".into(),
+        blocks,
+        ..Default::default()
     }
 }
 

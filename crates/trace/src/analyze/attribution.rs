@@ -2,7 +2,10 @@
 //! joined through its `correlation` to the runtime call that launched it (no flow events
 //! needed, unlike TraceLens before its PR #996), and from there to the nearest enclosing
 //! `cpu_op`, its `nn.Module` path and its layer. A graph launch's kernels share its
-//! correlation and all go to the graph launch's op.
+//! correlation and go to the graph launch's op, unless capture traces are given
+//! ([`GraphReplays`], [`capture`](crate::analyze::capture)): then each replayed kernel goes to
+//! the op, module and layer of the launch call it replays, and counts as one launch of that
+//! op; its times stay the replay's.
 //!
 //! Per op, time is the union of its kernels (overlapping kernels of one op count once), as
 //! TraceLens's `total_direct_kernel_time`; the plain sum is kept beside it. For comparing
@@ -15,10 +18,44 @@ use std::collections::HashMap;
 use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
+use crate::analyze::capture::{Captures, Key, Matcher, Method, OpKind};
 use crate::analyze::host::{HostOutcome, LaunchSite};
 use crate::analyze::timeline::Window;
 
 type Map<K, V> = HashMap<K, V, FixedState>;
+
+/// One GPU operation as the attribution reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuOp {
+    pub ts: i64,
+    pub end: i64,
+    pub correlation: i64,
+    /// An id of the trace's GPU operation names (only read with capture traces).
+    pub name: u32,
+    pub kind: OpKind,
+}
+
+/// Capture traces to attribute one replay trace's graph launches through.
+pub struct GraphReplays<'a> {
+    pub captures: &'a Captures,
+    /// The replay trace's GPU operation names, by [`GpuOp::name`].
+    pub kernel_names: &'a [Box<str>],
+    /// The batch size of each step window (from its marker), for choosing among captures.
+    pub batch_sizes: &'a [Option<u64>],
+}
+
+/// How the graph launches' kernels were attributed through capture traces.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureMerge {
+    /// Capture regions (graphs) the capture traces hold.
+    pub regions: u64,
+    /// Graph launches matched to a region, by how they matched.
+    pub exact: u64,
+    pub greedy: u64,
+    pub grouped: u64,
+    /// Graph launches with GPU work that no region matched.
+    pub unmatched_launches: u64,
+}
 
 /// GPU time of one op, module or layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +99,20 @@ pub struct Attribution {
     /// Per step (in step order): launch calls against the GPU time they launched.
     #[serde(default)]
     pub steps: Vec<StepLaunches>,
+    /// Graph launches that launched GPU work, and the GPU operations they replayed.
+    #[serde(default)]
+    pub graph_launches: u64,
+    #[serde(default)]
+    pub graph_kernels: u64,
+    /// Of those operations, attributed through a capture trace to the launch each replays.
+    #[serde(default)]
+    pub graph_kernels_captured: u64,
+    /// Those left on their graph launch's op: every one when no capture trace was given.
+    #[serde(default)]
+    pub graph_kernels_unmatched: u64,
+    /// The capture merge, when capture traces were given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureMerge>,
 }
 
 /// The launches of one step. A step is launch-bound when its launch calls take longer on the
@@ -75,12 +126,14 @@ pub struct StepLaunches {
     pub launch_bound: bool,
 }
 
-/// Joins GPU operations `(start, end, correlation)` to the host's launch sites; `gpu` yields
-/// them (it is walked twice); `windows` are the steps (none: the whole trace is one).
-pub fn attribute<I: Iterator<Item = (i64, i64, i64)>>(
+/// Joins GPU operations to the host's launch sites; `gpu` yields them (it is walked twice);
+/// `windows` are the steps (none: the whole trace is one); with `graphs`, graph launches are
+/// attributed through capture traces.
+pub fn attribute<I: Iterator<Item = GpuOp>>(
     host: &HostOutcome,
     gpu: impl Fn() -> I,
     windows: &[Window],
+    graphs: Option<&GraphReplays<'_>>,
 ) -> Attribution {
     let sites: &[LaunchSite] = &host.launches;
     // A correlation named by several launch calls goes to the last of them.
@@ -94,8 +147,8 @@ pub fn attribute<I: Iterator<Item = (i64, i64, i64)>>(
     // the GPU operations, counting then filling, instead of a vector per launch call.
     let mut offsets = vec![0u32; sites.len() + 1];
     let mut unattributed = 0;
-    for (_, _, corr) in gpu() {
-        match site_of(corr) {
+    for op in gpu() {
+        match site_of(op.correlation) {
             Some(i) => offsets[i as usize + 1] += 1,
             None => unattributed += 1,
         }
@@ -104,35 +157,74 @@ pub fn attribute<I: Iterator<Item = (i64, i64, i64)>>(
         offsets[i + 1] += offsets[i];
     }
     let mut fill = offsets.clone();
-    let mut ivs = vec![(0i64, 0i64); offsets[sites.len()] as usize];
-    for (ts, end, corr) in gpu() {
-        if let Some(i) = site_of(corr) {
+    let total = offsets[sites.len()] as usize;
+    let mut ivs = vec![(0i64, 0i64); total];
+    // what each graph-launched operation is, for matching it with a capture
+    let mut keys = if graphs.is_some() {
+        vec![Key::Foreign; total]
+    } else {
+        Vec::new()
+    };
+    for op in gpu() {
+        if let Some(i) = site_of(op.correlation) {
             let slot = &mut fill[i as usize];
-            ivs[*slot as usize] = (ts, end.max(ts));
+            ivs[*slot as usize] = (op.ts, op.end.max(op.ts));
+            if !keys.is_empty() && sites[i as usize].graph {
+                keys[*slot as usize] = match op.kind {
+                    OpKind::Kernel => Key::Kernel(op.name),
+                    OpKind::Memcpy => Key::Memcpy,
+                    OpKind::Memset => Key::Memset,
+                };
+            }
             *slot += 1;
         }
     }
     drop(fill);
-    let of_site = SiteIntervals {
-        offsets: &offsets,
-        ivs: &ivs,
+    let (mut graph_launches, mut graph_kernels) = (0u64, 0u64);
+    for (i, s) in sites.iter().enumerate() {
+        let n = (offsets[i + 1] - offsets[i]) as u64;
+        if s.graph && n > 0 {
+            graph_launches += 1;
+            graph_kernels += n;
+        }
+    }
+    let merged = graphs.map(|g| merge_graphs(host, g, &offsets, &mut ivs, &keys, windows));
+    drop(keys);
+    let (extras, replaced, extra_names, capture, captured) = match merged {
+        Some(m) => (m.extras, m.replaced, m.names, Some(m.stats), m.captured),
+        None => Default::default(),
     };
-    let names = &host.names;
-    let group = |key: fn(&LaunchSite) -> Option<u32>| -> Vec<AttributionRow> {
-        let mut keyed: Vec<(u32, u32)> = (0..sites.len())
-            .filter(|&i| !of_site.get(i).is_empty())
-            .filter_map(|i| key(&sites[i]).map(|k| (k, i as u32)))
+    let units = Units {
+        sites,
+        of_site: SiteIntervals {
+            offsets: &offsets,
+            ivs: &ivs,
+        },
+        replaced: &replaced,
+        extras: &extras,
+    };
+    let name = |id: u32| -> &str {
+        let id = id as usize;
+        match host.names.get(id) {
+            Some(n) => n,
+            None => &extra_names[id - host.names.len()],
+        }
+    };
+    let group = |key: fn(&Units<'_>, usize) -> Option<u32>| -> Vec<AttributionRow> {
+        let mut keyed: Vec<(u32, u32)> = (0..units.len())
+            .filter(|&u| !units.ivs(u).is_empty())
+            .filter_map(|u| key(&units, u).map(|k| (k, u as u32)))
             .collect();
         keyed.sort_unstable();
         let mut rows: Vec<AttributionRow> = Vec::new();
         let mut scratch: Vec<(i64, i64)> = Vec::new();
         for run in keyed.chunk_by(|a, b| a.0 == b.0) {
             scratch.clear();
-            for &(_, i) in run {
-                scratch.extend_from_slice(of_site.get(i as usize));
+            for &(_, u) in run {
+                scratch.extend_from_slice(units.ivs(u as usize));
             }
             rows.push(AttributionRow {
-                name: names[run[0].0 as usize].clone(),
+                name: name(run[0].0).to_string(),
                 launches: run.len() as u64,
                 kernels: scratch.len() as u64,
                 sum_ns: scratch.iter().map(|(s, e)| e - s).sum(),
@@ -143,12 +235,192 @@ pub fn attribute<I: Iterator<Item = (i64, i64, i64)>>(
         rows
     };
     Attribution {
-        by_op: group(|s| Some(s.op)),
-        by_module: group(|s| s.module),
-        by_layer: group(|s| s.layer),
+        by_op: group(|u, i| Some(u.op(i))),
+        by_module: group(|u, i| u.module(i)),
+        by_layer: group(|u, i| u.layer(i)),
         unattributed,
-        positions: positions(sites, &of_site, names, windows),
-        steps: step_launches(sites, &of_site, windows),
+        positions: positions(&units, &name, windows),
+        steps: step_launches(sites, &units.of_site, windows),
+        graph_launches,
+        graph_kernels,
+        graph_kernels_captured: captured,
+        graph_kernels_unmatched: graph_kernels - captured,
+        capture,
+    }
+}
+
+/// A captured launch replayed by a graph launch: its operations are
+/// `ivs[lo..hi]`, within the graph launch's slice.
+struct Extra {
+    site: u32,
+    /// Its index among its capture region's launches.
+    order: u32,
+    op: u32,
+    module: Option<u32>,
+    layer: Option<u32>,
+    lo: u32,
+    hi: u32,
+}
+
+/// What attributing graph launches through captures gives.
+#[derive(Default)]
+struct Merged {
+    extras: Vec<Extra>,
+    /// Per site: whether its operations went to the captured launches (`extras`).
+    replaced: Vec<bool>,
+    /// Capture names the replay's host had not seen, by ids after `host.names`.
+    names: Vec<String>,
+    stats: CaptureMerge,
+    captured: u64,
+}
+
+/// Matches each graph launch's operations (start order) with a capture region; the matched
+/// launch's slice of `ivs` is reordered by captured launch, then start.
+fn merge_graphs(
+    host: &HostOutcome,
+    g: &GraphReplays<'_>,
+    offsets: &[u32],
+    ivs: &mut [(i64, i64)],
+    keys: &[Key],
+    windows: &[Window],
+) -> Merged {
+    let sites = &host.launches;
+    let mut out = Merged {
+        replaced: vec![false; sites.len()],
+        stats: CaptureMerge {
+            regions: g.captures.regions.len() as u64,
+            ..CaptureMerge::default()
+        },
+        ..Merged::default()
+    };
+    let mut matcher = Matcher::new(g.captures, g.kernel_names);
+    let host_ids: Map<&str, u32> = host
+        .names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32))
+        .collect();
+    let mut unified: Map<u32, u32> = Map::default();
+    let mut order: Vec<usize> = Vec::new();
+    let mut replay: Vec<Key> = Vec::new();
+    let mut items: Vec<(u32, (i64, i64))> = Vec::new();
+    for (i, site) in sites.iter().enumerate() {
+        let (lo, hi) = (offsets[i] as usize, offsets[i + 1] as usize);
+        if !site.graph || lo == hi {
+            continue;
+        }
+        order.clear();
+        order.extend(lo..hi);
+        order.sort_by_key(|&k| (ivs[k], k));
+        replay.clear();
+        replay.extend(order.iter().map(|&k| keys[k]));
+        let step = windows.partition_point(|w| w.end <= site.ts);
+        let batch_size = windows
+            .get(step)
+            .filter(|w| w.start <= site.ts)
+            .and_then(|_| g.batch_sizes.get(step).copied().flatten());
+        let Some(al) = matcher.align(&replay, batch_size) else {
+            out.stats.unmatched_launches += 1;
+            continue;
+        };
+        match al.method {
+            Method::Exact => out.stats.exact += 1,
+            Method::Greedy => out.stats.greedy += 1,
+            Method::Grouped => out.stats.grouped += 1,
+        }
+        items.clear();
+        items.extend(order.iter().zip(&al.to).map(|(&k, &c)| (c, ivs[k])));
+        items.sort_unstable();
+        for (j, &(_, iv)) in items.iter().enumerate() {
+            ivs[lo + j] = iv;
+        }
+        let region = &g.captures.regions[al.region as usize];
+        let mut uni = |id: u32| -> u32 {
+            *unified.entry(id).or_insert_with(|| {
+                let text = g.captures.name(id);
+                host_ids.get(text).copied().unwrap_or_else(|| {
+                    out.names.push(text.to_string());
+                    (host.names.len() + out.names.len() - 1) as u32
+                })
+            })
+        };
+        let mut at = lo;
+        for run in items.chunk_by(|a, b| a.0 == b.0) {
+            let launch = &region.launches[run[0].0 as usize];
+            out.extras.push(Extra {
+                site: i as u32,
+                order: run[0].0,
+                op: uni(launch.op),
+                module: launch.module.map(&mut uni),
+                layer: launch.layer.map(&mut uni),
+                lo: at as u32,
+                hi: (at + run.len()) as u32,
+            });
+            at += run.len();
+        }
+        out.replaced[i] = true;
+        out.captured += (hi - lo) as u64;
+    }
+    out
+}
+
+/// What GPU time is attributed to: launch sites, and captured launches in place of the graph
+/// launches that replayed them. Unit `u < sites.len()` is site `u`; past them, `extras`.
+struct Units<'a> {
+    sites: &'a [LaunchSite],
+    of_site: SiteIntervals<'a>,
+    replaced: &'a [bool],
+    extras: &'a [Extra],
+}
+
+impl Units<'_> {
+    fn len(&self) -> usize {
+        self.sites.len() + self.extras.len()
+    }
+
+    fn ivs(&self, u: usize) -> &[(i64, i64)] {
+        match u.checked_sub(self.sites.len()) {
+            None if self.replaced.get(u) == Some(&true) => &[],
+            None => self.of_site.get(u),
+            Some(e) => {
+                let e = &self.extras[e];
+                &self.of_site.ivs[e.lo as usize..e.hi as usize]
+            }
+        }
+    }
+
+    fn op(&self, u: usize) -> u32 {
+        match u.checked_sub(self.sites.len()) {
+            None => self.sites[u].op,
+            Some(e) => self.extras[e].op,
+        }
+    }
+
+    fn module(&self, u: usize) -> Option<u32> {
+        match u.checked_sub(self.sites.len()) {
+            None => self.sites[u].module,
+            Some(e) => self.extras[e].module,
+        }
+    }
+
+    fn layer(&self, u: usize) -> Option<u32> {
+        match u.checked_sub(self.sites.len()) {
+            None => self.sites[u].layer,
+            Some(e) => self.extras[e].layer,
+        }
+    }
+
+    /// Launch order: the call's start, then its correlation, then (for a captured launch) its
+    /// place in the graph.
+    fn order(&self, u: usize) -> (i64, i64, u32) {
+        match u.checked_sub(self.sites.len()) {
+            None => (self.sites[u].ts, self.sites[u].correlation, 0),
+            Some(e) => {
+                let x = &self.extras[e];
+                let s = &self.sites[x.site as usize];
+                (s.ts, s.correlation, x.order + 1)
+            }
+        }
     }
 }
 
@@ -204,16 +476,15 @@ fn union(ivs: &mut [(i64, i64)]) -> i64 {
     total + cur.map_or(0, |(s, e)| e - s)
 }
 
-fn positions(
-    sites: &[LaunchSite],
-    of_site: &SiteIntervals<'_>,
-    names: &[String],
+fn positions<'n>(
+    units: &Units<'_>,
+    name: &dyn Fn(u32) -> &'n str,
     windows: &[Window],
 ) -> Vec<PositionRow> {
-    let mut order: Vec<usize> = (0..sites.len())
-        .filter(|&i| !of_site.get(i).is_empty())
+    let mut order: Vec<usize> = (0..units.len())
+        .filter(|&u| !units.ivs(u).is_empty())
         .collect();
-    order.sort_by_key(|&i| (sites[i].ts, sites[i].correlation));
+    order.sort_by_key(|&u| units.order(u));
     let step_of = |t: i64| -> Option<usize> {
         if windows.is_empty() {
             return Some(0);
@@ -224,13 +495,14 @@ fn positions(
     // (op, position) -> GPU time in each step that has it
     let mut per_key: Map<(u32, u32), Vec<i64>> = Map::default();
     let mut seen: Map<(usize, u32), u32> = Map::default();
-    for i in order {
-        let Some(step) = step_of(sites[i].ts) else {
+    for u in order {
+        let Some(step) = step_of(units.order(u).0) else {
             continue;
         };
-        let k = seen.entry((step, sites[i].op)).or_default();
-        let gpu: i64 = of_site.get(i).iter().map(|(s, e)| e - s).sum();
-        per_key.entry((sites[i].op, *k)).or_default().push(gpu);
+        let op = units.op(u);
+        let k = seen.entry((step, op)).or_default();
+        let gpu: i64 = units.ivs(u).iter().map(|(s, e)| e - s).sum();
+        per_key.entry((op, *k)).or_default().push(gpu);
         *k += 1;
     }
     let mut rows: Vec<PositionRow> = per_key
@@ -243,7 +515,7 @@ fn positions(
                 v[lo] as f64 + (v[hi] - v[lo]) as f64 * (pos - lo as f64)
             };
             PositionRow {
-                op: names[op as usize].clone(),
+                op: name(op).to_string(),
                 position,
                 steps: v.len() as u64,
                 median_ns: q(0.5),

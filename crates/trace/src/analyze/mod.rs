@@ -16,6 +16,7 @@
 
 pub mod args;
 pub mod attribution;
+pub mod capture;
 pub mod diff;
 pub mod gate;
 pub mod host;

@@ -18,6 +18,36 @@ pub struct StepSpan {
     /// `N` of `ProfilerStep#N`; `None` for SGLang step spans (numbered by position).
     pub number: Option<u64>,
     pub stage: Option<Stage>,
+    /// The batch size the marker names: SGLang's `bs=N`, vLLM's token count (the sum of the
+    /// parenthesised counts, or `execute_<total>_...`'s total), what CUDA graphs are captured
+    /// per.
+    pub batch_size: Option<u64>,
+}
+
+/// The batch size in a step marker's name ([`StepSpan::batch_size`]).
+pub fn batch_size(name: &str) -> Option<u64> {
+    let digits = |s: &str| -> Option<u64> {
+        let n: String = s.chars().take_while(char::is_ascii_digit).collect();
+        n.parse().ok()
+    };
+    if let Some(rest) = name.strip_prefix("execute_") {
+        if let Some(total) = digits(rest).filter(|_| rest.contains("_context_")) {
+            return Some(total);
+        }
+        let mut sum = None;
+        for part in rest.split('(').skip(1) {
+            if let Some(n) = part
+                .split_once(')')
+                .and_then(|(n, _)| n.parse::<u64>().ok())
+            {
+                sum = Some(sum.unwrap_or(0) + n);
+            }
+        }
+        return sum;
+    }
+    let inner = name.strip_prefix("step[")?;
+    let at = inner.find("bs=")? + 3;
+    digits(&inner[at..])
 }
 
 /// What an event says about steps, if it is a step marker: `(number, stage, on_gpu)`.
@@ -79,6 +109,7 @@ impl StepCollector {
                 end: ev.end(),
                 number,
                 stage,
+                batch_size: batch_size(&ev.name),
             };
             if gpu {
                 self.gpu.push(span);
@@ -100,6 +131,7 @@ impl StepCollector {
                     end,
                     number: None,
                     stage: None,
+                    batch_size: None,
                 })
                 .collect(),
             gpu: Vec::new(),
@@ -226,6 +258,17 @@ mod tests {
             Some((None, Some(Stage::Prefill), false))
         );
         assert_eq!(step_marker(&ev("ProfilerStep#1", "kernel", 0, 1)), None);
+        assert_eq!(batch_size("step[DECODE bs=32]"), Some(32));
+        assert_eq!(batch_size("step[EXTEND bs=2 toks=512]"), Some(2));
+        assert_eq!(
+            batch_size("execute_context_1(12)_generation_3(3)"),
+            Some(15)
+        );
+        assert_eq!(
+            batch_size("execute_12_context_2(12)_generation_0(0)"),
+            Some(12)
+        );
+        assert_eq!(batch_size("ProfilerStep#4"), None);
         assert_eq!(step_marker(&ev("aten::mm", "cpu_op", 0, 1)), None);
     }
 

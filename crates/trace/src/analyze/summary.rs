@@ -5,12 +5,14 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::args::Args;
-use crate::analyze::attribution::{Attribution, attribute};
+use crate::analyze::attribution::{Attribution, GraphReplays, attribute};
+use crate::analyze::capture::Captures;
 use crate::analyze::host::{CpuStepStats, HostBuilder, HostOutcome, HostProfile};
 use crate::analyze::hta::{HtaBuilder, HtaOptions, HtaReport};
 use crate::analyze::steps::{StepCollector, StepSpan};
@@ -289,9 +291,12 @@ impl BlockWorker for SummaryBuilder {
 }
 
 /// What a summary computes beyond reading.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SummaryOptions {
     pub hta: HtaOptions,
+    /// CUDA-graph capture traces: graph replays' kernels go to the ops that launched them
+    /// while the graph was captured ([`crate::analyze::capture`]).
+    pub captures: Option<Arc<Captures>>,
 }
 
 impl SummaryBuilder {
@@ -353,7 +358,7 @@ impl SummaryBuilder {
         // attribution and the timeline sweep.
         let (hta_report, rest) = std::thread::scope(|scope| {
             let job = scope.spawn(move || hta.finish(stream_order, opts.hta));
-            let rest = host_side(host, steps, timeline, hta);
+            let rest = host_side(host, steps, timeline, hta, opts.captures.as_deref());
             let report = job
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -421,12 +426,13 @@ type HostSide = (
 );
 
 /// The host's call trees, the steps (from markers, else a repeated span), the attribution
-/// and the timeline sweep over those steps.
+/// (graph replays through `captures` when given) and the timeline sweep over those steps.
 fn host_side(
     host: HostBuilder,
     steps: StepCollector,
     timeline: TimelineBuilder,
     hta: &HtaBuilder,
+    captures: Option<&Captures>,
 ) -> Result<HostSide> {
     let mut host = host.finish().map_err(TraceError::Temp)?;
     let mut steps = steps.finish();
@@ -436,7 +442,13 @@ fn host_side(
     }
     let windows: Vec<_> = steps.iter().map(|(_, w)| *w).collect();
     let cpu_steps = host.steps(&windows);
-    let attribution = attribute(&host, || hta.gpu_ops(), &windows);
+    let batch_sizes: Vec<Option<u64>> = steps.iter().map(|(s, _)| s.batch_size).collect();
+    let graphs = captures.map(|captures| GraphReplays {
+        captures,
+        kernel_names: hta.names(),
+        batch_sizes: &batch_sizes,
+    });
+    let attribution = attribute(&host, || hta.gpu_ops(), &windows, graphs.as_ref());
     // Launch sites serve only the attribution.
     host.launches = Vec::new();
     host.names = Vec::new();

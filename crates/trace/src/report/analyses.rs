@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::table::{Cell, Table};
-use crate::analyze::attribution::AttributionRow;
+use crate::analyze::attribution::{AttributionRow, CaptureMerge};
 use crate::analyze::diff::DiffReport;
 use crate::analyze::host::{SelfTimeRow, ShapeRow};
 use crate::analyze::hta::{Distribution, kernel_type_shares};
@@ -369,10 +369,19 @@ pub fn attribution(summaries: &[TraceSummary], key: AttributionKey, top: usize) 
         AttributionKey::Module => ("by_module", "nn.Module path"),
         AttributionKey::Layer => ("by_layer", "layer"),
     };
+    let graphs = graph_counts(summaries);
+    let graph_note = if graphs.kernels > 0 {
+        format!(
+            "; {} of {} CUDA-graph kernels attributed through capture traces",
+            graphs.captured, graphs.kernels
+        )
+    } else {
+        String::new()
+    };
     let mut t = Table::new(
         id,
         format!(
-            "GPU time by {what} (union of its kernels): top {shown} of {}; {unattributed} GPU operations with no launch call in the trace",
+            "GPU time by {what} (union of its kernels): top {shown} of {}; {unattributed} GPU operations with no launch call in the trace{graph_note}",
             rows.len()
         ),
         &[what, "launches", "GPU ops", "GPU ms", "summed ms", "%"],
@@ -388,6 +397,85 @@ pub fn attribution(summaries: &[TraceSummary], key: AttributionKey, top: usize) 
         ]);
     }
     t
+}
+
+/// Graph-replay figures summed over traces.
+#[derive(Default)]
+struct GraphCounts {
+    launches: u64,
+    kernels: u64,
+    captured: u64,
+    unmatched: u64,
+    merge: Option<CaptureMerge>,
+}
+
+fn graph_counts(summaries: &[TraceSummary]) -> GraphCounts {
+    let mut g = GraphCounts::default();
+    for s in summaries {
+        let a = &s.attribution;
+        g.launches += a.graph_launches;
+        g.kernels += a.graph_kernels;
+        g.captured += a.graph_kernels_captured;
+        g.unmatched += a.graph_kernels_unmatched;
+        if let Some(m) = &a.capture {
+            let t = g.merge.get_or_insert_with(CaptureMerge::default);
+            t.regions = t.regions.max(m.regions);
+            t.exact += m.exact;
+            t.greedy += m.greedy;
+            t.grouped += m.grouped;
+            t.unmatched_launches += m.unmatched_launches;
+        }
+    }
+    g
+}
+
+/// CUDA-graph launches and how their kernels were attributed (beside `summary --by`); `None`
+/// when no trace has a graph launch.
+pub fn graph_replays(summaries: &[TraceSummary]) -> Option<Table> {
+    let g = graph_counts(summaries);
+    if g.launches == 0 {
+        return None;
+    }
+    let how = match &g.merge {
+        None => {
+            "no capture traces given: every graph kernel is on its graph launch's op".to_string()
+        }
+        Some(_) if g.captured == 0 => {
+            "no graph launch matched a capture: numbers as without capture traces".to_string()
+        }
+        Some(_) => "the rest stay on their graph launch's op".to_string(),
+    };
+    let mut t = Table::new(
+        "graph_replays",
+        format!(
+            "CUDA-graph replays: {} of {} graph kernels attributed through capture traces, {} not ({how})",
+            g.captured, g.kernels, g.unmatched
+        ),
+        &[
+            "graph launches",
+            "graph kernels",
+            "via captures",
+            "not via captures",
+            "capture regions",
+            "exact",
+            "greedy",
+            "grouped",
+            "unmatched launches",
+        ],
+    );
+    let m = g.merge.unwrap_or_default();
+    t.row(vec![
+        Cell::int(g.launches),
+        Cell::int(g.kernels),
+        Cell::int(g.captured),
+        Cell::int(g.unmatched),
+        Cell::int(m.regions),
+        Cell::int(m.exact),
+        Cell::int(m.greedy),
+        Cell::int(m.grouped),
+        Cell::int(m.unmatched_launches),
+    ]);
+    Some(t)
 }
 
 /// `diff`'s pairing by launching op and position in the step.

@@ -67,8 +67,8 @@ pub fn by_shape(summaries: &[TraceSummary], opts: &ReportOptions) -> String {
     )
 }
 
-/// `summary --by op|module|layer`: GPU time by what launched it (JSON: the summaries'
-/// attribution).
+/// `summary --by op|module|layer`: GPU time by what launched it, and a table of CUDA-graph
+/// replays when there are any (JSON: the summaries' attribution).
 pub fn attribution(
     summaries: &[TraceSummary],
     key: analyses::AttributionKey,
@@ -77,7 +77,11 @@ pub fn attribution(
     let rows: Vec<_> = summaries.iter().map(|s| &s.attribution).collect();
     render(
         &rows,
-        || vec![analyses::attribution(summaries, key, opts.top)],
+        || {
+            let mut t = vec![analyses::attribution(summaries, key, opts.top)];
+            t.extend(analyses::graph_replays(summaries));
+            t
+        },
         opts,
     )
 }

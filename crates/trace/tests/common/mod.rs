@@ -45,10 +45,19 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+pub mod graphs;
+
 pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
     p
+}
+
+/// Writes `bytes` gzipped to `dir/name`.
+pub fn write_gz(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    write(dir, name, &gz.finish().unwrap())
 }
 
 /// Files in `dir` (to check that nothing partial was left behind).

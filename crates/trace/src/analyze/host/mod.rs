@@ -22,7 +22,7 @@ use crate::analyze::args::Args;
 use crate::analyze::timeline::Window;
 use crate::external_sort::ExternalSorter;
 use crate::model::Event;
-pub(crate) use record::CORRELATION_KEY;
+pub(crate) use record::{CORRELATION_KEY, correlation as launch_correlation};
 use record::{HostRecord, Names, correlation, input_dims};
 use std::sync::Arc;
 
@@ -183,6 +183,16 @@ pub struct LaunchSite {
     /// The module path down to the first layer-like module (`...Layer_3`, `...Block_3`), with
     /// its instance number kept: one row per layer.
     pub layer: Option<u32>,
+    /// A graph launch (`cudaGraphLaunch`, `hipGraphLaunch`, `cuGraphLaunch`): its correlation
+    /// names every kernel the graph replays.
+    pub graph: bool,
+}
+
+/// Whether a runtime or driver call launches a whole CUDA/HIP graph.
+pub fn is_graph_launch(name: &str) -> bool {
+    name.as_bytes()
+        .windows(11)
+        .any(|w| w.eq_ignore_ascii_case(b"graphlaunch"))
 }
 
 impl HostOutcome {
@@ -526,6 +536,7 @@ impl TreeFold {
             op: intern(op_name),
             module: module.map(|m| intern(&m)),
             layer: layer.map(|l| intern(&l)),
+            graph: is_graph_launch(&f.rec.name),
         }
     }
 

@@ -143,7 +143,7 @@ struct CorrelationArgs {
 }
 
 /// A runtime call's `args.correlation` (-1 without one).
-pub(super) fn correlation(args: &Args<'_>) -> i64 {
+pub(crate) fn correlation(args: &Args<'_>) -> i64 {
     if !args.exact {
         return correlation_slow(args.text);
     }

@@ -25,6 +25,8 @@ use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::args::{Args, plain_int};
+use crate::analyze::attribution::GpuOp;
+use crate::analyze::capture::OpKind;
 use crate::analyze::host::CORRELATION_KEY;
 use crate::model::Event;
 pub use breakdown::{KernelTypeRow, Temporal, TopKernelRow, kernel_type_shares};
@@ -306,12 +308,28 @@ impl HtaBuilder {
         }
     }
 
-    /// GPU operations (kernels, memcpy, memset) as `(start, end, correlation)`.
-    pub fn gpu_ops(&self) -> impl Iterator<Item = (i64, i64, i64)> + '_ {
-        self.gpu
-            .iter()
-            .filter(|r| r.cat != RowCat::Other)
-            .map(|r| (r.ts, r.end, r.correlation))
+    /// GPU operations (kernels, memcpy, memset), their names by [`HtaBuilder::names`].
+    pub fn gpu_ops(&self) -> impl Iterator<Item = GpuOp> + '_ {
+        self.gpu.iter().filter_map(|r| {
+            let kind = match r.cat {
+                RowCat::Kernel => OpKind::Kernel,
+                RowCat::Memcpy => OpKind::Memcpy,
+                RowCat::Memset => OpKind::Memset,
+                RowCat::Other => return None,
+            };
+            Some(GpuOp {
+                ts: r.ts,
+                end: r.end,
+                correlation: r.correlation,
+                name: r.name,
+                kind,
+            })
+        })
+    }
+
+    /// The GPU operation names [`GpuOp::name`] indexes.
+    pub fn names(&self) -> &[Box<str>] {
+        &self.names
     }
 
     /// The streams first seen since the last call (a block's share of the stream order).
