@@ -430,12 +430,15 @@ pub struct Alignment {
     pub to: Vec<u32>,
 }
 
+/// A replayed graph's kernel names (as keys) and its step's batch size.
+type ReplayKey = (Vec<Key>, Option<u64>);
+
 /// Finds the capture region each replayed graph matches, for one replay trace.
 pub struct Matcher<'a> {
     captures: &'a Captures,
     /// Per region, its launches as keys over the replay's kernel names.
     keys: Vec<Vec<Key>>,
-    cache: Map<(Vec<Key>, Option<u64>), Option<Rc<Alignment>>>,
+    cache: Map<ReplayKey, Option<Rc<Alignment>>>,
 }
 
 impl<'a> Matcher<'a> {
