@@ -4,6 +4,7 @@
 //! without splitting a UTF-8 character or a word-piece boundary.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use minijinja::Environment;
 use serde_json::Value;
@@ -31,6 +32,10 @@ enum Kind {
 pub struct Tokenizer {
     kind: Kind,
     chat_template: Option<String>,
+    /// `chat_template` parsed and compiled once, at the first chat request (a template that
+    /// does not compile is that request's error, and every later one's), instead of per
+    /// request.
+    chat_env: OnceLock<Result<Environment<'static>, String>>,
     bos_token: Option<String>,
     eos_token: Option<String>,
     /// Ids that end generation unless `ignore_eos` (the model's eos ids plus the tokenizer's).
@@ -54,6 +59,7 @@ impl Tokenizer {
         Tokenizer {
             kind: Kind::Byte(ByteLevel { vocab_size }),
             chat_template: Some(PRESET_CHAT_TEMPLATE.to_string()),
+            chat_env: OnceLock::new(),
             bos_token: Some(BYTE_SPECIALS[0].into()),
             eos_token: Some(BYTE_SPECIALS[1].into()),
             eos_token_ids: vec![BYTE_EOS],
@@ -99,6 +105,7 @@ impl Tokenizer {
         Ok(Tokenizer {
             kind: Kind::Hf(Box::new(tok)),
             chat_template,
+            chat_env: OnceLock::new(),
             bos_token,
             eos_token,
             eos_token_ids,
@@ -162,20 +169,12 @@ impl Tokenizer {
                 "the tokenizer has no chat_template; use /v1/completions or /generate".into(),
             ));
         };
-        let mut env = Environment::new();
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    msg,
-                ))
-            },
-        );
-        env.add_template("chat", template)
-            .map_err(|e| EngineError::ChatTemplate(e.to_string()))?;
-        let tmpl = env.get_template("chat").expect("just added");
+        let env = self
+            .chat_env
+            .get_or_init(|| chat_environment(template.clone()))
+            .as_ref()
+            .map_err(|e| EngineError::ChatTemplate(e.clone()))?;
+        let tmpl = env.get_template("chat").expect("added when the environment was built");
         tmpl.render(minijinja::context! {
             messages => minijinja::Value::from(minijinja::value::Serde(messages)),
             add_generation_prompt => add_generation_prompt,
@@ -184,6 +183,26 @@ impl Tokenizer {
         })
         .map_err(|e| EngineError::ChatTemplate(e.to_string()))
     }
+}
+
+/// The environment chat templates render in: transformers' globals (`raise_exception`) and
+/// Python's string and dict methods (minijinja-contrib's pycompat), with the template compiled
+/// as `chat`.
+fn chat_environment(template: String) -> Result<Environment<'static>, String> {
+    let mut env = Environment::new();
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
+    env.add_template_owned("chat", template)
+        .map_err(|e| e.to_string())?;
+    Ok(env)
 }
 
 /// Turns a growing list of generated ids into text deltas. Decodes a small window so that
@@ -432,6 +451,42 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, "<s>[USER] hello [ASSISTANT]");
+        // The compiled template is reused: the next request renders from it, with its own
+        // messages.
+        let out = t
+            .apply_chat_template(
+                &[
+                    ChatMessage {
+                        role: "system".into(),
+                        content: "world".into(),
+                    },
+                    ChatMessage {
+                        role: "user".into(),
+                        content: "hello".into(),
+                    },
+                ],
+                false,
+            )
+            .unwrap();
+        assert_eq!(out, "<s>[SYSTEM] world [USER] hello ");
+    }
+
+    #[test]
+    fn a_template_that_does_not_compile_fails_every_chat_request_with_its_error() {
+        let dir = hf_dir();
+        let cfg = serde_json::json!({"chat_template": "{% for m in messages %}{{ m.content }}"});
+        std::fs::write(dir.path().join("tokenizer_config.json"), cfg.to_string()).unwrap();
+        let t = Tokenizer::from_dir(dir.path()).unwrap();
+        let msg = [ChatMessage {
+            role: "user".into(),
+            content: "hello".into(),
+        }];
+        for _ in 0..2 {
+            let err = t.apply_chat_template(&msg, true).unwrap_err().to_string();
+            assert!(err.contains("syntax error"), "{err}");
+        }
+        // Text requests do not need the template.
+        assert_eq!(t.encode("hello", false).unwrap(), [3]);
     }
 
     #[test]
