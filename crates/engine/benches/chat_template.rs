@@ -47,9 +47,15 @@ fn messages() -> Vec<ChatMessage> {
         content: content.into(),
     };
     vec![
-        m("system", "You are a concise assistant for inference engineers."),
+        m(
+            "system",
+            "You are a concise assistant for inference engineers.",
+        ),
         m("user", "Why is my time to first token high under load?"),
-        m("assistant", "Prefill batches queue behind each other; look at the queue length."),
+        m(
+            "assistant",
+            "Prefill batches queue behind each other; look at the queue length.",
+        ),
         m("user", "  How do I see the queue over the run?  "),
     ]
 }
@@ -58,9 +64,15 @@ fn messages() -> Vec<ChatMessage> {
 fn render_fresh(template: &str, messages: &[ChatMessage]) -> String {
     let mut env = minijinja::Environment::new();
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-    });
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
     env.add_template("chat", template).unwrap();
     env.get_template("chat")
         .unwrap()
@@ -109,7 +121,9 @@ fn main() {
     // The presets' template (crates/engine/src/tokenizer/byte_level.rs).
     let preset_template = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
     let (_dir, tools) = tokenizer_with(TOOL_TEMPLATE);
-    println!("template | compiled once (us/render) | compiled per request (us/render) | per request / once");
+    println!(
+        "template | compiled once (us/render) | compiled per request (us/render) | per request / once"
+    );
     for (name, tok, template) in [
         ("preset", &preset, preset_template),
         ("tool-aware", &tools, TOOL_TEMPLATE),

@@ -42,7 +42,9 @@ fn load(s: &RunningServer, n: usize, tokens: usize) -> tokio::task::JoinHandle<(
 }
 
 async fn wait_idle(s: &RunningServer) -> Value {
-    for _ in 0..1000 {
+    // Up to 2 minutes: a debug build merging four ranks' traces on a slow, busy 2-core
+    // machine took longer than 10 s.
+    for _ in 0..12_000 {
         let st = status(s).await;
         if st["state"] == "idle" {
             return st;

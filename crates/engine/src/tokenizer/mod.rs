@@ -174,7 +174,9 @@ impl Tokenizer {
             .get_or_init(|| chat_environment(template.clone()))
             .as_ref()
             .map_err(|e| EngineError::ChatTemplate(e.clone()))?;
-        let tmpl = env.get_template("chat").expect("added when the environment was built");
+        let tmpl = env
+            .get_template("chat")
+            .expect("added when the environment was built");
         tmpl.render(minijinja::context! {
             messages => minijinja::Value::from(minijinja::value::Serde(messages)),
             add_generation_prompt => add_generation_prompt,
