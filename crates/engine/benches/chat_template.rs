@@ -62,18 +62,7 @@ fn messages() -> Vec<ChatMessage> {
 
 /// The old path: a fresh environment and a fresh compile of the template per request.
 fn render_fresh(template: &str, messages: &[ChatMessage]) -> String {
-    let mut env = minijinja::Environment::new();
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function(
-        "raise_exception",
-        |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                msg,
-            ))
-        },
-    );
-    env.add_template("chat", template).unwrap();
+    let env = loupe_engine::tokenizer::chat_environment(template.to_string()).unwrap();
     env.get_template("chat")
         .unwrap()
         .render(minijinja::context! {

@@ -189,8 +189,9 @@ impl Tokenizer {
 
 /// The environment chat templates render in: transformers' globals (`raise_exception`) and
 /// Python's string and dict methods (minijinja-contrib's pycompat), with the template compiled
-/// as `chat`.
-fn chat_environment(template: String) -> Result<Environment<'static>, String> {
+/// as `chat`. `Tokenizer` builds it once and keeps it; the chat-template benchmark builds one
+/// per render to show what that saves.
+pub fn chat_environment(template: String) -> Result<Environment<'static>, String> {
     let mut env = Environment::new();
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function(
