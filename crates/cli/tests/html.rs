@@ -727,6 +727,75 @@ fn a_large_run_is_binned_without_losing_its_tail_or_failures() {
 }
 
 #[test]
+fn an_image_runs_input_histogram_counts_the_image_tokens_the_server_reported() {
+    let mut run = synthetic(40, 1000);
+    for r in &mut run.records {
+        // 100..150 text tokens, 576 image tokens each, as the server counted them.
+        r.server_prompt_len = Some(r.prompt_len + 576);
+    }
+    loupe_bench::point::count_images(&mut run.summary, &mut run.beyond, &run.records);
+    assert!(run.summary.total_input_vision_tokens > 0);
+    let dir = tempfile::tempdir().unwrap();
+    let html = |run: &loupe_bench::RunOutcome, name: &str| {
+        let page = loupe_cli::cmd::bench::html::page(std::slice::from_ref(run), false, Vec::new());
+        let file = dir.path().join(name);
+        loupe_cli::cmd::bench::html::write(&file, &page).unwrap();
+        std::fs::read_to_string(&file).unwrap()
+    };
+    let charts = data(&html(&run, "image.html"))["charts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let titles: Vec<&str> = charts.iter().filter_map(|c| c["title"].as_str()).collect();
+    assert!(
+        titles.contains(&"Input length (text only) histogram"),
+        "{titles:?}"
+    );
+    let with = charts
+        .iter()
+        .find(|c| c["title"] == "Input length with image tokens (server-reported) histogram")
+        .unwrap_or_else(|| panic!("no image-token histogram in {titles:?}"));
+    // The counted bins hold the server's counts (676..726), the text one the text's (100..149).
+    let filled = |c: &serde_json::Value| -> Vec<f64> {
+        let (edges, counts) = (
+            c["data"][0].as_array().unwrap(),
+            c["data"][1].as_array().unwrap(),
+        );
+        // The last edge closes the step line (it repeats the last count): bins are the rest.
+        edges[..edges.len() - 1]
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| n.as_f64().is_some_and(|n| n > 0.0))
+            .map(|(e, _)| e.as_f64().unwrap())
+            .collect()
+    };
+    let with_bins = filled(with);
+    assert!(
+        !with_bins.is_empty() && with_bins.iter().all(|&e| (600.0..=726.0).contains(&e)),
+        "{with_bins:?}"
+    );
+    let text = charts
+        .iter()
+        .find(|c| c["title"] == "Input length (text only) histogram")
+        .unwrap();
+    let text_bins = filled(text);
+    assert!(
+        !text_bins.is_empty() && text_bins.iter().all(|&e| e < 150.0),
+        "{text_bins:?}"
+    );
+
+    // A text-only run keeps the one histogram under its old title.
+    let plain = synthetic(40, 1000);
+    let charts = data(&html(&plain, "text.html"))["charts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let titles: Vec<&str> = charts.iter().filter_map(|c| c["title"].as_str()).collect();
+    assert!(titles.contains(&"Input length histogram"));
+    assert!(!titles.iter().any(|t| t.contains("image tokens")));
+}
+
+#[test]
 fn a_scraped_run_rebuilds_byte_for_byte_whatever_its_floats() {
     // Floats whose shortest decimals serde_json's default parser reads back one bit off.
     let hard = [1.7546217903306627, 7.2316896362404055, 9.612558037550293];

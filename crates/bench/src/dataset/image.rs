@@ -647,6 +647,51 @@ mod tests {
         assert!(e.contains("no column `image_1`"), "{e}");
     }
 
+    #[cfg(feature = "parquet")]
+    #[test]
+    fn a_damaged_parquet_page_ends_the_read_even_when_skipping_bad_rows() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let tok_dir = dir.path().join("tok");
+        loupe_engine::tokenizer::write_byte_level_hf_dir(&tok_dir, 512, &serde_json::json!({}))
+            .unwrap();
+        let tok = BenchTokenizer::load(&tok_dir).unwrap();
+        let pq = dir.path().join("damaged.parquet");
+        mmmu_parquet::write_sample(&pq, &sample_rows()).unwrap();
+        // Overwrite the page header that opens the `question` column chunk: the reader cannot
+        // decode the page, so every later row of that column is out of reach.
+        let start = {
+            let r = SerializedFileReader::new(std::fs::File::open(&pq).unwrap()).unwrap();
+            let rg = r.metadata().row_group(0);
+            let col = (0..rg.num_columns())
+                .map(|i| rg.column(i))
+                .find(|c| c.column_path().string() == "question")
+                .unwrap();
+            col.byte_range().0 as usize
+        };
+        let mut bytes = std::fs::read(&pq).unwrap();
+        bytes[start..start + 24].fill(0xFF);
+        std::fs::write(&pq, &bytes).unwrap();
+        let p = pq.display().to_string();
+        for skip in [false, true] {
+            let traces = TraceDatasetPlan {
+                skip_bad_lines: skip,
+                ..Default::default()
+            };
+            let mut notes = Vec::new();
+            // Before, with --skip-bad-lines this asked the reader for the same row forever.
+            let e = mmmu(&mmmu_cfg(&p, 10, &traces), &tok, &mut notes)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("damaged.parquet: "), "skip {skip}: {e}");
+            assert!(
+                e.contains("reading row 1") || e.contains("reading question and image_1"),
+                "skip {skip}: {e}"
+            );
+            assert!(notes.is_empty(), "skip {skip}: {notes:?}");
+        }
+    }
+
     /// A parquet file with a `question` column but no `image_1`.
     #[cfg(feature = "parquet")]
     fn write_other(path: &Path) {

@@ -87,9 +87,10 @@ fn parquet_error(file: &Path, what: &str, e: parquet::errors::ParquetError) -> B
     bad(file, format!("{what}: {}", explain(e)))
 }
 
-/// Feed every row of `file` to `each`. A row that cannot be decoded, or that `each` rejects
-/// (`Err(why)`), is an error naming the file, the row (from 1, in file order) and the column,
-/// or with `skip_bad` a skip counted in `notes`.
+/// Feed every row of `file` to `each`. A row whose columns do not fit MMMU's, or that `each`
+/// rejects (`Err(why)`), is an error naming the file, the row (from 1, in file order) and the
+/// column, or with `skip_bad` a skip counted in `notes`. An error from the parquet reader
+/// itself ends the read with an error naming the file and the row it stopped at, skip or not.
 pub fn each_row(
     file: &Path,
     skip_bad: bool,
@@ -128,10 +129,20 @@ pub fn each_row(
     let mut skipped = Vec::new();
     for (i, row) in rows.enumerate() {
         let n = i + 1;
-        let verdict = row
-            .map_err(explain)
-            .and_then(|r| mmmu_row(&r))
-            .and_then(&mut each);
+        // An error from the reader itself (a page that does not decode, a codec this build
+        // lacks) is the file's, not the row's: the reader cannot go past it (it would give the
+        // same error again), and the rows after it would be misaligned, so it ends the read
+        // whatever --skip-bad-lines says.
+        let row = row.map_err(|e| {
+            bad(
+                file,
+                format!(
+                    "reading row {n}: {} (the file is damaged or written with a codec this                      build lacks; --skip-bad-lines skips only rows that decode but do not                      fit)",
+                    explain(e)
+                ),
+            )
+        })?;
+        let verdict = mmmu_row(&row).and_then(&mut each);
         match verdict {
             Ok(()) => {}
             Err(why) if skip_bad => skipped.push(format!("{n} ({why})")),

@@ -603,13 +603,28 @@ pub fn sections(r: &RunOutcome, prefix: &str, budget: Budget) -> Vec<Section> {
     let lens = |f: fn(&loupe_bench::record::RequestRecord) -> usize| -> Vec<f64> {
         ok.iter().map(|x| f(x) as f64).collect()
     };
+    let images = r.summary.total_input_vision_tokens > 0;
     if !ok.is_empty() {
         hist.push(Block::Chart(histogram(
-            "Input length",
+            if images {
+                "Input length (text only)"
+            } else {
+                "Input length"
+            },
             "tokens",
             &lens(|x| x.prompt_len),
             Vec::new(),
         )));
+        // Image runs: the dataset counted the text only; the server's prompt tokens hold
+        // each image's placeholder tokens too (how `count_images` counts vision tokens).
+        if images {
+            hist.push(Block::Chart(histogram(
+                "Input length with image tokens (server-reported)",
+                "tokens",
+                &lens(|x| x.server_prompt_len.unwrap_or(x.prompt_len)),
+                Vec::new(),
+            )));
+        }
         hist.push(Block::Chart(histogram(
             "Output length",
             "tokens",
