@@ -300,3 +300,109 @@ fn bad_capture_inputs_name_the_file() {
     let e = err(&folder);
     assert!(e.contains("execution_details.json"), "{e}");
 }
+
+/// Begin and end calls pair on their own thread: a stray end before the first capture, a
+/// begin never closed on another thread and a launch call without a correlation leave the
+/// regions as the clean file has them, and are counted in a note.
+#[test]
+fn capture_calls_pair_per_thread_and_orphans_are_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = graphs::capture_trace(&[graphs::graph_bs16(), graphs::graph_bs8()], true);
+    let stray = [
+        r#"{"ph":"X","cat":"cuda_runtime","name":"cudaStreamEndCapture","pid":1,"tid":2,"ts":500,"dur":5,"args":{"correlation":90}}"#,
+        r#"{"ph":"X","cat":"cuda_runtime","name":"cudaStreamBeginCapture","pid":1,"tid":3,"ts":1001,"dur":5,"args":{"correlation":91}}"#,
+        r#"{"ph":"X","cat":"cuda_runtime","name":"cudaLaunchKernel","pid":1,"tid":1,"ts":1012,"dur":1,"args":{"kernel":"stray_kernel"}}"#,
+    ];
+    let dirty = clean.replacen(
+        "\"traceEvents\":[",
+        &format!("\"traceEvents\":[{},", stray.join(",")),
+        1,
+    );
+    assert_ne!(dirty, clean);
+    let a = common::write(dir.path(), "clean.json", clean.as_bytes());
+    let b = common::write(dir.path(), "dirty.json", dirty.as_bytes());
+    let (a, b) = (read(&[&a]), read(&[&b]));
+    assert_eq!(a.regions.len(), 2);
+    assert!(a.notes.is_empty(), "{:?}", a.notes);
+    assert_eq!(b.regions, a.regions);
+    assert_eq!(b.names, a.names);
+    assert_eq!(b.files[0].regions, 2);
+    assert_eq!(b.notes.len(), 1, "{:?}", b.notes);
+    let n = &b.notes[0];
+    assert!(n.starts_with(&format!(
+        "{}: left out ",
+        dir.path().join("dirty.json").display()
+    )));
+    for part in [
+        "1 capture begin(s) without an end",
+        "1 capture end(s) without a begin",
+        "1 launch call(s) in a region without a correlation",
+    ] {
+        assert!(n.contains(part), "{part}: {n}");
+    }
+
+    // Only unpaired calls, or only empty regions: an error that says what it found.
+    let only_stray = format!(r#"{{"traceEvents":[{},{}]}}"#, stray[0], stray[1]);
+    let p = common::write(dir.path(), "stray.json", only_stray.as_bytes());
+    let e = Captures::read(&capture::sources(&p).unwrap(), &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("stray.json")
+            && e.contains("1 begin(s) without an end, 1 end(s) without a begin"),
+        "{e}"
+    );
+    let hollow = r#"{"traceEvents":[
+        {"ph":"X","cat":"cuda_runtime","name":"cudaStreamBeginCapture","pid":1,"tid":1,"ts":10,"dur":5,"args":{"correlation":1}},
+        {"ph":"X","cat":"cuda_runtime","name":"cudaStreamEndCapture","pid":1,"tid":1,"ts":50,"dur":5,"args":{"correlation":2}}]}"#;
+    let p = common::write(dir.path(), "hollow.json", hollow.as_bytes());
+    let e = Captures::read(&capture::sources(&p).unwrap(), &ReadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("hollow.json")
+            && e.contains("no CUDA-graph capture region with a launch call")
+            && e.contains("1 region(s) without a launch call"),
+        "{e}"
+    );
+}
+
+/// execution_details.json: a batch size that is not a whole number, or a list naming nothing,
+/// is an error naming the entry, not a capture without a batch size.
+#[test]
+fn execution_details_batch_sizes_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("caps");
+    std::fs::create_dir(&folder).unwrap();
+    let write = |text: &str| std::fs::write(folder.join("execution_details.json"), text).unwrap();
+    for (bs, shown) in [
+        ("8.5", "8.5"),
+        ("\"bs8\"", "\"bs8\""),
+        ("-1", "-1"),
+        ("true", "true"),
+    ] {
+        write(&format!(
+            r#"[{{"file": "a.json", "batch_size": 4}}, {{"file": "b.json", "batch_size": {bs}}}]"#
+        ));
+        let e = capture::sources(&folder).unwrap_err().to_string();
+        assert!(
+            e.contains("execution_details.json")
+                && e.contains(&format!(
+                    "entry 1 (b.json): batch_size {shown} is not a whole number"
+                )),
+            "{bs}: {e}"
+        );
+    }
+    write(
+        r#"[{"file": "a.json", "batch_size": " 16 "}, {"file": "b.json", "batch_size": null}, {"file": "c.json"}]"#,
+    );
+    let s = capture::sources(&folder).unwrap();
+    let sizes: Vec<Option<u64>> = s.iter().map(|c| c.batch_size).collect();
+    assert_eq!(sizes, [Some(16), None, None]);
+    write("[]");
+    let e = capture::sources(&folder).unwrap_err().to_string();
+    assert!(
+        e.contains("execution_details.json") && e.contains("names no capture trace"),
+        "{e}"
+    );
+}

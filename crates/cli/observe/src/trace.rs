@@ -197,6 +197,9 @@ impl CaptureArgs {
             captures.files.iter().map(|f| f.launches).sum::<u64>(),
             captures.files.len()
         );
+        for note in &captures.notes {
+            eprintln!("capture traces: {note}");
+        }
         Ok(Some(Arc::new(captures)))
     }
 }

@@ -6,11 +6,15 @@
 //! an `execution_details.json`) has them with their ops and `nn.Module` frames.
 //!
 //! [`Captures::read`] streams each capture trace through the host call-tree fold and keeps,
-//! per capture region (the i-th `*StreamBeginCapture*` to the i-th `*StreamEndCapture*` of a
-//! file), its launch calls (`*Launch*`, `*Memcpy*`, `*Memset*` runtime or driver calls, on the
-//! capturing thread) in order: the kernel each launched (`args.kernel`, when the profiler
-//! recorded it) and the op, module path and layer it would have been attributed to. Memory
-//! grows with the captured launches, not with the trace's events.
+//! per capture region (a `*StreamBeginCapture*` call to the next `*StreamEndCapture*` call on
+//! the same thread), its launch calls (`*Launch*`, `*Memcpy*`, `*Memset*` runtime or driver
+//! calls, on the capturing thread) in order: the kernel each launched (`args.kernel`, when the
+//! profiler recorded it) and the op, module path and layer it would have been attributed to.
+//! A begin without an end, an end without a begin, a launch call without a correlation the
+//! host fold knows, and a region with no launch in it are counted in [`Captures::notes`].
+//! While a file is read, memory grows with its runtime launch calls (all of them, in a region
+//! or not: which region a call falls in is known only once the file is read) and its host
+//! call tree's launch sites; what is kept afterwards grows with the captured launches only.
 //!
 //! [`Matcher`] pairs a replay's kernels (in start order) with a region's launches: the same
 //! count and names in order; else the replay as a subsequence of the region (extra captured
@@ -93,17 +97,44 @@ pub fn sources(path: &Path) -> Result<Vec<CaptureSource>> {
                 format!("not a list of {{file, batch_size, mode}} entries: {e}"),
             )
         })?;
-        return Ok(list
+        if list.is_empty() {
+            return Err(TraceError::format(
+                &details,
+                "an empty list: it names no capture trace",
+            ));
+        }
+        return list
             .into_iter()
-            .map(|d| CaptureSource {
-                path: path.join(&d.file),
-                batch_size: d.batch_size.as_ref().and_then(|v| match v {
-                    serde_json::Value::Number(n) => n.as_u64(),
-                    serde_json::Value::String(s) => s.trim().parse().ok(),
-                    _ => None,
-                }),
+            .enumerate()
+            .map(|(i, d)| {
+                let batch_size = match &d.batch_size {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::Number(n)) => Some(n.as_u64()),
+                    Some(serde_json::Value::String(s)) => Some(s.trim().parse().ok()),
+                    Some(_) => Some(None),
+                }
+                .map(|bs| {
+                    bs.ok_or_else(|| {
+                        TraceError::format(
+                            &details,
+                            format!(
+                                "entry {i} ({}): batch_size {} is not a whole number of at \
+                                 least 0",
+                                d.file,
+                                d.batch_size
+                                    .as_ref()
+                                    .map_or(String::new(), |v| v.to_string())
+                            ),
+                        )
+                    })
+                })
+                .transpose()?;
+                Ok(CaptureSource {
+                    path: path.join(&d.file),
+                    batch_size,
+                })
             })
-            .collect());
+            .collect();
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| TraceError::read(path, e))?
@@ -158,6 +189,7 @@ pub struct CaptureRegion {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureFile {
     pub path: String,
+    /// Regions kept: paired begin and end with at least one launch call between them.
     pub regions: u64,
     pub launches: u64,
 }
@@ -170,6 +202,9 @@ pub struct Captures {
     /// The names [`CaptureLaunch`] refers to.
     pub names: Vec<String>,
     name_ids: Map<String, u32>,
+    /// What was left out of a file and why (unpaired capture calls, launch calls without a
+    /// known correlation, regions without launches), one line per file that had any.
+    pub notes: Vec<String>,
 }
 
 /// A capture boundary or launch call, as the fold collects them.
@@ -308,33 +343,53 @@ impl Captures {
             fold.calls.extend(other.calls);
         }
         let host = fold.host.finish().map_err(TraceError::Temp)?;
-        let site_of: Map<i64, usize> = host
+        // A launch site by its correlation and the call's start: correlations are unique
+        // within a process, and a capture file may hold more than one.
+        let site_of: Map<(i64, i64), usize> = host
             .launches
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.correlation, i))
+            .map(|(i, s)| ((s.correlation, s.ts), i))
             .collect();
         let mut calls = fold.calls;
         calls.sort_by_key(|c| (c.ts, c.end));
-        let begins: Vec<&Call> = calls
-            .iter()
-            .filter(|c| matches!(c.what, CallKind::Begin))
-            .collect();
-        let ends: Vec<&Call> = calls
-            .iter()
-            .filter(|c| matches!(c.what, CallKind::End))
-            .collect();
-        if begins.is_empty() || ends.is_empty() {
+        // Pair each begin with the next end on its thread; a second begin before that end
+        // leaves the first unclosed.
+        let mut open: Map<u64, usize> = Map::default();
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        let (mut unclosed, mut unopened) = (0u64, 0u64);
+        for (i, c) in calls.iter().enumerate() {
+            match c.what {
+                CallKind::Begin => {
+                    if open.insert(c.thread, i).is_some() {
+                        unclosed += 1;
+                    }
+                }
+                CallKind::End => match open.remove(&c.thread) {
+                    Some(b) => pairs.push((b, i)),
+                    None => unopened += 1,
+                },
+                CallKind::Launch { .. } => {}
+            }
+        }
+        unclosed += open.len() as u64;
+        if pairs.is_empty() {
             return Err(TraceError::format(
                 path,
-                "not a CUDA-graph capture trace: no *StreamBeginCapture* .. *StreamEndCapture* runtime calls in it",
+                format!(
+                    "not a CUDA-graph capture trace: no *StreamBeginCapture* .. \
+                     *StreamEndCapture* runtime call pair on one thread in it ({unclosed} \
+                     begin(s) without an end, {unopened} end(s) without a begin)"
+                ),
             ));
         }
+        pairs.sort_unstable();
         let file = self.files.len() as u32;
         let mut regions = 0;
         let mut launches = 0;
-        // the i-th begin with the i-th end
-        for (b, e) in begins.iter().zip(&ends) {
+        let (mut empty, mut unknown) = (0u64, 0u64);
+        for &(b, e) in &pairs {
+            let (b, e) = (&calls[b], &calls[e]);
             let (from, to) = (b.end, e.ts);
             let first = calls.partition_point(|c| c.ts < from);
             let mut region = CaptureRegion {
@@ -354,7 +409,11 @@ impl Captures {
                 if c.thread != b.thread || c.end > to {
                     continue;
                 }
-                let Some(&site) = site_of.get(correlation).filter(|_| *correlation >= 0) else {
+                let Some(&site) = site_of
+                    .get(&(*correlation, c.ts))
+                    .filter(|_| *correlation >= 0)
+                else {
+                    unknown += 1;
                     continue;
                 };
                 let site = host.launches[site];
@@ -372,9 +431,40 @@ impl Captures {
                     layer,
                 });
             }
+            if region.launches.is_empty() {
+                empty += 1;
+                continue;
+            }
             regions += 1;
             launches += region.launches.len() as u64;
             self.regions.push(region);
+        }
+        let mut left = Vec::new();
+        for (n, what) in [
+            (unclosed, "capture begin(s) without an end on their thread"),
+            (unopened, "capture end(s) without a begin on their thread"),
+            (
+                unknown,
+                "launch call(s) in a region without a correlation the trace's ops know",
+            ),
+            (empty, "region(s) without a launch call"),
+        ] {
+            if n > 0 {
+                left.push(format!("{n} {what}"));
+            }
+        }
+        if regions == 0 {
+            return Err(TraceError::format(
+                path,
+                format!(
+                    "no CUDA-graph capture region with a launch call in it ({})",
+                    left.join(", ")
+                ),
+            ));
+        }
+        if !left.is_empty() {
+            self.notes
+                .push(format!("{}: left out {}", path.display(), left.join(", ")));
         }
         self.files.push(CaptureFile {
             path: path.display().to_string(),
