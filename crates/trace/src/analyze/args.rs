@@ -179,6 +179,17 @@ fn scan_into<'a>(b: &'a [u8], a: &mut Args<'a>) -> Option<()> {
 }
 
 /// A JSON integer literal that fits an `i64` (`-12`), else `None`.
+/// Python's `int(x)` of an `args` member, as HTA reads `stream` and `correlation`: numbers
+/// (a float truncated) and decimal strings; anything else (ROCm's `"0x0"`) is none, which HTA
+/// turns into -1.
+pub fn int_arg(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 pub fn plain_int(raw: &str) -> Option<i64> {
     let b = raw.as_bytes();
     let digits = b.strip_prefix(b"-").unwrap_or(b);

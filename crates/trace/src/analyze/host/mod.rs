@@ -296,6 +296,12 @@ type OuterSpans = (u64, i64, Vec<(i64, i64)>);
 /// per parsing thread and per merge), so after the first sight of each copy its id is found
 /// by the copy's address: one hash of a `usize` per record instead of hashing the text once
 /// per table it is counted in.
+///
+/// A parsing thread's interner starts afresh when it fills (record.rs: `INTERN_CAP`,
+/// `PRINTED_DIMS_CAP`), so a trace with more distinct strings than that hands out new copies
+/// of known texts all along. Copies of a known text are remembered only up to
+/// [`HELD_COPIES`]; past it they are looked up by text, so memory grows with the distinct
+/// texts, not with the records.
 #[derive(Default)]
 struct Ids {
     by_address: Map<usize, u32>,
@@ -303,7 +309,12 @@ struct Ids {
     /// Every copy whose address is in `by_address`, kept alive so that no other string can
     /// be allocated at that address.
     held: Vec<Arc<str>>,
+    /// How many of `held` are further copies of a text already known.
+    copies: usize,
 }
+
+/// The most further copies of known texts an [`Ids`] remembers by address.
+const HELD_COPIES: usize = 1 << 16;
 
 impl Ids {
     /// The id of `key(s)`'s text.
@@ -312,7 +323,14 @@ impl Ids {
         if let Some(&id) = self.by_address.get(&address) {
             return id;
         }
+        let known = self.by_text.len();
         let id = self.of_text(key(s));
+        if self.by_text.len() == known {
+            if self.copies >= HELD_COPIES {
+                return id;
+            }
+            self.copies += 1;
+        }
         self.held.push(Arc::clone(s));
         self.by_address.insert(address, id);
         id
@@ -613,6 +631,28 @@ mod tests {
             dur,
             ..Event::default()
         }
+    }
+
+    #[test]
+    fn ids_keep_copies_of_known_texts_up_to_a_cap() {
+        let mut ids = Ids::default();
+        let first: Arc<str> = Arc::from("[[8, 4096]]");
+        assert_eq!(ids.of(&first, printed_dims), 0);
+        // fresh copies of the same text, as an interner that started afresh hands out
+        let mut kept = Vec::new();
+        for _ in 0..HELD_COPIES + 1000 {
+            let copy: Arc<str> = Arc::from("[[8, 4096]]");
+            assert_eq!(ids.of(&copy, printed_dims), 0);
+            kept.push(copy);
+        }
+        assert_eq!(ids.held.len(), 1 + HELD_COPIES);
+        assert_eq!(ids.by_address.len(), 1 + HELD_COPIES);
+        // new texts are still remembered past the cap, and keep their own ids
+        let other: Arc<str> = Arc::from("");
+        assert_eq!(ids.of(&other, printed_dims), 1);
+        assert_eq!(ids.of(&other, printed_dims), 1);
+        assert_eq!(ids.held.len(), 2 + HELD_COPIES);
+        assert_eq!(ids.of(&kept[HELD_COPIES + 999], printed_dims), 0);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use memchr::memmem::Finder;
 use serde::Deserialize;
 
 use super::HostKind;
-use crate::analyze::args::{Args, plain_int};
+use crate::analyze::args::{Args, int_arg, plain_int};
 use crate::external_sort::{Record, read_exact_or_end};
 use std::sync::Arc;
 
@@ -139,10 +139,11 @@ static INPUT_DIMS_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(
 
 #[derive(Deserialize)]
 struct CorrelationArgs {
-    correlation: Option<i64>,
+    correlation: Option<serde_json::Value>,
 }
 
-/// A runtime call's `args.correlation` (-1 without one).
+/// A runtime call's `args.correlation` read as the GPU side reads a kernel's (HTA's
+/// `int()`: `12`, `12.0`, `"12"`), -1 without one, so that both ends of a launch agree.
 pub(crate) fn correlation(args: &Args<'_>) -> i64 {
     if !args.exact {
         return correlation_slow(args.text);
@@ -150,17 +151,28 @@ pub(crate) fn correlation(args: &Args<'_>) -> i64 {
     match args.correlation {
         None => -1,
         Some(raw) => plain_int(raw)
-            .or_else(|| serde_json::from_str::<Option<i64>>(raw).ok().flatten())
+            .or_else(|| {
+                serde_json::from_str::<serde_json::Value>(raw)
+                    .ok()
+                    .as_ref()
+                    .and_then(int_arg)
+            })
             .unwrap_or(-1),
     }
 }
 
-/// [`correlation`] by a serde_json parse of the whole object.
+/// [`correlation`] by a serde_json parse of the whole object: of one that holds the key's
+/// text, or an escape (a key may be spelt with one).
 fn correlation_slow(args: Option<&str>) -> i64 {
-    args.filter(|a| CORRELATION_KEY.find(a.as_bytes()).is_some())
-        .and_then(|a| serde_json::from_str::<CorrelationArgs>(a).ok())
-        .and_then(|c| c.correlation)
-        .unwrap_or(-1)
+    args.filter(|a| {
+        CORRELATION_KEY.find(a.as_bytes()).is_some()
+            || memchr::memchr(b'\\', a.as_bytes()).is_some()
+    })
+    .and_then(|a| serde_json::from_str::<CorrelationArgs>(a).ok())
+    .and_then(|c| c.correlation)
+    .as_ref()
+    .and_then(int_arg)
+    .unwrap_or(-1)
 }
 
 #[derive(Deserialize)]
@@ -260,9 +272,16 @@ mod tests {
         assert_eq!(dims(Some(escaped)), "[[4, 64], [], [128]]");
         let corr = |t: &str| correlation(&Args::scan(Some(t)));
         assert_eq!(corr(r#"{"correlation": 12}"#), 12);
-        assert_eq!(corr(r#"{"correlation": "12"}"#), -1);
-        assert_eq!(corr(r#"{"correlation": 1.5}"#), -1);
+        // as the GPU side (HTA's int()) reads a kernel's, so both ends of a launch agree
+        assert_eq!(corr(r#"{"correlation": "12"}"#), 12);
+        assert_eq!(corr(r#"{"correlation": 1.5}"#), 1);
+        assert_eq!(corr(r#"{"correlation": 1e3}"#), 1000);
+        assert_eq!(corr(r#"{"correlation": "0x0"}"#), -1);
+        assert_eq!(corr(r#"{"correlation": null}"#), -1);
         assert_eq!(corr(r#"{"correlation": 12, "\u0078": 1}"#), 12);
+        assert_eq!(corr(r#"{"correlation": "12", "\u0078": 1}"#), 12);
+        // a key spelt with an escape
+        assert_eq!(corr(r#"{"\u0063orrelation": 7}"#), 7);
         assert_eq!(corr(r#"{"correlation": 1, "correlation": 2}"#), -1);
     }
 }

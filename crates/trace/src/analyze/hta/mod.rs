@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
-use crate::analyze::args::{Args, plain_int};
+use crate::analyze::args::{Args, int_arg, plain_int};
 use crate::analyze::attribution::GpuOp;
 use crate::analyze::capture::OpKind;
 use crate::analyze::host::CORRELATION_KEY;
@@ -172,16 +172,6 @@ struct RowArgs {
     stream: Option<serde_json::Value>,
     #[serde(default)]
     correlation: Option<serde_json::Value>,
-}
-
-/// Python's `int(x)` of an `args` member: numbers and decimal strings; anything else
-/// (ROCm's `"0x0"`) is none, which HTA turns into -1.
-fn int_arg(v: &serde_json::Value) -> Option<i64> {
-    match v {
-        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
 }
 
 type Map<K, V> = HashMap<K, V, FixedState>;
