@@ -52,14 +52,22 @@ pub fn summarize_with(
         .collect();
     let mut streams: Vec<i64> = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let t0 = std::time::Instant::now();
     let info = read_parallel(input, opts, &mut folds, &mut |new: Vec<i64>| {
         streams.extend(new.into_iter().filter(|s| seen.insert(*s)));
         Ok(())
     })?;
+    let t1 = std::time::Instant::now();
     let mut fold = folds.pop().expect("at least one worker");
     for other in folds {
         fold.absorb(other)?;
     }
+    tracing::debug!(
+        file = %input.path.display(),
+        read_s = (t1 - t0).as_secs_f64(),
+        absorb_s = t1.elapsed().as_secs_f64(),
+        "summary: read"
+    );
     let rank = input.rank_with(&info);
     let label = rank.label(index);
     fold.finish(

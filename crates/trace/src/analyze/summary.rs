@@ -357,7 +357,12 @@ impl SummaryBuilder {
         // HTA's analyses read only its rows: they run beside the host's call trees, the
         // attribution and the timeline sweep.
         let (hta_report, rest) = std::thread::scope(|scope| {
-            let job = scope.spawn(move || hta.finish(stream_order, opts.hta));
+            let job = scope.spawn(move || {
+                let t = std::time::Instant::now();
+                let report = hta.finish(stream_order, opts.hta);
+                tracing::debug!(hta_s = t.elapsed().as_secs_f64(), "summary: finish");
+                report
+            });
             let rest = host_side(host, steps, timeline, hta, opts.captures.as_deref());
             let report = job
                 .join()
@@ -434,7 +439,9 @@ fn host_side(
     hta: &HtaBuilder,
     captures: Option<&Captures>,
 ) -> Result<HostSide> {
+    let t0 = std::time::Instant::now();
     let mut host = host.finish().map_err(TraceError::Temp)?;
+    let t1 = std::time::Instant::now();
     let mut steps = steps.finish();
     if steps.is_empty() && !host.repeating.is_empty() {
         // No step markers: a span repeated at the top of the host's call trees is one.
@@ -448,11 +455,20 @@ fn host_side(
         kernel_names: hta.names(),
         batch_sizes: &batch_sizes,
     });
+    let t2 = std::time::Instant::now();
     let attribution = attribute(&host, || hta.gpu_ops(), &windows, graphs.as_ref());
+    let t3 = std::time::Instant::now();
     // Launch sites serve only the attribution.
     host.launches = Vec::new();
     host.names = Vec::new();
     let (timeline, per_step) = timeline.finish(&windows).map_err(TraceError::Temp)?;
+    tracing::debug!(
+        host_s = (t1 - t0).as_secs_f64(),
+        steps_s = (t2 - t1).as_secs_f64(),
+        attribute_s = (t3 - t2).as_secs_f64(),
+        timeline_s = t3.elapsed().as_secs_f64(),
+        "summary: finish"
+    );
     Ok((host, steps, cpu_steps, attribution, timeline, per_step))
 }
 
