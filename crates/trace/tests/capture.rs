@@ -342,11 +342,14 @@ fn capture_calls_pair_per_thread_and_orphans_are_noted() {
     }
 
     // Only unpaired calls, or only empty regions: an error that says what it found.
+    let error_of = |name: &str, text: &str| {
+        let p = common::write(dir.path(), name, text.as_bytes());
+        Captures::read(&capture::sources(&p).unwrap(), &ReadOptions::default())
+            .unwrap_err()
+            .to_string()
+    };
     let only_stray = format!(r#"{{"traceEvents":[{},{}]}}"#, stray[0], stray[1]);
-    let p = common::write(dir.path(), "stray.json", only_stray.as_bytes());
-    let e = Captures::read(&capture::sources(&p).unwrap(), &ReadOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = error_of("stray.json", &only_stray);
     assert!(
         e.contains("stray.json")
             && e.contains("1 begin(s) without an end, 1 end(s) without a begin"),
@@ -355,10 +358,7 @@ fn capture_calls_pair_per_thread_and_orphans_are_noted() {
     let hollow = r#"{"traceEvents":[
         {"ph":"X","cat":"cuda_runtime","name":"cudaStreamBeginCapture","pid":1,"tid":1,"ts":10,"dur":5,"args":{"correlation":1}},
         {"ph":"X","cat":"cuda_runtime","name":"cudaStreamEndCapture","pid":1,"tid":1,"ts":50,"dur":5,"args":{"correlation":2}}]}"#;
-    let p = common::write(dir.path(), "hollow.json", hollow.as_bytes());
-    let e = Captures::read(&capture::sources(&p).unwrap(), &ReadOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = error_of("hollow.json", hollow);
     assert!(
         e.contains("hollow.json")
             && e.contains("no CUDA-graph capture region with a launch call")

@@ -502,6 +502,15 @@ mod tests {
     #[cfg(feature = "parquet")]
     use crate::plan::TraceDatasetPlan;
 
+    /// A byte-level tokenizer written under `dir`.
+    #[cfg(feature = "parquet")]
+    fn byte_tokenizer(dir: &Path) -> BenchTokenizer {
+        let tok_dir = dir.join("tok");
+        loupe_engine::tokenizer::write_byte_level_hf_dir(&tok_dir, 512, &serde_json::json!({}))
+            .unwrap();
+        BenchTokenizer::load(&tok_dir).unwrap()
+    }
+
     #[cfg(feature = "parquet")]
     fn sample_rows() -> Vec<MmmuRow> {
         let row = |q: &str, img: Option<Vec<u8>>| MmmuRow {
@@ -539,10 +548,7 @@ mod tests {
     #[test]
     fn parquet_rows_make_the_prompts_the_jsonl_export_makes() {
         let dir = tempfile::tempdir().unwrap();
-        let tok_dir = dir.path().join("tok");
-        loupe_engine::tokenizer::write_byte_level_hf_dir(&tok_dir, 512, &serde_json::json!({}))
-            .unwrap();
-        let tok = BenchTokenizer::load(&tok_dir).unwrap();
+        let tok = byte_tokenizer(dir.path());
         let rows = sample_rows();
         // The repository's layout: DIR/Math/test-00000-of-00001.parquet.
         std::fs::create_dir(dir.path().join("Math")).unwrap();
@@ -593,10 +599,7 @@ mod tests {
     #[test]
     fn parquet_errors_name_the_file_row_and_column() {
         let dir = tempfile::tempdir().unwrap();
-        let tok_dir = dir.path().join("tok");
-        loupe_engine::tokenizer::write_byte_level_hf_dir(&tok_dir, 512, &serde_json::json!({}))
-            .unwrap();
-        let tok = BenchTokenizer::load(&tok_dir).unwrap();
+        let tok = byte_tokenizer(dir.path());
         let mut rows = sample_rows();
         rows[2].image_1 = Some(b"GIF89a not an image".to_vec());
         let pq = dir.path().join("bad.parquet");
@@ -652,10 +655,7 @@ mod tests {
     fn a_damaged_parquet_page_ends_the_read_even_when_skipping_bad_rows() {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let dir = tempfile::tempdir().unwrap();
-        let tok_dir = dir.path().join("tok");
-        loupe_engine::tokenizer::write_byte_level_hf_dir(&tok_dir, 512, &serde_json::json!({}))
-            .unwrap();
-        let tok = BenchTokenizer::load(&tok_dir).unwrap();
+        let tok = byte_tokenizer(dir.path());
         let pq = dir.path().join("damaged.parquet");
         mmmu_parquet::write_sample(&pq, &sample_rows()).unwrap();
         // Overwrite the page header that opens the `question` column chunk: the reader cannot
