@@ -324,9 +324,10 @@ impl Captures {
         let path = &src.path;
         let input = Input::open(path, None)?;
         let n = workers();
-        let mut folds: Vec<CaptureFold> = (0..n)
-            .map(|_| CaptureFold {
-                host: HostBuilder::with_budget(HOST_SORT_BUDGET / n),
+        let mut folds: Vec<CaptureFold> = HostBuilder::workers(n, HOST_SORT_BUDGET)
+            .into_iter()
+            .map(|host| CaptureFold {
+                host,
                 calls: Vec::new(),
             })
             .collect();

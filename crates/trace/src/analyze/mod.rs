@@ -47,9 +47,7 @@ pub fn summarize_with(
     analysis: &SummaryOptions,
 ) -> Result<TraceSummary> {
     let n = workers();
-    let mut folds: Vec<SummaryBuilder> = (0..n)
-        .map(|_| SummaryBuilder::with_sort_budget(SORT_BUDGET / n))
-        .collect();
+    let mut folds = SummaryBuilder::workers(n, SORT_BUDGET);
     let mut streams: Vec<i64> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let t0 = std::time::Instant::now();

@@ -300,13 +300,17 @@ pub struct SummaryOptions {
 }
 
 impl SummaryBuilder {
-    /// A builder whose GPU intervals spill to disk past `sort_budget` bytes.
-    pub fn with_sort_budget(sort_budget: usize) -> Self {
-        SummaryBuilder {
-            timeline: TimelineBuilder::with_budget(sort_budget),
-            host: HostBuilder::with_budget(sort_budget),
-            ..SummaryBuilder::default()
-        }
+    /// Builders for `n` parsing threads of one trace, whose GPU intervals and host events
+    /// spill to disk past `sort_budget` bytes in all (each has its share).
+    pub fn workers(n: usize, sort_budget: usize) -> Vec<SummaryBuilder> {
+        HostBuilder::workers(n, sort_budget)
+            .into_iter()
+            .map(|host| SummaryBuilder {
+                timeline: TimelineBuilder::with_budget(sort_budget / n.max(1)),
+                host,
+                ..SummaryBuilder::default()
+            })
+            .collect()
     }
 
     /// Adds what another builder (another parsing thread of the same trace) collected.

@@ -23,7 +23,7 @@ use crate::analyze::timeline::Window;
 use crate::external_sort::ExternalSorter;
 use crate::model::Event;
 pub(crate) use record::{CORRELATION_KEY, correlation as launch_correlation};
-use record::{HostRecord, Names, correlation, input_dims};
+use record::{HostRecord, LocalTexts, SharedTexts, correlation};
 use std::sync::Arc;
 
 mod record;
@@ -140,8 +140,9 @@ pub fn is_collective(name: &str) -> bool {
 pub struct HostBuilder {
     sorter: ExternalSorter<HostRecord>,
     events: u64,
-    names: Names,
-    no_dims: Arc<str>,
+    texts: LocalTexts,
+    /// The id and hash of `[]`.
+    no_dims: (u32, u64),
 }
 
 impl Default for HostBuilder {
@@ -224,11 +225,26 @@ impl HostOutcome {
 
 impl HostBuilder {
     pub fn with_budget(bytes: usize) -> Self {
+        HostBuilder::sharing(bytes, SharedTexts::default())
+    }
+
+    /// Builders for `n` parsing threads of one trace, sharing `budget` bytes and one table
+    /// of texts (builders absorb only builders they share it with).
+    pub fn workers(n: usize, budget: usize) -> Vec<HostBuilder> {
+        let shared = SharedTexts::default();
+        (0..n)
+            .map(|_| HostBuilder::sharing(budget / n.max(1), Arc::clone(&shared)))
+            .collect()
+    }
+
+    fn sharing(bytes: usize, shared: SharedTexts) -> Self {
+        let mut texts = LocalTexts::new(shared);
+        let no_dims = texts.no_dims();
         HostBuilder {
             sorter: ExternalSorter::new(bytes),
             events: 0,
-            names: Names::default(),
-            no_dims: Arc::from(""),
+            texts,
+            no_dims,
         }
     }
 
@@ -238,11 +254,12 @@ impl HostBuilder {
             return Ok(());
         };
         let ts = ev.ts_or_zero();
-        let dims = if kind == HostKind::CpuOp {
-            input_dims(args)
+        let (dims, dims_hash) = if kind == HostKind::CpuOp {
+            self.texts.dims(args)
         } else {
-            Arc::clone(&self.no_dims)
+            self.no_dims
         };
+        let (name, name_hash) = self.texts.name(&ev.name);
         let correlation = if kind == HostKind::Runtime {
             correlation(args)
         } else {
@@ -254,20 +271,36 @@ impl HostBuilder {
             ts,
             end: Reverse(ts + ev.dur.max(0)),
             kind,
-            name: self.names.get(&ev.name),
+            key: name_hash.rotate_left(32) ^ dims_hash,
+            name,
             dims,
             correlation,
         })
     }
 
+    /// Takes over what `other`, a builder of the same [`HostBuilder::workers`], collected.
     pub fn absorb(&mut self, other: HostBuilder) -> io::Result<()> {
+        assert!(
+            Arc::ptr_eq(self.texts.shared(), other.texts.shared()),
+            "host builders absorb only builders that share their texts"
+        );
         self.events += other.events;
         self.sorter.absorb(other.sorter)
     }
 
     /// Builds the call trees.
     pub fn finish(self) -> io::Result<HostOutcome> {
-        let mut fold = TreeFold::default();
+        let texts = self
+            .texts
+            .shared()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .texts
+            .clone();
+        let mut fold = TreeFold {
+            texts,
+            ..TreeFold::default()
+        };
         for rec in self.sorter.finish()? {
             fold.record(rec?);
         }
@@ -277,8 +310,6 @@ impl HostBuilder {
 
 struct Frame {
     rec: HostRecord,
-    /// `rec.name`'s id in [`TreeFold::record_names`].
-    name: u32,
     /// Duration of the events counted as this frame's children.
     child_ns: i64,
     /// Index in the stack of the nearest torch-kind ancestor.
@@ -292,56 +323,17 @@ struct Frame {
 /// An outermost span name's count, total time and spans.
 type OuterSpans = (u64, i64, Vec<(i64, i64)>);
 
-/// Strings of the sorted records as dense ids. Records share their strings (`Arc`s interned
-/// per parsing thread and per merge), so after the first sight of each copy its id is found
-/// by the copy's address: one hash of a `usize` per record instead of hashing the text once
-/// per table it is counted in.
-///
-/// A parsing thread's interner starts afresh when it fills (record.rs: `INTERN_CAP`,
-/// `PRINTED_DIMS_CAP`), so a trace with more distinct strings than that hands out new copies
-/// of known texts all along. Copies of a known text are remembered only up to
-/// [`HELD_COPIES`]; past it they are looked up by text, so memory grows with the distinct
-/// texts, not with the records.
+/// Dense ids of texts.
 #[derive(Default)]
-struct Ids {
-    by_address: Map<usize, u32>,
-    by_text: Map<Arc<str>, u32>,
-    /// Every copy whose address is in `by_address`, kept alive so that no other string can
-    /// be allocated at that address.
-    held: Vec<Arc<str>>,
-    /// How many of `held` are further copies of a text already known.
-    copies: usize,
-}
+struct TextIds(Map<Box<str>, u32>);
 
-/// The most further copies of known texts an [`Ids`] remembers by address.
-const HELD_COPIES: usize = 1 << 16;
-
-impl Ids {
-    /// The id of `key(s)`'s text.
-    fn of(&mut self, s: &Arc<str>, key: fn(&str) -> &str) -> u32 {
-        let address = Arc::as_ptr(s).cast::<u8>() as usize;
-        if let Some(&id) = self.by_address.get(&address) {
-            return id;
-        }
-        let known = self.by_text.len();
-        let id = self.of_text(key(s));
-        if self.by_text.len() == known {
-            if self.copies >= HELD_COPIES {
-                return id;
-            }
-            self.copies += 1;
-        }
-        self.held.push(Arc::clone(s));
-        self.by_address.insert(address, id);
-        id
-    }
-
+impl TextIds {
     fn of_text(&mut self, text: &str) -> u32 {
-        if let Some(&id) = self.by_text.get(text) {
+        if let Some(&id) = self.0.get(text) {
             return id;
         }
-        let id = self.by_text.len() as u32;
-        self.by_text.insert(text.into(), id);
+        let id = self.0.len() as u32;
+        self.0.insert(text.into(), id);
         id
     }
 }
@@ -355,14 +347,13 @@ fn shape_name_of(name: &str) -> &str {
     }
 }
 
-/// Input dims as the shape table prints them (`[]` for none).
-fn printed_dims(dims: &str) -> &str {
-    if dims.is_empty() { "[]" } else { dims }
-}
-
 /// What the fold keeps per distinct name.
 #[derive(Default)]
 struct NameRows {
+    /// Whether a record has had this name (ids are shared with input dims).
+    known: bool,
+    /// A graph launch's name.
+    graph: bool,
     /// Per kind (`HostKind as usize`).
     self_time: [Option<SelfTimeRow>; 4],
     outer: Option<OuterSpans>,
@@ -376,13 +367,12 @@ struct NameRows {
 struct TreeFold {
     thread: u64,
     stack: Vec<Frame>,
-    record_names: Ids,
+    /// The records' names and dims, by id.
+    texts: Vec<Arc<str>>,
     /// By name id.
     rows: Vec<NameRows>,
     /// `ProfilerStep*` for `ProfilerStep#N`, else the name.
-    shape_names: Ids,
-    /// Printed input dims (`[]` for none).
-    dims: Ids,
+    shape_names: TextIds,
     /// By shape-name id and dims id.
     shapes: Map<(u32, u32), ShapeRow>,
     outer_ops: Vec<(i64, i64)>,
@@ -403,20 +393,22 @@ impl TreeFold {
             self.close();
         }
         let torch_parent = self.stack.iter().rposition(|f| f.rec.kind.is_torch());
-        let name = self.record_names.of(&rec.name, |n| n);
-        if name as usize == self.rows.len() {
-            self.rows.push(NameRows {
-                collective: is_collective(&rec.name),
-                ..NameRows::default()
-            });
+        let name = rec.name as usize;
+        if name >= self.rows.len() {
+            self.rows.resize_with(name + 1, NameRows::default);
+        }
+        let row = &mut self.rows[name];
+        if !row.known {
+            let text = &self.texts[name];
+            row.known = true;
+            row.collective = is_collective(text);
+            row.graph = is_graph_launch(text);
         }
         let parent = self.stack.last();
-        let in_collective =
-            parent.is_some_and(|f| f.in_collective) || self.rows[name as usize].collective;
+        let in_collective = parent.is_some_and(|f| f.in_collective) || row.collective;
         let under_op = parent.is_some_and(|f| f.under_op || f.rec.kind == HostKind::CpuOp);
         self.stack.push(Frame {
             rec,
-            name,
             child_ns: 0,
             torch_parent,
             in_collective,
@@ -447,10 +439,11 @@ impl TreeFold {
             parent.child_ns += dur;
         }
         let self_ns = dur - f.child_ns;
-        let rows = &mut self.rows[f.name as usize];
+        let name = &self.texts[rec.name as usize];
+        let rows = &mut self.rows[rec.name as usize];
         let row = rows.self_time[rec.kind as usize].get_or_insert_with(|| SelfTimeRow {
             kind: rec.kind,
-            name: rec.name.to_string(),
+            name: name.to_string(),
             calls: 0,
             self_ns: 0,
             total_ns: 0,
@@ -462,18 +455,18 @@ impl TreeFold {
             let shape_name = match rows.shape_name {
                 Some(id) => id,
                 None => {
-                    let id = self.shape_names.of_text(shape_name_of(&rec.name));
-                    self.rows[f.name as usize].shape_name = Some(id);
+                    let id = self.shape_names.of_text(shape_name_of(name));
+                    self.rows[rec.name as usize].shape_name = Some(id);
                     id
                 }
             };
-            let dims = self.dims.of(&rec.dims, printed_dims);
+            let texts = &self.texts;
             let row = self
                 .shapes
-                .entry((shape_name, dims))
+                .entry((shape_name, rec.dims))
                 .or_insert_with(|| ShapeRow {
-                    name: shape_name_of(&rec.name).to_string(),
-                    input_dims: printed_dims(&rec.dims).to_string(),
+                    name: shape_name_of(&texts[rec.name as usize]).to_string(),
+                    input_dims: texts[rec.dims as usize].to_string(),
                     calls: 0,
                     self_ns: 0,
                     total_ns: 0,
@@ -486,7 +479,7 @@ impl TreeFold {
             if f.torch_parent.is_none() {
                 self.busy_ns += dur;
                 if matches!(rec.kind, HostKind::CpuOp | HostKind::UserAnnotation) {
-                    let o = self.rows[f.name as usize]
+                    let o = self.rows[rec.name as usize]
                         .outer
                         .get_or_insert_with(OuterSpans::default);
                     o.0 += 1;
@@ -511,17 +504,20 @@ impl TreeFold {
 
     /// Where the runtime call `f` (just popped) sits in its thread's call tree.
     fn launch_site(&mut self, f: &Frame) -> LaunchSite {
+        let texts = &self.texts;
         let op_name = self
             .stack
             .iter()
             .rev()
             .find(|p| p.rec.kind == HostKind::CpuOp)
-            .map_or(&*f.rec.name, |p| &*p.rec.name);
+            .map_or(&*texts[f.rec.name as usize], |p| {
+                &*texts[p.rec.name as usize]
+            });
         let modules: Vec<&str> = self
             .stack
             .iter()
             .filter(|p| p.rec.kind == HostKind::PythonFunction)
-            .filter_map(|p| p.rec.name.strip_prefix("nn.Module: "))
+            .filter_map(|p| texts[p.rec.name as usize].strip_prefix("nn.Module: "))
             .collect();
         let (module, layer) = if modules.is_empty() {
             (None, None)
@@ -554,22 +550,15 @@ impl TreeFold {
             op: intern(op_name),
             module: module.map(|m| intern(&m)),
             layer: layer.map(|l| intern(&l)),
-            graph: is_graph_launch(&f.rec.name),
+            graph: self.rows[f.rec.name as usize].graph,
         }
     }
 
     fn finish(mut self) -> HostOutcome {
         self.close_all();
-        let mut names: Vec<(u32, Arc<str>)> = self
-            .record_names
-            .by_text
-            .into_iter()
-            .map(|(text, id)| (id, text))
-            .collect();
-        names.sort_unstable_by_key(|n| n.0);
         let mut self_time: Vec<SelfTimeRow> = Vec::new();
         let mut outer: Vec<(Arc<str>, OuterSpans)> = Vec::new();
-        for (rows, (_, name)) in self.rows.into_iter().zip(names) {
+        for (rows, name) in self.rows.into_iter().zip(self.texts) {
             self_time.extend(rows.self_time.into_iter().flatten());
             if let Some(o) = rows.outer {
                 outer.push((name, o));
@@ -631,28 +620,6 @@ mod tests {
             dur,
             ..Event::default()
         }
-    }
-
-    #[test]
-    fn ids_keep_copies_of_known_texts_up_to_a_cap() {
-        let mut ids = Ids::default();
-        let first: Arc<str> = Arc::from("[[8, 4096]]");
-        assert_eq!(ids.of(&first, printed_dims), 0);
-        // fresh copies of the same text, as an interner that started afresh hands out
-        let mut kept = Vec::new();
-        for _ in 0..HELD_COPIES + 1000 {
-            let copy: Arc<str> = Arc::from("[[8, 4096]]");
-            assert_eq!(ids.of(&copy, printed_dims), 0);
-            kept.push(copy);
-        }
-        assert_eq!(ids.held.len(), 1 + HELD_COPIES);
-        assert_eq!(ids.by_address.len(), 1 + HELD_COPIES);
-        // new texts are still remembered past the cap, and keep their own ids
-        let other: Arc<str> = Arc::from("");
-        assert_eq!(ids.of(&other, printed_dims), 1);
-        assert_eq!(ids.of(&other, printed_dims), 1);
-        assert_eq!(ids.held.len(), 2 + HELD_COPIES);
-        assert_eq!(ids.of(&kept[HELD_COPIES + 999], printed_dims), 0);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! One host event as the call-tree fold sorts it, with the `args` members it needs: torch's
 //! spelling of `Input Dims` and a runtime call's `correlation`.
 
-use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::hash::BuildHasher;
 use std::io::{self, Read};
 use std::sync::LazyLock;
 
@@ -16,9 +16,9 @@ use serde::Deserialize;
 use super::HostKind;
 use crate::analyze::args::{Args, int_arg, plain_int};
 use crate::external_sort::{Record, read_exact_or_end};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct HostRecord {
     /// A hash of `(pid, tid)`: records sort by thread first, and only grouping matters.
     pub(super) thread: u64,
@@ -26,64 +26,20 @@ pub(super) struct HostRecord {
     /// Longer events first at equal starts, so a parent precedes its children.
     pub(super) end: Reverse<i64>,
     pub(super) kind: HostKind,
-    /// Shared with every record of the same name (interned per parsing thread).
-    pub(super) name: Arc<str>,
-    /// Torch's printed `Input Dims` for a `cpu_op`, empty otherwise (shared likewise).
-    pub(super) dims: Arc<str>,
+    /// A hash of the name's and the dims' texts: events alike in everything before it sort
+    /// by their texts' hashes, the same on every run (ids depend on which parsing thread
+    /// saw a text first).
+    pub(super) key: u64,
+    /// The name's id among the trace's [`Texts`].
+    pub(super) name: u32,
+    /// Torch's printed `Input Dims` for a `cpu_op` (`[]` otherwise), as an id likewise.
+    pub(super) dims: u32,
     /// `args.correlation` of a runtime call (-1 otherwise): the key to the GPU work it launched.
     pub(super) correlation: i64,
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// Reads a string written by [`put_str`], shared with earlier reads of the same text on this
-/// thread (a merge reads the same few names millions of times).
-fn get_str(input: &mut impl Read) -> io::Result<Arc<str>> {
-    let mut n = [0u8; 4];
-    input.read_exact(&mut n)?;
-    DECODED.with_borrow_mut(|(buf, seen)| {
-        buf.resize(u32::from_le_bytes(n) as usize, 0);
-        input.read_exact(buf)?;
-        let text =
-            std::str::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(intern_in(seen, text))
-    })
-}
-
-type Interned = HashMap<Box<str>, Arc<str>, FixedState>;
-
-/// Distinct names kept by one interner before it starts over (records keep their strings).
-const INTERN_CAP: usize = 1 << 16;
-
-/// The shared copy of `text` in `seen`, made on first sight.
-pub(super) fn intern_in(seen: &mut Interned, text: &str) -> Arc<str> {
-    if let Some(s) = seen.get(text) {
-        return Arc::clone(s);
-    }
-    if seen.len() >= INTERN_CAP {
-        seen.clear();
-    }
-    let s: Arc<str> = text.into();
-    seen.insert(text.into(), Arc::clone(&s));
-    s
-}
-
-/// A name interner (one per parsing thread).
-#[derive(Default)]
-pub(super) struct Names(Interned);
-
-impl Names {
-    pub(super) fn get(&mut self, text: &str) -> Arc<str> {
-        intern_in(&mut self.0, text)
-    }
-}
-
-thread_local! {
-    static DECODED: RefCell<(Vec<u8>, Interned)> = RefCell::new((Vec::new(), HashMap::default()));
-}
+/// Bytes of one encoded record.
+const ENCODED: usize = 8 * 3 + 1 + 8 + 4 + 4 + 8;
 
 impl Record for HostRecord {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -91,43 +47,130 @@ impl Record for HostRecord {
         out.extend_from_slice(&self.ts.to_le_bytes());
         out.extend_from_slice(&self.end.0.to_le_bytes());
         out.push(self.kind as u8);
-        put_str(out, &self.name);
-        put_str(out, &self.dims);
+        out.extend_from_slice(&self.key.to_le_bytes());
+        out.extend_from_slice(&self.name.to_le_bytes());
+        out.extend_from_slice(&self.dims.to_le_bytes());
         out.extend_from_slice(&self.correlation.to_le_bytes());
     }
 
     fn decode(input: &mut impl Read) -> io::Result<Option<Self>> {
-        let mut t = [0u8; 8];
-        if !read_exact_or_end(input, &mut t)? {
+        let mut b = [0u8; ENCODED];
+        if !read_exact_or_end(input, &mut b)? {
             return Ok(None);
         }
-        let thread = u64::from_le_bytes(t);
-        let mut b = [0u8; 17];
-        input.read_exact(&mut b)?;
-        let kind = match b[16] {
+        let i64_at = |at: usize| i64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+        let kind = match b[24] {
             0 => HostKind::CpuOp,
             1 => HostKind::UserAnnotation,
             2 => HostKind::Runtime,
             _ => HostKind::PythonFunction,
         };
         Ok(Some(HostRecord {
-            thread,
-            ts: i64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
-            end: Reverse(i64::from_le_bytes(b[8..16].try_into().expect("8 bytes"))),
+            thread: i64_at(0) as u64,
+            ts: i64_at(8),
+            end: Reverse(i64_at(16)),
             kind,
-            name: get_str(input)?,
-            dims: get_str(input)?,
-            correlation: {
-                let mut c = [0u8; 8];
-                input.read_exact(&mut c)?;
-                i64::from_le_bytes(c)
-            },
+            key: i64_at(25) as u64,
+            name: u32_at(33),
+            dims: u32_at(37),
+            correlation: i64_at(41),
         }))
     }
 
     fn mem_size(&self) -> usize {
-        // the strings are shared between records: count the record only
         std::mem::size_of::<HostRecord>()
+    }
+}
+
+/// The distinct texts (names, printed input dims) of one trace's host records, by dense id,
+/// shared by its parsing threads: records carry ids, so a spilled run holds no strings and
+/// reading it back hashes none.
+#[derive(Default)]
+pub(super) struct Texts {
+    ids: HashMap<Arc<str>, u32, FixedState>,
+    pub(super) texts: Vec<Arc<str>>,
+}
+
+impl Texts {
+    fn id(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.ids.get(text) {
+            return id;
+        }
+        let id = u32::try_from(self.texts.len()).expect("fewer than 2^32 distinct texts");
+        let text: Arc<str> = text.into();
+        self.texts.push(Arc::clone(&text));
+        self.ids.insert(text, id);
+        id
+    }
+}
+
+pub(super) type SharedTexts = Arc<Mutex<Texts>>;
+
+/// Texts one parsing thread has seen, with their ids and hashes: the shared table is locked
+/// only for a text this thread has not seen (or has forgotten: it keeps at most
+/// [`LOCAL_CAP`] and then starts over).
+pub(super) struct LocalTexts {
+    shared: SharedTexts,
+    names: HashMap<Box<str>, (u32, u64), FixedState>,
+    /// By the raw JSON of `Input Dims`, the id and hash of its printed form.
+    dims: HashMap<Box<str>, (u32, u64), FixedState>,
+}
+
+/// Texts a parsing thread remembers before it starts over.
+const LOCAL_CAP: usize = 1 << 16;
+
+impl LocalTexts {
+    pub(super) fn new(shared: SharedTexts) -> Self {
+        LocalTexts {
+            shared,
+            names: HashMap::default(),
+            dims: HashMap::default(),
+        }
+    }
+
+    pub(super) fn shared(&self) -> &SharedTexts {
+        &self.shared
+    }
+
+    fn shared_id(shared: &SharedTexts, text: &str) -> (u32, u64) {
+        let id = shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .id(text);
+        (id, FixedState::default().hash_one(text))
+    }
+
+    /// The id and hash of a name.
+    pub(super) fn name(&mut self, text: &str) -> (u32, u64) {
+        if let Some(&v) = self.names.get(text) {
+            return v;
+        }
+        let v = Self::shared_id(&self.shared, text);
+        if self.names.len() >= LOCAL_CAP {
+            self.names.clear();
+        }
+        self.names.insert(text.into(), v);
+        v
+    }
+
+    /// The id and hash of the printed `Input Dims` of `args` (`[]` without them).
+    pub(super) fn dims(&mut self, args: &Args<'_>) -> (u32, u64) {
+        let raw = raw_input_dims(args).unwrap_or("[]");
+        if let Some(&v) = self.dims.get(raw) {
+            return v;
+        }
+        let v = Self::shared_id(&self.shared, &print_dims(raw));
+        if self.dims.len() >= LOCAL_CAP {
+            self.dims.clear();
+        }
+        self.dims.insert(raw.into(), v);
+        v
+    }
+
+    /// The id and hash of `[]`, the dims of every event but a `cpu_op`.
+    pub(super) fn no_dims(&mut self) -> (u32, u64) {
+        self.dims(&Args::default())
     }
 }
 
@@ -181,32 +224,25 @@ struct ShapeArgs<'a> {
     input_dims: Option<&'a serde_json::value::RawValue>,
 }
 
-/// `Input Dims` in torch's spelling: `[[4, 64], []]` (`[]` without them).
-pub(super) fn input_dims(args: &Args<'_>) -> Arc<str> {
-    let raw = if args.exact {
+/// The raw JSON of `args["Input Dims"]`, if any.
+fn raw_input_dims<'a>(args: &Args<'a>) -> Option<&'a str> {
+    if args.exact {
         args.input_dims.filter(|r| *r != "null")
     } else {
         input_dims_slow(args.text)
-    };
-    PRINTED_DIMS.with_borrow_mut(|printed| {
-        let raw = raw.unwrap_or("[]");
-        if let Some(p) = printed.get(raw) {
-            return Arc::clone(p);
+    }
+}
+
+/// Raw `Input Dims` JSON in torch's spelling: `[[4, 64], []]` (`[]` for what does not parse).
+fn print_dims(raw: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(v) => {
+            let mut out = String::new();
+            torch_repr(&v, &mut out);
+            out
         }
-        let p: Arc<str> = match serde_json::from_str::<serde_json::Value>(raw) {
-            Ok(v) => {
-                let mut out = String::new();
-                torch_repr(&v, &mut out);
-                out.into()
-            }
-            Err(_) => "[]".into(),
-        };
-        if printed.len() >= PRINTED_DIMS_CAP {
-            printed.clear();
-        }
-        printed.insert(raw.into(), Arc::clone(&p));
-        p
-    })
+        Err(_) => "[]".into(),
+    }
 }
 
 /// The raw `Input Dims` by a serde_json parse of the whole object.
@@ -217,16 +253,6 @@ fn input_dims_slow(args: Option<&str>) -> Option<&str> {
         .ok()?
         .input_dims
         .map(|r| r.get())
-}
-
-/// Distinct shapes are few and repeat every step: each parsing thread keeps the printed form
-/// of the raw JSON it has seen (at most this many, then it starts over) instead of building
-/// and printing a `serde_json::Value` per op.
-const PRINTED_DIMS_CAP: usize = 4096;
-
-thread_local! {
-    static PRINTED_DIMS: RefCell<HashMap<Box<str>, Arc<str>, FixedState>> =
-        RefCell::new(HashMap::default());
 }
 
 /// A JSON value as Python's `str()` prints the list torch builds (`[[4, 64], []]`), written
@@ -260,7 +286,7 @@ mod tests {
 
     #[test]
     fn input_dims_print_like_torch() {
-        let dims = |t: Option<&str>| input_dims(&Args::scan(t)).to_string();
+        let dims = |t: Option<&str>| print_dims(raw_input_dims(&Args::scan(t)).unwrap_or("[]"));
         let text = r#"{"Input Dims": [[4, 64], [], [128]], "x": 1}"#;
         assert_eq!(dims(Some(text)), "[[4, 64], [], [128]]");
         assert_eq!(dims(Some(r#"{"External id": 3}"#)), "[]");

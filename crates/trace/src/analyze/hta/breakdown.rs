@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::stats::Moments;
 use super::{GpuRow, KernelType, covered, merge_push, round_to};
 
 /// HTA's temporal breakdown of one rank (times in ns; HTA prints µs).
@@ -204,50 +205,44 @@ const TOP_KERNELS: usize = 10;
 const DURATION_RATIO: f64 = 0.8;
 
 pub(super) fn top_kernels(rows: &[GpuRow], names: &[Box<str>]) -> Vec<TopKernelRow> {
+    // one pass: moments per name id (a name has one kernel type)
+    let mut by_name: Vec<Moments> = vec![Moments::default(); names.len()];
+    for r in rows {
+        if r.kind != KernelType::Other {
+            by_name[r.name as usize].add(r.end - r.ts);
+        }
+    }
     let mut out = Vec::new();
     for t in BREAKDOWN_TYPES {
-        let mut by_name: HashMap<u32, Vec<i64>> = HashMap::new();
-        for r in rows.iter().filter(|r| r.kind == t) {
-            by_name.entry(r.name).or_default().push(r.end - r.ts);
-        }
-        let mut groups: Vec<(String, Vec<i64>)> = by_name
-            .into_iter()
-            .map(|(id, d)| (names[id as usize].to_string(), d))
-            .collect();
+        let mut groups: Vec<(&str, Moments)> = rows_of_type(rows, names, &by_name, t);
         // HTA sorts by sum, descending (ties in name order here, for stability)
-        groups.sort_by(|a, b| {
-            b.1.iter()
-                .sum::<i64>()
-                .cmp(&a.1.iter().sum::<i64>())
-                .then_with(|| a.0.cmp(&b.0))
-        });
+        groups.sort_by(|a, b| b.1.sum.cmp(&a.1.sum).then_with(|| a.0.cmp(b.0)));
         if groups.len() > TOP_KERNELS {
-            let sums: Vec<i64> = groups.iter().map(|g| g.1.iter().sum()).collect();
-            let cum: Vec<f64> = sums
+            let cum: Vec<f64> = groups
                 .iter()
-                .scan(0i64, |acc, s| {
-                    *acc += s;
+                .scan(0i128, |acc, g| {
+                    *acc += g.1.sum;
                     Some(*acc as f64)
                 })
                 .collect();
             let q = quantile(&cum, DURATION_RATIO);
-            let mut kept = Vec::new();
-            let mut others = Vec::new();
-            for (i, (name, durs)) in groups.into_iter().enumerate() {
+            let mut others = Moments::default();
+            for (i, (name, m)) in groups.iter().enumerate() {
+                // after folding, HTA aggregates each name's sum (one value per name)
+                let sum = m.sum as i64;
                 if cum[i] > q || i >= TOP_KERNELS {
-                    others.push(durs.iter().sum::<i64>());
+                    others.add(sum);
                 } else {
-                    // after folding, HTA aggregates each name's sum (one value per name)
-                    kept.push((name, vec![durs.iter().sum::<i64>()]));
+                    out.push(stats_row(t, name.to_string(), &Moments::of([sum])));
                 }
             }
-            if !others.is_empty() {
-                kept.push(("others".into(), others));
+            if others.n > 0 {
+                out.push(stats_row(t, "others".into(), &others));
             }
-            groups = kept;
-        }
-        for (name, d) in groups {
-            out.push(stats_row(t, name, &d));
+        } else {
+            for (name, m) in groups {
+                out.push(stats_row(t, name.to_string(), &m));
+            }
         }
     }
     out.sort_by(|a, b| {
@@ -258,32 +253,34 @@ pub(super) fn top_kernels(rows: &[GpuRow], names: &[Box<str>]) -> Vec<TopKernelR
     out
 }
 
-fn stats_row(kernel_type: KernelType, name: String, d: &[i64]) -> TopKernelRow {
-    let n = d.len() as f64;
-    let sum: i64 = d.iter().sum();
-    let mean = sum as f64 / n;
-    // The durations arrive in the order the parsing threads handed them over; summing the
-    // squares in sorted order makes the last digits the same on every run.
-    let std = if d.len() < 2 {
-        0.0
-    } else {
-        let mut sorted = d.to_vec();
-        sorted.sort_unstable();
-        (sorted
-            .iter()
-            .map(|&x| (x as f64 - mean).powi(2))
-            .sum::<f64>()
-            / (n - 1.0))
-            .sqrt()
-    };
+/// The names of type `t` that some row has, with their moments.
+fn rows_of_type<'a>(
+    rows: &[GpuRow],
+    names: &'a [Box<str>],
+    by_name: &[Moments],
+    t: KernelType,
+) -> Vec<(&'a str, Moments)> {
+    let mut seen = vec![false; names.len()];
+    let mut out = Vec::new();
+    for r in rows.iter().filter(|r| r.kind == t) {
+        let id = r.name as usize;
+        if !std::mem::replace(&mut seen[id], true) {
+            out.push((&*names[id], by_name[id]));
+        }
+    }
+    out
+}
+
+fn stats_row(kernel_type: KernelType, name: String, m: &Moments) -> TopKernelRow {
     TopKernelRow {
         kernel_type,
         name,
-        sum_ns: sum,
-        max_ns: *d.iter().max().expect("a group has values"),
-        min_ns: *d.iter().min().expect("a group has values"),
-        mean_ns: mean,
-        std_ns: std,
+        sum_ns: m.sum as i64,
+        max_ns: m.max,
+        min_ns: m.min,
+        mean_ns: m.mean().expect("a group has values"),
+        // a single value: 0, where HTA fills NaN
+        std_ns: m.std().unwrap_or(0.0),
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::breakdown::quantile;
+use super::stats::{Moments, quantile_of};
 use super::{CpuRow, GpuRow, Launch, RowCat, round_to};
 
 /// Gaps shorter than this count as launch overhead (`consecutive_kernel_delay`, 30 µs; HTA's
@@ -131,25 +131,21 @@ pub(super) fn idle(
 }
 
 fn describe(stream: i64, category: IdleCategory, gaps: &[i64]) -> IdleStatsRow {
-    let mut v: Vec<f64> = gaps.iter().map(|&g| g as f64).collect();
-    v.sort_by(f64::total_cmp);
+    let m = Moments::of(gaps.iter().copied());
+    let mut v = gaps.to_vec();
     let n = v.len();
-    let mean = (n > 0).then(|| v.iter().sum::<f64>() / n as f64);
-    let std = mean
-        .filter(|_| n > 1)
-        .map(|m| (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
-    let q = |p: f64| (n > 0).then(|| quantile(&v, p));
+    let mut q = |p: f64| (n > 0).then(|| quantile_of(&mut v, p));
     IdleStatsRow {
         stream,
         category,
         count: n as u64,
-        mean_ns: mean,
-        std_ns: std,
-        min_ns: v.first().copied(),
         p25_ns: q(0.25),
         p50_ns: q(0.5),
         p75_ns: q(0.75),
-        max_ns: v.last().copied(),
+        mean_ns: m.mean(),
+        std_ns: m.std(),
+        min_ns: (n > 0).then_some(m.min as f64),
+        max_ns: (n > 0).then_some(m.max as f64),
     }
 }
 
@@ -176,19 +172,18 @@ pub struct Distribution {
 
 impl Distribution {
     fn of(values: impl Iterator<Item = i64>) -> Distribution {
-        let mut v: Vec<f64> = values.map(|x| x as f64).collect();
+        let mut v: Vec<i64> = values.collect();
         if v.is_empty() {
             return Distribution::default();
         }
-        v.sort_by(f64::total_cmp);
-        let sum: f64 = v.iter().sum();
+        let m = Moments::of(v.iter().copied());
         Distribution {
-            sum_ns: Some(sum),
-            mean_ns: Some(sum / v.len() as f64),
-            min_ns: v.first().copied(),
-            p50_ns: Some(quantile(&v, 0.5)),
-            p90_ns: Some(quantile(&v, 0.9)),
-            max_ns: v.last().copied(),
+            sum_ns: Some(m.sum as f64),
+            mean_ns: m.mean(),
+            min_ns: Some(m.min as f64),
+            p50_ns: Some(quantile_of(&mut v, 0.5)),
+            p90_ns: Some(quantile_of(&mut v, 0.9)),
+            max_ns: Some(m.max as f64),
         }
     }
 }

@@ -17,6 +17,7 @@
 
 mod breakdown;
 mod launch;
+mod stats;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
