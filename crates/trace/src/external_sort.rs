@@ -21,6 +21,9 @@ pub struct ExternalSorter<T: Record> {
     mem: usize,
     budget: usize,
     runs: Vec<File>,
+    /// Unsorted records taken over from other sorters (each within its own budget): kept as
+    /// they are and sorted at the end, rather than copied record by record into `buf`.
+    held: Vec<Vec<T>>,
 }
 
 impl<T: Record> ExternalSorter<T> {
@@ -30,6 +33,7 @@ impl<T: Record> ExternalSorter<T> {
             mem: 0,
             budget: budget_bytes,
             runs: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -45,8 +49,9 @@ impl<T: Record> ExternalSorter<T> {
     /// Takes over everything `other` holds (its spilled runs and its unsorted records).
     pub fn absorb(&mut self, other: ExternalSorter<T>) -> io::Result<()> {
         self.runs.extend(other.runs);
-        for rec in other.buf {
-            self.push(rec)?;
+        self.held.extend(other.held);
+        if !other.buf.is_empty() {
+            self.held.push(other.buf);
         }
         Ok(())
     }
@@ -76,8 +81,12 @@ impl<T: Record> ExternalSorter<T> {
 
     /// Everything pushed, in ascending order.
     pub fn finish(mut self) -> io::Result<Sorted<T>> {
-        sort_runs(&mut self.buf);
         if self.runs.is_empty() {
+            // one sort: the stable sort merges the runs already in order
+            for mut held in std::mem::take(&mut self.held) {
+                self.buf.append(&mut held);
+            }
+            sort_runs(&mut self.buf);
             return Ok(Sorted(Inner::Memory(self.buf.into_iter())));
         }
         let mut sources: Vec<Source<T>> = self
@@ -85,7 +94,10 @@ impl<T: Record> ExternalSorter<T> {
             .into_iter()
             .map(|f| Source::Disk(BufReader::with_capacity(1 << 16, f)))
             .collect();
-        sources.push(Source::Memory(self.buf.into_iter()));
+        for mut held in self.held.into_iter().chain([self.buf]) {
+            sort_runs(&mut held);
+            sources.push(Source::Memory(held.into_iter()));
+        }
         let mut heap = BinaryHeap::new();
         for (i, s) in sources.iter_mut().enumerate() {
             if let Some(rec) = s.next()? {
@@ -214,8 +226,30 @@ mod tests {
             s.push(N(x >> 40)).unwrap();
         }
         assert_eq!(s.spilled_runs(), 10);
+        // another sorter's runs and unsorted records, taken over
+        let mut other = ExternalSorter::new(8 * 1000);
+        for i in 0..1500u64 {
+            let v = N((i * 7919) % 1543);
+            all.push(v);
+            other.push(v).unwrap();
+        }
+        s.absorb(other).unwrap();
+        assert_eq!(s.spilled_runs(), 11);
         let got: Vec<N> = s.finish().unwrap().map(Result::unwrap).collect();
         all.sort();
         assert_eq!(got, all);
+        // without spills: one sort of everything held
+        let mut a = ExternalSorter::new(1 << 20);
+        let mut b = ExternalSorter::new(1 << 20);
+        for i in 0..100u64 {
+            a.push(N(100 - i)).unwrap();
+            b.push(N(i * 3)).unwrap();
+        }
+        a.absorb(b).unwrap();
+        assert_eq!(a.spilled_runs(), 0);
+        let got: Vec<u64> = a.finish().unwrap().map(|r| r.unwrap().0).collect();
+        let mut want: Vec<u64> = (1..=100).chain((0..100).map(|i| i * 3)).collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 }

@@ -19,6 +19,7 @@ use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::capture::{Captures, Key, Matcher, Method, OpKind};
+use crate::analyze::corr::{CorrMap, Repeat};
 use crate::analyze::host::{HostOutcome, LaunchSite};
 use crate::analyze::timeline::Window;
 
@@ -137,12 +138,16 @@ pub fn attribute<I: Iterator<Item = GpuOp>>(
 ) -> Attribution {
     let sites: &[LaunchSite] = &host.launches;
     // A correlation named by several launch calls goes to the last of them.
-    let by_corr: Map<i64, u32> = sites
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.correlation, i as u32))
-        .collect();
-    let site_of = |corr: i64| by_corr.get(&corr).copied().filter(|_| corr >= 0);
+    let by_corr = CorrMap::build(
+        || {
+            sites
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.correlation, i as u32))
+        },
+        Repeat::Last,
+    );
+    let site_of = |corr: i64| by_corr.get(corr);
     // Each site's GPU intervals are one slice of a single array (`of_site`): two passes over
     // the GPU operations, counting then filling, instead of a vector per launch call.
     let mut offsets = vec![0u32; sites.len() + 1];

@@ -17,6 +17,7 @@
 pub mod args;
 pub mod attribution;
 pub mod capture;
+pub(crate) mod corr;
 pub mod diff;
 pub mod gate;
 pub mod host;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::{Moments, quantile_of};
 use super::{CpuRow, GpuRow, Launch, RowCat, round_to};
+use crate::analyze::corr::{CorrMap, Repeat};
 
 /// Gaps shorter than this count as launch overhead (`consecutive_kernel_delay`, 30 µs; HTA's
 /// docstring says ns).
@@ -64,7 +65,7 @@ pub struct IdleStatsRow {
 
 pub(super) fn idle(
     rows: &[GpuRow],
-    launch_of: &[(i64, i64)],
+    launch_of: &CorrMap<i64>,
     stream_order: &[i64],
 ) -> (Vec<IdleRow>, Vec<IdleStatsRow>) {
     let mut per_stream: HashMap<i64, Vec<&GpuRow>> = HashMap::new();
@@ -93,11 +94,7 @@ pub(super) fn idle(
         for w in ks.windows(2) {
             let (prev, k) = (w[0], w[1]);
             let gap = k.ts - prev.end;
-            let runtime = launch_of
-                .binary_search_by_key(&k.correlation, |&(c, _)| c)
-                .ok()
-                .filter(|_| k.correlation >= 0)
-                .map(|i| launch_of[i].1);
+            let runtime = launch_of.get(k.correlation);
             let cat = if runtime.is_some_and(|ts| ts > prev.end) {
                 IdleCategory::HostWait
             } else if gap < CONSECUTIVE_KERNEL_DELAY_NS {
@@ -206,25 +203,48 @@ pub struct LaunchSummary {
 }
 
 pub(super) fn launches(gpu: &[GpuRow], cpu: &[CpuRow], hta_names: bool) -> LaunchSummary {
-    // GPU rows by correlation (stable: a correlation's rows keep the file's order), looked up
-    // by binary search: one reference per row instead of a vector per correlation.
-    let mut by_corr: Vec<&GpuRow> = gpu.iter().filter(|g| g.correlation >= 0).collect();
-    by_corr.sort_by_key(|g| g.correlation);
-    let mut rows = Vec::new();
-    for c in cpu.iter().filter(|c| match c.launch {
+    let launch_calls = cpu.iter().filter(|c| match c.launch {
         Launch::Hta => true,
         Launch::Other => !hta_names,
         Launch::No => false,
-    }) {
-        let from = by_corr.partition_point(|g| g.correlation < c.correlation);
-        let to = from + by_corr[from..].partition_point(|g| g.correlation == c.correlation);
-        for g in &by_corr[from..to] {
-            rows.push(LaunchRow {
-                correlation: c.correlation,
-                cpu_ns: c.end - c.ts,
-                gpu_ns: g.end - g.ts,
-                delay_ns: (g.ts - c.end).max(0),
-            });
+    });
+    let row = |c: &CpuRow, g: &GpuRow| LaunchRow {
+        correlation: c.correlation,
+        cpu_ns: c.end - c.ts,
+        gpu_ns: g.end - g.ts,
+        delay_ns: (g.ts - c.end).max(0),
+    };
+    let mut rows = Vec::new();
+    // Most correlations name one GPU row (a graph launch names several): then each launch
+    // call finds its row in one slot.
+    let one = CorrMap::build(
+        || {
+            gpu.iter()
+                .enumerate()
+                .map(|(i, g)| (g.correlation, i as u32))
+        },
+        Repeat::Last,
+    );
+    let unique = gpu
+        .iter()
+        .enumerate()
+        .all(|(i, g)| g.correlation < 0 || one.get(g.correlation) == Some(i as u32));
+    if unique {
+        for c in launch_calls {
+            if let Some(i) = one.get(c.correlation) {
+                rows.push(row(c, &gpu[i as usize]));
+            }
+        }
+    } else {
+        drop(one);
+        // GPU rows by correlation (stable: a correlation's rows keep the file's order),
+        // looked up by binary search: one reference per row, not a vector per correlation.
+        let mut by_corr: Vec<&GpuRow> = gpu.iter().filter(|g| g.correlation >= 0).collect();
+        by_corr.sort_by_key(|g| g.correlation);
+        for c in launch_calls {
+            let from = by_corr.partition_point(|g| g.correlation < c.correlation);
+            let to = from + by_corr[from..].partition_point(|g| g.correlation == c.correlation);
+            rows.extend(by_corr[from..to].iter().map(|g| row(c, g)));
         }
     }
     rows.sort_by_key(|r| (r.correlation, r.gpu_ns, r.cpu_ns));

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyze::args::{Args, int_arg, plain_int};
 use crate::analyze::attribution::GpuOp;
 use crate::analyze::capture::OpKind;
+use crate::analyze::corr::{CorrMap, Repeat};
 use crate::analyze::host::CORRELATION_KEY;
 use crate::model::Event;
 pub use breakdown::{KernelTypeRow, Temporal, TopKernelRow, kernel_type_shares};
@@ -408,14 +409,8 @@ impl HtaBuilder {
         let kernel_types = breakdown::kernel_types(&merged);
         drop(merged);
         let top_kernels = breakdown::top_kernels(rows, &self.names);
-        // The first CPU row of each correlation, as `(correlation, start)` sorted by
-        // correlation: a sixth of a hash map of rows.
-        let launch_of: Vec<(i64, i64)> = {
-            let mut v: Vec<(i64, i64)> = cpu.iter().map(|r| (r.correlation, r.ts)).collect();
-            v.sort_by_key(|&(c, _)| c);
-            v.dedup_by_key(|&mut (c, _)| c);
-            v
-        };
+        // The start of the first CPU row of each correlation.
+        let launch_of = CorrMap::build(|| cpu.iter().map(|r| (r.correlation, r.ts)), Repeat::First);
         let (idle, idle_stats) = launch::idle(rows, &launch_of, stream_order);
         let launches = launch::launches(rows, cpu, opts.hta_launch_names);
         HtaReport {

@@ -57,6 +57,7 @@ pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSin
     let mut need_comma = !block.first;
     // Once per block, so the direct parser need not check any string (`direct.rs`).
     let utf8 = std::str::from_utf8(bytes).is_ok();
+    let mut direct_event: RawEvent<'_>;
     loop {
         pos = skip_ws(pos);
         if pos >= bytes.len() {
@@ -81,12 +82,31 @@ pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSin
         }
         need_comma = true;
         let slice = &bytes[pos..];
-        let parsed = match utf8.then(|| direct::parse(bytes, pos)).flatten() {
-            Some((raw, end)) => Some(Ok((raw, end - pos))),
-            None => {
-                let mut it = serde_json::Deserializer::from_slice(slice).into_iter::<RawEvent>();
-                it.next().map(|r| r.map(|raw| (raw, it.byte_offset())))
+        if utf8 {
+            // the common case, kept apart so the event is built in place and only borrowed
+            direct_event = RawEvent::default();
+            if let Some(end) = direct::parse_into(bytes, pos, &mut direct_event) {
+                match direct_event.to_event() {
+                    Ok(ev) => {
+                        match &direct_event.scanned {
+                            Some(args) => sink.event_scanned(&ev, args)?,
+                            None => sink.event(&ev)?,
+                        }
+                        pos = end;
+                        n += 1;
+                        continue;
+                    }
+                    Err(_) if cx.lenient => {
+                        pos = end;
+                        continue;
+                    }
+                    Err(message) => return Err(cx.error(at(pos), message)),
+                }
             }
+        }
+        let parsed = {
+            let mut it = serde_json::Deserializer::from_slice(slice).into_iter::<RawEvent>();
+            it.next().map(|r| r.map(|raw| (raw, it.byte_offset())))
         };
         let failure = match parsed {
             Some(Ok((mut raw, used))) => {

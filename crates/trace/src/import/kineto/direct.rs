@@ -17,13 +17,20 @@ use super::event::{Raw, RawEvent};
 use crate::analyze::args::Args;
 
 /// The event starting at `bytes[start]` (a `{`), and the index just past it.
+#[cfg(test)]
 pub fn parse(bytes: &[u8], start: usize) -> Option<(RawEvent<'_>, usize)> {
+    let mut ev = RawEvent::default();
+    parse_into(bytes, start, &mut ev).map(|end| (ev, end))
+}
+
+/// [`parse`] into `ev` (a default one), so an event of some 300 bytes is not moved from
+/// frame to frame on its way to the sink; `None` leaves `ev` partly filled.
+pub fn parse_into<'a>(bytes: &'a [u8], start: usize, ev: &mut RawEvent<'a>) -> Option<usize> {
     let mut c = Cursor { b: bytes, i: start };
     c.eat(b'{')?;
-    let mut ev = RawEvent::default();
     c.ws();
     if c.peek() == Some(b'}') {
-        return Some((ev, c.i + 1));
+        return Some(c.i + 1);
     }
     loop {
         let key = c.plain_string()?;
@@ -51,7 +58,7 @@ pub fn parse(bytes: &[u8], start: usize) -> Option<(RawEvent<'_>, usize)> {
                 if ev.args.is_none() {
                     ev.scanned = Some(Args::scan(None));
                 }
-                return Some((ev, c.i));
+                return Some(c.i);
             }
             _ => return None,
         }

@@ -55,6 +55,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
 
 impl<'a> RawEvent<'a> {
     pub fn into_event(self) -> Result<Event<'a>, String> {
+        self.to_event()
+    }
+
+    /// The event, its strings borrowed from the block where this borrows them (an escaped
+    /// string, unescaped into its own buffer, is copied).
+    pub fn to_event(&self) -> Result<Event<'a>, String> {
         let ph = match self.ph.as_ref().map(|t| t.0.as_bytes()) {
             Some([c]) => Phase(*c),
             Some(other) => {
@@ -77,17 +83,18 @@ impl<'a> RawEvent<'a> {
             }
             None => 0,
         };
+        let text = |t: &Option<Text<'a>>| t.as_ref().map(|t| t.0.clone());
         Ok(Event {
             ph,
-            name: self.name.map_or(Cow::Borrowed(""), |t| t.0),
-            cat: self.cat.map_or(Cow::Borrowed(""), |t| t.0),
+            name: text(&self.name).unwrap_or(Cow::Borrowed("")),
+            cat: text(&self.cat).unwrap_or(Cow::Borrowed("")),
             pid: self.pid.map_or(Id::Int(0), id_of),
             tid: self.tid.map_or(Id::Int(0), id_of),
             ts,
             dur,
             id: self.id.map(id_of),
-            bp: self.bp.map(|t| t.0),
-            scope: self.s.map(|t| t.0),
+            bp: text(&self.bp),
+            scope: text(&self.s),
             args: self.args.map(|Raw(r)| Cow::Borrowed(r)),
         })
     }
