@@ -443,6 +443,9 @@ def main():
     p.add_argument("--streams", type=int, default=10000)
     p.add_argument("--port", type=int, default=30310)
     p.add_argument("--json", help="write every figure here")
+    p.add_argument("--workloads", default="",
+                   help="multi-turn peer sections: only the workloads whose name contains one of these "
+                        "(comma-separated)")
     args = p.parse_args()
     args.loupe = os.path.abspath(args.loupe)
     args.python = os.path.abspath(args.python)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench_client import PY_WRAPPER, Server, loupe_bench, med, run_client
+from bench_client import PY_WRAPPER, Server, loupe_bench, med, metric, run_client
 
 
 def mooncake_trace(path, sessions, gap_ms, pool, blocks, input_len, output_len):
@@ -110,6 +110,15 @@ def section_multiturn_peer_small(args, work, report):
                  ["--mooncake-block-tokens", "128"])
 
 
+SERVER_COUNTERS = ("prompt_tokens_total", "cached_tokens_total", "generation_tokens_total",
+                   "forward_steps_total")
+
+
+def server_work(server):
+    """The server's own counters (`/metrics`), for deltas over one client's run."""
+    return {"server_" + c: metric(server.base, "sglang:" + c) for c in SERVER_COUNTERS}
+
+
 def peer_section(args, work, report, name, model, port_offset, moon, gsp, real_extra=()):
     log = open(work / f"server-{name}.log", "w")
     server = Server(args.loupe, args.port + port_offset, ["--model-path", model], log)
@@ -118,6 +127,8 @@ def peer_section(args, work, report, name, model, port_offset, moon, gsp, real_e
         ("mooncake (loupe: real history)", "sglang", moon, list(real_extra)),
         ("GSP 2 turns, chat", "sglang-oai-chat", gsp, []),
     )
+    wanted = args.workloads.split(",")
+    workloads = tuple(w for w in workloads if any(p in w[0] for p in wanted))
     rows = []
     try:
         for rnd in range(args.rounds):
@@ -131,7 +142,10 @@ def peer_section(args, work, report, name, model, port_offset, moon, gsp, real_e
                         cmd = [args.loupe, "bench", *common, "--disable-retokenize", *loupe_only]
                     else:
                         cmd = [args.python, "-c", PY_WRAPPER, *common]
+                    before = server_work(server)
                     r = run_client(client, cmd, server, out, work / f"{name}-{len(rows)}.log", cwd=work)
+                    # what the server did for this client: the same prompts should cost the same
+                    r.update({k: v - before[k] for k, v in server_work(server).items()})
                     r.update(round=rnd, workload=wl)
                     rows.append(r)
                     print(json.dumps(r), file=sys.stderr)
@@ -145,9 +159,13 @@ def peer_section(args, work, report, name, model, port_offset, moon, gsp, real_e
     for wl, *_ in workloads:
         by = {n: [r for r in rows if r["client"] == n and r["workload"] == wl] for n in ("loupe", "sglang-python")}
         for key, label in (("mean_ttft_ms", "mean TTFT (ms)"), ("mean_tpot_ms", "mean TPOT (ms)"),
-                           ("output_tok_s", "output throughput (tok/s)")):
+                           ("output_tok_s", "output throughput (tok/s)"),
+                           ("server_prompt_tokens_total", "server: prompt tokens"),
+                           ("server_cached_tokens_total", "server: of which cached"),
+                           ("server_forward_steps_total", "server: forward steps")):
             a, b = med(by["loupe"], key), med(by["sglang-python"], key)
-            lines.append(f"| {wl} | {label} | {a:.2f} | {b:.2f} | {a / b:.3f} |")
+            ratio = f"{a / b:.3f}" if b else "-"
+            lines.append(f"| {wl} | {label} | {a:.2f} | {b:.2f} | {ratio} |")
     report[name + "_table"] = "\n".join(lines)
 
 

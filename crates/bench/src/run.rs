@@ -208,6 +208,14 @@ fn session_workload(
     observer: &dyn BenchObserver,
 ) -> Result<Workload> {
     let adapters = lora_of(plan, data.sessions.len(), body.api);
+    // bench_serving's own warmup request where it is not the first conversation
+    let upstream_warmup = match &data.warmup {
+        Some(p) => Some(
+            body.prepare_with(p, p.output_len, adapters.first())
+                .map_err(BenchError::Usage)?,
+        ),
+        None => None,
+    };
     for (c, keys) in data.sessions.iter_mut().zip(adapters) {
         c.extra.extend(keys);
     }
@@ -241,7 +249,10 @@ fn session_workload(
             body.clone(),
             rendering,
         ))),
-        warmup: Work::Sessions(Arc::new(warmup)),
+        warmup: match upstream_warmup {
+            Some(w) => Work::Requests(Arc::new(vec![w; plan.warmup.requests])),
+            None => Work::Sessions(Arc::new(warmup)),
+        },
         trace_offsets,
     })
 }

@@ -92,14 +92,17 @@ pub struct Dataset {
     /// Conversations, each sent round by round (multi-turn datasets, openai lines).
     pub sessions: Vec<Conversation>,
     pub notes: Vec<String>,
+    /// The warmup request, where bench_serving's is not made from the first prompt or
+    /// conversation (mooncake with canned history).
+    pub warmup: Option<Prompt>,
 }
 
 impl Dataset {
     fn single(prompts: Vec<Prompt>, notes: Vec<String>) -> Self {
         Dataset {
             prompts,
-            sessions: Vec::new(),
             notes,
+            ..Dataset::default()
         }
     }
 
@@ -181,11 +184,15 @@ pub fn build(
             DatasetName::GeneratedSharedPrefix => {
                 Dataset::single(gsp::generate(cfg, tok, vocab)?, notes)
             }
-            DatasetName::Mooncake => Dataset {
-                sessions: mooncake::sessions(cfg, tok, vocab, &mut notes)?,
-                notes,
-                ..Default::default()
-            },
+            DatasetName::Mooncake => {
+                let m = mooncake::sessions(cfg, tok, vocab, &mut notes)?;
+                Dataset {
+                    sessions: m.sessions,
+                    warmup: m.warmup,
+                    notes,
+                    ..Default::default()
+                }
+            }
             DatasetName::AgenticTrace => Dataset {
                 sessions: agentic::sessions(cfg, &mut notes)?,
                 notes,

@@ -15,8 +15,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
-use super::DatasetConfig;
 use super::lines::{Line, each_json_line, uint};
+use super::{DatasetConfig, Prompt, PromptInput};
 use crate::error::{BenchError, Result};
 use crate::session::{Conversation, History, Message, Turn, canned_reply};
 use crate::tokenizer::BenchTokenizer;
@@ -101,6 +101,32 @@ fn upstream_block(id: u64, n: usize) -> String {
 
 const CLOSING: &str = "Tell me a story based on this context.";
 
+/// bench_serving's warmup request for a mooncake run: the earliest line's blocks as `str(id)`
+/// and 512 `hi` each, another closing sentence, raw text (no chat template), that line's
+/// output length (not capped at 32 as other warmups are).
+fn upstream_warmup(e: &Entry) -> Prompt {
+    let blocks: String = e
+        .hash_ids
+        .iter()
+        .map(|&id| upstream_block(id, 512))
+        .collect();
+    let text = format!("{blocks}Can you tell me a detailed story in 1000 words?");
+    Prompt {
+        prompt_len: 0,
+        output_len: e.output_length,
+        input: PromptInput::Text(text),
+        routing_key: None,
+    }
+}
+
+/// A mooncake run's conversations, and the warmup request bench_serving sends before them
+/// when the history is canned (its upstream-compatible mode); `None`: warm up with the first
+/// conversation.
+pub struct Sessions {
+    pub sessions: Vec<Conversation>,
+    pub warmup: Option<Prompt>,
+}
+
 /// The context of one session: token-exact blocks through `tok`, else upstream's text.
 fn context(e: &Entry, block: usize, tok: Option<(&BenchTokenizer, usize)>) -> Result<String> {
     let Some((t, vocab)) = tok else {
@@ -131,7 +157,7 @@ pub fn sessions(
     tok: Option<&BenchTokenizer>,
     server_vocab: Option<usize>,
     notes: &mut Vec<String>,
-) -> Result<Vec<Conversation>> {
+) -> Result<Sessions> {
     let m = cfg.mooncake;
     let path = trace_path(cfg)?;
     let mut entries = Vec::new();
@@ -204,7 +230,14 @@ pub fn sessions(
             }
         }
     }
-    Ok(out)
+    let warmup = match m.history {
+        History::Canned => entries.first().map(upstream_warmup),
+        History::Real => None,
+    };
+    Ok(Sessions {
+        sessions: out,
+        warmup,
+    })
 }
 
 #[cfg(test)]
@@ -244,5 +277,18 @@ mod tests {
         let text = context(&e, 512, None).unwrap();
         assert!(text.starts_with("1hi hi") && text.ends_with(CLOSING));
         assert_eq!(text.trim_end_matches(CLOSING).matches("hi").count(), 256);
+        // bench_serving's warmup: 512 `hi` a block, its own closing sentence, the line's
+        // output length
+        let w = upstream_warmup(&Entry {
+            output_length: 300,
+            ..e
+        });
+        let PromptInput::Text(text) = &w.input else {
+            panic!("a text prompt")
+        };
+        assert!(text.starts_with("1hi hi") && text.contains(" hi2hi hi"));
+        assert!(text.ends_with("hiCan you tell me a detailed story in 1000 words?"));
+        assert_eq!(text.matches("hi").count(), 1024);
+        assert_eq!(w.output_len, 300);
     }
 }
