@@ -209,13 +209,12 @@ fn session_workload(
 ) -> Result<Workload> {
     let adapters = lora_of(plan, data.sessions.len(), body.api);
     // bench_serving's own warmup request where it is not the first conversation
-    let upstream_warmup = match &data.warmup {
-        Some(p) => Some(
-            body.prepare_with(p, p.output_len, adapters.first())
-                .map_err(BenchError::Usage)?,
-        ),
-        None => None,
-    };
+    let upstream_warmup = data
+        .warmup
+        .as_ref()
+        .map(|p| body.prepare_with(p, p.output_len, adapters.first()))
+        .transpose()
+        .map_err(BenchError::Usage)?;
     for (c, keys) in data.sessions.iter_mut().zip(adapters) {
         c.extra.extend(keys);
     }

@@ -23,7 +23,7 @@ use crate::analyze::timeline::Window;
 use crate::external_sort::ExternalSorter;
 use crate::model::Event;
 pub(crate) use record::{CORRELATION_KEY, correlation as launch_correlation};
-use record::{HostRecord, LocalTexts, SharedTexts, correlation};
+use record::{HostRecord, LocalTexts, SharedTexts, Texts, correlation};
 use std::sync::Arc;
 
 mod record;
@@ -323,21 +323,6 @@ struct Frame {
 /// An outermost span name's count, total time and spans.
 type OuterSpans = (u64, i64, Vec<(i64, i64)>);
 
-/// Dense ids of texts.
-#[derive(Default)]
-struct TextIds(Map<Box<str>, u32>);
-
-impl TextIds {
-    fn of_text(&mut self, text: &str) -> u32 {
-        if let Some(&id) = self.0.get(text) {
-            return id;
-        }
-        let id = self.0.len() as u32;
-        self.0.insert(text.into(), id);
-        id
-    }
-}
-
 /// The name torch's shape table gives an op: `ProfilerStep#N` becomes `ProfilerStep*`.
 fn shape_name_of(name: &str) -> &str {
     if name.starts_with("ProfilerStep#") {
@@ -372,7 +357,7 @@ struct TreeFold {
     /// By name id.
     rows: Vec<NameRows>,
     /// `ProfilerStep*` for `ProfilerStep#N`, else the name.
-    shape_names: TextIds,
+    shape_names: Texts,
     /// By shape-name id and dims id.
     shapes: Map<(u32, u32), ShapeRow>,
     outer_ops: Vec<(i64, i64)>,
@@ -455,7 +440,7 @@ impl TreeFold {
             let shape_name = match rows.shape_name {
                 Some(id) => id,
                 None => {
-                    let id = self.shape_names.of_text(shape_name_of(name));
+                    let id = self.shape_names.id(shape_name_of(name));
                     self.rows[rec.name as usize].shape_name = Some(id);
                     id
                 }

@@ -93,7 +93,8 @@ pub(super) struct Texts {
 }
 
 impl Texts {
-    fn id(&mut self, text: &str) -> u32 {
+    /// The id of `text`, given on first sight.
+    pub(super) fn id(&mut self, text: &str) -> u32 {
         if let Some(&id) = self.ids.get(text) {
             return id;
         }

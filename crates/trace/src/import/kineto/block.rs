@@ -86,22 +86,13 @@ pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSin
             // the common case, kept apart so the event is built in place and only borrowed
             direct_event = RawEvent::default();
             if let Some(end) = direct::parse_into(bytes, pos, &mut direct_event) {
-                match direct_event.to_event() {
-                    Ok(ev) => {
-                        match &direct_event.scanned {
-                            Some(args) => sink.event_scanned(&ev, args)?,
-                            None => sink.event(&ev)?,
-                        }
-                        pos = end;
-                        n += 1;
-                        continue;
-                    }
-                    Err(_) if cx.lenient => {
-                        pos = end;
-                        continue;
-                    }
-                    Err(message) => return Err(cx.error(at(pos), message)),
+                match deliver(&direct_event, sink, cx.lenient)? {
+                    Delivered::Sent => n += 1,
+                    Delivered::Skipped => {}
+                    Delivered::Unusable(message) => return Err(cx.error(at(pos), message)),
                 }
+                pos = end;
+                continue;
             }
         }
         let parsed = {
@@ -109,26 +100,18 @@ pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSin
             it.next().map(|r| r.map(|raw| (raw, it.byte_offset())))
         };
         let failure = match parsed {
-            Some(Ok((mut raw, used))) => {
-                let scanned = raw.scanned.take();
-                match raw.into_event() {
-                    Ok(ev) => {
-                        match &scanned {
-                            Some(args) => sink.event_scanned(&ev, args)?,
-                            None => sink.event(&ev)?,
-                        }
-                        pos += used;
-                        n += 1;
-                        continue;
-                    }
-                    // An event loupe cannot use (no phase, a non-numeric time): skipped.
-                    Err(_) if cx.lenient => {
-                        pos += used;
-                        continue;
-                    }
-                    Err(message) => (0, message, false),
+            Some(Ok((raw, used))) => match deliver(&raw, sink, cx.lenient)? {
+                Delivered::Sent => {
+                    pos += used;
+                    n += 1;
+                    continue;
                 }
-            }
+                Delivered::Skipped => {
+                    pos += used;
+                    continue;
+                }
+                Delivered::Unusable(message) => (0, message, false),
+            },
             Some(Err(e)) => {
                 let control = e.to_string().contains("control character");
                 (byte_of(slice, &e), e.to_string(), control)
@@ -150,6 +133,29 @@ pub fn parse_block(block: &Block, cx: &BlockContext<'_>, sink: &mut dyn EventSin
     }
 }
 
+/// What became of one parsed event.
+enum Delivered {
+    Sent,
+    /// An event loupe cannot use (no phase, a non-numeric time), skipped under `--lenient`.
+    Skipped,
+    Unusable(String),
+}
+
+/// Hands one parsed event to `sink`, with the `args` members the parser found in its pass.
+fn deliver(raw: &RawEvent<'_>, sink: &mut dyn EventSink, lenient: bool) -> Result<Delivered> {
+    Ok(match raw.to_event() {
+        Ok(ev) => {
+            match &raw.scanned {
+                Some(args) => sink.event_scanned(&ev, args)?,
+                None => sink.event(&ev)?,
+            }
+            Delivered::Sent
+        }
+        Err(_) if lenient => Delivered::Skipped,
+        Err(message) => Delivered::Unusable(message),
+    })
+}
+
 /// Lenient path for pytorch/pytorch#130622: escapes raw control characters inside the strings
 /// of the event at the start of `slice`, then parses the copy. Returns the event's length.
 fn sanitized(
@@ -165,7 +171,7 @@ fn sanitized(
     let fixed = escape_control_chars(&slice[..len]);
     let raw: RawEvent = serde_json::from_slice(&fixed)
         .map_err(|e| cx.error(offset + byte_of(&fixed, &e).min(len) as u64, e.to_string()))?;
-    if let Ok(ev) = raw.into_event() {
+    if let Ok(ev) = raw.to_event() {
         sink.event(&ev)?;
     }
     Ok(len)

@@ -54,10 +54,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
 }
 
 impl<'a> RawEvent<'a> {
-    pub fn into_event(self) -> Result<Event<'a>, String> {
-        self.to_event()
-    }
-
     /// The event, its strings borrowed from the block where this borrows them (an escaped
     /// string, unescaped into its own buffer, is copied).
     pub fn to_event(&self) -> Result<Event<'a>, String> {
@@ -121,7 +117,7 @@ mod tests {
     fn parse(json: &str) -> Event<'_> {
         serde_json::from_str::<RawEvent>(json)
             .unwrap()
-            .into_event()
+            .to_event()
             .unwrap()
     }
 
@@ -153,10 +149,6 @@ mod tests {
     #[test]
     fn rejects_unusable_times() {
         let raw: RawEvent = serde_json::from_str(r#"{"ph": "X", "ts": "soon"}"#).unwrap();
-        assert!(
-            raw.into_event()
-                .unwrap_err()
-                .contains("`ts` is not a number")
-        );
+        assert!(raw.to_event().unwrap_err().contains("`ts` is not a number"));
     }
 }
