@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::stats::Moments;
+use super::stats::{Moments, quantile};
 use super::{GpuRow, KernelType, covered, merge_push, round_to};
 
 /// HTA's temporal breakdown of one rank (times in ns; HTA prints µs).
@@ -282,15 +282,4 @@ fn stats_row(kernel_type: KernelType, name: String, m: &Moments) -> TopKernelRow
         // a single value: 0, where HTA fills NaN
         std_ns: m.std().unwrap_or(0.0),
     }
-}
-
-/// pandas' `quantile` (linear interpolation) of ascending values.
-pub(super) fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }

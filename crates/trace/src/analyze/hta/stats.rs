@@ -71,29 +71,39 @@ impl Moments {
     }
 }
 
-/// pandas' `quantile(q)` (linear interpolation) of `values`, which it reorders; NaN when empty.
-/// Gives the same value as [`super::breakdown::quantile`] over the sorted values.
+/// pandas' `quantile` (linear interpolation) of ascending values.
+pub(super) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    interpolated(sorted.len(), q, |lo, hi| (sorted[lo], sorted[hi]))
+}
+
+/// [`quantile`] of `values` unsorted (it reorders them), by selection.
 pub(super) fn quantile_of(values: &mut [i64], q: f64) -> f64 {
-    if values.is_empty() {
+    interpolated(values.len(), q, |lo, hi| {
+        let (_, &mut at_lo, above) = values.select_nth_unstable(lo);
+        let at_hi = if hi > lo {
+            // the smallest value above the lo-th is the hi-th
+            above.iter().copied().min().expect("hi is in range")
+        } else {
+            at_lo
+        };
+        (at_lo as f64, at_hi as f64)
+    })
+}
+
+/// pandas' linear interpolation between the values at the two ranks around `q` of `len`
+/// values (`at(lo, hi)` gives them); NaN when there are none.
+fn interpolated(len: usize, q: f64, at: impl FnOnce(usize, usize) -> (f64, f64)) -> f64 {
+    if len == 0 {
         return f64::NAN;
     }
-    let pos = q * (values.len() - 1) as f64;
+    let pos = q * (len - 1) as f64;
     let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    let (_, &mut at_lo, above) = values.select_nth_unstable(lo);
-    let at_lo = at_lo as f64;
-    let at_hi = if hi > lo {
-        // the smallest value above the lo-th is the hi-th
-        above.iter().copied().min().expect("hi is in range") as f64
-    } else {
-        at_lo
-    };
+    let (at_lo, at_hi) = at(lo, pos.ceil() as usize);
     at_lo + (at_hi - at_lo) * (pos - lo as f64)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::breakdown::quantile;
     use super::*;
 
     #[test]
