@@ -239,13 +239,29 @@ pub fn attribute<I: Iterator<Item = GpuOp>>(
         rows.sort_by(|a, b| b.gpu_ns.cmp(&a.gpu_ns).then_with(|| a.name.cmp(&b.name)));
         rows
     };
+    // The groupings on a second thread, beside the positions and the steps.
+    let ((by_op, by_module, by_layer), positions, steps) = std::thread::scope(|scope| {
+        let grouped = scope.spawn(|| {
+            (
+                group(|u, i| Some(u.op(i))),
+                group(|u, i| u.module(i)),
+                group(|u, i| u.layer(i)),
+            )
+        });
+        let positions = positions(&units, &name, windows);
+        let steps = step_launches(sites, &units.of_site, windows);
+        let grouped = grouped
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (grouped, positions, steps)
+    });
     Attribution {
-        by_op: group(|u, i| Some(u.op(i))),
-        by_module: group(|u, i| u.module(i)),
-        by_layer: group(|u, i| u.layer(i)),
+        by_op,
+        by_module,
+        by_layer,
         unattributed,
-        positions: positions(&units, &name, windows),
-        steps: step_launches(sites, &units.of_site, windows),
+        positions,
+        steps,
         graph_launches,
         graph_kernels,
         graph_kernels_captured: captured,
@@ -486,32 +502,70 @@ fn positions<'n>(
     name: &dyn Fn(u32) -> &'n str,
     windows: &[Window],
 ) -> Vec<PositionRow> {
-    let mut order: Vec<usize> = (0..units.len())
+    // launch order, keys computed once (sites come from the call-tree fold nearly in order)
+    let mut order: Vec<((i64, i64, u32), usize)> = (0..units.len())
         .filter(|&u| !units.ivs(u).is_empty())
+        .map(|u| (units.order(u), u))
         .collect();
-    order.sort_by_key(|&u| units.order(u));
-    let step_of = |t: i64| -> Option<usize> {
+    order.sort();
+    // launch times ascend: the step is found by walking the windows once
+    let mut next_window = 0;
+    let mut step_of = |t: i64| -> Option<usize> {
         if windows.is_empty() {
             return Some(0);
         }
-        let i = windows.partition_point(|w| w.end <= t);
-        windows.get(i).filter(|w| w.start <= t).map(|_| i)
+        while windows.get(next_window).is_some_and(|w| w.end <= t) {
+            next_window += 1;
+        }
+        windows
+            .get(next_window)
+            .filter(|w| w.start <= t)
+            .map(|_| next_window)
     };
-    // (op, position) -> GPU time in each step that has it
-    let mut per_key: Map<(u32, u32), Vec<i64>> = Map::default();
-    let mut seen: Map<(usize, u32), u32> = Map::default();
-    for u in order {
-        let Some(step) = step_of(units.order(u).0) else {
+    // By op id, then position: GPU time in each step that has it. Units come in launch
+    // order, so steps ascend and an op's count within the step restarts at each new step.
+    let mut per_key: Vec<Vec<Vec<i64>>> = Vec::new();
+    let mut seen: Vec<u32> = Vec::new();
+    let mut touched: Vec<u32> = Vec::new();
+    let mut current = None;
+    for ((ts, _, _), u) in order {
+        let Some(step) = step_of(ts) else {
             continue;
         };
+        if current != Some(step) {
+            current = Some(step);
+            for op in touched.drain(..) {
+                seen[op as usize] = 0;
+            }
+        }
         let op = units.op(u);
-        let k = seen.entry((step, op)).or_default();
+        let i = op as usize;
+        if i >= seen.len() {
+            seen.resize(i + 1, 0);
+            per_key.resize_with(i + 1, Vec::new);
+        }
+        let k = seen[i] as usize;
+        if k == 0 {
+            touched.push(op);
+        }
+        seen[i] += 1;
         let gpu: i64 = units.ivs(u).iter().map(|(s, e)| e - s).sum();
-        per_key.entry((op, *k)).or_default().push(gpu);
-        *k += 1;
+        let at = &mut per_key[i];
+        if at.len() <= k {
+            at.resize_with(k + 1, Vec::new);
+        }
+        at[k].push(gpu);
     }
     let mut rows: Vec<PositionRow> = per_key
         .into_iter()
+        .enumerate()
+        .flat_map(|(op, by_position)| {
+            by_position
+                .into_iter()
+                .enumerate()
+                .filter(|(_, v)| !v.is_empty())
+                .map(move |(position, v)| ((op as u32, position as u32), v))
+        })
         .map(|((op, position), mut v)| {
             v.sort_unstable();
             let q = |p: f64| {

@@ -460,19 +460,31 @@ fn host_side(
         batch_sizes: &batch_sizes,
     });
     let t2 = std::time::Instant::now();
-    let attribution = attribute(&host, || hta.gpu_ops(), &windows, graphs.as_ref());
-    let t3 = std::time::Instant::now();
+    // The timeline sweep beside the attribution.
+    let (attribution, swept) = std::thread::scope(|scope| {
+        let sweep = scope.spawn(|| {
+            let t = std::time::Instant::now();
+            let swept = timeline.finish(&windows);
+            (swept, t.elapsed())
+        });
+        let attribution = attribute(&host, || hta.gpu_ops(), &windows, graphs.as_ref());
+        let attribute_s = t2.elapsed().as_secs_f64();
+        let (swept, timeline_s) = sweep
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        tracing::debug!(
+            host_s = (t1 - t0).as_secs_f64(),
+            steps_s = (t2 - t1).as_secs_f64(),
+            attribute_s,
+            timeline_s = timeline_s.as_secs_f64(),
+            "summary: finish"
+        );
+        (attribution, swept)
+    });
     // Launch sites serve only the attribution.
     host.launches = Vec::new();
     host.names = Vec::new();
-    let (timeline, per_step) = timeline.finish(&windows).map_err(TraceError::Temp)?;
-    tracing::debug!(
-        host_s = (t1 - t0).as_secs_f64(),
-        steps_s = (t2 - t1).as_secs_f64(),
-        attribute_s = (t3 - t2).as_secs_f64(),
-        timeline_s = t3.elapsed().as_secs_f64(),
-        "summary: finish"
-    );
+    let (timeline, per_step) = swept.map_err(TraceError::Temp)?;
     Ok((host, steps, cpu_steps, attribution, timeline, per_step))
 }
 
