@@ -55,6 +55,8 @@ pub struct Beyond {
     pub steady: Option<crate::windows::WindowFigures>,
     /// Per --slice-duration slice.
     pub slices: Vec<crate::windows::WindowFigures>,
+    /// Whether the dispatcher thread had a real-time priority (None: no dispatcher).
+    pub realtime_dispatch: Option<bool>,
 }
 
 /// Microsecond histogram, 3 significant digits, growing as needed.
@@ -177,6 +179,7 @@ pub fn summarize(
         prompt_len_check: crate::turns::PromptLenCheck::of(records),
         steady: None,
         slices: Vec::new(),
+        realtime_dispatch: None,
     }
 }
 
@@ -190,8 +193,15 @@ impl Beyond {
         if scheduled && self.schedule_lag.p99 > LAG_WARN_MS {
             w.push(format!(
                 "the client lagged its schedule: p99 {:.2} ms, max {:.2} ms late (warning above \
-                 {LAG_WARN_MS} ms); arrivals and latencies may be the client's, not the server's",
-                self.schedule_lag.p99, self.schedule_lag.max
+                 {LAG_WARN_MS} ms); arrivals and latencies may be the client's, not the server's{}",
+                self.schedule_lag.p99,
+                self.schedule_lag.max,
+                if self.realtime_dispatch == Some(false) {
+                    " (the dispatcher thread was refused a real-time priority: run as root or \
+                     with CAP_SYS_NICE for a punctual schedule on a loaded machine)"
+                } else {
+                    ""
+                }
             ));
         }
         if let Some(c) = cpu
@@ -309,6 +319,13 @@ mod tests {
             "no schedule, no lag warning: {unscheduled:?}"
         );
         assert!(w[0].contains("lagged") && w[1].contains("95%"), "{w:?}");
+        assert!(!w[0].contains("real-time"), "{w:?}");
+        // the lag's likely cause, when the dispatcher was refused its priority
+        b.realtime_dispatch = Some(false);
+        let w = b.client_warnings(None, true);
+        assert!(w[0].contains("refused a real-time priority"), "{w:?}");
+        b.realtime_dispatch = Some(true);
+        assert!(!b.client_warnings(None, true)[0].contains("real-time"));
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct Driven {
     pub duration: f64,
     /// The run's start: every record's times count from it.
     pub t0: Instant,
+    /// Whether the dispatcher thread ran at a real-time priority (None: no dispatcher thread,
+    /// as when everything is due at once or a closed loop runs).
+    pub realtime_dispatch: Option<bool>,
 }
 
 /// When a time-based run stops sending (seconds from its start; None: when every item is sent).
@@ -158,6 +161,16 @@ fn precise_sleeps() {
     }
 }
 
+/// The dispatcher at the lowest real-time priority where the process may have it (root, or
+/// `CAP_SYS_NICE`): it sleeps until each due time and then only hands a task over, and at
+/// a normal priority its wakeup waits behind the runtime's busy threads on a loaded core
+/// (the schedule lag's tail). Where it is refused the thread stays as it was.
+fn realtime_priority() -> bool {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: pid 0 is the calling thread; `param` outlives the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
+}
+
 /// How a schedule is laid out: a due time per item (items past the work's end cycle
 /// through it), or a closed loop of `--max-concurrency` workers until a deadline.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,10 +209,12 @@ pub async fn drive(
                 records,
                 duration,
                 t0,
+                realtime_dispatch: None,
             };
         }
     };
     let n = offsets.len();
+    let mut realtime_dispatch = None;
     let handles: Vec<JoinHandle<Vec<RequestRecord>>> = if offsets.iter().all(|t| *t == 0.0) {
         (0..n).map(|i| shared.spawn(i, 0.0, &rt)).collect()
     } else {
@@ -209,6 +224,7 @@ pub async fn drive(
             .name("loupe-dispatch".into())
             .spawn(move || {
                 precise_sleeps();
+                let realtime = realtime_priority();
                 let rt = thread_rt;
                 let mut hs = Vec::with_capacity(n);
                 for (i, &at) in due_times.iter().enumerate() {
@@ -219,10 +235,14 @@ pub async fn drive(
                     }
                     hs.push(s.spawn(i, at, &rt));
                 }
-                let _ = tx.send(hs);
+                let _ = tx.send((hs, realtime));
             });
         match spawned {
-            Ok(_) => rx.await.expect("the dispatcher sends its handles"),
+            Ok(_) => {
+                let (hs, realtime) = rx.await.expect("the dispatcher sends its handles");
+                realtime_dispatch = Some(realtime);
+                hs
+            }
             // No thread to be had: dispatch from the runtime (timer granularity 1 ms).
             Err(_) => {
                 let mut hs = Vec::with_capacity(n);
@@ -249,5 +269,30 @@ pub async fn drive(
         records,
         duration,
         t0,
+        realtime_dispatch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The priority is what the call says it got: FIFO when granted, the thread's policy
+    /// untouched when refused.
+    #[test]
+    fn realtime_priority_reports_what_the_thread_got() {
+        let (granted, policy) = std::thread::spawn(|| {
+            let granted = realtime_priority();
+            // SAFETY: pid 0 is the calling thread.
+            (granted, unsafe { libc::sched_getscheduler(0) })
+        })
+        .join()
+        .unwrap();
+        let want = if granted {
+            libc::SCHED_FIFO
+        } else {
+            libc::SCHED_OTHER
+        };
+        assert_eq!(policy, want, "granted: {granted}");
     }
 }

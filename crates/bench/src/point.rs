@@ -300,6 +300,7 @@ pub async fn run_point(
     if plan.dataset.name.is_some_and(|n| n.has_images()) {
         count_images(&mut summary, &mut beyond, &records);
     }
+    beyond.realtime_dispatch = driven.realtime_dispatch;
     let t = &plan.time;
     beyond.steady =
         windows::steady_state(&records, driven.duration, t.warmup_ratio, t.cooldown_ratio);
