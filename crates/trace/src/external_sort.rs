@@ -130,16 +130,14 @@ impl<T: Record> ExternalSorter<T> {
             let mut w = BufWriter::with_capacity(1 << 18, &mut file);
             let mut scratch = Vec::with_capacity(256);
             let mut at = vec![0usize; runs.len()];
-            let head = |at: &[usize], i: usize| runs[i].get(at[i]);
-            let mut tree =
-                Tournament::new(runs.len(), |a, b| beats(head(&at, a), a, head(&at, b), b));
-            while let Some(rec) = head(&at, tree.winner()) {
+            let mut tree = Tournament::new(runs.len(), |s| runs[s].get(at[s]));
+            while let Some(rec) = runs[tree.winner()].get(at[tree.winner()]) {
                 scratch.clear();
                 rec.encode(&mut scratch);
                 w.write_all(&scratch)?;
                 let i = tree.winner();
                 at[i] += 1;
-                tree.replay(i, |a, b| beats(head(&at, a), a, head(&at, b), b));
+                tree.replay(i, |s| runs[s].get(at[s]));
             }
             w.flush()?;
         }
@@ -175,9 +173,7 @@ impl<T: Record> ExternalSorter<T> {
         for s in &mut sources {
             heads.push(s.next()?);
         }
-        let tree = Tournament::new(heads.len(), |a, b| {
-            beats(heads[a].as_ref(), a, heads[b].as_ref(), b)
-        });
+        let tree = Tournament::new(heads.len(), |s| heads[s].as_ref());
         Ok(Sorted(Inner::Merge {
             sources,
             heads,
@@ -198,7 +194,8 @@ fn beats<T: Ord>(x: Option<&T>, a: usize, y: Option<&T>, b: usize) -> bool {
 
 /// A tournament (loser) tree over `n` sources: internal nodes hold the source that lost
 /// there, so after the winner's head changes only its path to the root is replayed, one
-/// comparison a level. Sources are named by index; the caller compares them.
+/// comparison a level. Sources are named by index; the caller gives each one's head
+/// (`None` once it is exhausted), compared by [`beats`].
 struct Tournament {
     /// `losers[0]` is the overall winner; `losers[1..n]` the losers at internal node `i`
     /// (children `2i` and `2i + 1`; source `s` is leaf `n + s`).
@@ -206,7 +203,8 @@ struct Tournament {
 }
 
 impl Tournament {
-    fn new(n: usize, mut beats: impl FnMut(usize, usize) -> bool) -> Tournament {
+    fn new<'a, T: Ord + 'a>(n: usize, head: impl Fn(usize) -> Option<&'a T>) -> Tournament {
+        let beats = |a: usize, b: usize| beats(head(a), a, head(b), b);
         let n = n.max(1);
         let mut losers = vec![0; n];
         let mut winners = vec![0; 2 * n];
@@ -228,7 +226,8 @@ impl Tournament {
     }
 
     /// Source `s`'s head changed (it was the winner): play its way back up.
-    fn replay(&mut self, s: usize, mut beats: impl FnMut(usize, usize) -> bool) {
+    fn replay<'a, T: Ord + 'a>(&mut self, s: usize, head: impl Fn(usize) -> Option<&'a T>) {
+        let beats = |a: usize, b: usize| beats(head(a), a, head(b), b);
         let n = self.losers.len();
         let mut w = s;
         let mut node = (n + s) / 2;
@@ -287,7 +286,7 @@ impl<T: Record> Iterator for Sorted<T> {
                     Ok(next) => heads[i] = next,
                     Err(e) => return Some(Err(e)),
                 }
-                tree.replay(i, |a, b| beats(heads[a].as_ref(), a, heads[b].as_ref(), b));
+                tree.replay(i, |s| heads[s].as_ref());
                 Some(Ok(rec))
             }
         }
@@ -410,15 +409,13 @@ mod tests {
     fn tournament_picks_the_lowest_head() {
         for n in 1..=9usize {
             let mut heads: Vec<Option<u64>> = (0..n as u64).map(|i| Some((i * 5) % 7)).collect();
-            let beats =
-                |h: &[Option<u64>], a: usize, b: usize| beats(h[a].as_ref(), a, h[b].as_ref(), b);
-            let mut t = Tournament::new(n, |a, b| beats(&heads, a, b));
+            let mut t = Tournament::new(n, |s| heads[s].as_ref());
             let mut out = Vec::new();
             while let Some(v) = heads[t.winner()] {
                 out.push(v);
                 let w = t.winner();
                 heads[w] = (v < 20).then_some(v + 7);
-                t.replay(w, |a, b| beats(&heads, a, b));
+                t.replay(w, |s| heads[s].as_ref());
             }
             let mut want = out.clone();
             want.sort();
