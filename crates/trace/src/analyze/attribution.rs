@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyze::capture::{Captures, Key, Matcher, Method, OpKind};
 use crate::analyze::corr::{CorrMap, Repeat};
 use crate::analyze::host::{HostOutcome, LaunchSite};
-use crate::analyze::timeline::Window;
+use crate::analyze::timeline::{Window, window_from, window_of};
 
 type Map<K, V> = HashMap<K, V, FixedState>;
 
@@ -335,11 +335,8 @@ fn merge_graphs(
         order.sort_by_key(|&k| (ivs[k], k));
         replay.clear();
         replay.extend(order.iter().map(|&k| keys[k]));
-        let step = windows.partition_point(|w| w.end <= site.ts);
-        let batch_size = windows
-            .get(step)
-            .filter(|w| w.start <= site.ts)
-            .and_then(|_| g.batch_sizes.get(step).copied().flatten());
+        let batch_size =
+            window_of(windows, site.ts).and_then(|step| g.batch_sizes.get(step).copied().flatten());
         let Some(al) = matcher.align(&replay, batch_size) else {
             out.stats.unmatched_launches += 1;
             continue;
@@ -468,8 +465,7 @@ fn step_launches(
         if ivs.is_empty() {
             continue;
         }
-        let i = windows.partition_point(|w| w.end <= site.ts);
-        if let Some(s) = out.get_mut(i).filter(|_| windows[i].start <= site.ts) {
+        if let Some(s) = window_of(windows, site.ts).map(|i| &mut out[i]) {
             s.launches += 1;
             s.launch_ns += site.dur;
             s.gpu_ns += ivs.iter().map(|(a, b)| b - a).sum::<i64>();
@@ -514,13 +510,7 @@ fn positions<'n>(
         if windows.is_empty() {
             return Some(0);
         }
-        while windows.get(next_window).is_some_and(|w| w.end <= t) {
-            next_window += 1;
-        }
-        windows
-            .get(next_window)
-            .filter(|w| w.start <= t)
-            .map(|_| next_window)
+        window_from(windows, &mut next_window, t)
     };
     // By op id, then position: GPU time in each step that has it. Units come in launch
     // order, so steps ascend and an op's count within the step restarts at each new step.

@@ -70,6 +70,13 @@ pub struct Window {
     pub end: i64,
 }
 
+/// The index of the window of `windows` (sorted and disjoint) that holds `t` (a search;
+/// [`window_from`] walks instead, for times that only increase).
+pub fn window_of(windows: &[Window], t: i64) -> Option<usize> {
+    let i = windows.partition_point(|w| w.end <= t);
+    windows.get(i).filter(|w| w.start <= t).map(|_| i)
+}
+
 /// GPU activity inside one window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowStats {
@@ -195,7 +202,7 @@ impl<'w> Sweep<'w> {
         self.active[iv.class as usize] += 1;
         self.ends.push(Reverse((iv.end, iv.class)));
         self.last_end = self.last_end.max(iv.end);
-        if let Some(w) = window_at(self.windows, &mut self.start_w, iv.start) {
+        if let Some(w) = window_from(self.windows, &mut self.start_w, iv.start) {
             let s = &mut self.stats[w];
             s.ops += 1;
             if iv.class == GpuClass::Comm as u8 {
@@ -246,7 +253,7 @@ impl<'w> Sweep<'w> {
         // split the segment over the windows it crosses
         let mut a = self.t;
         while a < to {
-            let idx = window_at(self.windows, &mut self.time_w, a);
+            let idx = window_from(self.windows, &mut self.time_w, a);
             let b = match idx {
                 Some(w) => to.min(self.windows[w].end),
                 None => self
@@ -283,7 +290,7 @@ impl<'w> Sweep<'w> {
 }
 
 /// The window containing `t`, moving `cursor` forward (times only increase).
-fn window_at(windows: &[Window], cursor: &mut usize, t: i64) -> Option<usize> {
+pub(crate) fn window_from(windows: &[Window], cursor: &mut usize, t: i64) -> Option<usize> {
     while *cursor < windows.len() && windows[*cursor].end <= t {
         *cursor += 1;
     }

@@ -19,7 +19,7 @@ use foldhash::fast::FixedState;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::args::Args;
-use crate::analyze::timeline::Window;
+use crate::analyze::timeline::{Window, window_of};
 use crate::external_sort::ExternalSorter;
 use crate::model::Event;
 pub(crate) use record::{CORRELATION_KEY, correlation as launch_correlation};
@@ -200,10 +200,7 @@ impl HostOutcome {
     /// CPU time per step; `windows` sorted and disjoint.
     pub fn steps(&self, windows: &[Window]) -> Vec<CpuStepStats> {
         let mut out = vec![CpuStepStats::default(); windows.len()];
-        let at = |t: i64| {
-            let i = windows.partition_point(|w| w.end <= t);
-            windows.get(i).filter(|w| w.start <= t).map(|_| i)
-        };
+        let at = |t: i64| window_of(windows, t);
         for &(ts, dur) in &self.outer_ops {
             if let Some(i) = at(ts) {
                 out[i].op_ns += dur;
